@@ -1,0 +1,36 @@
+"""Tokenizer stage: EDF/BDF reading, canonical montage, preprocessing, spectrogram, VQGAN.
+
+This package imports nothing else of the platform (DESIGN.md §3).
+"""
+
+from tokenizer.channels import CANONICAL_ALIASES, classify_label, map_channels, normalise_label
+from tokenizer.contract import CANONICAL_CHANNELS, FilterParams, SignalContract, SpectrogramParams
+from tokenizer.deid import Deidentified
+from tokenizer.edf_data import Annotation
+from tokenizer.edf_header import EDFHeader, SignalHeader, read_header
+from tokenizer.errors import (
+    BipolarMontageError,
+    ContractMismatchError,
+    CorruptHeaderError,
+    EmptyFileError,
+    IngestError,
+    NoDataRecordsError,
+    NoEEGChannelsError,
+    NoSignalsError,
+    NotEDFError,
+    TooFewChannelsError,
+    TruncatedFileError,
+    UnitError,
+    UnreadableFileError,
+)
+from tokenizer.ingest import file_sha256, read_recording
+from tokenizer.recording import ChannelReport, Recording
+
+__all__ = [
+    "Annotation", "BipolarMontageError", "CANONICAL_ALIASES", "CANONICAL_CHANNELS", "ChannelReport",
+    "ContractMismatchError", "CorruptHeaderError", "Deidentified", "EDFHeader", "EmptyFileError",
+    "FilterParams", "IngestError", "NoDataRecordsError", "NoEEGChannelsError", "NoSignalsError",
+    "NotEDFError", "Recording", "SignalContract", "SignalHeader", "SpectrogramParams",
+    "TooFewChannelsError", "TruncatedFileError", "UnitError", "UnreadableFileError",
+    "classify_label", "file_sha256", "map_channels", "normalise_label", "read_header", "read_recording",
+]

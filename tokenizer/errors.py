@@ -1,0 +1,97 @@
+"""Typed ingestion errors: one clear message naming the file, what was expected and what was found."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class IngestError(Exception):
+    """A recording could not be ingested.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file concerned.
+    message : str
+        What was expected and what was found.
+    """
+
+    #: Short machine-readable kind, used in manifests and JSON output.
+    kind: str = "ingest_error"
+
+    def __init__(self, path: str | Path, message: str) -> None:
+        self.path = str(path)
+        self.message = message
+        super().__init__(f"{self.path}: {message}")
+
+
+class UnreadableFileError(IngestError):
+    """The path does not exist, is a directory, or cannot be opened."""
+
+    kind = "unreadable"
+
+
+class EmptyFileError(IngestError):
+    """The file has zero bytes."""
+
+    kind = "empty_file"
+
+
+class NotEDFError(IngestError):
+    """The file is not EDF/EDF+/BDF/BDF+ (wrong magic bytes)."""
+
+    kind = "not_edf"
+
+
+class CorruptHeaderError(IngestError):
+    """A header field cannot be parsed or is inconsistent."""
+
+    kind = "corrupt_header"
+
+
+class TruncatedFileError(IngestError):
+    """The file ends before the data the header announces."""
+
+    kind = "truncated"
+
+
+class NoDataRecordsError(IngestError):
+    """The header announces zero data records."""
+
+    kind = "no_data_records"
+
+
+class NoSignalsError(IngestError):
+    """The file holds no ordinary signals (e.g. an annotation-only EDF+)."""
+
+    kind = "no_signals"
+
+
+class NoEEGChannelsError(IngestError):
+    """No channel maps to the canonical montage."""
+
+    kind = "no_eeg_channels"
+
+
+class BipolarMontageError(IngestError):
+    """Only bipolar derivations were found; the model needs referential channels."""
+
+    kind = "bipolar_montage"
+
+
+class TooFewChannelsError(IngestError):
+    """Fewer canonical electrodes than the contract's minimum."""
+
+    kind = "too_few_channels"
+
+
+class UnitError(IngestError):
+    """An EEG channel carries a physical unit that is not a voltage."""
+
+    kind = "bad_unit"
+
+
+class ContractMismatchError(IngestError):
+    """A recording does not satisfy the signal contract it is checked against."""
+
+    kind = "contract_mismatch"

@@ -1,0 +1,261 @@
+"""``read_recording``: EDF/EDF+/BDF/BDF+ file → canonical :class:`Recording`."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from tokenizer.channels import ChannelMapping, map_channels
+from tokenizer.contract import SignalContract
+from tokenizer.deid import deidentify
+from tokenizer.edf_data import Annotation, contiguous_segments, read_annotations, read_digital, to_physical
+from tokenizer.edf_header import EDFHeader, SignalHeader, read_header
+from tokenizer.errors import (
+    BipolarMontageError,
+    CorruptHeaderError,
+    NoEEGChannelsError,
+    NoSignalsError,
+    TooFewChannelsError,
+    UnitError,
+)
+from tokenizer.preprocess import plan_filter, preprocess_channel
+from tokenizer.recording import ChannelReport, Recording
+from tokenizer.units import unit_scale
+
+log = logging.getLogger(__name__)
+
+#: Fraction of samples at a digital extreme above which a channel counts as railed.
+RAILED_FRACTION = 0.5
+
+
+def file_sha256(path: str | Path, chunk: int = 4 * 2**20) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def plan_channels(header: EDFHeader, contract: SignalContract) -> ChannelMapping:
+    """Map a file's channels onto the contract montage, or raise a clear error.
+
+    Raises
+    ------
+    NoSignalsError
+        The file has only annotation channels.
+    BipolarMontageError
+        Only bipolar derivations (``FP1-F7`` ...) were found.
+    NoEEGChannelsError
+        No channel maps to the montage.
+    TooFewChannelsError
+        Fewer electrodes than ``contract.min_channels``.
+    """
+    p = header.path
+    if not header.data_signals:
+        n_ann = len(header.annotation_signals)
+        raise NoSignalsError(
+            p, f"expected EEG signals, found only {n_ann} annotation channel(s) and no signals "
+            "(an annotation-only file such as a hypnogram or scoring file)"
+        )
+    labels = [s.label for s in header.signals]
+    mapping = map_channels(labels, contract.channels, [s.is_annotation for s in header.signals])
+    n = len(mapping.mapped)
+    if n == 0:
+        if mapping.bipolar:
+            raise BipolarMontageError(
+                p, f"expected referential EEG channels (e.g. 'EEG Fp1-REF'), found a bipolar montage "
+                f"({len(mapping.bipolar)} derivations such as '{mapping.bipolar[0]}'); the model is referential"
+            )
+        found = ", ".join(f"'{s.label}'" for s in header.data_signals[:8])
+        raise NoEEGChannelsError(
+            p, f"expected channels of the 10-20 montage ({', '.join(contract.channels[:4])} ...), "
+            f"found none among {len(header.data_signals)} signals ({found})"
+        )
+    if n < contract.min_channels:
+        extra = f"; {len(mapping.bipolar)} bipolar derivations were ignored" if mapping.bipolar else ""
+        raise TooFewChannelsError(
+            p, f"expected at least {contract.min_channels} of the {contract.n_channels} canonical electrodes, "
+            f"found {n} ({', '.join(mapping.mapped)}){extra}"
+        )
+    return mapping
+
+
+def read_recording(
+    path: str | Path,
+    contract: SignalContract | None = None,
+    *,
+    salt: str | None = None,
+    n_jobs: int = 1,
+) -> Recording:
+    """Read an EDF/EDF+/BDF/BDF+ file into a canonical :class:`Recording`.
+
+    Maps channels onto the contract montage, converts units to µV, resamples to the
+    contract rate and filters (band-pass + notch, zero-phase). Discontinuous (EDF+D)
+    files keep their segments in place: each segment is filtered alone and the gaps are
+    zero-filled and masked in ``sample_mask``, never concatenated.
+
+    Parameters
+    ----------
+    path : str or Path
+        EDF/EDF+/BDF/BDF+ file.
+    contract : SignalContract, optional
+        Target contract (default: ``SignalContract()``, the base configuration).
+    salt : str, optional
+        Salt of the patient hash (see :mod:`tokenizer.deid`).
+    n_jobs : int
+        Threads used to preprocess channels in parallel.
+
+    Returns
+    -------
+    Recording
+        Data ``(n_channels, n)`` float32 µV in canonical order with masks and
+        de-identified facts.
+
+    Raises
+    ------
+    tokenizer.IngestError
+        A subclass naming the file, what was expected and what was found.
+    """
+    contract = contract or SignalContract()
+    header = read_header(path)
+    p = header.path
+    mapping = plan_channels(header, contract)
+    warnings: list[str] = list(header.warnings)
+    warnings += mapping.warnings
+    suffix = Path(p).suffix.lower()
+    kind = header.format[:3]
+    if suffix in (".edf", ".bdf") and suffix[1:].upper() != kind:
+        warnings.append(f"file extension is '{suffix}' but the content is {kind}; read as {kind}")
+
+    sigs: dict[str, SignalHeader] = {c: header.signals[i] for c, i in mapping.mapped.items()}
+    scales: dict[str, float] = {}
+    for c, s in sigs.items():
+        scale = unit_scale(s.unit)
+        if scale is None:
+            raise UnitError(
+                p, f"EEG channel '{s.label}' has unit '{s.unit}'; expected a voltage (nV, uV/µV, mV or V)"
+            )
+        if s.unit.strip() == "":
+            warnings.append(f"channel '{s.label}' has a blank unit; taken as uV")
+        scales[c] = scale
+
+    rates = {c: header.sfreq_of(s) for c, s in sigs.items()}
+    sfreq_in = Counter(rates.values()).most_common(1)[0][0]
+    if len(set(rates.values())) > 1:
+        odd = sorted({f"{r:g}" for r in rates.values() if r != sfreq_in})
+        warnings.append(f"EEG channels at several rates ({sfreq_in:g} Hz and {', '.join(odd)} Hz); each resampled")
+
+    annotations, onsets = read_annotations(header)
+    if header.is_discontinuous:
+        if onsets is None:
+            raise CorruptHeaderError(p, f"{header.format} file without time-keeping annotations in every record")
+        steps = np.diff(onsets)
+        if (steps < header.record_duration - 1e-3).any():
+            bad = int(np.argmax(steps < header.record_duration - 1e-3)) + 1
+            raise CorruptHeaderError(
+                p, f"record {bad} starts at {onsets[bad]:.3f} s, before the previous record ends "
+                f"({onsets[bad - 1] + header.record_duration:.3f} s): record onsets must increase"
+            )
+        segments = contiguous_segments(onsets, header.n_records, header.record_duration)
+        base = float(onsets[0])
+    else:
+        segments = [(0, header.n_records, 0.0)]
+        base = float(onsets[0]) if onsets is not None else 0.0
+    if len(segments) > 1:
+        gaps = sum(
+            segments[k + 1][2] - (segments[k][2] + (segments[k][1] - segments[k][0]) * header.record_duration)
+            for k in range(len(segments) - 1)
+        )
+        warnings.append(f"discontinuous recording: {len(segments)} segments, {gaps:.1f} s of gaps masked")
+
+    sf_out = contract.sfreq
+    last = segments[-1]
+    timeline_s = last[2] + (last[1] - last[0]) * header.record_duration
+    n_out = int(np.ceil(round(timeline_s * sf_out, 6)))
+    data = np.zeros((contract.n_channels, n_out), dtype=np.float32)
+    sample_mask = np.zeros(n_out, dtype=bool)
+    channel_mask = np.zeros(contract.n_channels, dtype=bool)
+
+    digital = read_digital(header, sigs.values())
+    plans = {r: plan_filter(r, sf_out, contract.filters) for r in set(rates.values())}
+    for plan in plans.values():
+        warnings += list(plan.warnings)
+
+    seg_bounds = []
+    for first, stop, onset in segments:
+        start_out = int(round(onset * sf_out))
+        stop_out = min(n_out, int(np.ceil(round((onset + (stop - first) * header.record_duration) * sf_out, 6))))
+        seg_bounds.append((first, stop, start_out, stop_out))
+        sample_mask[start_out:stop_out] = True
+
+    order = {c: k for k, c in enumerate(contract.channels)}
+
+    def work(c: str) -> str | None:
+        s = sigs[c]
+        d = digital[s.index]
+        dmin, dmax = d.min(initial=s.digital_max), d.max(initial=s.digital_min)
+        if dmin == dmax:
+            return f"channel '{s.label}' ({c}) is flat (constant value); masked"
+        railed = np.count_nonzero((d == s.digital_min) | (d == s.digital_max))
+        if railed > RAILED_FRACTION * d.size:
+            return f"channel '{s.label}' ({c}) is railed at its digital limit in {100 * railed / d.size:.0f}% of samples; masked"
+        ns = s.samples_per_record
+        plan = plans[rates[c]]
+        for first, stop, a, b in seg_bounds:
+            x = to_physical(d[first * ns : stop * ns], s, scales[c])
+            y = preprocess_channel(x, plan, contract.filters)
+            m = min(b - a, y.shape[0])
+            data[order[c], a : a + m] = y[:m]
+        channel_mask[order[c]] = True
+        return None
+
+    if n_jobs > 1:
+        with ThreadPoolExecutor(max_workers=n_jobs) as ex:
+            notes = list(ex.map(work, sigs))
+    else:
+        notes = [work(c) for c in sigs]
+    del digital
+    warnings += [n for n in notes if n]
+    used = int(channel_mask.sum())
+    if used < contract.min_channels:
+        raise TooFewChannelsError(
+            p, f"expected at least {contract.min_channels} usable canonical electrodes, found {used} "
+            f"after masking flat or railed channels"
+        )
+
+    deid, deid_warnings = deidentify(header.patient, header.recording, header.startdate, salt=salt)
+    warnings += deid_warnings
+    anns = tuple(Annotation(a.onset - base, a.duration, a.text) for a in annotations)
+    seg_s = tuple((a / sf_out, b / sf_out) for _, _, a, b in seg_bounds)
+    report = ChannelReport(
+        mapped=dict(mapping.labels),
+        missing=list(mapping.missing),
+        excluded=dict(mapping.excluded),
+        units={c: sigs[c].unit for c in sigs},
+    )
+    for w in warnings:
+        log.info("%s: %s", os.path.basename(p), w)
+    return Recording(
+        data=data,
+        channel_mask=channel_mask,
+        sample_mask=sample_mask,
+        sfreq=sf_out,
+        channels=tuple(contract.channels),
+        source_path=p,
+        source_sha256=file_sha256(p),
+        format=header.format,
+        sfreq_in=float(sfreq_in),
+        annotations=anns,
+        deid=deid,
+        channel_report=report,
+        segments=seg_s,
+        warnings=tuple(warnings),
+        contract_digest=contract.digest(),
+    )

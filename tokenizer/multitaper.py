@@ -1,0 +1,411 @@
+"""Multitaper spectrogram of a recording: ``(channels, 128, frames)`` dB, one frame per step.
+
+The estimate of each frame is the one MNE-Python computes with
+``psd_array_multitaper(frame, sfreq, bandwidth=1.0, adaptive=False, low_bias=True,
+normalization="full")`` (remove_dc on): the frame is demeaned, multiplied by the
+low-bias DPSS tapers (eigenvalue > 0.9; three for NW = 2), Fourier-transformed, and the
+eigenvalue-weighted mean of the taper powers is doubled for the one-sided spectrum (DC
+and Nyquist not doubled) and divided by ``sfreq``, giving µV²/Hz for data in µV. It is
+computed here in float32, batched over channels and frames in bounded chunks, with
+numpy/scipy for arrays and torch (on the tensor's device) for tensors.
+
+Frequencies kept are ``fmin <= f < fmax`` (half-open, unlike MNE's closed interval), so
+0–32 Hz at 0.25 Hz resolution gives exactly 128 bins (0, 0.25, …, 31.75 Hz).
+
+Frame ``k`` is centred at ``times[k] = (k + 0.5) * step_s`` and covers the
+``window_s * sfreq`` samples starting at ``round((times[k] - window_s / 2) * sfreq)``
+(round half up); samples outside the signal are zeros, and such frames, or frames that
+touch a sample marked invalid, have ``frame_mask`` False.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.fft
+from scipy.signal.windows import dpss
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+#: Floor applied to the PSD (µV²/Hz) before the log, so empty frames give -200 dB, not -inf.
+POWER_FLOOR: float = 1e-20
+
+#: Canonical EEG bands in Hz, half-open ``[low, high)``.
+CANONICAL_BANDS: dict[str, tuple[float, float]] = {
+    "delta": (0.5, 4.0),
+    "theta": (4.0, 8.0),
+    "alpha": (8.0, 13.0),
+    "beta": (13.0, 30.0),
+}
+
+_CHUNK_BYTES = 64 * 2**20  # upper bound for one chunk's complex FFT output
+_DEFAULT_CHUNK_BYTES = 2 * 2**20  # default target: keeps the working set near the caches
+
+
+@dataclass(frozen=True)
+class Spectrogram:
+    """Multitaper spectrogram of one recording.
+
+    Parameters
+    ----------
+    values : np.ndarray
+        float32, shape ``(channels, freqs, frames)``, power in dB of µV²/Hz
+        (``10 * log10(psd)``), not clipped.
+    freqs : np.ndarray
+        float64, shape ``(freqs,)``, bin frequencies in Hz.
+    times : np.ndarray
+        float64, shape ``(frames,)``, centre of each frame in seconds.
+    frame_mask : np.ndarray
+        bool, shape ``(frames,)``, True where the frame lies wholly inside valid signal.
+    """
+
+    values: np.ndarray
+    freqs: np.ndarray
+    times: np.ndarray
+    frame_mask: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.values.ndim != 3:
+            raise ValueError(
+                f"values must be (channels, freqs, frames), found shape {self.values.shape}"
+            )
+        expected = (self.values.shape[1], self.values.shape[2], self.values.shape[2])
+        found = (self.freqs.shape[0], self.times.shape[0], self.frame_mask.shape[0])
+        if found != expected:
+            raise ValueError(
+                f"freqs/times/frame_mask lengths must be {expected} to match values "
+                f"{self.values.shape}, found {found}"
+            )
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(channels, freqs, frames)``."""
+        return tuple(self.values.shape)  # type: ignore[return-value]
+
+    def clipped(self, low: float = -40.0, high: float = 40.0) -> np.ndarray:
+        """Values clipped to ``[low, high]`` dB (the model input), as a new float32 array."""
+        if low >= high:
+            raise ValueError(f"clip range must be (low, high) with low < high, found {low}, {high}")
+        return np.clip(self.values, low, high).astype(np.float32, copy=False)
+
+
+@functools.lru_cache(maxsize=8)
+def _tapers(n_win: int, half_nbw: float) -> tuple[np.ndarray, np.ndarray]:
+    """Low-bias DPSS tapers ``(K, n_win)`` float64 and their eigenvalues, as MNE builds them."""
+    tapers, ratios = dpss(n_win, half_nbw, int(2 * half_nbw), sym=False, return_ratios=True)
+    keep = ratios > 0.9
+    if not keep.any():  # MNE's fallback: keep the lowest-bias taper
+        keep = ratios == ratios.max()
+    tapers, ratios = np.atleast_2d(tapers)[keep], np.atleast_1d(ratios)[keep]
+    tapers.flags.writeable = False
+    ratios.flags.writeable = False
+    return tapers, ratios
+
+
+def _validate(
+    shape: tuple[int, ...], sfreq: float, window_s: float, step_s: float, bandwidth: float,
+    fmin: float, fmax: float, n_frames: int | None, chunk_frames: int | None,
+) -> tuple[int, int, int]:
+    """Check the options; return ``(n_win, first_bin, stop_bin)``."""
+    if len(shape) != 2:
+        raise ValueError(f"data must be 2-D (channels, samples), found shape {tuple(shape)}")
+    for name, value in (("sfreq", sfreq), ("window_s", window_s), ("step_s", step_s),
+                        ("bandwidth", bandwidth)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive number, found {value!r}")
+    if not (math.isfinite(fmin) and fmin >= 0):
+        raise ValueError(f"fmin must be >= 0 Hz, found {fmin!r}")
+    if not fmax > fmin:
+        raise ValueError(f"fmax must exceed fmin, found fmin={fmin} fmax={fmax}")
+    if fmax > sfreq / 2:
+        raise ValueError(f"fmax must be <= Nyquist ({sfreq / 2} Hz), found {fmax} Hz")
+    n_win_f = window_s * sfreq
+    n_win = int(round(n_win_f))
+    if abs(n_win_f - n_win) > 1e-6 or n_win < 2:
+        raise ValueError(
+            f"window_s * sfreq must be a whole number of samples >= 2, found {n_win_f}"
+        )
+    if shape[1] < n_win:
+        raise ValueError(
+            f"signal must hold at least one window ({n_win} samples = {window_s} s), "
+            f"found {shape[1]} samples"
+        )
+    half_nbw = bandwidth * window_s / 2
+    if half_nbw < 0.5:
+        raise ValueError(
+            f"bandwidth * window_s / 2 (NW) must be >= 0.5, found {half_nbw} "
+            f"(bandwidth {bandwidth} Hz, window {window_s} s)"
+        )
+    for name, value in (("n_frames", n_frames), ("chunk_frames", chunk_frames)):
+        if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"{name} must be a positive integer or None, found {value!r}")
+    first = math.ceil(fmin * n_win / sfreq - 1e-9)
+    stop = min(math.ceil(fmax * n_win / sfreq - 1e-9), n_win // 2 + 1)
+    if stop <= first:
+        raise ValueError(f"no frequency bin in [{fmin}, {fmax}) Hz at {sfreq / n_win} Hz spacing")
+    return n_win, first, stop
+
+
+def _frame_layout(
+    n_samples: int, sfreq: float, window_s: float, step_s: float, n_win: int,
+    n_frames: int | None, sample_mask: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frame centres (s), start samples and the frame mask (see the module docstring)."""
+    if n_frames is None:
+        n_frames = max(math.ceil(n_samples / (step_s * sfreq) - 1e-9), 1)
+    times = (np.arange(n_frames) + 0.5) * step_s
+    starts = np.floor((times - window_s / 2) * sfreq + 0.5 + 1e-9).astype(np.int64)
+    mask = (starts >= 0) & (starts + n_win <= n_samples)
+    if sample_mask is not None:
+        bad = np.concatenate(([0], np.cumsum(~sample_mask, dtype=np.int64)))
+        lo = np.clip(starts, 0, n_samples)
+        hi = np.clip(starts + n_win, 0, n_samples)
+        mask &= bad[hi] == bad[lo]
+    return times, starts, mask
+
+
+def _scale(
+    eigvals: np.ndarray, sfreq: float, first: int, stop: int, n_win: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Factors turning ``|X_k(f)|²`` into µV²/Hz: per taper ``(K,)`` and per bin ``(bins,)``.
+
+    ``psd(f) = bin(f) * sum_k taper_k * |X_k(f)|²`` with ``taper_k = 2 λ_k / (sfreq Σλ)``
+    and ``bin(f) = 1/2`` at DC and Nyquist (not doubled in the one-sided spectrum), else 1.
+    """
+    per_taper = 2.0 / (sfreq * eigvals.sum()) * eigvals
+    bins = np.arange(first, stop)
+    per_bin = np.where((bins == 0) | ((n_win % 2 == 0) & (bins == n_win // 2)), 0.5, 1.0)
+    return per_taper, per_bin
+
+
+def multitaper_spectrogram(
+    data: np.ndarray | torch.Tensor,
+    sfreq: float,
+    *,
+    window_s: float = 4.0,
+    step_s: float = 1.0,
+    bandwidth: float = 1.0,
+    fmin: float = 0.0,
+    fmax: float = 32.0,
+    n_frames: int | None = None,
+    sample_mask: np.ndarray | torch.Tensor | None = None,
+    chunk_frames: int | None = None,
+    workers: int | None = None,
+) -> Spectrogram:
+    """Multitaper spectrogram in dB of µV²/Hz, one frame per step.
+
+    Parameters
+    ----------
+    data : np.ndarray or torch.Tensor
+        Signal, shape ``(channels, n_samples)``, in µV. A tensor is processed with torch
+        on its own device (CPU or CUDA); an array with numpy and ``scipy.fft``.
+    sfreq : float
+        Sampling rate in Hz.
+    window_s, step_s : float
+        Taper window and hop in seconds (4 s, 1 s). ``window_s * sfreq`` must be whole.
+    bandwidth : float
+        Full multitaper bandwidth in Hz; NW = ``bandwidth * window_s / 2`` (2 by default,
+        three low-bias tapers).
+    fmin, fmax : float
+        Bins with ``fmin <= f < fmax`` are kept (0–32 Hz: 128 bins at 0.25 Hz).
+    n_frames : int or None
+        Number of frames; default ``ceil(n_samples / (step_s * sfreq))``. More frames
+        than that pad the session (those frames are zeros and masked).
+    sample_mask : array of bool or None
+        Shape ``(n_samples,)``, False in gaps. Invalid samples are zeroed (they may hold
+        NaN) and frames touching them are masked.
+    chunk_frames : int or None
+        Frames per batch; default keeps each batch's complex FFT output near 2 MB
+        (at most 64 MB).
+    workers : int or None
+        Threads for ``scipy.fft`` (numpy path only); None uses scipy's default (1, or the
+        value set with ``scipy.fft.set_workers``).
+
+    Returns
+    -------
+    Spectrogram
+        ``values`` float32 ``(channels, bins, frames)`` dB (floored at
+        ``10 * log10(POWER_FLOOR)``), ``freqs``, ``times`` and ``frame_mask``.
+
+    Raises
+    ------
+    ValueError
+        For a non-2-D input, non-positive rates, ``fmax`` above Nyquist, a window that is
+        not a whole number of samples or longer than the signal, a bad mask, or
+        non-finite values at valid samples.
+    """
+    n_win, first, stop = _validate(
+        tuple(data.shape), sfreq, window_s, step_s, bandwidth, fmin, fmax, n_frames,
+        chunk_frames,
+    )
+    n_ch, n_samples = data.shape
+    is_torch = type(data).__module__.startswith("torch")
+    if sample_mask is not None:
+        mask_np = _to_numpy(sample_mask)
+        if mask_np.shape != (n_samples,) or mask_np.dtype != np.bool_:
+            raise ValueError(
+                f"sample_mask must be bool of shape ({n_samples},), found "
+                f"{mask_np.dtype} {mask_np.shape}"
+            )
+        sample_mask = mask_np
+    times, starts, frame_mask = _frame_layout(
+        n_samples, sfreq, window_s, step_s, n_win, n_frames, sample_mask
+    )
+    tapers, eigvals = _tapers(n_win, bandwidth * window_s / 2)
+    scale = _scale(eigvals, sfreq, first, stop, n_win)
+    if chunk_frames is None:
+        per_frame = max(n_ch, 1) * len(tapers) * (n_win // 2 + 1) * 8
+        chunk_frames = max(1, min(_DEFAULT_CHUNK_BYTES, _CHUNK_BYTES) // per_frame)
+    logger.debug(
+        "multitaper: %d ch x %d frames, %d tapers, window %d samples, bins %d:%d, "
+        "chunks of %d frames", n_ch, len(times), len(tapers), n_win, first, stop, chunk_frames,
+    )
+    run = _run_torch if is_torch else _run_numpy
+    values = run(data, sample_mask, starts, n_win, tapers, scale, first, stop, chunk_frames,
+                 workers)
+    freqs = np.arange(first, stop) * (sfreq / n_win)
+    return Spectrogram(values=values, freqs=freqs, times=times, frame_mask=frame_mask)
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if type(x).__module__.startswith("torch"):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _padded(
+    signal: np.ndarray, sample_mask: np.ndarray | None, starts: np.ndarray, n_win: int
+) -> tuple[np.ndarray, int]:
+    """float32 copy of the signal, gaps zeroed, zero-padded to cover every frame."""
+    n_ch, n = signal.shape
+    left = max(0, -int(starts.min()))
+    right = max(0, int(starts.max()) + n_win - n)
+    out = np.zeros((n_ch, left + n + right), dtype=np.float32)
+    body = out[:, left:left + n]
+    body[:] = signal
+    if sample_mask is not None:
+        body[:, ~sample_mask] = 0.0
+    if not np.isfinite(body).all():
+        raise ValueError("data must be finite at valid samples (mark gaps in sample_mask), "
+                         "found NaN or inf")
+    return out, left
+
+
+def _run_numpy(
+    data: np.ndarray, sample_mask: np.ndarray | None, starts: np.ndarray, n_win: int,
+    tapers: np.ndarray, scale: tuple[np.ndarray, np.ndarray], first: int, stop: int, chunk: int,
+    workers: int | None,
+) -> np.ndarray:
+    padded, left = _padded(np.asarray(data), sample_mask, starts, n_win)
+    view = np.lib.stride_tricks.sliding_window_view(padded, n_win, axis=-1)
+    steps = np.diff(starts)
+    hop = int(steps[0]) if len(steps) and (steps == steps[0]).all() and steps[0] > 0 else 0
+    tap = tapers.astype(np.float32)
+    weights, per_bin = (a.astype(np.float32) for a in scale)
+    n_ch, n_frames, n_tap = padded.shape[0], len(starts), len(tapers)
+    n_bins = stop - first
+    out = np.empty((n_ch, n_bins, n_frames), dtype=np.float32)
+    frame_buf = np.empty((n_ch, min(chunk, n_frames), n_win), dtype=np.float32)
+    taper_buf = np.empty((n_ch, min(chunk, n_frames), n_tap, n_win), dtype=np.float32)
+    for i in range(0, n_frames, chunk):
+        j = min(i + chunk, n_frames)
+        s0 = int(starts[i]) + left
+        # a strided view when the hop is uniform (no copy), else a gather
+        src = view[:, s0:s0 + hop * (j - i):hop] if hop else view[:, starts[i:j] + left]
+        frames = frame_buf[:, :j - i]
+        np.subtract(src, src.mean(axis=-1, keepdims=True, dtype=np.float32), out=frames)
+        tapered = taper_buf[:, :j - i]
+        np.multiply(frames[:, :, None, :], tap, out=tapered)
+        spec = scipy.fft.rfft(tapered, axis=-1, workers=workers)  # (C, F, K, n_win//2+1)
+        re_im = spec.view(np.float32)[..., 2 * first:2 * stop]
+        np.square(re_im, out=re_im)
+        power = np.matmul(weights, re_im)  # sum over tapers: (C, F, 2 * bins)
+        out[:, :, i:j] = (power[..., 0::2] + power[..., 1::2]).transpose(0, 2, 1)
+    out *= per_bin[:, None]
+    np.maximum(out, POWER_FLOOR, out=out)
+    np.log10(out, out=out)
+    out *= 10.0
+    return out
+
+
+def _run_torch(
+    data: torch.Tensor, sample_mask: np.ndarray | None, starts: np.ndarray, n_win: int,
+    tapers: np.ndarray, scale: tuple[np.ndarray, np.ndarray], first: int, stop: int,
+    chunk: int, workers: int | None,
+) -> np.ndarray:
+    import torch
+
+    dev = data.device
+    x = data.detach().to(dtype=torch.float32)
+    if sample_mask is not None:
+        x = torch.where(torch.as_tensor(sample_mask, device=dev), x, 0.0)  # gaps may be NaN
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("data must be finite at valid samples (mark gaps in sample_mask), "
+                         "found NaN or inf")
+    left = max(0, -int(starts.min()))
+    right = max(0, int(starts.max()) + n_win - x.shape[1])
+    x = torch.nn.functional.pad(x, (left, right))
+    tap = torch.as_tensor(tapers, dtype=torch.float32, device=dev)
+    weights, per_bin = (torch.as_tensor(a, dtype=torch.float32, device=dev) for a in scale)
+    offsets = torch.arange(n_win, device=dev)
+    st = torch.as_tensor(starts + left, device=dev)
+    out = torch.empty((x.shape[0], stop - first, len(starts)), dtype=torch.float32, device=dev)
+    with torch.no_grad():
+        for i in range(0, len(starts), chunk):
+            frames = x[:, st[i:i + chunk, None] + offsets]  # (C, F, N) gather
+            frames = frames - frames.mean(dim=-1, keepdim=True)
+            spec = torch.fft.rfft(frames[:, :, None, :] * tap, dim=-1)[..., first:stop]
+            power = torch.einsum("cfkb,k->cbf", spec.real**2 + spec.imag**2, weights)
+            out[:, :, i:i + frames.shape[1]] = power
+        out *= per_bin[:, None]
+        out = 10.0 * torch.log10(out.clamp_min_(POWER_FLOOR))
+    return out.cpu().numpy()
+
+
+def band_power(
+    spec: Spectrogram, bands: dict[str, tuple[float, float]] | None = None, *, db: bool = True
+) -> dict[str, np.ndarray]:
+    """Mean power per band, channel and frame.
+
+    The linear PSD (µV²/Hz) is averaged over the bins with ``low <= f < high``; with
+    ``db`` the mean is returned in dB (``10 * log10``), i.e. the dB of the mean power,
+    not the mean of the dB values.
+
+    Parameters
+    ----------
+    spec : Spectrogram
+        Output of :func:`multitaper_spectrogram` (unclipped dB values).
+    bands : dict or None
+        ``{name: (low_hz, high_hz)}``; default :data:`CANONICAL_BANDS` (delta 0.5–4,
+        theta 4–8, alpha 8–13, beta 13–30 Hz).
+    db : bool
+        Return dB (default) or linear µV²/Hz.
+
+    Returns
+    -------
+    dict of str to np.ndarray
+        float32 arrays of shape ``(channels, frames)``, in the order of ``bands``.
+    """
+    bands = CANONICAL_BANDS if bands is None else bands
+    linear = np.power(np.float32(10.0), spec.values / np.float32(10.0))
+    result: dict[str, np.ndarray] = {}
+    for name, (low, high) in bands.items():
+        sel = (spec.freqs >= low) & (spec.freqs < high)
+        if not sel.any():
+            raise ValueError(
+                f"band {name!r} ({low}-{high} Hz) holds no bin of the spectrogram, whose "
+                f"bins span {spec.freqs[0]}-{spec.freqs[-1]} Hz"
+            )
+        mean = linear[:, sel].mean(axis=1)
+        result[name] = (10.0 * np.log10(np.maximum(mean, POWER_FLOOR)) if db else mean).astype(
+            np.float32
+        )
+    return result

@@ -1,0 +1,151 @@
+"""The ``Recording``: one session in canonical form (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tokenizer.contract import SignalContract
+from tokenizer.deid import Deidentified
+from tokenizer.edf_data import Annotation
+from tokenizer.errors import ContractMismatchError
+
+
+@dataclass(frozen=True)
+class ChannelReport:
+    """How the source channels were used.
+
+    Attributes
+    ----------
+    mapped : dict
+        ``{canonical name: source label}``.
+    missing : list of str
+        Canonical electrodes absent from the file (masked, zero-filled, never invented).
+    excluded : dict
+        ``{source label: reason}`` for every channel not used.
+    units : dict
+        ``{canonical name: unit as written in the header}``.
+    """
+
+    mapped: dict[str, str]
+    missing: list[str]
+    excluded: dict[str, str]
+    units: dict[str, str]
+
+
+@dataclass(eq=False)
+class Recording:
+    """One EEG session in canonical form.
+
+    Attributes
+    ----------
+    data : ndarray, shape (n_channels, n_samples), float32
+        Signal in µV, canonical channel order; zeros where ``channel_mask`` or
+        ``sample_mask`` is False.
+    channel_mask : ndarray, shape (n_channels,), bool
+        True for electrodes present in the file.
+    sample_mask : ndarray, shape (n_samples,), bool
+        True for recorded samples; False in the gaps of a discontinuous (EDF+D) file.
+    sfreq : float
+        Sampling rate (Hz) of ``data`` (the contract rate).
+    channels : tuple of str
+        Canonical channel names.
+    source_path : str
+        File it was read from.
+    source_sha256 : str
+        SHA-256 of the file's bytes.
+    format : str
+        ``EDF``, ``EDF+C``, ``EDF+D``, ``BDF``, ``BDF+C`` or ``BDF+D``.
+    sfreq_in : float
+        EEG sampling rate found in the file.
+    annotations : tuple of Annotation
+        Onsets relative to the first sample.
+    deid : Deidentified
+        Sex, age at recording, salted patient hash.
+    channel_report : ChannelReport
+        Mapping, missing and excluded channels, units.
+    segments : tuple of (float, float)
+        Continuous segments as (start, stop) seconds; one for continuous files.
+    warnings : tuple of str
+        Everything the reader had to decide (free of PHI).
+    contract_digest : str
+        Digest of the contract the data satisfies.
+    """
+
+    data: np.ndarray
+    channel_mask: np.ndarray
+    sample_mask: np.ndarray
+    sfreq: float
+    channels: tuple[str, ...]
+    source_path: str
+    source_sha256: str
+    format: str
+    sfreq_in: float
+    annotations: tuple[Annotation, ...]
+    deid: Deidentified
+    channel_report: ChannelReport
+    segments: tuple[tuple[float, float], ...]
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+    contract_digest: str = ""
+
+    @property
+    def n_samples(self) -> int:
+        """Number of samples per channel."""
+        return int(self.data.shape[1])
+
+    @property
+    def duration_s(self) -> float:
+        """Duration in seconds (gaps of discontinuous files included)."""
+        return self.n_samples / self.sfreq
+
+    @property
+    def recorded_s(self) -> float:
+        """Seconds of actually recorded signal (gaps excluded)."""
+        return float(self.sample_mask.sum()) / self.sfreq
+
+    def check(self, contract: SignalContract) -> None:
+        """Raise :class:`~tokenizer.ContractMismatchError` unless this recording satisfies ``contract``.
+
+        Checks channel order, sampling rate, array shape and dtype; never reshapes.
+        """
+        problems = []
+        if tuple(self.channels) != tuple(contract.channels):
+            problems.append(f"channels {list(contract.channels)} expected, found {list(self.channels)}")
+        if abs(self.sfreq - contract.sfreq) > 1e-9:
+            problems.append(f"sfreq {contract.sfreq} Hz expected, found {self.sfreq} Hz")
+        if self.data.ndim != 2 or self.data.shape[0] != contract.n_channels:
+            problems.append(f"data of shape ({contract.n_channels}, n) expected, found {self.data.shape}")
+        if self.data.dtype != np.float32:
+            problems.append(f"float32 data expected, found {self.data.dtype}")
+        if self.channel_mask.shape != (contract.n_channels,):
+            problems.append(f"channel_mask of shape ({contract.n_channels},) expected, found {self.channel_mask.shape}")
+        if self.sample_mask.shape != (self.data.shape[-1],):
+            problems.append("sample_mask length differs from the data")
+        if problems:
+            raise ContractMismatchError(self.source_path, "; ".join(problems))
+
+    def summary(self) -> dict[str, object]:
+        """JSON-ready description (the ``clef inspect --json`` record), free of PHI."""
+        return {
+            "path": self.source_path,
+            "ok": True,
+            "error": None,
+            "format": self.format,
+            "duration_s": round(self.duration_s, 3),
+            "recorded_s": round(self.recorded_s, 3),
+            "sfreq_in": self.sfreq_in,
+            "sfreq_out": self.sfreq,
+            "sha256": self.source_sha256,
+            "channels": {
+                "mapped": dict(self.channel_report.mapped),
+                "missing": list(self.channel_report.missing),
+                "excluded": list(self.channel_report.excluded),
+                "excluded_reasons": dict(self.channel_report.excluded),
+            },
+            "units": dict(self.channel_report.units),
+            "segments": [list(s) for s in self.segments],
+            "annotations": len(self.annotations),
+            "deid": self.deid.to_dict(),
+            "warnings": list(self.warnings),
+        }
