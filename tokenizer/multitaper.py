@@ -223,8 +223,8 @@ def multitaper_spectrogram(
         Shape ``(n_samples,)``, False in gaps. Invalid samples are zeroed (they may hold
         NaN) and frames touching them are masked.
     chunk_frames : int or None
-        Frames per batch; default keeps each batch's complex FFT output near 2 MB
-        (at most 64 MB).
+        Frames per batch; by default each batch's complex FFT output is kept near 2 MB
+        (CPU caches), or 64 MB for a tensor on a GPU.
     workers : int or None
         Threads for ``scipy.fft`` (numpy path only); None uses scipy's default (1, or the
         value set with ``scipy.fft.set_workers``).
@@ -261,9 +261,10 @@ def multitaper_spectrogram(
     )
     tapers, eigvals = _tapers(n_win, bandwidth * window_s / 2)
     scale = _scale(eigvals, sfreq, first, stop, n_win)
-    if chunk_frames is None:
+    if chunk_frames is None:  # small chunks stay in CPU caches; a GPU wants big ones
+        target = _CHUNK_BYTES if is_torch and data.device.type != "cpu" else _DEFAULT_CHUNK_BYTES
         per_frame = max(n_ch, 1) * len(tapers) * (n_win // 2 + 1) * 8
-        chunk_frames = max(1, min(_DEFAULT_CHUNK_BYTES, _CHUNK_BYTES) // per_frame)
+        chunk_frames = max(1, target // per_frame)
     logger.debug(
         "multitaper: %d ch x %d frames, %d tapers, window %d samples, bins %d:%d, "
         "chunks of %d frames", n_ch, len(times), len(tapers), n_win, first, stop, chunk_frames,
@@ -353,7 +354,7 @@ def _run_torch(
     left = max(0, -int(starts.min()))
     right = max(0, int(starts.max()) + n_win - x.shape[1])
     x = torch.nn.functional.pad(x, (left, right))
-    tap = torch.as_tensor(tapers, dtype=torch.float32, device=dev)
+    tap = torch.from_numpy(tapers.astype(np.float32)).to(dev)
     weights, per_bin = (torch.as_tensor(a, dtype=torch.float32, device=dev) for a in scale)
     offsets = torch.arange(n_win, device=dev)
     st = torch.as_tensor(starts + left, device=dev)

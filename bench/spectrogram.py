@@ -1,0 +1,128 @@
+"""Benchmark the multitaper spectrogram against MNE and the FFT bound, single-threaded.
+
+Run ``python bench/spectrogram.py``. One 1280 s, 19-channel, 200 Hz window of random
+data is framed once (4 s windows, 1 s step: 1280 frames of 800 samples). Timed, best of
+``--repeats``:
+
+- ours: ``tokenizer.multitaper.multitaper_spectrogram`` on the (19, 256000) array,
+  everything included (framing, demeaning, tapering, FFT, power, dB);
+- torch (CPU): the same function on a CPU tensor;
+- MNE: ``psd_array_multitaper(frames, 200, 0, 32, bandwidth=1.0, adaptive=False,
+  low_bias=True, normalization="full", n_jobs=1)`` on the pre-framed (19, 1280, 800)
+  float64 array (framing not timed);
+- FFT bound: ``scipy.fft.rfft`` (float32, workers=1) of the pre-tapered
+  (19, 1280, 3, 800) float32 frames, taper multiplication EXCLUDED, once as one call
+  and once in the same frame chunks as ours.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+import scipy  # noqa: E402
+import scipy.fft  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tokenizer.multitaper import _tapers, multitaper_spectrogram  # noqa: E402
+
+SFREQ, N_CH, SECONDS, WIN_S = 200.0, 19, 1280, 4.0
+
+
+def best_of(fn: Callable[[], object], repeats: int) -> float:
+    """Best wall time of ``repeats`` calls, in seconds (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    import mne
+    import torch
+
+    torch.set_num_threads(1)
+    mne.set_log_level("ERROR")
+    rng = np.random.default_rng(0)
+    data = (20.0 * rng.standard_normal((N_CH, int(SECONDS * SFREQ)))).astype(np.float32)
+
+    with scipy.fft.set_workers(1):
+        spec = multitaper_spectrogram(data, SFREQ, workers=1)
+        n_win = int(WIN_S * SFREQ)
+        starts = np.floor((spec.times - WIN_S / 2) * SFREQ + 0.5).astype(int)
+        padded = np.pad(data, ((0, 0), (n_win, n_win)))
+        frames = np.stack([padded[:, s + n_win:s + 2 * n_win] for s in starts], axis=1)
+        frames64 = frames.astype(np.float64)
+        tapers = _tapers(n_win, WIN_S / 2)[0].astype(np.float32)
+        centred = frames - frames.mean(axis=-1, keepdims=True)
+        tapered = np.ascontiguousarray(centred[:, :, None, :] * tapers)
+        chunk = max(1, (2 * 2**20) // (N_CH * len(tapers) * (n_win // 2 + 1) * 8))
+
+        def run_mne() -> np.ndarray:
+            return mne.time_frequency.psd_array_multitaper(
+                frames64, SFREQ, 0.0, 32.0, bandwidth=1.0, adaptive=False, low_bias=True,
+                normalization="full", n_jobs=1,
+            )[0]
+
+        def fft_chunked() -> None:
+            for i in range(0, tapered.shape[1], chunk):
+                scipy.fft.rfft(tapered[:, i:i + chunk], axis=-1, workers=1)
+
+        tensor = torch.from_numpy(data)
+        t_ours = best_of(lambda: multitaper_spectrogram(data, SFREQ, workers=1), args.repeats)
+        t_torch = best_of(lambda: multitaper_spectrogram(tensor, SFREQ), args.repeats)
+        t_fft1 = best_of(lambda: scipy.fft.rfft(tapered, axis=-1, workers=1), args.repeats)
+        t_fftc = best_of(fft_chunked, args.repeats)
+        t_mne = best_of(run_mne, max(1, args.repeats // 2))
+
+    mne_db = 10 * np.log10(run_mne()[..., :128]).transpose(0, 2, 1)
+    diff = np.abs(mne_db - spec.values)
+    torch_diff = np.abs(multitaper_spectrogram(tensor, SFREQ).values - spec.values).max()
+    t_bound = min(t_fft1, t_fftc)
+
+    print(f"multitaper spectrogram bench: {N_CH} ch x {SECONDS} s @ {SFREQ:g} Hz -> "
+          f"{spec.shape}, {len(tapers)} tapers, {tapered.shape[1]} frames of {n_win} samples")
+    print(f"single thread; {platform.processor() or platform.machine()}, python "
+          f"{platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
+          f"mne {mne.__version__}, torch {torch.__version__}; best of {args.repeats}")
+    print()
+    rows = [
+        ("ours (numpy/scipy.fft)", t_ours, ""),
+        ("ours (torch, CPU)", t_torch, ""),
+        ("MNE psd_array_multitaper", t_mne, "framing not timed"),
+        ("FFT bound, one call", t_fft1, "taper multiply excluded"),
+        (f"FFT bound, {chunk}-frame chunks", t_fftc, "taper multiply excluded"),
+    ]
+    print(f"{'method':34s} {'seconds':>9s}  note")
+    for name, sec, note in rows:
+        print(f"{name:34s} {sec:9.4f}  {note}")
+    print()
+    print(f"MNE / ours            : {t_mne / t_ours:6.2f}x  (target >= 5)")
+    print(f"MNE / torch CPU       : {t_mne / t_torch:6.2f}x")
+    print(f"ours / FFT bound      : {t_ours / t_bound:6.2f}x  (target <= 2; bound = faster "
+          f"of the two FFT rows)")
+    print(f"max |ours - MNE| dB   : {diff[:, :, spec.frame_mask].max():.2e} (valid frames), "
+          f"{diff.max():.2e} (all frames, padded edges included)")
+    print(f"max |torch - numpy| dB: {torch_diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()

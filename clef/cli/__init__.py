@@ -1,0 +1,54 @@
+"""The ``clef`` command line (typer + rich).
+
+Every subcommand reports bad input as one line on stderr and a non-zero exit, without a
+traceback unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from tokenizer import IngestError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="CLEF: clinical session-scale EEG embeddings.")
+err = Console(stderr=True)
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show info logs."),
+) -> None:
+    _state["debug"] = debug
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)], force=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one error line on stderr and exit with ``code``."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+from clef.cli import inspect as _inspect  # noqa: E402,F401  (registers commands)
+
+
+def main() -> None:
+    """Entry point of the ``clef`` console script."""
+    try:
+        app()
+    except IngestError as exc:
+        if _state["debug"]:
+            raise
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

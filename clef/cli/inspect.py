@@ -1,0 +1,86 @@
+"""``clef inspect``: what a file holds and how it maps onto the contract."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from clef.cli import _state, app, err
+from tokenizer import IngestError, Recording, SignalContract, read_recording
+
+log = logging.getLogger(__name__)
+out = Console()
+
+
+def inspect_file(path: Path, contract: SignalContract) -> tuple[dict, Recording | None]:
+    """Read one file; return its JSON record and the recording (None on failure)."""
+    try:
+        rec = read_recording(path, contract)
+    except IngestError as exc:
+        return {"path": str(path), "ok": False, "error": str(exc), "error_kind": exc.kind, "format": None,
+                "duration_s": None, "sfreq_in": None, "channels": None, "annotations": None,
+                "deid": None, "warnings": []}, None
+    return rec.summary(), rec
+
+
+def _print_human(rec: dict) -> None:
+    if not rec["ok"]:
+        err.print(f"[bold red]error:[/] {rec['error']}", highlight=False, soft_wrap=True)
+        return
+    ch = rec["channels"]
+    d = rec["deid"]
+    out.rule(f"[bold]{rec['path']}")
+    out.print(f"format [bold]{rec['format']}[/]  duration {rec['duration_s']:.1f} s "
+              f"(recorded {rec['recorded_s']:.1f} s)  EEG rate {rec['sfreq_in']:g} Hz → {rec['sfreq_out']:g} Hz  "
+              f"annotations {rec['annotations']}  segments {len(rec['segments'])}")
+    out.print(f"de-identified: sex={d['sex']} age={d['age_years']} patient_hash={d['patient_hash']}")
+    t = Table(box=None, show_header=False, pad_edge=False)
+    items = [f"[bold]{c}[/] ← {src} [dim]{rec['units'].get(c, '')}[/]" for c, src in ch["mapped"].items()]
+    for row in range(0, len(items), 4):
+        t.add_row(*items[row : row + 4])
+    out.print(f"mapped {len(items)} of {len(items) + len(ch['missing'])} canonical channels:")
+    out.print(t)
+    if ch["missing"]:
+        out.print(f"[yellow]missing (masked):[/] {', '.join(ch['missing'])}")
+    if ch["excluded"]:
+        out.print(f"excluded ({len(ch['excluded'])}): " + "; ".join(f"{k} [dim]({v})[/]" for k, v in ch["excluded_reasons"].items()))
+    for w in rec["warnings"]:
+        out.print(f"[yellow]warning:[/] {w}", highlight=False)
+
+
+@app.command()
+def inspect(
+    files: list[Path] = typer.Argument(..., help="EDF/EDF+/BDF/BDF+ files."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line and per file."),
+    plot: Path | None = typer.Option(None, "--plot", help="PNG of a 10 s clinical page (one per file: NAME_<stem>.png when several)."),
+    start: float = typer.Option(0.0, "--start", help="Start of the plotted page (s)."),
+    notch: float = typer.Option(60.0, "--notch", help="Mains frequency for the notch (50 or 60 Hz)."),
+) -> None:
+    """Show format, channel mapping, units, annotations, de-identified facts and problems."""
+    contract = SignalContract(filters={"notch_freq": notch})
+    failed = 0
+    for f in files:
+        rec, recording = inspect_file(f, contract)
+        if as_json:
+            print(json.dumps(rec), flush=True)
+            if not rec["ok"]:
+                err.print(f"[bold red]error:[/] {rec['error']}", highlight=False, soft_wrap=True)
+        else:
+            _print_human(rec)
+        if not rec["ok"]:
+            failed += 1
+            continue
+        if plot is not None and recording is not None:
+            from clef.viz import plot_page
+
+            target = plot if len(files) == 1 else plot.with_name(f"{plot.stem}_{f.stem}{plot.suffix or '.png'}")
+            plot_page(recording, target, start_s=start)
+            if not as_json:
+                out.print(f"plot: {target}")
+    if failed:
+        raise typer.Exit(1)
