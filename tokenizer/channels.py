@@ -12,8 +12,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
-#: New-style temporal names and other aliases → canonical (old-style) names.
-CANONICAL_ALIASES: dict[str, str] = {"t7": "T3", "t8": "T4", "p7": "T5", "p8": "T6"}
+#: Old and new names of the same electrode (T3=T7, T4=T8, T5=P7, T6=P8). Either member
+#: maps onto whichever of the pair the contract uses.
+CANONICAL_ALIASES: tuple[frozenset[str], ...] = (
+    frozenset({"t3", "t7"}), frozenset({"t4", "t8"}), frozenset({"t5", "p7"}), frozenset({"t6", "p8"}),
+)
 
 #: Reference suffixes stripped from referential labels (``Fp1-REF``, ``Fp1-LE`` ...).
 REFERENCE_SUFFIXES: frozenset[str] = frozenset(
@@ -127,13 +130,13 @@ def classify_label(label: str, canonical: Sequence[str]) -> tuple[str, str | Non
     """
     by_lower = {c.lower(): c for c in canonical}
     bare = normalise_label(label)
-    name = CANONICAL_ALIASES.get(bare, bare)
-    name = by_lower.get(name.lower(), name)
-    if name in canonical:
-        return "canonical", name, ""
-    # An alias may itself be canonical in a custom contract (T7 in a 10-10 order).
     if bare in by_lower:
         return "canonical", by_lower[bare], ""
+    for group in CANONICAL_ALIASES:
+        if bare in group:
+            for other in group:
+                if other in by_lower:
+                    return "canonical", by_lower[other], ""
     if "-" in bare:
         left, _, right = bare.partition("-")
         if left in KNOWN_ELECTRODES and right in KNOWN_ELECTRODES:

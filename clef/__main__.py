@@ -1,0 +1,5 @@
+"""``python -m clef`` runs the command line."""
+
+from clef.cli import main
+
+main()

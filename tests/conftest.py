@@ -1,0 +1,29 @@
+"""Shared fixtures: isolated CLEF home and salt, real-data folder, file factories."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_edf"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path_factory.getbasetemp() / "clef_home"
+    monkeypatch.setenv("CLEF_HOME", str(home))
+    monkeypatch.setenv("CLEF_DEID_SALT", "test-salt")
+
+
+@pytest.fixture(scope="session")
+def real_dir() -> Path:
+    """The shared folder of real EDF/BDF files; tests using it skip where it is absent."""
+    if not REAL.is_dir():
+        pytest.skip(f"real EDF folder not present ({REAL})")
+    return REAL
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"real EDF data: {'present' if REAL.is_dir() else 'absent (those tests skip)'} at {REAL}; cpus={os.cpu_count()}"
