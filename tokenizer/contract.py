@@ -41,7 +41,8 @@ class FilterParams(BaseModel):
     notch_q : float
         Quality factor of each notch.
     order : int
-        Butterworth order of each band edge (applied forward and backward).
+        Butterworth order of the band-pass design (applied forward and backward, so the
+        magnitude response is squared: order 2 gives -24 dB/octave at each edge).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -50,7 +51,7 @@ class FilterParams(BaseModel):
     h_freq: float = Field(75.0, gt=0)
     notch_freq: float | None = Field(60.0, gt=0)
     notch_q: float = Field(30.0, gt=0)
-    order: int = Field(4, ge=1, le=8)
+    order: int = Field(2, ge=1, le=8)
 
     @model_validator(mode="after")
     def _edges(self) -> "FilterParams":

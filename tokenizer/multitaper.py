@@ -47,7 +47,7 @@ CANONICAL_BANDS: dict[str, tuple[float, float]] = {
 }
 
 _CHUNK_BYTES = 64 * 2**20  # upper bound for one chunk's complex FFT output
-_DEFAULT_CHUNK_BYTES = 2 * 2**20  # default target: keeps the working set near the caches
+_DEFAULT_CHUNK_BYTES = 1 * 2**20  # default target: keeps the working set near the caches
 
 
 @dataclass(frozen=True)
@@ -223,8 +223,8 @@ def multitaper_spectrogram(
         Shape ``(n_samples,)``, False in gaps. Invalid samples are zeroed (they may hold
         NaN) and frames touching them are masked.
     chunk_frames : int or None
-        Frames per batch; by default each batch's complex FFT output is kept near 2 MB
-        (CPU caches), or 64 MB for a tensor on a GPU.
+        Frames per batch; by default each batch's complex FFT output is kept near 1 MB
+        (to stay in CPU caches), or 64 MB for a tensor on a GPU.
     workers : int or None
         Threads for ``scipy.fft`` (numpy path only); None uses scipy's default (1, or the
         value set with ``scipy.fft.set_workers``).
@@ -282,22 +282,22 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def _padded(
-    signal: np.ndarray, sample_mask: np.ndarray | None, starts: np.ndarray, n_win: int
-) -> tuple[np.ndarray, int]:
-    """float32 copy of the signal, gaps zeroed, zero-padded to cover every frame."""
-    n_ch, n = signal.shape
-    left = max(0, -int(starts.min()))
-    right = max(0, int(starts.max()) + n_win - n)
-    out = np.zeros((n_ch, left + n + right), dtype=np.float32)
-    body = out[:, left:left + n]
-    body[:] = signal
-    if sample_mask is not None:
-        body[:, ~sample_mask] = 0.0
-    if not (np.isfinite(body.sum()) or np.isfinite(body).all()):  # cheap test first
+def _signal32(data: np.ndarray, sample_mask: np.ndarray | None) -> np.ndarray:
+    """The signal as C-contiguous float32 with gaps zeroed (copied only when needed)."""
+    gaps = sample_mask is not None and not sample_mask.all()
+    x = np.array(data, dtype=np.float32, order="C", copy=None if not gaps else True)
+    if gaps:
+        x[:, ~sample_mask] = 0.0
+    if not (np.isfinite(x.sum()) or np.isfinite(x).all()):  # cheap test first
         raise ValueError("data must be finite at valid samples (mark gaps in sample_mask), "
                          "found NaN or inf")
-    return out, left
+    return x
+
+
+def _live_range(starts: np.ndarray, n_win: int, n_samples: int) -> tuple[int, int]:
+    """First and stop index of the frames that overlap the signal (a contiguous run)."""
+    live = np.flatnonzero((starts < n_samples) & (starts + n_win > 0))
+    return (int(live[0]), int(live[-1]) + 1) if len(live) else (0, 0)
 
 
 def _run_numpy(
@@ -305,24 +305,36 @@ def _run_numpy(
     tapers: np.ndarray, scale: tuple[np.ndarray, np.ndarray], first: int, stop: int,
     chunk: int, workers: int | None,
 ) -> np.ndarray:
-    padded, left = _padded(np.asarray(data), sample_mask, starts, n_win)
-    view = np.lib.stride_tricks.sliding_window_view(padded, n_win, axis=-1)
+    x = _signal32(data, sample_mask)
+    n_ch, n_samples = x.shape
+    view = np.lib.stride_tricks.sliding_window_view(x, n_win, axis=-1)
     steps = np.diff(starts)
     hop = int(steps[0]) if len(steps) and (steps == steps[0]).all() and steps[0] > 0 else 0
+    inside = (starts >= 0) & (starts + n_win <= n_samples)
     tap = tapers.astype(np.float32)
     weights, per_bin = (a.astype(np.float32) for a in scale)
-    n_ch, n_frames, n_tap = padded.shape[0], len(starts), len(tapers)
-    power = np.empty((n_ch, n_frames, stop - first), dtype=np.float32)
-    frame_buf = np.empty((n_ch, min(chunk, n_frames), n_win), dtype=np.float32)
-    taper_buf = np.empty((n_ch, min(chunk, n_frames), n_tap, n_win), dtype=np.float32)
-    for i in range(0, n_frames, chunk):
-        j = min(i + chunk, n_frames)
-        s0 = int(starts[i]) + left
-        # a strided view when the hop is uniform (no copy), else a gather
-        src = view[:, s0:s0 + hop * (j - i):hop] if hop else view[:, starts[i:j] + left]
+    inv_n = np.float32(1.0 / n_win)
+    n_frames, n_tap, n_bins = len(starts), len(tapers), stop - first
+    power = np.zeros((n_ch, n_frames, n_bins), dtype=np.float32)  # 0 where no signal
+    width = min(chunk, n_frames)
+    frame_buf = np.empty((n_ch, width, n_win), dtype=np.float32)
+    taper_buf = np.empty((n_ch, width, n_tap, n_win), dtype=np.float32)
+    live0, live1 = _live_range(starts, n_win, n_samples)
+    for i in range(live0, live1, chunk):
+        j = min(i + chunk, live1)
         frames = frame_buf[:, :j - i]
-        np.multiply(np.einsum("cfn->cf", src), np.float32(1.0 / n_win), out=frames[..., 0])
-        np.subtract(src, frames[..., :1], out=frames)  # demean (MNE's remove_dc)
+        if inside[i:j].all():  # a strided view of the signal when the hop is uniform
+            src = view[:, starts[i]:starts[i] + hop * (j - i):hop] if hop else view[:, starts[i:j]]
+        else:  # edge frames, zero-padded
+            src = frames
+            src[:] = 0.0
+            for f, s in enumerate(starts[i:j]):
+                lo, hi = max(s, 0), min(s + n_win, n_samples)
+                src[:, f, lo - s:hi - s] = x[:, lo:hi]
+        # demean (MNE's remove_dc); the second pass removes the float32 rounding of the
+        # first mean, which matters for signals with a large DC offset
+        np.subtract(src, np.einsum("cfn->cf", src)[..., None] * inv_n, out=frames)
+        frames -= np.einsum("cfn->cf", frames)[..., None] * inv_n
         tapered = taper_buf[:, :j - i]
         np.multiply(frames[:, :, None, :], tap, out=tapered)
         spec = scipy.fft.rfft(tapered, axis=-1, workers=workers)  # (C, F, K, n_win//2+1)
@@ -331,7 +343,7 @@ def _run_numpy(
         np.matmul(weights, mag, out=power[:, i:j])  # weighted sum over tapers
     power *= per_bin
     np.maximum(power, POWER_FLOOR, out=power)
-    out = np.empty((n_ch, stop - first, n_frames), dtype=np.float32)
+    out = np.empty((n_ch, n_bins, n_frames), dtype=np.float32)
     np.log10(power.transpose(0, 2, 1), out=out)
     out *= 10.0
     return out
@@ -346,29 +358,34 @@ def _run_torch(
 
     dev = data.device
     x = data.detach().to(dtype=torch.float32)
-    if sample_mask is not None:
+    if sample_mask is not None and not sample_mask.all():
         x = torch.where(torch.as_tensor(sample_mask, device=dev), x, 0.0)  # gaps may be NaN
-    if not bool(torch.isfinite(x).all()):
+    if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
         raise ValueError("data must be finite at valid samples (mark gaps in sample_mask), "
                          "found NaN or inf")
     left = max(0, -int(starts.min()))
     right = max(0, int(starts.max()) + n_win - x.shape[1])
     x = torch.nn.functional.pad(x, (left, right))
+    steps = np.diff(starts)
+    if len(steps) and (steps == steps[0]).all() and steps[0] > 0:  # uniform hop: a view
+        s0 = int(starts[0]) + left
+        frames_all = x[:, s0:].unfold(-1, n_win, int(steps[0]))[:, :len(starts)]
+    else:
+        idx = torch.as_tensor(starts + left, device=dev)[:, None] + torch.arange(n_win, device=dev)
+        frames_all = x[:, idx]
     tap = torch.from_numpy(tapers.astype(np.float32)).to(dev)
-    weights, per_bin = (torch.as_tensor(a, dtype=torch.float32, device=dev) for a in scale)
-    offsets = torch.arange(n_win, device=dev)
-    st = torch.as_tensor(starts + left, device=dev)
-    out = torch.empty((x.shape[0], stop - first, len(starts)), dtype=torch.float32, device=dev)
+    weights, per_bin = (torch.from_numpy(a.astype(np.float32)).to(dev) for a in scale)
+    power = torch.empty((x.shape[0], len(starts), stop - first), dtype=torch.float32, device=dev)
     with torch.no_grad():
         for i in range(0, len(starts), chunk):
-            frames = x[:, st[i:i + chunk, None] + offsets]  # (C, F, N) gather
-            frames = frames - frames.mean(dim=-1, keepdim=True)
+            src = frames_all[:, i:i + chunk]  # (C, F, N)
+            frames = src - src.mean(dim=-1, keepdim=True)  # demean, as MNE's remove_dc
             spec = torch.fft.rfft(frames[:, :, None, :] * tap, dim=-1)[..., first:stop]
-            power = torch.einsum("cfkb,k->cbf", spec.real**2 + spec.imag**2, weights)
-            out[:, :, i:i + frames.shape[1]] = power
-        out *= per_bin[:, None]
-        out = 10.0 * torch.log10(out.clamp_min_(POWER_FLOOR))
-    return out.cpu().numpy()
+            mag = spec.abs()
+            torch.matmul(weights, mag * mag, out=power[:, i:i + src.shape[1]])
+        power *= per_bin
+        out = 10.0 * torch.log10(power.clamp_min_(POWER_FLOOR)).transpose(1, 2)
+    return out.contiguous().cpu().numpy()
 
 
 def band_power(

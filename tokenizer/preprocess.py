@@ -84,37 +84,87 @@ def plan_filter(sfreq_in: float, sfreq_out: float, params: FilterParams) -> Filt
 
 
 @lru_cache(maxsize=32)
-def _sos(sfreq: float, l_freq: float, h_freq: float, notches: tuple[float, ...], q: float, order: int) -> np.ndarray:
+def _sos(sfreq: float, l_freq: float, h_freq: float, notches: tuple[float, ...], q: float, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Second-order sections (float32) of band-pass + notches, and their steady-state ``zi``."""
     parts = [signal.butter(order, [l_freq, h_freq], btype="bandpass", output="sos", fs=sfreq)]
     for f0 in notches:
         b, a = signal.iirnotch(f0, q, fs=sfreq)
         parts.append(signal.tf2sos(b, a))
-    return np.concatenate(parts, axis=0)
+    sos = np.concatenate(parts, axis=0)
+    return sos.astype(np.float32), signal.sosfilt_zi(sos).astype(np.float32)
 
 
-def preprocess_channel(x: np.ndarray, plan: FilterPlan, params: FilterParams) -> np.ndarray:
-    """Resample and filter one channel (1-D, µV) according to ``plan``.
+@lru_cache(maxsize=32)
+def _antialias(sfreq_in: float, sfreq_out: float, up: int, h_freq: float) -> np.ndarray | None:
+    """Anti-aliasing FIR for downsampling, sized for our band instead of a generic one.
+
+    Everything above ``h_freq`` is removed by the band-pass afterwards, so content may
+    alias as long as it folds back above ``h_freq``: the stop band starts at
+    ``sfreq_out - h_freq`` and the transition is ``sfreq_out - 2 h_freq`` wide (50 Hz
+    for 75 Hz at 200 Hz), which needs far fewer taps than scipy's default design.
+    Returns None (scipy's default) when upsampling or when there is no room.
+    """
+    width = sfreq_out - 2 * h_freq
+    if sfreq_out >= sfreq_in or width <= 1.0:
+        return None
+    fs_up = sfreq_in * up
+    numtaps, beta = signal.kaiserord(60.0, width / (fs_up / 2))
+    numtaps |= 1  # odd: linear phase with an integer delay
+    return signal.firwin(numtaps, sfreq_out / 2, window=("kaiser", beta), fs=fs_up).astype(np.float32)
+
+
+def _filtfilt(sos: np.ndarray, zi: np.ndarray, y: np.ndarray, padlen: int) -> np.ndarray:
+    """Zero-phase forward-backward filtering along the last axis with odd extension (as
+    ``scipy.signal.sosfiltfilt``, reusing cached initial conditions). ``y`` is 2-D
+    (channels, samples): scipy's ``sosfilt`` runs several times faster per sample on a
+    block of channels than on one, and float32 keeps errors below 0.01 µV."""
+    if padlen > 0:
+        left = 2 * y[:, :1] - y[:, padlen:0:-1]
+        right = 2 * y[:, -1:] - y[:, -2 : -padlen - 2 : -1]
+        ext = np.concatenate([left, y, right], axis=1)
+    else:
+        ext = y
+    fwd, _ = signal.sosfilt(sos, ext, axis=-1, zi=zi[:, None, :] * ext[None, :, :1])
+    rev = fwd[:, ::-1]
+    back, _ = signal.sosfilt(sos, rev, axis=-1, zi=zi[:, None, :] * rev[None, :, :1])
+    out = back[:, ::-1]
+    return out[:, padlen : out.shape[1] - padlen] if padlen > 0 else out
+
+
+def resample_channel(x: np.ndarray, plan: FilterPlan) -> np.ndarray:
+    """Polyphase-resample one channel (1-D, µV) from ``plan.sfreq_in`` to ``plan.sfreq_out``.
+
+    Returns float32 samples, ``ceil(len(x) * up / down)`` of them.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if plan.up == plan.down == 1:
+        return x
+    h = _antialias(plan.sfreq_in, plan.sfreq_out, plan.up, plan.h_freq)
+    return signal.resample_poly(x, plan.up, plan.down, window=h if h is not None else ("kaiser", 5.0))
+
+
+def zero_phase_filter(block: np.ndarray, plan: FilterPlan, params: FilterParams) -> np.ndarray:
+    """Band-pass and notch a block of channels at ``plan.sfreq_out``, zero-phase.
 
     Parameters
     ----------
-    x : ndarray
-        One channel at ``plan.sfreq_in``.
+    block : ndarray, shape (n_channels, n_samples)
+        Channels already at the output rate.
     plan : FilterPlan
-        From :func:`plan_filter`.
+        From :func:`plan_filter` (band edges and notches for this input rate).
     params : FilterParams
         Contract filter parameters (order, notch Q).
 
     Returns
     -------
     ndarray
-        float32 samples at ``plan.sfreq_out``; length ``ceil(len(x) * up / down)``.
+        float32 array of the same shape.
     """
-    y = x if (plan.up == plan.down == 1) else signal.resample_poly(x, plan.up, plan.down)
-    sos = _sos(plan.sfreq_out, plan.l_freq, plan.h_freq, plan.notches, params.notch_q, params.order)
-    n = y.shape[-1]
+    block = np.atleast_2d(np.asarray(block, dtype=np.float32))
+    n = block.shape[1]
     if n < 2:
-        return y.astype(np.float32)
+        return block
+    sos, zi = _sos(plan.sfreq_out, plan.l_freq, plan.h_freq, plan.notches, params.notch_q, params.order)
     # Pad with an odd extension of up to 10 s so the 0.1 Hz edge settles at both ends.
     padlen = min(n - 1, int(10 * plan.sfreq_out))
-    y = signal.sosfiltfilt(sos, y, padlen=padlen)
-    return y.astype(np.float32)
+    return _filtfilt(sos, zi, block, padlen).astype(np.float32, copy=False)
