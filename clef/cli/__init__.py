@@ -37,7 +37,8 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-from clef.cli import inspect as _inspect  # noqa: E402,F401  (registers commands)
+from clef.cli import demo as _demo  # noqa: E402,F401  (registers commands)
+from clef.cli import inspect as _inspect  # noqa: E402,F401
 
 
 def main() -> None:
