@@ -1,0 +1,179 @@
+"""Checkpoint directories (DESIGN.md §4): config.yaml, contract.json, model.safetensors, meta.json.
+
+Loading never unpickles: weights are safetensors, everything else is YAML/JSON. The
+SHA-256 of the weights file is recorded in ``meta.json`` and checked on load, so a
+tampered or half-copied checkpoint fails with a clear error. Writes go to a temporary
+directory renamed into place, so a crash never leaves a half checkpoint.
+
+Lives in ``tokenizer`` (the first stage, which may import nothing of ours) so the VQGAN
+can use it; ``clef.checkpoint`` re-exports it for the later models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from tokenizer.contract import SignalContract
+
+FORMAT_VERSION = 1
+FILES = ("config.yaml", "contract.json", "model.safetensors", "meta.json")
+
+
+class CheckpointError(Exception):
+    """A checkpoint directory is missing, incomplete, of another kind, or tampered with."""
+
+    def __init__(self, path: str | Path, message: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{path}: {message}")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: config dict, contract, weights, metadata."""
+
+    path: Path
+    kind: str
+    config: dict[str, Any]
+    contract: SignalContract
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(4 * 2**20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def code_version() -> str:
+    """Version of the installed ``clef-eeg`` distribution (or ``unknown``)."""
+    try:
+        from importlib.metadata import version
+
+        return version("clef-eeg")
+    except Exception:  # pragma: no cover - not installed as a distribution
+        return "unknown"
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    kind: str,
+    config: dict[str, Any],
+    contract: SignalContract,
+    state_dict: dict[str, torch.Tensor],
+    data_digest: str = "",
+    extra_meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint directory atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+        Target directory (replaced if it exists).
+    kind : str
+        What the weights are (``vqgan``, ``session_transformer``, ``aligned`` ...);
+        checked on load.
+    config : dict
+        Model configuration (plain data, written as YAML).
+    contract : SignalContract
+        Signal contract the model was trained under.
+    state_dict : dict of str to Tensor
+        Weights (contiguous CPU copies are written).
+    data_digest : str
+        Digest of the training data (e.g. of the manifest of files used).
+    extra_meta : dict, optional
+        More metadata (step, epoch, metrics ...), JSON-serialisable.
+
+    Returns
+    -------
+    Path
+        The checkpoint directory.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{time.time_ns()}")
+    tmp.mkdir(parents=True)
+    try:
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+        save_file(tensors, str(tmp / "model.safetensors"))
+        (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=True))
+        (tmp / "contract.json").write_text(contract.to_json() + "\n")
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "kind": kind,
+            "code_version": code_version(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "training_data_digest": data_digest,
+            "weights_sha256": _sha256(tmp / "model.safetensors"),
+            "contract_digest": contract.digest(),
+            **(extra_meta or {}),
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}-{time.time_ns()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, *, kind: str | None = None, map_location: str = "cpu") -> Checkpoint:
+    """Load and verify a checkpoint directory (never unpickles).
+
+    Parameters
+    ----------
+    path : str or Path
+        Checkpoint directory.
+    kind : str, optional
+        Expected kind; a different one is an error.
+    map_location : str
+        Device for the tensors.
+
+    Raises
+    ------
+    CheckpointError
+        Missing files, a kind mismatch, an unknown format version, or weights whose
+        SHA-256 differs from the one recorded (tampered or corrupted).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(path, "expected a checkpoint directory, found " + ("a file" if path.exists() else "nothing"))
+    missing = [f for f in FILES if not (path / f).is_file()]
+    if missing:
+        raise CheckpointError(path, f"incomplete checkpoint: missing {', '.join(missing)}")
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        config = yaml.safe_load((path / "config.yaml").read_text()) or {}
+        contract = SignalContract.load(path / "contract.json")
+    except Exception as exc:  # JSON/YAML/validation errors
+        raise CheckpointError(path, f"unreadable metadata: {exc}") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(path, f"format version {FORMAT_VERSION} expected, found {meta.get('format_version')}")
+    if kind is not None and meta.get("kind") != kind:
+        raise CheckpointError(path, f"a '{kind}' checkpoint expected, found '{meta.get('kind')}'")
+    digest = _sha256(path / "model.safetensors")
+    if digest != meta.get("weights_sha256"):
+        raise CheckpointError(path, "model.safetensors does not match the SHA-256 recorded in meta.json "
+                                    "(tampered with or corrupted); refusing to load")
+    if contract.digest() != meta.get("contract_digest", contract.digest()):
+        raise CheckpointError(path, "contract.json does not match the contract digest recorded in meta.json")
+    state = load_file(str(path / "model.safetensors"), device=map_location)
+    return Checkpoint(path=path, kind=meta["kind"], config=config, contract=contract, state_dict=state, meta=meta)
