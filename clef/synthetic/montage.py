@@ -37,9 +37,14 @@ ELECTRODE_SPHERICAL: dict[str, tuple[float, float]] = {
 
 #: Reference and extra-cerebral points: earlobes (A1 left, A2 right) and the eyes.
 EXTRA_SPHERICAL: dict[str, tuple[float, float]] = {
-    "A1": (122.0, -98.0), "A2": (122.0, 98.0),
+    "A1": (130.0, -100.0), "A2": (130.0, 100.0),
     "eye_L": (118.0, -28.0), "eye_R": (118.0, 28.0),
 }
+
+#: Fraction of the potential at an earlobe's position that the earlobe electrode sees: the
+#: lobe hangs off the skull, so temporal fields contaminate a linked-ears reference less
+#: than a scalp electrode at the same place would.
+EAR_PICKUP = 0.5
 
 Reference = Literal["linked_ears", "average", "none"]
 Side = Literal["L", "R"]
@@ -107,12 +112,14 @@ class Montage:
         """Gaussian-kernel topography of a source at ``center``, shape (21,).
 
         The value is 1 at the centre and ``exp(-d**2 / (2 * width_rad**2))`` at angular
-        distance ``d``; the last two entries are the ears.
+        distance ``d``; the last two entries are the ears (scaled by :data:`EAR_PICKUP`).
         """
         if width_rad <= 0:
             raise ValueError(f"width_rad must be positive, found {width_rad}")
         d = self.distances(center)
-        return np.exp(-0.5 * (d / width_rad) ** 2)
+        topo = np.exp(-0.5 * (d / width_rad) ** 2)
+        topo[self.n_channels:] *= EAR_PICKUP
+        return topo
 
     def lateral_weight(self, side: Side) -> np.ndarray:
         """Weight in [0, 1] of each point (21,) toward one hemisphere; 0 on the midline."""
