@@ -27,3 +27,13 @@ def real_dir() -> Path:
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"real EDF data: {'present' if REAL.is_dir() else 'absent (those tests skip)'} at {REAL}; cpus={os.cpu_count()}"
+
+
+@pytest.fixture(scope="session")
+def hospital(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic hospital, built once per test session (80 patients, ~140 sessions of 2-4 min)."""
+    from clef.synthetic.hospital import HospitalConfig, synthesize_hospital
+
+    out = tmp_path_factory.mktemp("hospital")
+    synthesize_hospital(out, 80, seed=7, config=HospitalConfig(minutes_range=(2.0, 4.0)), workers=2, overwrite=True)
+    return out

@@ -1,0 +1,335 @@
+"""The synthetic hospital: an EEG archive, FHIR EHR and reports with known ground truth.
+
+``synthesize_hospital`` writes, deterministically per seed::
+
+    OUT/edf/<site>/<patient>/<session>.edf   EDF+ files in each site's vendor style
+    OUT/fhir/<patient>.json                  one FHIR R4 Bundle per patient
+    OUT/reports/<session>.txt                one neurologist report per session
+    OUT/sessions.csv                         session ↔ patient ↔ encounter ↔ file links
+    OUT/truth.parquet                        the hidden truth (validation code only)
+    OUT/hospital.json                        seed, sizes, configuration digest
+
+Sites differ like real vendors (label style, sampling rate, extra channels, missing
+electrodes, physical range, header PHI). The pipeline never reads ``truth.parquet``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from clef.synthetic.edf_writer import EDFSignal, write_edf
+from clef.synthetic.eeg import EEGSimConfig, simulate_eeg
+from clef.synthetic.fhir import patient_bundle, validate_bundle
+from clef.synthetic.population import Patient, Population, PopulationConfig, SessionTruth, generate_population
+from clef.synthetic.reports import write_report
+from tokenizer.contract import CANONICAL_CHANNELS
+
+log = logging.getLogger(__name__)
+
+_NEW_NAMES = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}
+
+
+class VendorStyle(BaseModel):
+    """How one site's EEG system writes EDF files.
+
+    Attributes
+    ----------
+    label : str
+        Format of an EEG label; ``{ch}`` / ``{CH}`` is the electrode name as-is / upper case.
+    new_temporal_names : bool
+        Write T7/T8/P7/P8 instead of T3/T4/T5/T6.
+    sfreq : float
+        Sampling rate (Hz).
+    fmt : str
+        ``EDF+C`` or ``EDF``.
+    physical_range_uv : float
+        Symmetric physical range of EEG channels (µV); digital range is int16.
+    missing : tuple of str
+        Electrodes this site never records.
+    extras : tuple of str
+        Non-EEG channel labels appended (ECG-like, photic, DC, oximetry ...).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: str
+    new_temporal_names: bool = False
+    sfreq: float = 256.0
+    fmt: str = "EDF+C"
+    physical_range_uv: float = 3276.7
+    missing: tuple[str, ...] = ()
+    extras: tuple[str, ...] = ()
+
+
+#: Vendor styles assigned to the population's sites in order (cycled if there are more).
+DEFAULT_STYLES: tuple[VendorStyle, ...] = (
+    VendorStyle(label="EEG {CH}-REF", sfreq=256, extras=("EEG EKG1-REF", "PHOTIC-REF")),
+    VendorStyle(label="EEG {ch}-Ref", sfreq=200, physical_range_uv=3200.0,
+                extras=("POL E", "POL PG1", "POL DC01", "ECG ECG1", "SaO2 X9")),
+    VendorStyle(label="{ch}", sfreq=500, fmt="EDF", extras=("ECG",)),
+    VendorStyle(label="EEG {ch}", new_temporal_names=True, sfreq=256, missing=("Fz", "Pz"), extras=("EKG",)),
+    VendorStyle(label="EEG {CH}-LE", sfreq=250, physical_range_uv=4999.8, extras=("EEG EKG-LE", "PHOTIC PH")),
+)
+
+
+class HospitalConfig(BaseModel):
+    """Everything that shapes the synthetic hospital (all strengths are config values).
+
+    Attributes
+    ----------
+    population : PopulationConfig
+        Sites, demographics, conditions, medications, signatures, report error rates.
+    eeg : EEGSimConfig
+        Strength of every EEG effect and artefact.
+    styles : tuple of VendorStyle
+        EDF writing style per site, in site order.
+    minutes_range : tuple of float, optional
+        If set, every session's duration is redrawn uniformly in this range (minutes).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    population: PopulationConfig = Field(default_factory=PopulationConfig)
+    eeg: EEGSimConfig = Field(default_factory=EEGSimConfig)
+    styles: tuple[VendorStyle, ...] = DEFAULT_STYLES
+    minutes_range: tuple[float, float] | None = None
+
+    def style_of(self, site: str) -> VendorStyle:
+        """The vendor style of a site id."""
+        ids = [s.site_id for s in self.population.sites]
+        return self.styles[ids.index(site) % len(self.styles)]
+
+
+@dataclass(frozen=True)
+class HospitalSummary:
+    """What ``synthesize_hospital`` wrote."""
+
+    out: Path
+    n_patients: int
+    n_sessions: int
+    hours_of_eeg: float
+    seconds: float
+
+
+def _label(style: VendorStyle, ch: str) -> str:
+    name = _NEW_NAMES.get(ch, ch) if style.new_temporal_names else ch
+    return style.label.format(ch=name, CH=name.upper())
+
+
+def _edf_phi(p: Patient, s: SessionTruth, style: VendorStyle) -> tuple[str, str]:
+    """Header patient/recording fields with fake PHI, as a real export writes them."""
+    sex = "F" if p.sex == "female" else "M"
+    birth = p.birth_date.strftime("%d-%b-%Y").upper()
+    name = f"{p.family_name}_{p.given_name}".replace(" ", "_")
+    patient = f"{p.mrn} {sex} {birth} {name}"
+    if style.fmt == "EDF":  # plain EDF: free text, as older systems write it
+        patient = f"{p.mrn} {p.family_name}, {p.given_name} {p.birth_date.strftime('%d.%m.%Y')}"
+    rec = f"Startdate {s.start.strftime('%d-%b-%Y').upper()} {s.encounter_id} Tech_{p.family_name[:3]} EEG-{s.site}"
+    return patient[:80], rec[:80]
+
+
+def _extra_signal(label: str, n: int, sfreq: float, rng: np.random.Generator) -> EDFSignal:
+    t = np.arange(n) / sfreq
+    low = label.lower()
+    if "ekg" in low or "ecg" in low:
+        beats = (np.sin(2 * np.pi * 1.15 * t) > 0.995).astype(float)
+        return EDFSignal(label, 800 * beats + rng.normal(0, 10, n), sfreq, unit="uV")
+    if "sao2" in low:
+        return EDFSignal(label, 96 + rng.normal(0, 0.3, n), sfreq, unit="%")
+    if "dc" in low:
+        return EDFSignal(label, np.full(n, 12.0) + rng.normal(0, 0.1, n), sfreq, unit="mV")
+    if "photic" in low:
+        return EDFSignal(label, np.zeros(n), sfreq, unit="", physical_min=-1, physical_max=1)
+    return EDFSignal(label, rng.normal(0, 5, n), sfreq, unit="uV")
+
+
+def session_relpath(s: SessionTruth) -> str:
+    """Path of a session's EDF relative to the hospital folder."""
+    return f"edf/{s.site}/{s.patient_id}/{s.session_id}.edf"
+
+
+def _write_session(args: tuple[Path, SessionTruth, Patient, HospitalConfig]) -> dict:
+    """Simulate, write the EDF and the report of one session; return its truth row."""
+    out, s, p, cfg = args
+    style = cfg.style_of(s.site)
+    data, summary = simulate_eeg(s.to_spec(), style.sfreq, cfg.eeg)
+    rng = np.random.default_rng(np.random.SeedSequence([s.seed, 7]))
+    n_rec = data.shape[1] // int(style.sfreq)  # whole 1-s records
+    n = n_rec * int(style.sfreq)
+    r = style.physical_range_uv
+    signals = [
+        EDFSignal(_label(style, ch), data[k, :n], style.sfreq, physical_min=-r, physical_max=r,
+                  prefilter="HP:0.1Hz LP:100Hz")
+        for k, ch in enumerate(CANONICAL_CHANNELS) if ch not in style.missing
+    ]
+    signals += [_extra_signal(lab, n, style.sfreq, rng) for lab in style.extras]
+    annotations = []
+    if style.fmt != "EDF":
+        names = {"hyperventilation": "HV start", "photic": "Photic stimulation", "eyes_open": "Eyes open"}
+        annotations = [(e.onset_s, e.duration_s, names[e.kind]) for e in summary.events
+                       if e.kind in names and e.onset_s < n_rec]
+    patient_field, recording_field = _edf_phi(p, s, style)
+    write_edf(out / session_relpath(s), signals, fmt=style.fmt, start=s.start.replace(tzinfo=None),
+              patient=patient_field, recording=recording_field, annotations=annotations)
+    report = write_report(s, p, summary, rng, cfg.population)
+    rp = out / "reports" / f"{s.session_id}.txt"
+    tmp = rp.with_name(f".{rp.name}.tmp")
+    tmp.write_text(report.text, encoding="utf-8")
+    os.replace(tmp, rp)
+    return {
+        "session_id": s.session_id,
+        "patient_id": s.patient_id,
+        "encounter_id": s.encounter_id,
+        "site": s.site,
+        "setting": s.setting,
+        "start": s.start.isoformat(),
+        "duration_s": float(n_rec),
+        "age_years": float(s.age_years),
+        "sex": p.sex,
+        "race": p.race,
+        "condition_codes": list(s.condition_codes),
+        "atc_codes": list(s.atc_codes),
+        "findings": [{"name": f.name, "severity": float(f.severity), "side": f.side, "cause": f.cause}
+                     for f in summary.findings],
+        "finding_names": sorted({f.name for f in summary.findings}),
+        "pdr_hz": summary.pdr_hz,
+        "reached_sleep": summary.reached_sleep,
+        "states": [{"start_s": st.start_s, "stop_s": st.stop_s, "state": st.state} for st in summary.states],
+        "n_ieds": summary.count("ied_focal") + summary.count("ied_generalized"),
+        "n_seizures": summary.count("seizure"),
+        "report_asserted": list(report.asserted),
+        "report_missed": list(report.missed),
+        "report_overcalled": list(report.overcalled),
+        "report_phi": list(report.phi),
+        "edf_phi": [p.mrn, p.family_name, p.given_name, p.birth_date.strftime("%d-%b-%Y").upper()],
+        "path": session_relpath(s),
+        "seed": s.seed,
+    }
+
+
+def _redraw_durations(pop: Population, minutes: tuple[float, float]) -> Population:
+    lo, hi = sorted(minutes)
+    sessions = []
+    for s in pop.sessions:
+        u = np.random.default_rng(np.random.SeedSequence([s.seed, 11])).uniform(lo, hi)
+        sessions.append(replace(s, duration_s=float(round(u * 60))))
+    return replace(pop, sessions=tuple(sessions))
+
+
+def synthesize_hospital(
+    out: str | Path,
+    n_patients: int,
+    *,
+    seed: int = 0,
+    config: HospitalConfig | None = None,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
+) -> HospitalSummary:
+    """Generate a synthetic hospital into ``out``.
+
+    Parameters
+    ----------
+    out : str or Path
+        Output folder; must be empty or absent unless ``overwrite``.
+    n_patients : int
+        Patients (each with 1–4 sessions).
+    seed : int
+        Seed: the same seed and config give the same files.
+    config : HospitalConfig, optional
+        Population, EEG and vendor-style configuration.
+    workers : int, optional
+        Processes writing sessions in parallel (default: all cores).
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each session.
+    overwrite : bool
+        Allow writing into a non-empty folder.
+
+    Returns
+    -------
+    HospitalSummary
+    """
+    t0 = time.perf_counter()
+    cfg = config or HospitalConfig()
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} is not empty; choose a new folder or overwrite (--overwrite)")
+    pop = generate_population(n_patients, seed, cfg.population)
+    if cfg.minutes_range is not None:
+        pop = _redraw_durations(pop, cfg.minutes_range)
+    for d in ("fhir", "reports"):
+        (out / d).mkdir(parents=True, exist_ok=True)
+    patients = {p.patient_id: p for p in pop.patients}
+    jobs = [(out, s, patients[s.patient_id], cfg) for s in pop.sessions]
+    rows: list[dict] = []
+    workers = workers or os.cpu_count() or 1
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as ex:
+            for row in ex.map(_write_session, jobs, chunksize=1):
+                rows.append(row)
+                if progress:
+                    progress(len(rows), len(jobs))
+    else:
+        for job in jobs:
+            rows.append(_write_session(job))
+            if progress:
+                progress(len(rows), len(jobs))
+
+    names = {s.site_id: s.name for s in cfg.population.sites}
+    for p in pop.patients:
+        bundle = patient_bundle(p, pop.sessions_of(p.patient_id), site_names=names)
+        validate_bundle(bundle)
+        _atomic_text(out / "fhir" / f"{p.patient_id}.json", json.dumps(bundle, indent=1))
+    _write_sessions_csv(out / "sessions.csv", rows)
+    truth = pl.DataFrame(rows)
+    tmp = out / ".truth.parquet.tmp"
+    truth.write_parquet(tmp)
+    os.replace(tmp, out / "truth.parquet")
+    hours = float(sum(r["duration_s"] for r in rows) / 3600)
+    meta = {
+        "generator": "clef.synthetic.hospital",
+        "seed": seed,
+        "n_patients": n_patients,
+        "n_sessions": len(rows),
+        "hours_of_eeg": round(hours, 2),
+        "config_sha256": hashlib.sha256(cfg.model_dump_json().encode()).hexdigest(),
+        "sites": {s.site_id: cfg.style_of(s.site_id).model_dump() for s in cfg.population.sites},
+    }
+    _atomic_text(out / "hospital.json", json.dumps(meta, indent=2))
+    return HospitalSummary(out, n_patients, len(rows), hours, time.perf_counter() - t0)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_sessions_csv(path: Path, rows: Iterable[dict]) -> None:
+    """The hospital export: links only, no labels."""
+    cols = ("session_id", "patient_id", "encounter_id", "path", "site", "setting", "start")
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for r in rows:
+            w.writerow([r[c] for c in cols])
+    os.replace(tmp, path)
+
+
+def load_truth(out: str | Path) -> pl.DataFrame:
+    """Read the hidden truth of a synthetic hospital (validation code only)."""
+    return pl.read_parquet(Path(out) / "truth.parquet")
