@@ -45,11 +45,41 @@ def demo_ingest(out: Path) -> list[dict]:
     return records
 
 
+def demo_hospital(out: Path, patients: int = 40, seed: int = 0) -> Path:
+    """Synthesise the demo hospital and inspect one file per site (with a page plot)."""
+    from clef.cli.inspect import inspect_file
+    from clef.cli.synth import run_synth
+    from clef.synthetic.hospital import load_truth
+    from clef.viz import plot_page
+    from tokenizer import SignalContract
+
+    hosp = out / "hospital"
+    s = run_synth(hosp, patients, seed, None, None, overwrite=True)
+    console.print(f"{s.n_sessions} sessions of {s.n_patients} patients, {s.hours_of_eeg:.1f} h of EEG, "
+                  f"in {s.seconds:.1f} s → {hosp}")
+    truth = load_truth(hosp)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    for site in sorted(set(truth["site"])):
+        row = truth.filter(truth["site"] == site).row(0, named=True)
+        rec, recording = inspect_file(hosp / row["path"], SignalContract())
+        if recording is None:
+            console.print(f"[red]failed[/] {row['path']}: {rec['error']}")
+            continue
+        plot_page(recording, out / "plots" / f"hospital_{site}_{row['session_id']}.png", start_s=60.0)
+        ch = rec["channels"]
+        console.print(f"{site}: {row['path']}  {rec['format']} {rec['sfreq_in']:g} Hz, "
+                      f"Fp1 ← '{ch['mapped'].get('Fp1')}', missing {ch['missing'] or 'none'}, "
+                      f"excluded {len(ch['excluded'])}, de-identified {rec['deid']}")
+    return hosp
+
+
 @app.command()
 def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for everything the demo writes.")) -> None:
     """Run the platform end to end on built-in synthetic data and write a results folder."""
     out.mkdir(parents=True, exist_ok=True)
-    t0 = _stage("1. Ingestion: awkward hospital exports → canonical recordings")
+    _stage("1. Synthetic hospital: EDF archive + FHIR EHR + reports with known truth")
+    demo_hospital(out)
+    t0 = _stage("2. Ingestion: awkward hospital exports → canonical recordings")
     records = demo_ingest(out)
     ok = sum(r["ok"] for r in records)
     console.print(f"{ok} of {len(records)} files ingested, {len(records) - ok} refused with a clear error "

@@ -338,7 +338,7 @@ class EEGSimConfig(BaseModel):
     bs_suppression_gain: float = Field(0.08, ge=0, le=1)
     bs_burst_uv: float = Field(150.0, ge=0)
     low_voltage_atten: float = Field(0.75, ge=0, le=1)
-    excess_beta_uv: float = Field(8.0, ge=0)
+    excess_beta_uv: float = Field(14.0, ge=0)
     lpd_uv: float = Field(120.0, ge=0)
     lpd_hz: float = Field(1.0, gt=0)
     gpd_uv: float = Field(120.0, ge=0)
