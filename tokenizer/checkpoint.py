@@ -28,6 +28,8 @@ from tokenizer.contract import SignalContract
 
 FORMAT_VERSION = 1
 FILES = ("config.yaml", "contract.json", "model.safetensors", "meta.json")
+#: Optional file with what resuming training needs (never needed to use the model).
+TRAINING_STATE = "training_state.safetensors"
 
 
 class CheckpointError(Exception):
@@ -77,6 +79,8 @@ def save_checkpoint(
     state_dict: dict[str, torch.Tensor],
     data_digest: str = "",
     extra_meta: dict[str, Any] | None = None,
+    training_state: dict[str, torch.Tensor] | None = None,
+    training_meta: dict[str, str] | None = None,
 ) -> Path:
     """Write a checkpoint directory atomically.
 
@@ -97,6 +101,11 @@ def save_checkpoint(
         Digest of the training data (e.g. of the manifest of files used).
     extra_meta : dict, optional
         More metadata (step, epoch, metrics ...), JSON-serialisable.
+    training_state : dict of str to Tensor, optional
+        What resuming needs beyond the weights (optimiser moments, EMA, discriminator),
+        written as ``training_state.safetensors`` inside the same atomic directory.
+    training_meta : dict of str to str, optional
+        String metadata of the training state (e.g. optimiser parameter groups as JSON).
 
     Returns
     -------
@@ -122,6 +131,9 @@ def save_checkpoint(
             **(extra_meta or {}),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        if training_state is not None:
+            save_file({k: v.detach().to("cpu").contiguous() for k, v in training_state.items()},
+                      str(tmp / TRAINING_STATE), metadata=training_meta or {})
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}-{time.time_ns()}")
             os.replace(path, old)
@@ -177,3 +189,48 @@ def load_checkpoint(path: str | Path, *, kind: str | None = None, map_location: 
         raise CheckpointError(path, "contract.json does not match the contract digest recorded in meta.json")
     state = load_file(str(path / "model.safetensors"), device=map_location)
     return Checkpoint(path=path, kind=meta["kind"], config=config, contract=contract, state_dict=state, meta=meta)
+
+
+def load_training_state(path: str | Path, map_location: str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:
+    """Tensors and string metadata of a checkpoint's ``training_state.safetensors``, or None."""
+    f = Path(path) / TRAINING_STATE
+    if not f.is_file():
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(f), framework="pt") as h:
+        meta = dict(h.metadata() or {})
+    return load_file(str(f), device=map_location), meta
+
+
+def optimizer_to_tensors(state: dict[str, Any], prefix: str = "optimizer") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Split a ``torch.optim`` state dict into safetensors-storable tensors and JSON metadata."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in state["state"].items():
+        for name, value in st.items():
+            if torch.is_tensor(value):
+                tensors[f"{prefix}.state.{pid}.{name}"] = value
+            else:
+                scalars.setdefault(str(pid), {})[name] = value
+    meta = {f"{prefix}.param_groups": json.dumps(state["param_groups"]), f"{prefix}.scalars": json.dumps(scalars)}
+    return tensors, meta
+
+
+def optimizer_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, str], prefix: str = "optimizer") -> dict[str, Any] | None:
+    """Inverse of :func:`optimizer_to_tensors`; None when the metadata holds no optimiser."""
+    if f"{prefix}.param_groups" not in meta:
+        return None
+    groups = json.loads(meta[f"{prefix}.param_groups"])
+    for g in groups:
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    state: dict[int, dict[str, Any]] = {}
+    head = f"{prefix}.state."
+    for key, value in tensors.items():
+        if key.startswith(head):
+            pid, name = key[len(head):].split(".", 1)
+            state.setdefault(int(pid), {})[name] = value
+    for pid, extra in json.loads(meta.get(f"{prefix}.scalars", "{}")).items():
+        state.setdefault(int(pid), {}).update(extra)
+    return {"state": state, "param_groups": groups}

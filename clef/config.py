@@ -1,0 +1,165 @@
+"""Configuration of the session transformer and its pretraining (pydantic, ``extra="forbid"``).
+
+Presets live in ``clef/configs/{tiny,base,large}.yaml``; :func:`load_config` takes a preset
+name or a path to a YAML file of the same shape.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Frozen):
+    """Transformer encoder over the token grid of one window.
+
+    Attributes
+    ----------
+    dim, depth, heads : int
+        Width, number of pre-LN blocks, attention heads.
+    mlp_ratio : float
+        Hidden width of the feed-forward block relative to ``dim``.
+    dropout : float
+        Dropout in attention and feed-forward blocks.
+    vocab_size : int or None
+        Codebook size of the tokenizer; filled from the tokens when None.
+    grid : tuple of int or None
+        Token grid (frequency rows, time columns) per window; filled from the tokens.
+    """
+
+    dim: int = Field(128, gt=0)
+    depth: int = Field(4, gt=0)
+    heads: int = Field(4, gt=0)
+    mlp_ratio: float = Field(4.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    vocab_size: int | None = Field(None, gt=1)
+    grid: tuple[int, int] | None = None
+
+    @model_validator(mode="after")
+    def _heads(self) -> "ModelConfig":
+        if self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
+        return self
+
+
+class MaskingConfig(_Frozen):
+    """MAGE-style variable masking: a ratio per sample from a truncated normal.
+
+    Attributes
+    ----------
+    mean, std, low, high : float
+        Truncated normal of the mask ratio (0.55, 0.25, in [0.5, 1.0]).
+    label_smoothing : float
+        Label smoothing of the cross-entropy over the codebook.
+    """
+
+    mean: float = Field(0.55, ge=0, le=1)
+    std: float = Field(0.25, gt=0)
+    low: float = Field(0.5, ge=0, le=1)
+    high: float = Field(1.0, gt=0, le=1)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _range(self) -> "MaskingConfig":
+        if self.low >= self.high:
+            raise ValueError(f"masking low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class MaskAlignConfig(_Frozen):
+    """Optional DARE-EEG mask-alignment term: InfoNCE between two masked views of a window.
+
+    Attributes
+    ----------
+    weight : float
+        Weight of the term (0 = off, the default).
+    temperature : float
+    mask_ratio : float
+        Mask ratio of each of the two views.
+    """
+
+    weight: float = Field(0.0, ge=0)
+    temperature: float = Field(0.1, gt=0)
+    mask_ratio: float = Field(0.3, ge=0, lt=1)
+
+
+class OptimConfig(_Frozen):
+    """AdamW with linear warm-up and cosine decay, gradient clipping, EMA of weights."""
+
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = Field(20, ge=0)
+    min_lr_ratio: float = Field(0.05, ge=0, le=1)
+    grad_clip: float = Field(1.0, gt=0)
+    ema_decay: float = Field(0.99, ge=0, lt=1)
+
+
+class TrainConfig(_Frozen):
+    """Loop settings."""
+
+    max_steps: int = Field(300, gt=0)
+    batch_size: int = Field(16, gt=0)
+    checkpoint_every: int = Field(100, gt=0)
+    log_every: int = Field(10, gt=0)
+    seed: int = 0
+
+
+class SessionConfig(_Frozen):
+    """Everything of one session-transformer configuration."""
+
+    name: str = "tiny"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    masking: MaskingConfig = Field(default_factory=MaskingConfig)
+    mask_align: MaskAlignConfig = Field(default_factory=MaskAlignConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    def with_data(self, vocab_size: int, grid: tuple[int, int]) -> "SessionConfig":
+        """Fill (or check) the codebook size and grid from the tokens."""
+        m = self.model
+        if m.vocab_size not in (None, vocab_size) or (m.grid is not None and tuple(m.grid) != tuple(grid)):
+            raise ValueError(
+                f"config expects vocab {m.vocab_size} and grid {m.grid}, the tokens have vocab "
+                f"{vocab_size} and grid {tuple(grid)}"
+            )
+        return self.model_copy(update={"model": m.model_copy(update={"vocab_size": vocab_size, "grid": tuple(grid)})})
+
+
+PRESETS = ("tiny", "base", "large")
+
+
+def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> SessionConfig:
+    """Load a preset (``tiny``, ``base``, ``large``) or a YAML file, validated.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        Preset name, or a YAML file (``tiny.yaml`` also resolves to the preset).
+    overrides : dict, optional
+        Nested values merged on top (e.g. ``{"train": {"max_steps": 10}}``).
+    """
+    text: str
+    p = Path(name_or_path)
+    stem = p.name.removesuffix(".yaml").removesuffix(".yml")
+    if p.is_file():
+        text = p.read_text()
+    elif stem in PRESETS:
+        text = resources.files("clef").joinpath("configs", f"{stem}.yaml").read_text()
+    else:
+        raise FileNotFoundError(f"no config file {name_or_path!r} and not a preset ({', '.join(PRESETS)})")
+    data = yaml.safe_load(text) or {}
+    for k, v in (overrides or {}).items():
+        if isinstance(v, dict):
+            data.setdefault(k, {}).update(v)
+        else:
+            data[k] = v
+    return SessionConfig.model_validate(data)

@@ -1,0 +1,150 @@
+"""The session transformer: a pre-LN transformer encoder over the VQGAN token grid.
+
+One model I/O contract (as in braindecode): :meth:`SessionTransformer.forward` returns an
+:class:`EncoderOutput` with token features and a window embedding; task heads (the
+masked-token head of pretraining, probes, projections) live outside the encoder.
+Sessions longer than one window are encoded window by window; :func:`aggregate_windows`
+turns per-window embeddings into the session embedding (documented: a mean weighted by
+each window's valid tokens).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from clef.config import ModelConfig
+
+
+@dataclass
+class EncoderOutput:
+    """What the encoder returns.
+
+    Attributes
+    ----------
+    token_features : Tensor, (B, N, dim)
+        Contextual features of every token (N = grid_f × grid_t), after the final norm.
+    window_embedding : Tensor, (B, dim)
+        Mean of the token features over valid tokens.
+    valid : Tensor, (B, N) bool
+        Valid (non-padding) tokens.
+    """
+
+    token_features: torch.Tensor
+    window_embedding: torch.Tensor
+    valid: torch.Tensor
+
+
+class SessionTransformer(nn.Module):
+    """Transformer encoder over a window's token grid.
+
+    Parameters
+    ----------
+    cfg : ModelConfig
+        ``vocab_size`` and ``grid`` must be set (they come from the tokenizer).
+
+    Notes
+    -----
+    Positions: a learned embedding of the frequency row plus a learned embedding of the
+    time column (factorised 2-D position), added to the token embedding. The extra
+    token id ``vocab_size`` is ``[MASK]``. Padding tokens are excluded from attention
+    (key padding mask) and from the pooled embedding.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.vocab_size is None or cfg.grid is None:
+            raise ValueError("ModelConfig.vocab_size and .grid must be set before building the model")
+        self.cfg = cfg
+        gf, gt = cfg.grid
+        self.mask_id = cfg.vocab_size
+        self.tok = nn.Embedding(cfg.vocab_size + 1, cfg.dim)
+        self.pos_f = nn.Parameter(torch.zeros(gf, cfg.dim))
+        self.pos_t = nn.Parameter(torch.zeros(gt, cfg.dim))
+        layer = nn.TransformerEncoderLayer(
+            cfg.dim, cfg.heads, int(cfg.dim * cfg.mlp_ratio), cfg.dropout,
+            activation="gelu", batch_first=True, norm_first=True,
+        )
+        self.blocks = nn.TransformerEncoder(layer, cfg.depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.dim)
+        nn.init.normal_(self.tok.weight, std=0.02)
+        nn.init.normal_(self.pos_f, std=0.02)
+        nn.init.normal_(self.pos_t, std=0.02)
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens per window."""
+        gf, gt = self.cfg.grid  # type: ignore[misc]
+        return gf * gt
+
+    def positions(self) -> torch.Tensor:
+        """(N, dim) position embeddings, row-major over (frequency, time)."""
+        return (self.pos_f[:, None, :] + self.pos_t[None, :, :]).reshape(-1, self.cfg.dim)
+
+    def forward(self, codes: torch.Tensor, valid: torch.Tensor, masked: torch.Tensor | None = None) -> EncoderOutput:
+        """Encode windows.
+
+        Parameters
+        ----------
+        codes : Tensor, (B, N) or (B, grid_f, grid_t), integer
+            Token ids in ``[0, vocab_size)``.
+        valid : Tensor, same shape, bool
+            Valid tokens (False for padding).
+        masked : Tensor, same shape, bool, optional
+            Tokens replaced by ``[MASK]`` (pretraining).
+        """
+        b = codes.shape[0]
+        codes = codes.reshape(b, -1).long()
+        valid = valid.reshape(b, -1).bool()
+        if codes.shape[1] != self.n_tokens:
+            raise ValueError(f"expected {self.n_tokens} tokens per window (grid {self.cfg.grid}), found {codes.shape[1]}")
+        if masked is not None:
+            codes = codes.masked_fill(masked.reshape(b, -1).bool(), self.mask_id)
+        # a row with no valid token would make attention undefined: let it attend to itself
+        empty = ~valid.any(1)
+        attend = valid.clone()
+        attend[empty] = True
+        x = self.tok(codes) + self.positions()[None]
+        x = self.blocks(x, src_key_padding_mask=~attend)
+        x = self.norm(x)
+        w = valid.to(x.dtype)[..., None]
+        emb = (x * w).sum(1) / w.sum(1).clamp(min=1.0)
+        return EncoderOutput(token_features=x, window_embedding=emb, valid=valid)
+
+
+class MaskedTokenHead(nn.Module):
+    """Pretraining head: predicts the codebook id of every token (separate from the encoder)."""
+
+    def __init__(self, dim: int, vocab_size: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.proj = nn.Linear(dim, vocab_size)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, N, dim) → (B, N, vocab_size) logits."""
+        return self.proj(self.norm(features))
+
+
+def aggregate_windows(window_embeddings: torch.Tensor, n_valid_tokens: torch.Tensor) -> torch.Tensor:
+    """Session embedding: mean of window embeddings weighted by their valid tokens.
+
+    Parameters
+    ----------
+    window_embeddings : Tensor, (W, dim)
+    n_valid_tokens : Tensor, (W,)
+
+    Returns
+    -------
+    Tensor, (dim,)
+    """
+    w = n_valid_tokens.to(window_embeddings.dtype).clamp(min=0)
+    if float(w.sum()) == 0:
+        return window_embeddings.mean(0)
+    return (window_embeddings * w[:, None]).sum(0) / w.sum()
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters."""
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,139 @@
+"""Session transformer: config, masking, model contract, pretraining signal, checkpoints, embedding."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from clef.config import MaskingConfig, load_config
+from clef.embedding import Embedder
+from clef.masking import random_token_mask, sample_mask_ratios
+from clef.model import SessionTransformer, aggregate_windows, count_parameters
+from clef.pretrain import load_token_table, pretrain
+from tests.tokens_factory import write_fake_tokens
+from tokenizer.checkpoint import CheckpointError
+from tokenizer.tokens import Tokens
+
+SMALL = {"model": {"dim": 64, "depth": 2, "heads": 4}, "train": {"batch_size": 8, "checkpoint_every": 50},
+         "optim": {"lr": 2e-3, "warmup_steps": 10}}
+
+
+@pytest.fixture(scope="module")
+def fake_tokens(tmp_path_factory):
+    return write_fake_tokens(tmp_path_factory.mktemp("tokens"))
+
+
+@pytest.fixture(scope="module")
+def trained(fake_tokens, tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("ckpt") / "st"
+    r = pretrain(fake_tokens, load_config("tiny", SMALL), out, max_steps=300,
+                 trainer_kwargs={"enable_progress_bar": False})
+    return r
+
+
+def test_presets_and_parameter_counts():
+    sizes = {}
+    for name in ("tiny", "base", "large"):
+        cfg = load_config(name).with_data(8192 if name != "tiny" else 512, (16, 128) if name != "tiny" else (8, 64))
+        sizes[name] = count_parameters(SessionTransformer(cfg.model))
+    assert sizes["tiny"] < 2e6 and 15e6 < sizes["base"] < 20e6 and 140e6 < sizes["large"] < 155e6
+    with pytest.raises(ValidationError, match="divisible"):
+        load_config("tiny", {"model": {"dim": 130}})
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        load_config("tiny", {"model": {"width": 3}})
+    with pytest.raises(FileNotFoundError, match="not a preset"):
+        load_config("huge")
+    with pytest.raises(ValueError, match="grid"):
+        load_config("tiny").with_data(512, (8, 64)).with_data(512, (16, 128))
+
+
+def test_mask_ratios_follow_the_truncated_normal():
+    cfg = MaskingConfig()
+    r = sample_mask_ratios(20000, cfg, torch.Generator().manual_seed(0))
+    assert r.min() >= 0.5 and r.max() <= 1.0
+    # truncated N(0.55, 0.25) on [0.5, 1]: mean ≈ 0.70
+    assert 0.68 < float(r.mean()) < 0.73
+
+
+def test_token_mask_respects_validity_and_ratio():
+    valid = torch.ones(4, 100, dtype=torch.bool)
+    valid[1, 50:] = False
+    valid[3] = False
+    m = random_token_mask(valid, torch.tensor([0.5, 0.5, 1.0, 0.7]), torch.Generator().manual_seed(1))
+    assert not (m & ~valid).any()
+    assert m.sum(1).tolist() == [50, 25, 100, 0]
+
+
+def test_model_contract_padding_and_aggregation():
+    cfg = load_config("tiny", SMALL).with_data(64, (4, 16))
+    torch.manual_seed(0)
+    model = SessionTransformer(cfg.model).eval()
+    codes = torch.randint(0, 64, (2, 4, 16))
+    valid = torch.ones(2, 4, 16, dtype=torch.bool)
+    valid[1, :, 10:] = False
+    out = model(codes, valid)
+    assert out.token_features.shape == (2, 64, 64) and out.window_embedding.shape == (2, 64)
+    # padding tokens neither change the pooled embedding nor the valid tokens' features
+    codes2 = codes.clone()
+    codes2[1, :, 10:] = torch.randint(0, 64, (4, 6))
+    out2 = model(codes2, valid)
+    assert torch.allclose(out.window_embedding[1], out2.window_embedding[1], atol=1e-5)
+    with pytest.raises(ValueError, match="expected 64 tokens"):
+        model(torch.zeros(1, 10, dtype=torch.long), torch.ones(1, 10, dtype=torch.bool))
+    w = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert torch.allclose(aggregate_windows(w, torch.tensor([3, 1])), torch.tensor([0.75, 0.25]))
+
+
+def test_pretraining_learns_well_above_the_most_common_code(trained):
+    assert trained.steps == 300
+    assert trained.val_masked_acc > 3 * trained.baseline_acc, (trained.val_masked_acc, trained.baseline_acc)
+
+
+def test_checkpoint_resume_and_tamper(trained, fake_tokens, tmp_path):
+    meta = json.loads((trained.checkpoint / "meta.json").read_text())
+    assert meta["kind"] == "session_transformer" and meta["step"] == 300
+    r = pretrain(fake_tokens, load_config("tiny", SMALL), trained.checkpoint, max_steps=310, resume=True,
+                 trainer_kwargs={"enable_progress_bar": False})
+    assert r.steps == 310
+    bad = tmp_path / "bad"
+    import shutil
+
+    shutil.copytree(trained.checkpoint, bad)
+    raw = bytearray((bad / "model.safetensors").read_bytes())
+    raw[-5] ^= 1
+    (bad / "model.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="tampered"):
+        Embedder(bad)
+
+
+def test_embedding_is_deterministic_batched_and_separates_classes(trained, fake_tokens):
+    table = load_token_table(fake_tokens)
+    classes = json.loads((fake_tokens / "classes.json").read_text())
+    emb = Embedder(trained.checkpoint, batch_size=3)
+    sessions = []
+    for sha in dict.fromkeys(table.session.tolist()):
+        rows = np.flatnonzero(table.session == sha)
+        gf, gt = table.grid
+        sessions.append(Tokens(codes=table.codes[rows].reshape(-1, gf, gt), token_mask=table.valid[rows].reshape(-1, gf, gt),
+                               n_valid_frames=np.full(len(rows), 1280), source_sha256=sha, source_path="", window_s=1280.0))
+    many = emb.embed(sessions)
+    one = emb.embed(sessions[0])
+    assert np.allclose(one.vector, many[0].vector, atol=1e-5)  # batching does not change results
+    assert np.array_equal(emb.embed(sessions[0]).vector, one.vector)  # eval mode: deterministic
+    assert one.n_windows == 2 and one.window_tokens.tolist() == [64, 52]
+    # a nearest-centroid rule on the embeddings recovers the planted session class
+    x = np.stack([e.vector for e in many])
+    y = np.array([classes[e.source_sha256] for e in many])
+    c0, c1 = x[y == 0].mean(0), x[y == 1].mean(0)
+    pred = (np.linalg.norm(x - c1, axis=1) < np.linalg.norm(x - c0, axis=1)).astype(int)
+    assert (pred == y).mean() > 0.9
+
+
+def test_embedding_from_edf_needs_the_tokenizer(trained):
+    with pytest.raises(CheckpointError, match="tokenizer/"):
+        Embedder(trained.checkpoint).tokenizer
