@@ -1,8 +1,8 @@
 """Benchmark the multitaper spectrogram against MNE and the FFT bound, single-threaded.
 
 Run ``python bench/spectrogram.py``. One 1280 s, 19-channel, 200 Hz window of random
-data is framed once (4 s windows, 1 s step: 1280 frames of 800 samples). Timed, best of
-``--repeats``:
+data is framed once (4 s windows, 1 s step: 1280 frames of 800 samples). Timed round-robin
+over ``--repeats`` rounds (best and median reported):
 
 - ours: ``tokenizer.multitaper.multitaper_spectrogram`` on the (19, 256000) array,
   everything included (framing, demeaning, tapering, FFT, power, dB);
@@ -12,7 +12,7 @@ data is framed once (4 s windows, 1 s step: 1280 frames of 800 samples). Timed, 
   float64 array (framing not timed);
 - FFT bound: ``scipy.fft.rfft`` (float32, workers=1) of the pre-tapered
   (19, 1280, 3, 800) float32 frames, taper multiplication EXCLUDED, once as one call
-  and once in the same frame chunks as ours.
+  and once in the same frame chunks as ours (its default on a CPU).
 """
 
 from __future__ import annotations
@@ -35,25 +35,32 @@ import scipy.fft  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tokenizer.multitaper import _tapers, multitaper_spectrogram  # noqa: E402
+from tokenizer.multitaper import (  # noqa: E402
+    _CPU_CHUNK_BYTES,
+    _tapers,
+    multitaper_spectrogram,
+)
 
 SFREQ, N_CH, SECONDS, WIN_S = 200.0, 19, 1280, 4.0
 
 
-def best_of(fn: Callable[[], object], repeats: int) -> float:
-    """Best wall time of ``repeats`` calls, in seconds (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Wall times (s) of each function over ``rounds`` rounds, run round-robin so that
+    machine noise hits every method alike (one warm-up call each first)."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9, help="timing rounds")
     args = parser.parse_args()
 
     import mne
@@ -74,7 +81,7 @@ def main() -> None:
         tapers = _tapers(n_win, WIN_S / 2)[0].astype(np.float32)
         centred = frames - frames.mean(axis=-1, keepdims=True)
         tapered = np.ascontiguousarray(centred[:, :, None, :] * tapers)
-        chunk = max(1, (2 * 2**20) // (N_CH * len(tapers) * (n_win // 2 + 1) * 8))
+        chunk = max(1, _CPU_CHUNK_BYTES // (N_CH * len(tapers) * (n_win // 2 + 1) * 8))
 
         def run_mne() -> np.ndarray:
             return mne.time_frequency.psd_array_multitaper(
@@ -87,38 +94,47 @@ def main() -> None:
                 scipy.fft.rfft(tapered[:, i:i + chunk], axis=-1, workers=1)
 
         tensor = torch.from_numpy(data)
-        t_ours = best_of(lambda: multitaper_spectrogram(data, SFREQ, workers=1), args.repeats)
-        t_torch = best_of(lambda: multitaper_spectrogram(tensor, SFREQ), args.repeats)
-        t_fft1 = best_of(lambda: scipy.fft.rfft(tapered, axis=-1, workers=1), args.repeats)
-        t_fftc = best_of(fft_chunked, args.repeats)
-        t_mne = best_of(run_mne, max(1, args.repeats // 2))
+        times = interleaved(
+            {
+                "ours": lambda: multitaper_spectrogram(data, SFREQ, workers=1),
+                "torch": lambda: multitaper_spectrogram(tensor, SFREQ),
+                "mne": run_mne,
+                "fft1": lambda: scipy.fft.rfft(tapered, axis=-1, workers=1),
+                "fftc": fft_chunked,
+            },
+            args.repeats,
+        )
+    best = {name: min(t) for name, t in times.items()}
+    median = {name: float(np.median(t)) for name, t in times.items()}
+    t_ours, t_torch, t_mne = best["ours"], best["torch"], best["mne"]
 
     mne_db = 10 * np.log10(run_mne()[..., :128]).transpose(0, 2, 1)
     diff = np.abs(mne_db - spec.values)
     torch_diff = np.abs(multitaper_spectrogram(tensor, SFREQ).values - spec.values).max()
-    t_bound = min(t_fft1, t_fftc)
+    t_bound = min(best["fft1"], best["fftc"])
 
     print(f"multitaper spectrogram bench: {N_CH} ch x {SECONDS} s @ {SFREQ:g} Hz -> "
           f"{spec.shape}, {len(tapers)} tapers, {tapered.shape[1]} frames of {n_win} samples")
     print(f"single thread; {platform.processor() or platform.machine()}, python "
           f"{platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
-          f"mne {mne.__version__}, torch {torch.__version__}; best of {args.repeats}")
+          f"mne {mne.__version__}, torch {torch.__version__}; {args.repeats} rounds")
     print()
     rows = [
-        ("ours (numpy/scipy.fft)", t_ours, ""),
-        ("ours (torch, CPU)", t_torch, ""),
-        ("MNE psd_array_multitaper", t_mne, "framing not timed"),
-        ("FFT bound, one call", t_fft1, "taper multiply excluded"),
-        (f"FFT bound, {chunk}-frame chunks", t_fftc, "taper multiply excluded"),
+        ("ours (numpy/scipy.fft)", "ours", ""),
+        ("ours (torch, CPU)", "torch", ""),
+        ("MNE psd_array_multitaper", "mne", "framing not timed"),
+        ("FFT bound, one call", "fft1", "taper multiply excluded"),
+        (f"FFT bound, {chunk}-frame chunks", "fftc", "taper multiply excluded"),
     ]
-    print(f"{'method':34s} {'seconds':>9s}  note")
-    for name, sec, note in rows:
-        print(f"{name:34s} {sec:9.4f}  {note}")
+    print(f"{'method':34s} {'best s':>8s} {'median s':>9s}  note")
+    for name, key, note in rows:
+        print(f"{name:34s} {best[key]:8.4f} {median[key]:9.4f}  {note}")
     print()
-    print(f"MNE / ours            : {t_mne / t_ours:6.2f}x  (target >= 5)")
+    print(f"MNE / ours            : {t_mne / t_ours:6.2f}x  (target >= 5; medians: "
+          f"{median['mne'] / median['ours']:.2f}x)")
     print(f"MNE / torch CPU       : {t_mne / t_torch:6.2f}x")
     print(f"ours / FFT bound      : {t_ours / t_bound:6.2f}x  (target <= 2; bound = faster "
-          f"of the two FFT rows)")
+          f"of the two FFT rows; vs one call: {t_ours / best['fft1']:.2f}x)")
     print(f"max |ours - MNE| dB   : {diff[:, :, spec.frame_mask].max():.2e} (valid frames), "
           f"{diff.max():.2e} (all frames, padded edges included)")
     print(f"max |torch - numpy| dB: {torch_diff:.2e}")

@@ -6,7 +6,6 @@ import csv
 import json
 
 import numpy as np
-import polars as pl
 import pytest
 from scipy import signal
 

@@ -232,7 +232,7 @@ def read_recording(
                 for _, _, a, b in seg_bounds:
                     jobs.append((rate, rows[k : k + FILTER_BLOCK], a, b))
         list(ex.map(filt, jobs))
-    del digital
+    digital.clear()  # free the raw samples before building the Recording
     warnings += [n for n in notes if n]
     used = int(channel_mask.sum())
     if used < contract.min_channels:

@@ -6,8 +6,9 @@ normalization="full")`` (remove_dc on): the frame is demeaned, multiplied by the
 low-bias DPSS tapers (eigenvalue > 0.9; three for NW = 2), Fourier-transformed, and the
 eigenvalue-weighted mean of the taper powers is doubled for the one-sided spectrum (DC
 and Nyquist not doubled) and divided by ``sfreq``, giving µV²/Hz for data in µV. It is
-computed here in float32, batched over channels and frames in bounded chunks, with
-numpy/scipy for arrays and torch (on the tensor's device) for tensors.
+computed here in float32 (the demeaning in two passes, so a large DC offset costs no
+precision), batched over channels and frames in bounded chunks, with numpy/scipy for
+arrays and torch (on the tensor's device) for tensors.
 
 Frequencies kept are ``fmin <= f < fmax`` (half-open, unlike MNE's closed interval), so
 0–32 Hz at 0.25 Hz resolution gives exactly 128 bins (0, 0.25, …, 31.75 Hz).
@@ -46,8 +47,8 @@ CANONICAL_BANDS: dict[str, tuple[float, float]] = {
     "beta": (13.0, 30.0),
 }
 
-_CHUNK_BYTES = 64 * 2**20  # upper bound for one chunk's complex FFT output
-_DEFAULT_CHUNK_BYTES = 1 * 2**20  # default target: keeps the working set near the caches
+_GPU_CHUNK_BYTES = 64 * 2**20  # default size of one chunk's complex FFT output on a GPU
+_CPU_CHUNK_BYTES = 3 * 2**19  # on a CPU: small, so the working set stays in the caches
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class Spectrogram:
     def clipped(self, low: float = -40.0, high: float = 40.0) -> np.ndarray:
         """Values clipped to ``[low, high]`` dB (the model input), as a new float32 array."""
         if low >= high:
-            raise ValueError(f"clip range must be (low, high) with low < high, found {low}, {high}")
+            raise ValueError(f"clip range must have low < high, found low={low} high={high}")
         return np.clip(self.values, low, high).astype(np.float32, copy=False)
 
 
@@ -223,7 +224,7 @@ def multitaper_spectrogram(
         Shape ``(n_samples,)``, False in gaps. Invalid samples are zeroed (they may hold
         NaN) and frames touching them are masked.
     chunk_frames : int or None
-        Frames per batch; by default each batch's complex FFT output is kept near 1 MB
+        Frames per batch; by default each batch's complex FFT output is kept near 1.5 MB
         (to stay in CPU caches), or 64 MB for a tensor on a GPU.
     workers : int or None
         Threads for ``scipy.fft`` (numpy path only); None uses scipy's default (1, or the
@@ -242,12 +243,18 @@ def multitaper_spectrogram(
         not a whole number of samples or longer than the signal, a bad mask, or
         non-finite values at valid samples.
     """
+    is_torch = type(data).__module__.startswith("torch")
+    if not is_torch:
+        data = np.asarray(data)
+        if data.dtype.kind not in "biuf":
+            raise ValueError(f"data must be real numbers (µV), found dtype {data.dtype}")
+    elif data.is_complex():
+        raise ValueError(f"data must be real numbers (µV), found dtype {data.dtype}")
     n_win, first, stop = _validate(
         tuple(data.shape), sfreq, window_s, step_s, bandwidth, fmin, fmax, n_frames,
         chunk_frames,
     )
     n_ch, n_samples = data.shape
-    is_torch = type(data).__module__.startswith("torch")
     if sample_mask is not None:
         mask_np = _to_numpy(sample_mask)
         if mask_np.shape != (n_samples,) or mask_np.dtype != np.bool_:
@@ -262,7 +269,8 @@ def multitaper_spectrogram(
     tapers, eigvals = _tapers(n_win, bandwidth * window_s / 2)
     scale = _scale(eigvals, sfreq, first, stop, n_win)
     if chunk_frames is None:  # small chunks stay in CPU caches; a GPU wants big ones
-        target = _CHUNK_BYTES if is_torch and data.device.type != "cpu" else _DEFAULT_CHUNK_BYTES
+        on_gpu = is_torch and data.device.type != "cpu"
+        target = _GPU_CHUNK_BYTES if on_gpu else _CPU_CHUNK_BYTES
         per_frame = max(n_ch, 1) * len(tapers) * (n_win // 2 + 1) * 8
         chunk_frames = max(1, target // per_frame)
     logger.debug(
@@ -315,7 +323,7 @@ def _run_numpy(
     weights, per_bin = (a.astype(np.float32) for a in scale)
     inv_n = np.float32(1.0 / n_win)
     n_frames, n_tap, n_bins = len(starts), len(tapers), stop - first
-    power = np.zeros((n_ch, n_frames, n_bins), dtype=np.float32)  # 0 where no signal
+    out = np.zeros((n_ch, n_bins, n_frames), dtype=np.float32)  # power; 0 where no signal
     width = min(chunk, n_frames)
     frame_buf = np.empty((n_ch, width, n_win), dtype=np.float32)
     taper_buf = np.empty((n_ch, width, n_tap, n_win), dtype=np.float32)
@@ -340,11 +348,10 @@ def _run_numpy(
         spec = scipy.fft.rfft(tapered, axis=-1, workers=workers)  # (C, F, K, n_win//2+1)
         mag = np.abs(spec[..., first:stop])
         mag *= mag
-        np.matmul(weights, mag, out=power[:, i:j])  # weighted sum over tapers
-    power *= per_bin
-    np.maximum(power, POWER_FLOOR, out=power)
-    out = np.empty((n_ch, n_bins, n_frames), dtype=np.float32)
-    np.log10(power.transpose(0, 2, 1), out=out)
+        out[:, :, i:j] = np.matmul(weights, mag).transpose(0, 2, 1)  # sum over tapers
+    out *= per_bin[:, None]
+    np.maximum(out, POWER_FLOOR, out=out)
+    np.log10(out, out=out)
     out *= 10.0
     return out
 
@@ -379,7 +386,8 @@ def _run_torch(
     with torch.no_grad():
         for i in range(0, len(starts), chunk):
             src = frames_all[:, i:i + chunk]  # (C, F, N)
-            frames = src - src.mean(dim=-1, keepdim=True)  # demean, as MNE's remove_dc
+            frames = src - src.mean(dim=-1, keepdim=True)  # demean in two passes, as in
+            frames -= frames.mean(dim=-1, keepdim=True)  # _run_numpy
             spec = torch.fft.rfft(frames[:, :, None, :] * tap, dim=-1)[..., first:stop]
             mag = spec.abs()
             torch.matmul(weights, mag * mag, out=power[:, i:i + src.shape[1]])

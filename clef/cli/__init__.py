@@ -41,6 +41,7 @@ from clef.cli import demo as _demo  # noqa: E402,F401  (registers commands)
 from clef.cli import inspect as _inspect  # noqa: E402,F401
 from clef.cli import pretrain as _pretrain  # noqa: E402,F401
 from clef.cli import synth as _synth  # noqa: E402,F401
+from clef.cli import tokenizer as _tokenizer  # noqa: E402,F401
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from clef.cli import _state, app, err
+from clef.cli import app, err
 from tokenizer import IngestError, Recording, SignalContract, read_recording
 
 log = logging.getLogger(__name__)

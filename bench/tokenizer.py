@@ -1,0 +1,125 @@
+"""Tokenizer benchmark: EDF → tokens per 20-minute session on CPU, for the tiny and base VQGANs.
+
+Usage::
+
+    python bench/tokenizer.py [--minutes 20] [--repeats 3] [--threads 2] [--device cpu]
+
+On a generated 20-minute 19-channel 256 Hz EDF (one 1280 s window), timed separately,
+best of ``--repeats`` after one warm-up:
+
+- read: ``tokenizer.read_recording`` (decode, units, resample to 200 Hz, band-pass, notch);
+- spectrogram: multitaper 4 s / 1 s, 0–32 Hz, clipped, float16 (``compute_spectrogram``);
+- cache hit: loading that spectrogram back from the on-disk cache instead;
+- encode: window cut + scaling + VQGAN encoder + codebook lookup
+  (``Tokenizer.tokenize_spectrogram``), randomly initialised weights (timing only).
+
+EDF → tokens = read + spectrogram + encode (a cold cache); with a warm cache it is
+cache hit + encode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "bench" / "out"
+
+
+def make_file(path: Path, seconds: int, sfreq: int = 256, seed: int = 0) -> Path:
+    """A 19-channel EEG-like EDF: alpha with a posterior maximum, random walk and noise."""
+    from clef.synthetic.edf_writer import EDFSignal, write_edf
+    from tokenizer import CANONICAL_CHANNELS
+
+    if path.exists():
+        return path
+    rng = np.random.default_rng(seed)
+    n = seconds * sfreq
+    t = np.arange(n, dtype=np.float32) / sfreq
+    alpha = (20 * np.sin(2 * np.pi * 10 * t)).astype(np.float32)
+    sigs = []
+    for c in CANONICAL_CHANNELS:
+        gain = 0.4 if c.startswith(("Fp", "F")) else 1.0
+        x = gain * alpha + rng.normal(0, 8, n).astype(np.float32) + 0.05 * np.cumsum(rng.normal(0, 0.5, n)).astype(np.float32)
+        sigs.append(EDFSignal(f"EEG {c.upper()}-REF", x, sfreq, physical_min=-500, physical_max=500))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_edf(path, sigs, fmt="EDF+C")
+    return path
+
+
+def best_of(fn: Callable[[], object], repeats: int) -> float:
+    """Best wall time (s) of ``repeats`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--configs", nargs="+", default=["tiny", "base"])
+    args = parser.parse_args()
+
+    import torch
+
+    from tokenizer import SignalContract, read_recording
+    from tokenizer.spectrogram_cache import SpectrogramCache, compute_spectrogram
+    from tokenizer.tokens import Tokenizer
+    from tokenizer.vqgan import VQGAN, PatchDiscriminator, build_context, count_parameters, load_config
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    path = make_file(OUT / f"tokenizer_{args.minutes}min_256Hz.edf", args.minutes * 60)
+    contract = SignalContract()
+    rec = read_recording(path, contract)
+    spec = compute_spectrogram(rec, contract)
+    cache = SpectrogramCache(Path(tempfile.mkdtemp(prefix="clef-bench-")), contract)
+    cache.put(spec)
+
+    t_read = best_of(lambda: read_recording(path, contract), args.repeats)
+    t_spec = best_of(lambda: compute_spectrogram(rec, contract), args.repeats)
+    t_hit = best_of(lambda: cache.get(rec.source_sha256), args.repeats)
+    rows = []
+    for name in args.configs:
+        ctx = build_context(load_config(name), contract)
+        model = VQGAN(ctx)
+        tok = Tokenizer(model, device=args.device, batch_size=4)
+        t_enc = best_of(lambda: tok.tokenize_spectrogram(spec), args.repeats)
+        tokens = tok.tokenize_spectrogram(spec)
+        rows.append((name, ctx, count_parameters(model), count_parameters(PatchDiscriminator(ctx)), t_enc, tokens))
+
+    print(f"# EDF → tokens, {args.minutes}-minute 19-channel 256 Hz EDF ({spec.n_frames} frames, "
+          f"{rows[0][5].n_windows} window(s) of {contract.window_s:g} s)")
+    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} thread(s), device {args.device}, best of {args.repeats}")
+    print()
+    print("| config | tokens/window (grid) | codebook | G params | D params | read s | spectrogram s | "
+          "encode s | EDF→tokens s | cache hit + encode s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, ctx, g, d, t_enc, _ in rows:
+        q = ctx.config.quantizer
+        print(f"| {name} | {ctx.n_tokens} ({ctx.grid[0]}×{ctx.grid[1]}) | {q.n_codes}×{q.dim} | {g / 1e6:.2f} M | "
+              f"{d / 1e6:.2f} M | {t_read:.3f} | {t_spec:.3f} | {t_enc:.3f} | {t_read + t_spec + t_enc:.3f} | "
+              f"{t_hit + t_enc:.3f} |")
+    print()
+    print(f"cache hit (load float16 spectrogram): {t_hit:.3f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,375 @@
+"""VQGAN tokenizer: windows, cache, quantiser, losses, model shapes, checkpoints, training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from clef.synthetic.edf_writer import EDFSignal, write_edf
+from tokenizer import CANONICAL_CHANNELS, SignalContract, read_recording
+from tokenizer.spectrogram_cache import SpectrogramCache, cache_key, compute_spectrogram, find_recordings
+from tokenizer.vqgan import (
+    VQGAN,
+    PatchDiscriminator,
+    QuantizerConfig,
+    VectorQuantizerEMA,
+    VQGANConfig,
+    build_context,
+    count_parameters,
+    interchannel_l1,
+    load_config,
+    masked_l1,
+    shipped_configs,
+)
+from tokenizer.windows import WindowSpec, n_windows, split_windows, token_mask_np
+
+FS = 200.0
+
+#: A very small model for fast tests: 8 × 16 tokens per 1280 s window (freq /16, time /80).
+MICRO = {
+    "name": "micro",
+    "model": {"patch": [8, 16], "channels": [8, 8], "num_res_blocks": [0, 1], "down": [[2, 5]],
+              "attn_mid": False, "z_dim": 4, "norm_groups": 4},
+    "quantizer": {"n_codes": 32, "dim": 4, "decay": 0.8, "kmeans_iters": 3, "usage_window": 5},
+    "discriminator": {"ndf": 4, "n_layers": 1, "start_step": 4},
+    "optim": {"lr": 3e-3, "warmup_steps": 0},
+    "data": {"batch_size": 2, "num_workers": 0},
+    "train": {"max_steps": 6, "checkpoint_every": 3, "log_every": 2},
+}
+
+
+def micro_config(**train: int) -> VQGANConfig:
+    """The micro configuration, with ``train`` overrides."""
+    data = json.loads(json.dumps(MICRO))
+    data["train"].update(train)
+    return VQGANConfig.model_validate(data)
+
+
+def eeg(seconds: float, *, peak_hz: float, seed: int, left_slow: bool = False) -> np.ndarray:
+    """(19, n) µV: a rhythm at ``peak_hz`` with a posterior maximum, noise, optional left-sided delta."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * FS)
+    t = np.arange(n) / FS
+    post = np.array([0.3 if c.startswith(("Fp", "F")) else 1.0 for c in CANONICAL_CHANNELS])
+    x = 20 * post[:, None] * np.sin(2 * np.pi * peak_hz * t + rng.uniform(0, 6, (19, 1)))
+    x += rng.normal(0, 4, (19, n))
+    if left_slow:
+        left = np.array([c[-1] in "1357" for c in CANONICAL_CHANNELS])
+        x[left] += 40 * np.sin(2 * np.pi * 1.5 * t)
+    return x
+
+
+def write_archive(root: Path, durations: tuple[float, ...] = (300.0, 1280.0, 1500.0), *, missing: bool = True) -> list[Path]:
+    """A tiny archive: one EDF per duration with different spectral content (and one with 2 electrodes missing)."""
+    root.mkdir(parents=True, exist_ok=True)
+    peaks = (10.0, 6.0, 18.0, 9.0)
+    paths = []
+    for k, seconds in enumerate(durations):
+        x = eeg(seconds, peak_hz=peaks[k % len(peaks)], seed=k, left_slow=k == 1)
+        sigs = [EDFSignal(f"EEG {c}-REF", x[i], FS) for i, c in enumerate(CANONICAL_CHANNELS)
+                if not (missing and k == 0 and c in ("Fz", "Pz"))]
+        sub = root / ("site_a" if k % 2 else "site_b")
+        sub.mkdir(exist_ok=True)
+        paths.append(write_edf(sub / f"session_{k}.{'EDF' if k == 2 else 'edf'}", sigs))
+    return paths
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One torch thread: on a small shared CPU, two threads spin against other work and run slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("archive")
+    write_archive(root)
+    (root / "notes.txt").write_text("not a recording")
+    return root
+
+
+# ---------------------------------------------------------------- configs
+
+
+def test_every_shipped_config_parses_and_builds() -> None:
+    names = {p.stem for p in shipped_configs()}
+    assert {"tiny", "base"} <= names
+    for p in shipped_configs():
+        ctx = build_context(load_config(p))
+        assert ctx.window_frames == 1280
+    base, tiny = build_context(load_config("base")), build_context(load_config("tiny.yaml"))
+    assert base.grid == (16, 128) and base.n_tokens == 2048
+    assert (base.config.quantizer.n_codes, base.config.quantizer.dim) == (8192, 32)
+    assert tiny.grid == (8, 64) and tiny.n_tokens == 512
+
+
+def test_config_rejects_unknown_keys_and_bad_grids() -> None:
+    with pytest.raises(ValueError, match="extra"):
+        VQGANConfig.model_validate({"model": {"chanels": [8]}})
+    with pytest.raises(ValueError, match="divisible"):
+        build_context(VQGANConfig.model_validate({"model": {"down": [[3, 2]], "channels": [8, 8],
+                                                            "num_res_blocks": [1, 1]}}))
+    with pytest.raises(FileNotFoundError, match="tiny"):
+        load_config("no-such-config")
+
+
+# ---------------------------------------------------------------- windows
+
+
+@pytest.mark.parametrize("seconds,expected", [(700, 1), (1280, 1), (2000, 2)])
+def test_windows_short_exact_long(seconds: int, expected: int) -> None:
+    rng = np.random.default_rng(0)
+    values = rng.uniform(-60, 60, (19, 128, seconds)).astype(np.float16)
+    fm = np.ones(seconds, bool)
+    fm[:2] = False
+    cm = np.ones(19, bool)
+    cm[4] = False
+    spec = WindowSpec(1280, (-40.0, 40.0), 40.0)
+    assert n_windows(seconds, 1280) == expected
+    x, masks = split_windows(values, fm, cm, spec)
+    assert x.shape == (expected, 19, 128, 1280) and x.dtype == np.float32
+    assert masks.shape == (expected, 1280)
+    assert np.abs(x).max() <= 1.0
+    assert (x[:, 4] == 0).all()  # absent channel zero-filled
+    last_valid = seconds - (expected - 1) * 1280
+    assert masks[-1, :last_valid][2 if expected == 1 else 0:].all()
+    assert not masks[-1, last_valid:].any()  # padding masked
+    assert (x[-1, :, :, last_valid:] == 0).all()
+    np.testing.assert_allclose(x[0, 0, :, 10], np.clip(values[0, :, 10].astype(np.float32), -40, 40) / 40)
+    tm = token_mask_np(masks, (16, 128))
+    assert tm.shape == (expected, 16, 128)
+    # a token is valid when its 10 s span has a valid frame
+    assert tm[-1, :, : -(-last_valid // 10)].all() and not tm[-1, :, -(-last_valid // 10):].any()
+
+
+def test_recording_windows_and_masks(archive: Path) -> None:
+    contract = SignalContract()
+    files = find_recordings(archive)
+    assert [f.name for f in files] == ["session_1.edf", "session_0.edf", "session_2.EDF"]
+    cache = SpectrogramCache(archive.parent / "cache_windows", contract)
+    for f, seconds, n_win in zip(files, (1280, 300, 1500), (1, 1, 2)):
+        spec, _ = cache.load_or_compute(f)
+        assert spec.values.shape == (19, 128, seconds) and spec.values.dtype == np.float16
+        x, masks = split_windows(spec.values, spec.frame_mask, spec.channel_mask, WindowSpec.from_contract(contract))
+        assert x.shape[0] == n_win
+        assert masks.sum() == spec.frame_mask.sum()
+        if f.name == "session_0.edf":
+            assert (~spec.channel_mask).sum() == 2
+            assert (x[:, ~spec.channel_mask] == 0).all()
+
+
+# ---------------------------------------------------------------- cache
+
+
+def test_cache_hits_and_invalidation(archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    f = find_recordings(archive)[1]
+    contract = SignalContract()
+    cache = SpectrogramCache(tmp_path, contract)
+    first, hit = cache.load_or_compute(f)
+    assert not hit
+    again, hit = cache.load_or_compute(f)
+    assert hit and np.array_equal(first.values, again.values)
+    assert len(list(tmp_path.rglob("*.npz"))) == 1
+    sha = first.source_sha256
+    changed = [
+        SignalContract(spectrogram={"bandwidth": 2.0}),
+        SignalContract(spectrogram={"clip_db": (-30.0, 30.0)}),
+        SignalContract(filters={"notch_freq": 50.0}),
+        SignalContract(window_s=640.0),
+    ]
+    keys = {cache_key(sha, c) for c in changed} | {cache_key(sha, contract)}
+    assert len(keys) == len(changed) + 1
+    other = SpectrogramCache(tmp_path, changed[0])
+    assert other.get(sha) is None
+    _, hit = other.load_or_compute(f)
+    assert not hit and len(list(tmp_path.rglob("*.npz"))) == 2
+    # the code version of the spectrogram is part of the key
+    import tokenizer.spectrogram_cache as sc
+
+    old = cache_key(sha, contract)
+    monkeypatch.setattr(sc, "spectrogram_code_version", lambda: "another-version")
+    assert cache_key(sha, contract) != old and cache.get(sha) is None
+    monkeypatch.undo()
+    assert cache_key(sha, contract) == old
+    # a corrupted entry is recomputed, not trusted
+    entry = cache.path_for(sha)
+    entry.write_bytes(b"garbage")
+    fixed, hit = cache.load_or_compute(f)
+    assert not hit and np.array_equal(fixed.values, first.values)
+
+
+# ---------------------------------------------------------------- quantiser
+
+
+def test_quantizer_kmeans_init_ema_and_straight_through() -> None:
+    torch.manual_seed(0)
+    q = VectorQuantizerEMA(QuantizerConfig(n_codes=4, dim=2, decay=0.5, kmeans_iters=5))
+    centres = torch.tensor([[5.0, 5.0], [-5.0, 5.0], [5.0, -5.0], [-5.0, -5.0]])
+    z = centres[torch.arange(64) % 4] + 0.1 * torch.randn(64, 2)
+    z = z.T.reshape(1, 2, 8, 8).clone().requires_grad_(True)
+    out = q(z)
+    assert bool(q.initted)
+    book = q.codebook[torch.cdist(centres, q.codebook).argmin(1)]
+    assert torch.allclose(book, centres, atol=0.2)  # k-means found the clusters
+    assert out.perplexity.item() == pytest.approx(4.0, rel=0.05)
+    assert out.batch_usage.item() == 1.0
+    out.z_q.sum().backward()  # straight-through: gradient 1 everywhere
+    assert torch.allclose(z.grad, torch.ones_like(z))
+    # EMA: shifting the data moves the codes toward the new means
+    before = q.codebook.clone()
+    for _ in range(10):
+        q(z.detach() + 1.0)
+    moved = (q.codebook - before).mean(0)
+    assert torch.allclose(moved, torch.tensor([1.0, 1.0]), atol=0.05)
+    # eval mode never updates the codebook
+    q.eval()
+    frozen = q.codebook.clone()
+    q(z.detach() + 3.0)
+    assert torch.equal(frozen, q.codebook)
+
+
+def test_quantizer_dead_code_restart_and_masking() -> None:
+    torch.manual_seed(0)
+    q = VectorQuantizerEMA(QuantizerConfig(n_codes=16, dim=2, decay=0.5, kmeans_init=False, dead_ratio=0.1))
+    with torch.no_grad():
+        q.codebook.copy_(torch.randn(16, 2) * 0.1)
+        q.codebook[8:] += 1000.0  # far away: never chosen
+        q.embed_sum.copy_(q.codebook)
+    z = torch.randn(4, 2, 8, 8)
+    q(z)
+    assert q.recent_usage() <= 0.5
+    for _ in range(6):
+        q(z)
+    assert q.codebook.abs().max() < 50  # the far codes were restarted on data
+    assert q.recent_usage() > 0.5
+    # masked tokens never move the codebook
+    q2 = VectorQuantizerEMA(QuantizerConfig(n_codes=4, dim=2, kmeans_init=False))
+    before = q2.codebook.clone()
+    out = q2(torch.full((1, 2, 2, 2), 100.0), torch.zeros(1, 2, 2, dtype=torch.bool))
+    assert torch.equal(before, q2.codebook) and out.commit_loss.item() == 0.0
+
+
+def test_quantizer_cosine_lookup() -> None:
+    q = VectorQuantizerEMA(QuantizerConfig(n_codes=8, dim=4, distance="cosine", kmeans_iters=2))
+    out = q(torch.randn(2, 4, 3, 5))
+    assert torch.allclose(q.codebook.norm(dim=1), torch.ones(8), atol=1e-5)
+    assert torch.allclose(out.z_q.norm(dim=1), torch.ones(2, 3, 5), atol=1e-5)
+
+
+# ---------------------------------------------------------------- losses
+
+
+def test_interchannel_loss_emphasises_lateralised_differences() -> None:
+    x = torch.zeros(1, 19, 4, 10)
+    cm = torch.ones(1, 19, dtype=torch.bool)
+    fm = torch.ones(1, 10, dtype=torch.bool)
+    left = torch.tensor([c[-1] in "1357" for c in CANONICAL_CHANNELS])
+    right = torch.tensor([c[-1] in "2468" for c in CANONICAL_CHANNELS])
+    diffuse = x + 0.1  # the same error on every channel
+    lateral = x.clone()
+    lateral[:, left] += 0.1 * 19 / (2 * left.sum())
+    lateral[:, right] -= 0.1 * 19 / (2 * right.sum())  # plain L1 identical to diffuse
+    focal = x.clone()
+    focal[:, 7] += 0.1 * 19  # one electrode (T3): plain L1 identical too
+    plain = [masked_l1(x, e, cm, fm).item() for e in (diffuse, lateral, focal)]
+    assert plain == pytest.approx([plain[0]] * 3)
+    w = 2.0
+    ic = [interchannel_l1(x, e, cm, fm, w)[0].item() for e in (diffuse, lateral, focal)]
+    assert ic[1] > 1.5 * ic[0] and ic[2] > 1.5 * ic[0]
+    assert ic[1] / plain[1] > ic[0] / plain[0]
+    # masked positions do not count
+    cm2 = cm.clone()
+    cm2[0, 7] = False
+    assert interchannel_l1(x, focal, cm2, fm, w)[0].item() == pytest.approx(0.0, abs=1e-7)
+    fm2 = fm.clone()
+    fm2[0, 5:] = False
+    junk = diffuse.clone()
+    junk[..., 5:] = 100.0
+    assert interchannel_l1(x, junk, cm, fm2, w)[0].item() == pytest.approx(ic[0], rel=1e-5)
+
+
+# ---------------------------------------------------------------- model
+
+
+def test_model_shapes_and_parameter_counts() -> None:
+    ctx = build_context(micro_config())
+    model = VQGAN(ctx)
+    x = torch.rand(2, 19, 128, 1280) * 2 - 1
+    fm = torch.ones(2, 1280, dtype=torch.bool)
+    fm[1, 700:] = False
+    x_rec, q = model(x, fm)
+    assert x_rec.shape == x.shape
+    assert q.codes.shape == (2, 8, 16)
+    codes, tmask = model.tokenize(x, fm)
+    assert tmask[0].all() and tmask[1, :, :9].all() and not tmask[1, :, 9:].any()  # 80 frames per column
+    assert codes.max() < 32
+    d = PatchDiscriminator(ctx)
+    assert d(x).ndim == 4
+    with pytest.raises(ValueError, match="1280"):
+        model.encode(torch.zeros(1, 19, 128, 1000))
+    for name, expected in (("tiny", (8, 64)), ("base", (16, 128))):
+        m = VQGAN(build_context(load_config(name)))
+        assert m.ctx.grid == expected
+        assert count_parameters(m) > 0
+
+
+# ---------------------------------------------------------------- checkpoints and training
+
+
+def test_training_loss_decreases_and_checkpoint_round_trip(archive: Path, tmp_path: Path) -> None:
+    from tokenizer.tokens import Tokenizer
+    from tokenizer.vqgan.training import TRAINING_STATE, load_training_checkpoint, train_tokenizer
+
+    torch.manual_seed(0)
+    cfg = micro_config(max_steps=16, checkpoint_every=8, log_every=3)
+    cfg = cfg.model_copy(update={"discriminator": cfg.discriminator.model_copy(update={"start_step": 13})})
+    out = tmp_path / "ckpt"
+    cache = tmp_path / "cache"
+    train_tokenizer(archive, cfg, out, cache_dir=cache, accelerator="cpu", devices=1, enable_progress_bar=False)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["step"] == 16 and meta["kind"] == "vqgan" and meta["n_tokens"] == 128
+    assert meta["training_data_digest"] and (out / TRAINING_STATE).is_file()
+    assert not list(out.glob("*.ckpt"))
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "ckpt.logs" / "from_step_0" / "metrics.csv")))
+    rec = [float(r["train/mean_l1"]) + 2 * float(r["train/residual_l1"]) for r in rows if r.get("train/mean_l1")]
+    assert len(rec) >= 4
+    assert np.mean(rec[-2:]) < 0.8 * np.mean(rec[:2])  # the reconstruction improves
+    assert any(r.get("train/err_alpha_db") for r in rows) and any(r.get("train/d_loss") for r in rows)
+
+    # save -> load gives identical tokens
+    module = load_training_checkpoint(out)
+    assert module.g_step == 16 and module._optimizer_state is not None
+    rec_f = find_recordings(archive)[2]
+    tok1 = Tokenizer(module.model).tokenize_file(rec_f, SpectrogramCache(cache))
+    tok2 = Tokenizer.from_checkpoint(out).tokenize_file(rec_f, SpectrogramCache(cache))
+    assert tok1.codes.dtype == np.int16 and tok1.codes.shape == (2, 8, 16)
+    assert np.array_equal(tok1.codes, tok2.codes) and np.array_equal(tok1.token_mask, tok2.token_mask)
+    rec = read_recording(rec_f)
+    assert np.array_equal(Tokenizer.from_checkpoint(out).tokenize_recording(rec).codes, tok1.codes)
+    assert not tok1.token_mask[1, :, -(-(1500 - 1280) // 80):].any()
+
+    # resume continues from the saved step, refuses to clobber without --resume
+    with pytest.raises(FileExistsError):
+        train_tokenizer(archive, cfg, out, cache_dir=cache, accelerator="cpu", devices=1, enable_progress_bar=False)
+    train_tokenizer(archive, cfg, out, cache_dir=cache, resume=True, max_steps=18, accelerator="cpu", devices=1,
+                    enable_progress_bar=False)
+    assert json.loads((out / "meta.json").read_text())["step"] == 18
+
+
+def test_compute_spectrogram_matches_cache(archive: Path, tmp_path: Path) -> None:
+    f = find_recordings(archive)[1]
+    rec = read_recording(f)
+    direct = compute_spectrogram(rec, SignalContract())
+    cached, _ = SpectrogramCache(tmp_path).load_or_compute(f)
+    assert np.array_equal(direct.values, cached.values)
+    assert direct.source_sha256 == cached.source_sha256 == rec.source_sha256

@@ -1,0 +1,295 @@
+"""On-disk cache of session spectrograms, and archive discovery.
+
+Computing a spectrogram means reading, resampling and filtering the EDF and running the
+multitaper estimate; training reads every session many times, so the result is cached.
+
+Key
+    SHA-256 of ``{file sha256, contract digest, spectrogram parameters, spectrogram code
+    version, cache format}``. The contract digest covers the montage, rate, filters and
+    spectrogram parameters; the code version is a hash of the source of
+    :mod:`tokenizer.multitaper` (any edit there invalidates, conservatively). Changing
+    any of these gives another key, so a stale entry is never read.
+Files
+    ``<root>/<key[:2]>/<key>.npz`` (uncompressed, no pickled objects) holding ``values``
+    ``(channels, bins, T)`` float16 dB already clipped to the contract's ``clip_db``
+    (float16 steps are ≤ 0.03 dB in that range), ``frame_mask`` ``(T,)``, ``channel_mask``
+    ``(channels,)`` and a JSON ``meta`` string. Written atomically (temp + rename); an
+    unreadable entry is recomputed.
+Location
+    ``$CLEF_HOME/cache/spectrograms`` (``~/.clef/cache/spectrograms``) unless given.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+
+from tokenizer import multitaper
+from tokenizer.contract import SignalContract
+from tokenizer.deid import clef_home
+from tokenizer.errors import IngestError, UnreadableFileError
+from tokenizer.ingest import file_sha256, read_recording
+from tokenizer.recording import Recording
+
+log = logging.getLogger(__name__)
+
+#: Layout version of the cache files.
+CACHE_FORMAT = 1
+#: File suffixes of an archive (case-insensitive).
+RECORDING_SUFFIXES = (".edf", ".bdf")
+
+
+class SpectrogramError(IngestError):
+    """A recording was read but no spectrogram can be computed (e.g. shorter than one taper window)."""
+
+    kind = "spectrogram"
+
+
+def find_recordings(root: str | Path) -> list[Path]:
+    """EDF/BDF files under ``root``, searched recursively (suffix case-insensitive), sorted.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``root`` is not a directory.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"archive {root}: expected a directory of EDF/BDF files, found "
+                                + ("a file" if root.exists() else "nothing"))
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in RECORDING_SUFFIXES and p.is_file())
+
+
+def default_cache_dir() -> Path:
+    """``$CLEF_HOME/cache/spectrograms``."""
+    return clef_home() / "cache" / "spectrograms"
+
+
+@functools.lru_cache(maxsize=1)
+def spectrogram_code_version() -> str:
+    """Hash of the multitaper implementation's source (part of every cache key)."""
+    src = Path(multitaper.__file__).read_bytes()
+    return hashlib.sha256(src).hexdigest()[:16]
+
+
+def cache_key(source_sha256: str, contract: SignalContract) -> str:
+    """Cache key of a file's spectrogram under ``contract`` (see the module docstring)."""
+    payload = {
+        "file_sha256": source_sha256,
+        "contract": contract.digest(),
+        "spectrogram": contract.spectrogram.model_dump(mode="json"),
+        "code": spectrogram_code_version(),
+        "format": CACHE_FORMAT,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SessionSpectrogram:
+    """A session's clipped spectrogram and masks, as stored in the cache.
+
+    Attributes
+    ----------
+    values : ndarray, (channels, bins, T), float16
+        dB clipped to ``clip_db``.
+    frame_mask : ndarray, (T,), bool
+    channel_mask : ndarray, (channels,), bool
+    source_sha256 : str
+    source_path : str
+    """
+
+    values: np.ndarray
+    frame_mask: np.ndarray
+    channel_mask: np.ndarray
+    source_sha256: str
+    source_path: str
+
+    @property
+    def n_frames(self) -> int:
+        """Frames (seconds at a 1 s step)."""
+        return int(self.values.shape[2])
+
+
+def compute_spectrogram(rec: Recording, contract: SignalContract) -> SessionSpectrogram:
+    """Multitaper spectrogram of a recording under ``contract``, clipped, float16.
+
+    Raises
+    ------
+    SpectrogramError
+        The recording is shorter than one taper window.
+    """
+    sp = contract.spectrogram
+    try:
+        spec = multitaper.multitaper_spectrogram(
+            rec.data, rec.sfreq, window_s=sp.window_s, step_s=sp.step_s, bandwidth=sp.bandwidth,
+            fmin=sp.fmin, fmax=sp.fmax, sample_mask=rec.sample_mask)
+    except ValueError as exc:
+        raise SpectrogramError(rec.source_path, f"no spectrogram: {exc}") from None
+    if spec.values.shape[1] != sp.n_freqs:
+        raise SpectrogramError(rec.source_path, f"{sp.n_freqs} frequency bins expected, found {spec.values.shape[1]}")
+    values = np.clip(spec.values, sp.clip_db[0], sp.clip_db[1]).astype(np.float16)
+    return SessionSpectrogram(values=values, frame_mask=spec.frame_mask.astype(bool),
+                              channel_mask=rec.channel_mask.astype(bool), source_sha256=rec.source_sha256,
+                              source_path=rec.source_path)
+
+
+class SpectrogramCache:
+    """Spectrograms of files under one contract, cached on disk.
+
+    Parameters
+    ----------
+    root : str or Path, optional
+        Cache directory (default :func:`default_cache_dir`).
+    contract : SignalContract, optional
+        Contract used to read files and compute spectrograms (default: base).
+    """
+
+    def __init__(self, root: str | Path | None = None, contract: SignalContract | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self.contract = contract or SignalContract()
+
+    def path_for(self, source_sha256: str) -> Path:
+        """Cache file of a source file's content."""
+        key = cache_key(source_sha256, self.contract)
+        return self.root / key[:2] / f"{key}.npz"
+
+    def get(self, source_sha256: str) -> SessionSpectrogram | None:
+        """The cached spectrogram, or None (missing or unreadable entry)."""
+        path = self.path_for(source_sha256)
+        if not path.is_file():
+            return None
+        try:
+            return load_entry(path)
+        except Exception as exc:  # truncated or foreign file: recompute
+            log.warning("ignoring unreadable cache entry %s (%s)", path, exc)
+            return None
+
+    def put(self, spec: SessionSpectrogram) -> Path:
+        """Store ``spec`` atomically; returns the cache file."""
+        path = self.path_for(spec.source_sha256)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = json.dumps({"source_sha256": spec.source_sha256, "source_path": spec.source_path,
+                           "contract_digest": self.contract.digest(), "code": spectrogram_code_version(),
+                           "format": CACHE_FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        buf = io.BytesIO()
+        np.savez(buf, values=spec.values, frame_mask=spec.frame_mask, channel_mask=spec.channel_mask,
+                 meta=np.array(meta))
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{time.time_ns()}")
+        try:
+            tmp.write_bytes(buf.getbuffer())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    def load_or_compute(self, path: str | Path, *, source_sha256: str | None = None,
+                        use_cache: bool = True) -> tuple[SessionSpectrogram, bool]:
+        """Spectrogram of the file at ``path``, from the cache when present.
+
+        With ``use_cache=False`` the spectrogram is recomputed (and stored) even if cached.
+
+        Returns
+        -------
+        spectrogram : SessionSpectrogram
+        hit : bool
+            True when it came from the cache.
+
+        Raises
+        ------
+        IngestError
+            The file cannot be read (a subclass naming the problem).
+        """
+        sha = source_sha256 or _sha_or_raise(path)
+        cached = self.get(sha) if use_cache else None
+        if cached is not None:
+            return cached, True
+        rec = read_recording(path, self.contract)
+        spec = compute_spectrogram(rec, self.contract)
+        self.put(spec)
+        return spec, False
+
+
+def _sha_or_raise(path: str | Path) -> str:
+    try:
+        return file_sha256(path)
+    except OSError as exc:
+        raise UnreadableFileError(path, f"cannot read the file ({exc.strerror or exc})") from None
+
+
+def load_entry(path: str | Path) -> SessionSpectrogram:
+    """Read one cache file (no pickled objects are accepted)."""
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        return SessionSpectrogram(values=z["values"], frame_mask=z["frame_mask"].astype(bool),
+                                  channel_mask=z["channel_mask"].astype(bool),
+                                  source_sha256=meta["source_sha256"], source_path=meta["source_path"])
+
+
+@dataclass(frozen=True)
+class CacheResult:
+    """Outcome of caching one file: its cache file, frames and masks summary, or its error."""
+
+    path: str
+    source_sha256: str | None
+    cache_file: str | None
+    n_frames: int
+    hit: bool
+    error: str | None = None
+    error_kind: str | None = None
+
+
+def cache_archive(
+    paths: Iterable[str | Path], cache: SpectrogramCache, *, on_file: Callable[[CacheResult], None] | None = None,
+    known: Mapping[str, str] | None = None,
+) -> list[CacheResult]:
+    """Compute (or find) the spectrogram of every file; failures are recorded, not raised.
+
+    Parameters
+    ----------
+    paths : iterable of path
+        Files (see :func:`find_recordings`).
+    cache : SpectrogramCache
+    on_file : callable, optional
+        Called after each file (progress bars).
+    known : mapping, optional
+        ``{str(path): sha256}`` of files known to be unchanged (not hashed again).
+    """
+    results = []
+    for p in paths:
+        sha = (known or {}).get(str(p))
+        try:
+            sha = sha or _sha_or_raise(p)
+            entry = cache.path_for(sha)
+            n_frames = _frames_of(entry) if entry.is_file() else None
+            hit = n_frames is not None
+            if not hit:
+                spec, _ = cache.load_or_compute(p, source_sha256=sha, use_cache=False)
+                n_frames = spec.n_frames
+            res = CacheResult(str(p), sha, str(entry), int(n_frames), hit)
+        except IngestError as exc:
+            log.warning("skipping %s: %s", p, exc)
+            res = CacheResult(str(p), sha, None, 0, False, str(exc), exc.kind)
+        results.append(res)
+        if on_file is not None:
+            on_file(res)
+    return results
+
+
+def _frames_of(entry: Path) -> int | None:
+    """Frames of a cache entry (reads only its frame mask), or None if unreadable."""
+    try:
+        with np.load(entry, allow_pickle=False) as z:
+            return int(z["frame_mask"].shape[0])
+    except Exception as exc:
+        log.warning("ignoring unreadable cache entry %s (%s)", entry, exc)
+        return None
