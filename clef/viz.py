@@ -77,3 +77,90 @@ def plot_page(rec: Recording, out: str | Path, *, start_s: float = 0.0, page_s: 
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+#: Regions of the spectrogram view: (title, channels), left and right side by side.
+REGIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("L frontal", ("Fp1", "F3", "F7")), ("R frontal", ("Fp2", "F4", "F8")),
+    ("L temporal", ("T3", "T5")), ("R temporal", ("T4", "T6")),
+    ("L central-parietal", ("C3", "P3")), ("R central-parietal", ("C4", "P4")),
+    ("L occipital", ("O1",)), ("R occipital", ("O2",)),
+)
+
+
+def _region_rows(values: np.ndarray, channels: tuple[str, ...], channel_mask: np.ndarray) -> list[tuple[str, np.ndarray | None]]:
+    idx = {c: k for k, c in enumerate(channels)}
+    rows = []
+    for title, chans in REGIONS:
+        ks = [idx[c] for c in chans if c in idx and channel_mask[idx[c]]]
+        rows.append((title, values[ks].astype(np.float32).mean(0) if ks else None))
+    return rows
+
+
+def plot_session_spectrogram(values: np.ndarray, freqs: np.ndarray, frame_mask: np.ndarray, channel_mask: np.ndarray,
+                             channels: tuple[str, ...], out: str | Path, *, title: str = "",
+                             reconstruction: np.ndarray | None = None, vmin: float = -20.0, vmax: float = 30.0) -> Path:
+    """Whole-session multitaper spectrogram, per region and hemisphere (a compressed spectral array).
+
+    Parameters
+    ----------
+    values : ndarray, (channels, freqs, frames)
+        Spectrogram in dB (one frame per second).
+    freqs : ndarray
+        Frequencies (Hz) of the rows.
+    frame_mask, channel_mask : ndarray of bool
+        Valid frames (gaps and padding blank) and present channels.
+    channels : tuple of str
+        Channel names of the rows of ``values``.
+    out : str or Path
+        PNG to write.
+    title : str
+        Figure title (never PHI).
+    reconstruction : ndarray, optional
+        A decoded spectrogram of the same shape, drawn beside the original.
+    vmin, vmax : float
+        Colour scale (dB).
+
+    Returns
+    -------
+    Path
+    """
+    out = Path(out)
+    sets = [("original", values)] + ([("tokenizer reconstruction", reconstruction)] if reconstruction is not None else [])
+    n_cols = 2 * len(sets)
+    fig, axes = plt.subplots(4, n_cols, figsize=(6.5 * len(sets) + 1, 9), sharex=True, sharey=True, squeeze=False)
+    minutes = np.arange(values.shape[2]) / 60.0
+    im = None
+    for s, (label, v) in enumerate(sets):
+        masked = np.where(frame_mask[None, None, :], v.astype(np.float32), np.nan)
+        for k, (region, data) in enumerate(_region_rows(masked, channels, channel_mask)):
+            ax = axes[k // 2, 2 * s + k % 2]
+            if data is None:
+                ax.text(0.5, 0.5, "absent", transform=ax.transAxes, ha="center", color="grey")
+            else:
+                im = ax.pcolormesh(minutes, freqs, data, shading="auto", cmap="jet", vmin=vmin, vmax=vmax)
+            ax.set_title(f"{region}" + (f" — {label}" if reconstruction is not None else ""), fontsize=9)
+            if k % 2 == 0 and s == 0:
+                ax.set_ylabel("Hz")
+            if k // 2 == 3:
+                ax.set_xlabel("minutes")
+    axes[0, 0].set_ylim(freqs[0], freqs[-1])
+    if im is not None:
+        fig.colorbar(im, ax=axes, shrink=0.6, label="power (dB µV²/Hz)")
+    fig.suptitle(title or "session spectrogram (multitaper, 4 s windows, 1 s step)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+def plot_recording_spectrogram(rec: Recording, out: str | Path) -> Path:
+    """Spectrogram view of a :class:`~tokenizer.Recording` under the base spectrogram parameters."""
+    from tokenizer.contract import SignalContract
+    from tokenizer.spectrogram_cache import compute_spectrogram
+
+    sp = SignalContract().spectrogram
+    spec = compute_spectrogram(rec, SignalContract(channels=rec.channels, sfreq=rec.sfreq))
+    freqs = sp.fmin + np.arange(sp.n_freqs) / sp.window_s
+    return plot_session_spectrogram(spec.values, freqs, spec.frame_mask, spec.channel_mask, rec.channels, out,
+                                    title=f"{Path(rec.source_path).name} — {rec.duration_s / 60:.1f} min session spectrogram")

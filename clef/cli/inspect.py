@@ -57,7 +57,7 @@ def _print_human(rec: dict) -> None:
 def inspect(
     files: list[Path] = typer.Argument(..., help="EDF/EDF+/BDF/BDF+ files."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line and per file."),
-    plot: Path | None = typer.Option(None, "--plot", help="PNG of a 10 s clinical page (one per file: NAME_<stem>.png when several)."),
+    plot: Path | None = typer.Option(None, "--plot", help="PNG of a 10 s clinical page, plus NAME_spectrogram.png with the whole-session spectrogram (NAME_<stem>... when several files)."),
     start: float = typer.Option(0.0, "--start", help="Start of the plotted page (s)."),
     notch: float = typer.Option(60.0, "--notch", help="Mains frequency for the notch (50 or 60 Hz)."),
 ) -> None:
@@ -76,11 +76,17 @@ def inspect(
             failed += 1
             continue
         if plot is not None and recording is not None:
-            from clef.viz import plot_page
+            from clef.viz import plot_page, plot_recording_spectrogram
 
             target = plot if len(files) == 1 else plot.with_name(f"{plot.stem}_{f.stem}{plot.suffix or '.png'}")
             plot_page(recording, target, start_s=start)
+            spec_png = target.with_name(f"{target.stem}_spectrogram.png")
+            try:
+                plot_recording_spectrogram(recording, spec_png)
+            except IngestError as exc:  # shorter than one taper window
+                err.print(f"[yellow]warning:[/] no spectrogram for {f}: {exc.message}")
+                spec_png = None
             if not as_json:
-                out.print(f"plot: {target}")
+                out.print(f"plot: {target}" + (f", {spec_png}" if spec_png else ""))
     if failed:
         raise typer.Exit(1)
