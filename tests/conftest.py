@@ -37,3 +37,15 @@ def hospital(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("hospital")
     synthesize_hospital(out, 80, seed=7, config=HospitalConfig(minutes_range=(2.0, 4.0)), workers=2, overwrite=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def pipeline(hospital: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Tiny tokenizer + tokens + tiny session transformer trained briefly on the hospital."""
+    import torch
+
+    from clef.workflow import train_all
+
+    torch.set_num_threads(1)  # small models: threads only add overhead (and contention)
+    out = tmp_path_factory.mktemp("pipeline")
+    return train_all(hospital / "edf", out, tokenizer_steps=30, pretrain_steps=150, cache_dir=out / "cache")

@@ -73,6 +73,51 @@ def demo_hospital(out: Path, patients: int = 40, seed: int = 0) -> Path:
     return hosp
 
 
+def demo_train(out: Path, hosp: Path) -> "object":
+    """Train the tiny tokenizer, show a reconstruction, tokenize, pretrain, embed the hospital."""
+    import numpy as np
+    import polars as pl
+    import torch
+
+    from clef.embedding import Embedder
+    from clef.synthetic.hospital import load_truth
+    from clef.viz import plot_session_spectrogram
+    from clef.workflow import train_all
+    from tokenizer.spectrogram_cache import SpectrogramCache
+    from tokenizer.vqgan.evaluate import evaluate_reconstruction
+    from tokenizer.vqgan.model import VQGAN
+
+    torch.set_num_threads(1)
+    runs = out / "runs"
+    t0 = time.perf_counter()
+    trained = train_all(hosp / "edf", runs, cache_dir=runs / "cache",
+                        on_stage=lambda s: console.print(f"[cyan]{s}[/] ({time.perf_counter() - t0:.0f} s)"))
+    model = VQGAN.from_checkpoint(str(trained.tokenizer))
+    truth = load_truth(hosp)
+    cache = SpectrogramCache(runs / "cache", model.ctx.contract)
+    row = truth.filter(pl.col("finding_names").list.len() == 0).row(0, named=True)
+    spec, _ = cache.load_or_compute(hosp / row["path"])
+    rep, (recon,) = evaluate_reconstruction(model, [spec])
+    png = plot_session_spectrogram(spec.values, np.asarray(model.ctx.freqs), spec.frame_mask, spec.channel_mask,
+                                   model.ctx.contract.channels, out / "plots" / f"tokenizer_reconstruction_{row['session_id']}.png",
+                                   reconstruction=recon, title=f"{row['session_id']}: original vs tiny-tokenizer reconstruction")
+    console.print(f"tokenizer: {model.ctx.n_tokens} tokens per 1280 s window; reconstruction error "
+                  + ", ".join(f"{b} {v:.1f} dB" for b, v in rep.band_error_db.items()) + f" → {png}")
+    p = trained.pretrain
+    console.print(f"tokens: {trained.tokenize.tokenized} sessions tokenized; session transformer "
+                  f"{p.parameters / 1e6:.2f}M parameters, held-out masked-token accuracy "
+                  f"{(p.val_masked_acc or 0):.3f} vs {p.baseline_acc:.3f} for the most common code")
+    emb = Embedder(trained.checkpoint, cache_dir=runs / "cache")
+    embs = emb.embed([hosp / r for r in truth["path"]])
+    table = pl.DataFrame({"session_id": truth["session_id"], "source_sha256": [e.source_sha256 for e in embs],
+                          "n_windows": [e.n_windows for e in embs], "model_id": [e.model_id for e in embs],
+                          "vector": [e.vector.tolist() for e in embs]})
+    table.write_parquet(out / "embeddings.parquet")
+    console.print(f"embedded {len(embs)} sessions ({sum(e.n_windows for e in embs)} windows) → {out / 'embeddings.parquet'} "
+                  f"({time.perf_counter() - t0:.0f} s for this stage)")
+    return trained
+
+
 @app.command()
 def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for everything the demo writes.")) -> None:
     """Run the platform end to end on built-in synthetic data and write a results folder."""
@@ -84,5 +129,7 @@ def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for ev
     ok = sum(r["ok"] for r in records)
     console.print(f"{ok} of {len(records)} files ingested, {len(records) - ok} refused with a clear error "
                   f"({time.perf_counter() - t0:.1f} s); details in {out / 'inspect.jsonl'}, pages in {out / 'plots'}")
+    _stage("3. Tokenizer + session transformer: train tiny models on the hospital, embed every session")
+    demo_train(out, out / "hospital")
     console.rule("[bold green]demo finished")
     console.print(f"results: {out.resolve()}")

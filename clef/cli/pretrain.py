@@ -12,8 +12,10 @@ from clef.cli import app, err, fail
 
 
 def _trainer_kwargs(accelerator: str, devices: str, precision: str | None, num_nodes: int, progress: bool) -> dict:
-    kw: dict = {"accelerator": accelerator, "devices": int(devices) if devices.isdigit() else devices,
-                "num_nodes": num_nodes, "enable_progress_bar": progress}
+    from clef.cli.tokenizer import _devices
+
+    kw: dict = {"accelerator": accelerator, "devices": _devices(devices), "num_nodes": num_nodes,
+                "enable_progress_bar": progress}
     if precision:
         kw["precision"] = precision
     return kw
@@ -27,7 +29,7 @@ def pretrain(
     max_steps: int = typer.Option(0, "--max-steps", min=0, help="Override train.max_steps (0 = config)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
     accelerator: str = typer.Option("auto", "--accelerator", help="Lightning accelerator (cpu, gpu, auto)."),
-    devices: str = typer.Option("1", "--devices", help="Lightning devices (number, list or 'auto')."),
+    devices: str = typer.Option("auto", "--devices", help="Lightning devices: auto, N, -1 or 0,1."),
     precision: str = typer.Option("", "--precision", help="Lightning precision, e.g. bf16-mixed."),
     num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="Lightning nodes (multi-node)."),
 ) -> None:
