@@ -21,20 +21,10 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def best(fn, repeats: int) -> float:
-    t = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        t = min(t, time.perf_counter() - t0)
-    return t
 
 
 def build_checkpoint(name: str, tmp: Path) -> Path:
@@ -68,7 +58,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from bench.ingest import make_file
+    from bench.common import best_of, make_file
     from benchmark_tasks.baselines.windowed import LabramShaped, WindowedEmbedder
     from clef.embedding import Embedder
     from clef.model import count_parameters
@@ -84,17 +74,17 @@ def main() -> None:
             ck = build_checkpoint(name, Path(tmpd))
             emb = Embedder(ck, batch_size=2)
             emb.embed(edf)  # warm up
-            t_all = best(lambda: emb.embed(edf), args.repeats)
+            t_all = best_of(lambda: emb.embed(edf), args.repeats)
             toks = emb.tokens_of(rec)
-            t_tr = best(lambda: emb.embed_tokens([toks]), args.repeats)
+            t_tr = best_of(lambda: emb.embed_tokens([toks]), args.repeats)
             n_tok = int(np.prod(toks.codes.shape))
             rows.append((f"CLEF {name} ({count_parameters(emb.encoder) / 1e6:.1f}M, {toks.n_windows} window x "
                          f"{n_tok // toks.n_windows} tokens)", t_all, t_tr))
         lab = LabramShaped()
         we = WindowedEmbedder(lab, window_s=30.0, batch_size=8)
         we.embed(rec.data, rec.sfreq)
-        t_lab_tr = best(lambda: we.embed(rec.data, rec.sfreq), args.repeats)
-        t_lab_all = best(lambda: we.embed(read_recording(edf).data, 200.0), args.repeats)
+        t_lab_tr = best_of(lambda: we.embed(rec.data, rec.sfreq), args.repeats)
+        t_lab_all = best_of(lambda: we.embed(read_recording(edf).data, 200.0), args.repeats)
         n_win = args.minutes * 60 // 30
         rows.append((f"LaBraM-sized ({count_parameters(lab) / 1e6:.1f}M), {n_win} x 30 s windows x 570 tokens, mean",
                      t_lab_all, t_lab_tr))

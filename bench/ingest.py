@@ -21,7 +21,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,24 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "out"
 
-
-def make_file(path: Path, seconds: int, sfreq: int, seed: int = 0) -> Path:
-    """A 19-channel EEG-like EDF (random walk + noise + alpha), written in 10-minute blocks."""
-    from clef.synthetic.edf_writer import EDFSignal, write_edf
-    from tokenizer import CANONICAL_CHANNELS
-
-    if path.exists():
-        return path
-    rng = np.random.default_rng(seed)
-    n = seconds * sfreq
-    t = np.arange(n, dtype=np.float32) / sfreq
-    base = (20 * np.sin(2 * np.pi * 10 * t)).astype(np.float32)
-    sigs = []
-    for k, c in enumerate(CANONICAL_CHANNELS):
-        x = base + rng.normal(0, 10, n).astype(np.float32) + np.cumsum(rng.normal(0, 0.5, n)).astype(np.float32) * 0.05
-        sigs.append(EDFSignal(f"EEG {c.upper()}-REF", x, sfreq, physical_min=-500, physical_max=500))
-    write_edf(path, sigs, fmt="EDF+C")
-    return path
+from bench.common import best_of, make_file  # noqa: E402
 
 
 def run_ours(path: Path, n_jobs: int = 1) -> np.ndarray:
@@ -64,15 +46,6 @@ def run_mne(path: Path) -> np.ndarray:
     raw.notch_filter([60.0, 120.0], verbose="error")
     raw.resample(200.0, verbose="error")
     return raw.get_data() * 1e6
-
-
-def best_of(fn, repeats: int) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
 
 
 def band_rel_error(a: np.ndarray, b: np.ndarray, sfreq: float = 200.0) -> float:
@@ -124,9 +97,11 @@ def main() -> None:
     f20 = make_file(OUT / f"ingest_{args.minutes}min_256Hz.edf", args.minutes * 60, 256)
     run_ours(f20)  # warm caches and imports
     run_mne(f20)
-    t_mne, ref = best_of(lambda: run_mne(f20), args.repeats)
-    t_ours, ours = best_of(lambda: run_ours(f20, 1), args.repeats)
-    t_ours2, _ = best_of(lambda: run_ours(f20, 2), args.repeats)
+    t_mne = best_of(lambda: run_mne(f20), args.repeats, warmup=False)
+    ref = run_mne(f20)
+    t_ours = best_of(lambda: run_ours(f20, 1), args.repeats, warmup=False)
+    ours = run_ours(f20, 1)
+    t_ours2 = best_of(lambda: run_ours(f20, 2), args.repeats, warmup=False)
     err = band_rel_error(ours, ref)
     print(f"== speed: {args.minutes}-minute 19-channel 256 Hz EDF → 200 Hz, band-pass 0.1–75 Hz, notch 60 Hz (best of {args.repeats})")
     print(f"MNE pipeline (read_raw_edf preload, filter, notch_filter, resample): {t_mne:7.3f} s")

@@ -17,6 +17,18 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("CLEF_DEID_SALT", "test-salt")
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One torch thread per test: the models here are small, and on a 2-core machine a
+    second intra-op thread spins against other work and runs slower, not faster."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def real_dir() -> Path:
     """The shared folder of real EDF/BDF files; tests using it skip where it is absent."""

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import polars as pl
@@ -22,14 +21,6 @@ from tokenizer.checkpoint import save_checkpoint
 from tokenizer.spectrogram_cache import SpectrogramCache
 from tokenizer.tokens import TOKENS_SCHEMA, Tokenizer, read_errors, read_tokens, tokenize_archive
 from tokenizer.vqgan import VQGAN, build_context
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -77,15 +76,6 @@ def write_archive(root: Path, durations: tuple[float, ...] = (300.0, 1280.0, 150
         sub.mkdir(exist_ok=True)
         paths.append(write_edf(sub / f"session_{k}.{'EDF' if k == 2 else 'edf'}", sigs))
     return paths
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One torch thread: on a small shared CPU, two threads spin against other work and run slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
