@@ -28,22 +28,6 @@ sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "out" / "tokenizer_quality"
 
 
-def probe_auroc(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0) -> float:
-    """Out-of-fold AUROC of a standardised logistic regression, folds grouped by patient."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import GroupKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    pred = np.zeros(len(y))
-    for tr, te in GroupKFold(n_splits=5).split(x, y, groups):
-        clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, random_state=seed))
-        clf.fit(x[tr], y[tr])
-        pred[te] = clf.predict_proba(x[te])[:, 1]
-    return float(roc_auc_score(y, pred))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokenizer", type=Path, default=OUT / "vqgan_tiny_600")
@@ -54,6 +38,7 @@ def main() -> None:
     os.environ.setdefault("CLEF_HOME", str(OUT / "home"))
     import torch
 
+    from benchmark_tasks.probes import cross_validated_auroc as probe_auroc
     from clef.config import load_config
     from clef.embedding import Embedder
     from clef.pretrain import MaskedTokenModule, load_token_table, pretrain, save_session_checkpoint

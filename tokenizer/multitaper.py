@@ -328,8 +328,6 @@ def _run_numpy(
     frame_buf = np.empty((n_ch, width, n_win), dtype=np.float32)
     taper_buf = np.empty((n_ch, width, n_tap, n_win), dtype=np.float32)
     live0, live1 = _live_range(starts, n_win, n_samples)
-    csum = np.zeros((n_ch, n_samples + 1), dtype=np.float64)
-    np.cumsum(x, axis=1, dtype=np.float64, out=csum[:, 1:])
     for i in range(live0, live1, chunk):
         j = min(i + chunk, live1)
         frames = frame_buf[:, :j - i]
@@ -341,14 +339,10 @@ def _run_numpy(
             for f, s in enumerate(starts[i:j]):
                 lo, hi = max(s, 0), min(s + n_win, n_samples)
                 src[:, f, lo - s:hi - s] = x[:, lo:hi]
-        # demean (MNE's remove_dc) in one pass, with frame means from a float64 running
-        # sum (exact even for signals with a large DC offset)
-        if inside[i:j].all():
-            mu = (csum[:, starts[i:j] + n_win] - csum[:, starts[i:j]]) * (1.0 / n_win)
-            np.subtract(src, mu.astype(np.float32)[..., None], out=frames)
-        else:
-            np.subtract(src, np.einsum("cfn->cf", src)[..., None] * inv_n, out=frames)
-            frames -= np.einsum("cfn->cf", frames)[..., None] * inv_n
+        # demean (MNE's remove_dc); the second pass removes the float32 rounding of the
+        # first mean, which matters for signals with a large DC offset
+        np.subtract(src, np.einsum("cfn->cf", src)[..., None] * inv_n, out=frames)
+        frames -= np.einsum("cfn->cf", frames)[..., None] * inv_n
         tapered = taper_buf[:, :j - i]
         np.multiply(frames[:, :, None, :], tap, out=tapered)
         spec = scipy.fft.rfft(tapered, axis=-1, workers=workers)  # (C, F, K, n_win//2+1)
