@@ -54,3 +54,17 @@ def test_recording_read_under_another_contract_is_refused(pipeline, hospital):
     with pytest.raises(ContractMismatchError, match="another contract"):
         Embedder(pipeline.checkpoint).embed(rec50)
 
+
+
+def test_cli_embed_one_writes_the_vector(pipeline, hospital, tmp_path):
+    import subprocess
+    import sys
+
+    path = hospital / load_truth(hospital)["path"][0]
+    vec = tmp_path / "v.npy"
+    r = subprocess.run([sys.executable, "-m", "clef", "embed-one", str(path), "--checkpoint", str(pipeline.checkpoint),
+                        "--out", str(vec), "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rec = json.loads(r.stdout)
+    assert rec["dim"] == 64 and rec["n_windows"] == 1 and len(rec["vector"]) == 64
+    assert np.allclose(np.load(vec), Embedder(pipeline.checkpoint).embed(path).vector, atol=1e-5)

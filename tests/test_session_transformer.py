@@ -137,3 +137,27 @@ def test_embedding_is_deterministic_batched_and_separates_classes(trained, fake_
 def test_embedding_from_edf_needs_the_tokenizer(trained):
     with pytest.raises(CheckpointError, match="tokenizer/"):
         Embedder(trained.checkpoint).tokenizer
+
+
+def test_dare_mask_alignment_term_is_switchable(fake_tokens, tmp_path):
+    cfg = load_config("tiny", {**SMALL, "mask_align": {"weight": 0.5, "temperature": 0.1, "mask_ratio": 0.3}})
+    r = pretrain(fake_tokens, cfg, tmp_path / "dare", max_steps=5, trainer_kwargs={"enable_progress_bar": False})
+    meta = json.loads((r.checkpoint / "meta.json").read_text())
+    assert r.steps == 5 and "train/mask_align" in meta["metrics"] and meta["metrics"]["train/mask_align"] > 0
+    default = load_config("tiny")
+    assert default.mask_align.weight == 0.0  # off by default
+
+
+def test_cli_pretrain_and_errors(fake_tokens, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "cli_ck"
+    r = subprocess.run([sys.executable, "-m", "clef", "pretrain", "--tokens", str(fake_tokens), "--config", "tiny",
+                        "--out", str(out), "--max-steps", "3", "--accelerator", "cpu", "--devices", "1"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "held-out masked-token accuracy" in r.stderr and (out / "model.safetensors").is_file()
+    bad = subprocess.run([sys.executable, "-m", "clef", "pretrain", "--tokens", str(tmp_path / "nothing"),
+                          "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "no manifest.json" in bad.stderr and "Traceback" not in bad.stderr
