@@ -139,7 +139,8 @@ def plot_session_spectrogram(values: np.ndarray, freqs: np.ndarray, frame_mask: 
                 ax.text(0.5, 0.5, "absent", transform=ax.transAxes, ha="center", color="grey")
             else:
                 im = ax.pcolormesh(minutes, freqs, data, shading="auto", cmap="jet", vmin=vmin, vmax=vmax)
-            ax.set_title(f"{region}" + (f" — {label}" if reconstruction is not None else ""), fontsize=9)
+            short = "original" if s == 0 else "decoded"
+            ax.set_title(f"{region}" + (f" ({short})" if reconstruction is not None else ""), fontsize=9)
             if k % 2 == 0 and s == 0:
                 ax.set_ylabel("Hz")
             if k // 2 == 3:

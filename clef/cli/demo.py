@@ -90,7 +90,11 @@ def demo_train(out: Path, hosp: Path) -> "object":
     torch.set_num_threads(1)
     runs = out / "runs"
     t0 = time.perf_counter()
-    trained = train_all(hosp / "edf", runs, cache_dir=runs / "cache",
+    # the tiny presets, with a lighter pretraining so the whole demo stays within minutes
+    from clef.config import load_config
+
+    light = load_config("tiny", {"train": {"batch_size": 8}})
+    trained = train_all(hosp / "edf", runs, cache_dir=runs / "cache", session_config=light, pretrain_steps=200,
                         on_stage=lambda s: console.print(f"[cyan]{s}[/] ({time.perf_counter() - t0:.0f} s)"))
     model = VQGAN.from_checkpoint(str(trained.tokenizer))
     truth = load_truth(hosp)
