@@ -22,6 +22,11 @@ err = Console(stderr=True)
 _state = {"debug": False}
 
 
+def _quiet_libraries(record: logging.LogRecord) -> bool:
+    """Drop third-party training chatter below WARNING (kept with --verbose / --debug)."""
+    return not (record.name.startswith(("lightning", "pytorch_lightning")) and record.levelno < logging.WARNING)
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
@@ -29,13 +34,13 @@ def _root(
 ) -> None:
     _state["debug"] = debug
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)], force=True)
+    handler = RichHandler(console=err, show_path=False)
     if not (debug or verbose):
-        # Lightning announces devices and tips at INFO and warns about its own internals;
-        # our progress bars and summaries say what matters.
-        for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        # Lightning announces devices and tips at INFO (and resets its loggers' levels on
+        # import); our progress bars and summaries say what matters.
+        handler.addFilter(_quiet_libraries)
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
 
 
 def fail(message: str, code: int = 2) -> None:
