@@ -27,6 +27,20 @@ def _quiet_libraries(record: logging.LogRecord) -> bool:
     return not (record.name.startswith(("lightning", "pytorch_lightning")) and record.levelno < logging.WARNING)
 
 
+def quiet_training_logs() -> None:
+    """Silence Lightning's own INFO handler (devices, tips) unless --verbose/--debug.
+
+    Lightning installs a handler on its logger when imported, so this runs inside the
+    commands that train, after the import.
+    """
+    if logging.getLogger().level <= logging.INFO:
+        return
+    import lightning.pytorch  # noqa: F401  (installs its handler)
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from clef.cli import app
+from clef.cli import app, quiet_training_logs
 
 log = logging.getLogger(__name__)
 console = Console()
@@ -125,6 +125,7 @@ def demo_train(out: Path, hosp: Path) -> "object":
 @app.command()
 def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for everything the demo writes.")) -> None:
     """Run the platform end to end on built-in synthetic data and write a results folder."""
+    quiet_training_logs()
     out.mkdir(parents=True, exist_ok=True)
     _stage("1. Synthetic hospital: EDF archive + FHIR EHR + reports with known truth")
     demo_hospital(out)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from clef.cli import app, err, fail
+from clef.cli import app, err, fail, quiet_training_logs
 
 
 def _trainer_kwargs(accelerator: str, devices: str, precision: str | None, num_nodes: int, progress: bool) -> dict:
@@ -36,6 +36,7 @@ def pretrain(
     """Masked-token pretraining of the session transformer (stage 1)."""
     from clef.config import load_config
     from clef.pretrain import pretrain as run
+    quiet_training_logs()
 
     try:
         cfg = load_config(config)

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from clef.cli import app, err, fail
+from clef.cli import app, err, fail, quiet_training_logs
 from tokenizer import SignalContract
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ def train_tokenizer_cmd(
     notch: float = typer.Option(60.0, "--notch", help="Mains frequency of the archive (50 or 60 Hz)."),
 ) -> None:
     """Train the VQGAN tokenizer on an archive (checkpoints in our safetensors format)."""
+    quiet_training_logs()
     from tokenizer.checkpoint import CheckpointError
     from tokenizer.spectrogram_cache import find_recordings
     from tokenizer.vqgan.config import load_config
