@@ -1,8 +1,28 @@
-"""EHR room of CLEF: FHIR R4 bundles to patient records, code tables (ICD-10-CM, ATC),
-hierarchies and phenotype groups, the code vocabulary and the EHR set encoder.
+"""EHR room of CLEF: FHIR R4 exports to patient records, code tables and hierarchies,
+phenotype and drug groups, the EHR token vocabulary and the EHR set encoder.
 
-For now it holds the curated ATC table (:mod:`ehr.atc`).
+Flow: ``load_fhir(path)`` → ``PatientRecord`` per patient → ``record.codes_at(session
+start)`` → ``CodeSet`` → ``ehr_tokens(codes)`` → ``CodeVocab.encode_batch`` →
+``EHREncoder`` → one embedding per session.
+
+Modules
+-------
+:mod:`ehr.atc`      the curated ATC table (names, RxNorm CUIs, levels)
+:mod:`ehr.codes`    ICD-10-CM hierarchy (``simple_icd_10_cm``), ATC levels, curated
+                    phenotype and medication groups
+:mod:`ehr.record`   ``PatientRecord`` and its entries; active-at semantics
+:mod:`ehr.fhir`     ``load_fhir``: Bundle / NDJSON / directory → records + problems
+:mod:`ehr.vocab`    ``ehr_tokens`` and ``CodeVocab`` (held-out codes, hierarchical roll-up)
+:mod:`ehr.encoder`  ``EHREncoder`` (set transformer) and ``augment_codes``
+
+This package imports nothing else of CLEF. ``torch`` is imported only when the encoder
+names are first used (``ehr.EHREncoder``), ``simple_icd_10_cm`` only on the first ICD
+lookup.
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 from ehr.atc import (
     atc_for_name,
@@ -13,13 +33,82 @@ from ehr.atc import (
     load_atc_table,
     rxnorm_for_atc,
 )
+from ehr.codes import (
+    MEDICATION_GROUPS,
+    PHENOTYPE_GROUPS,
+    MedicationGroup,
+    PhenotypeGroup,
+    atc_ancestors,
+    icd10_ancestors,
+    icd10_category,
+    icd10_description,
+    icd10_normalise,
+    is_icd10_code,
+    medication_groups_of,
+    phenotypes_of,
+)
+from ehr.fhir import FhirLoadResult, FhirProblem, load_fhir
+from ehr.record import (
+    CodeSet,
+    ConditionEntry,
+    EncounterEntry,
+    MedicationEntry,
+    PatientRecord,
+    SessionEntry,
+)
+from ehr.vocab import CodeVocab, age_bucket, ehr_tokens, parse_held_out
+
+_LAZY = {"EHREncoder": "ehr.encoder", "EHREncoderConfig": "ehr.encoder", "augment_codes": "ehr.encoder"}
 
 __all__ = [
+    "MEDICATION_GROUPS",
+    "PHENOTYPE_GROUPS",
+    "CodeSet",
+    "CodeVocab",
+    "ConditionEntry",
+    "EHREncoder",
+    "EHREncoderConfig",
+    "EncounterEntry",
+    "FhirLoadResult",
+    "FhirProblem",
+    "MedicationEntry",
+    "MedicationGroup",
+    "PatientRecord",
+    "PhenotypeGroup",
+    "SessionEntry",
+    "age_bucket",
+    "atc_ancestors",
     "atc_for_name",
     "atc_for_rxnorm",
     "atc_level",
     "atc_name",
+    "augment_codes",
+    "ehr_tokens",
+    "icd10_ancestors",
+    "icd10_category",
+    "icd10_description",
+    "icd10_normalise",
     "is_atc_code",
+    "is_icd10_code",
     "load_atc_table",
+    "load_fhir",
+    "medication_groups_of",
+    "parse_held_out",
+    "phenotypes_of",
     "rxnorm_for_atc",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the torch-based encoder names on first use."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ehr' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
