@@ -1,0 +1,107 @@
+"""PHI scrubbing on hand-written text: what must go, and clinical content that must stay."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from reports import PLACEHOLDERS, PhiConfig, ScrubResult, finding_labels, scrub_phi
+
+HEADER = """Name: SMITH, JOHN A.   MRN# 00123456   Acct: A-99812   DOB 8 Nov 2003
+Seen at Northgate University Hospital, 12 Elm Street, Boston, MA 02115. Phone (617) 555-0134 ext 22.
+Email j.smith@example.org, portal https://portal.example.org/p/123
+Mr. Smith is a 14-year-old boy; his mother Jane Smith reports spells. A 93-year-old grandmother lives with them.
+Study on 08-NOV-2003, 2018/06/29, 06/29/2018, 6-29-18, Nov. 8th 2003, November 8, 2003 and 8th of November 2003.
+SSN 123-45-6789. Referring physician: Dr. E. Delgado. Interpreted by: Alice B. White, MD
+Electronically signed by K. Kaplan, M.D. on 2018-06-29 14:32
+"""
+
+CLINICAL = ("The PDR is 9 Hz, with 2.5-3 Hz spike-and-wave maximal at F7/T3, Fp1 and O2. Recorded with the 10-20 "
+            "system and 19 electrodes for 20 min; bursts of 1-3 s at 0.5-1.5 Hz, 25 uV. A 14-year-old boy. "
+            "LPDs at 1 Hz over T4/T6 (n=12). Young adult with sharp waves. Duration 1280 s, 60 Hz notch.")
+
+
+def test_identifiers_are_replaced() -> None:
+    r = scrub_phi(HEADER)
+    low = r.text.lower()
+    for s in ("smith", "john", "00123456", "a-99812", "8 nov 2003", "northgate", "elm street", "boston",
+              "02115", "555-0134", "example.org", "08-nov-2003", "2018/06/29", "06/29/2018", "6-29-18",
+              "nov. 8th 2003", "november 8", "8th of november", "123-45-6789", "delgado", "alice", "white, md",
+              "kaplan", "2018-06-29", "jane", "93-year-old"):
+        assert s not in low, (s, r.text)
+    for kind in ("name", "date", "id", "phone", "email", "url", "place", "age"):
+        assert r.kinds.get(kind, 0) >= 1, (kind, r.kinds)
+    assert r.n_replacements == sum(r.kinds.values())
+    assert "A 90+-year-old grandmother" in r.text
+    assert "[NAME] is a 14-year-old boy" in r.text
+
+
+def test_clinical_content_is_untouched() -> None:
+    r = scrub_phi(CLINICAL)
+    assert r.text == CLINICAL, r.text
+    assert r.n_replacements == 0 and r.kinds == {}
+
+
+def test_names_found_in_the_header_are_removed_everywhere() -> None:
+    text = ("Patient: CARTER, ROSA\nMRN: 10000000\n\nHISTORY: Rosa Carter is a 15-year-old girl. "
+            "Rosa's mother was present. Ms. Carter had spells.\n"
+            "DESCRIPTION: Sharp waves at T3. Interpreted by: T. Petrov, MD")
+    r = scrub_phi(text)
+    for s in ("carter", "rosa", "10000000", "petrov"):
+        assert s not in r.text.lower(), r.text
+    assert "Sharp waves at T3." in r.text
+
+
+def test_common_word_names_are_only_removed_in_name_context() -> None:
+    text = "Patient: Grace White\nHISTORY: Grace White is well. DESCRIPTION: White matter disease; young adult.\n"
+    r = scrub_phi(text)
+    assert "Grace White" not in r.text
+    assert "White matter disease; young adult." in r.text
+    r = scrub_phi("Dr. Sharp noted sharp waves over the left temporal region.")
+    assert r.text == "[NAME] noted sharp waves over the left temporal region."
+
+
+def test_extra_names_and_config() -> None:
+    r = scrub_phi("Seen with Ingrid Novak. Ingrid was calm.", extra_names=["Ingrid Novak"])
+    assert r.text == "Seen with [NAME]. [NAME] was calm."
+    r = scrub_phi("Seen with Ingrid Novak.", extra_names="Novak")  # a single str is one name
+    assert "Novak" not in r.text
+    keep_places = scrub_phi("Seen at Riverside Medical Center, Boston, MA.", config=PhiConfig(scrub_places=False))
+    assert "Riverside Medical Center" in keep_places.text
+    assert scrub_phi("ID 123456 and 12345").text == "ID [ID] and 12345"
+    assert scrub_phi("Order 1234567", config=PhiConfig(min_id_digits=8)).text == "Order 1234567"
+    assert scrub_phi("A 95-year-old", config=PhiConfig(cap_ages=False)).text == "A 95-year-old"
+    with pytest.raises(ValueError):
+        PhiConfig(nonsense=True)  # type: ignore[call-arg]
+
+
+def test_result_type_and_input_checks() -> None:
+    r = scrub_phi("")
+    assert isinstance(r, ScrubResult) and r.text == "" and r.n_replacements == 0
+    assert set(PLACEHOLDERS) == {"name", "date", "id", "phone", "email", "url", "place"}
+    with pytest.raises(TypeError, match="must be a str"):
+        scrub_phi(None)  # type: ignore[arg-type]
+
+
+def test_scrubbing_keeps_finding_labels() -> None:
+    report = ("Patient: Emily Lewis   MRN: 85026458   Date of study: 07/16/2013\n\n"
+              "DESCRIPTION: Frequent left temporal sharp waves, maximal at F7/T3. Mild diffuse slowing. "
+              "No seizures were recorded.\nIMPRESSION: Abnormal EEG.\nInterpreted by: K. Kaplan, MD")
+    assert finding_labels(scrub_phi(report).text) == finding_labels(report)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("spacy") is not None, reason="spaCy is installed here")
+def test_spacy_requested_but_missing_is_a_clear_error() -> None:
+    with pytest.raises(ImportError, match="spaCy is not installed"):
+        scrub_phi("Seen by John.", config=PhiConfig(spacy_model="en_core_web_sm"))
+
+
+def test_spacy_ner_adds_entities() -> None:
+    spacy = pytest.importorskip("spacy")
+    try:
+        spacy.load("en_core_web_sm")
+    except OSError:
+        pytest.skip("no spaCy model en_core_web_sm installed")
+    r = scrub_phi("The patient was seen by John Smith in Boston.", config=PhiConfig(spacy_model="en_core_web_sm"))
+    assert "John Smith" not in r.text
