@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from clef.align import align, evaluate_retrieval, index_archive, load_align_config, load_align_module
+from clef.align import (
+    align,
+    evaluate_retrieval,
+    index_archive,
+    load_align_config,
+    load_align_module,
+)
 from clef.align.data import collate, prepare_align_data
 from clef.align.module import AlignModule, contrastive_loss, retrieval_accuracy
 from clef.align.train import _init_from_stage1
@@ -218,9 +224,9 @@ def test_cli_align_runs_and_reports_retrieval(pipeline, hospital, tmp_path):
     out = tmp_path / "cli_aligned"
     cmd = [sys.executable, "-m", "clef", "align", "--init", str(pipeline.checkpoint), "--archive", str(hospital),
            "--tokens", str(pipeline.tokens), "--out", str(out), "--max-steps", "2", "--accelerator", "cpu"]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "EEG→report top-10" in p.stderr and (out / "align" / "vocab.json").is_file()
     p = subprocess.run([sys.executable, "-m", "clef", "align", "--init", str(pipeline.checkpoint), "--archive",
-                        str(hospital / "missing"), "--out", str(tmp_path / "x")], capture_output=True, text=True)
+                        str(hospital / "missing"), "--out", str(tmp_path / "x")], capture_output=True, text=True, check=False)
     assert p.returncode == 2 and "expected a folder" in p.stderr and "Traceback" not in p.stderr

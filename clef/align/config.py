@@ -99,6 +99,10 @@ class LossConfig(_Frozen):
         Weights of the EEG↔report and EEG↔EHR symmetric InfoNCE terms.
     mtm_weight : float
         Weight of the masked-token loss kept from stage 1 (0 drops it).
+    mtm_max_windows : int
+        Windows of the batch (the first ones) that also get a masked view for that loss:
+        it only has to keep the encoder's token-level knowledge, and a second pass over
+        every window would double the cost of a step.
     embed_dim : int
         Width of the shared spaces (separate projections for report and EHR).
     same_patient_negatives : bool
@@ -111,6 +115,7 @@ class LossConfig(_Frozen):
     report_weight: float = Field(1.0, ge=0)
     ehr_weight: float = Field(1.0, ge=0)
     mtm_weight: float = Field(0.5, ge=0)
+    mtm_max_windows: int = Field(8, gt=0)
     embed_dim: int = Field(128, gt=0)
     same_patient_negatives: bool = False
 

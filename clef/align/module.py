@@ -207,7 +207,7 @@ class AlignModule(L.LightningModule):
             loss = loss + c.ehr_weight * ehr
             metrics["train/nce_ehr"] = ehr.detach()
         if c.mtm_weight > 0:
-            codes, valid = batch["codes"], batch["valid"]
+            codes, valid = batch["codes"][: c.mtm_max_windows], batch["valid"][: c.mtm_max_windows]
             ratios = sample_mask_ratios(codes.shape[0], self.session_cfg.masking)
             masked = random_token_mask(valid, ratios)
             feats = self.encoder(codes, valid, masked).token_features

@@ -30,7 +30,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from reports.text_encoder import FrozenTextEncoder, TextEncoderConfig
 from torch.utils.data import DataLoader
 
 from clef.align.archive import ArchiveIndex, index_archive
@@ -41,6 +40,7 @@ from clef.config import SessionConfig
 from clef.pretrain import CHECKPOINT_KIND, TOKENIZER_SUBDIR, load_token_table
 from ehr import CodeVocab
 from reports import SummariserConfig, make_summariser
+from reports.text_encoder import FrozenTextEncoder, TextEncoderConfig
 from tokenizer.checkpoint import (
     CheckpointError,
     load_checkpoint,
