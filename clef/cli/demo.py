@@ -122,7 +122,7 @@ def demo_train(out: Path, hosp: Path) -> "object":
     return trained
 
 
-def demo_align(out: Path, hosp: Path, trained: "object", steps: int = 150) -> "object":
+def demo_align(out: Path, hosp: Path, trained: "object", steps: int = 100) -> "object":
     """Stage 2: align the pretrained encoder with the hospital's reports and FHIR records."""
     from clef.align import align, index_archive, load_align_config
     from reports import process_report, read_report
