@@ -120,6 +120,42 @@ def test_sample_mask_gaps_mask_frames_and_allow_nan() -> None:
     np.testing.assert_array_equal(spec.values[:, :, 10:20], clean.values[:, :, 10:20])
 
 
+def test_dc_offset_steps_and_gaps_match_mne() -> None:
+    # a large offset, a step of 3000 µV and a gap (NaN) at 30.2-31 s: frames far from their
+    # chunk's level take the exact (two-pass) demeaning, the others the fast one
+    data = _eeg_like(3, 120.0, seed=2) + np.float32(5000.0)
+    data[:, int(61.3 * SFREQ):] += np.float32(3000.0)
+    mask = np.ones(data.shape[1], dtype=bool)
+    mask[int(30.2 * SFREQ):int(31.0 * SFREQ)] = False
+    data[:, ~mask] = np.nan
+    spec = multitaper_spectrogram(data, SFREQ, sample_mask=mask)
+    expected, valid = _mne_db(np.where(mask, data, 0.0), spec, SFREQ)
+    assert np.abs(spec.values[:, :, valid] - expected).max() < 1e-3
+    torch = pytest.importorskip("torch")
+    got = multitaper_spectrogram(torch.from_numpy(data), SFREQ, sample_mask=mask)
+    assert np.abs(got.values - spec.values).max() < 1e-3
+
+
+def test_constant_channels_get_the_floor() -> None:
+    data = _eeg_like(4, 60.0)
+    data[1], data[2], data[3] = 0.0, 7.3, 12345.678
+    spec = multitaper_spectrogram(data, SFREQ)
+    floor = np.float32(10 * np.log10(np.float32(1e-20)))
+    assert (spec.values[1:, :, spec.frame_mask] == floor).all()
+    assert (spec.values[0] > -60).all()
+
+
+def test_nan_outside_every_frame_is_found() -> None:
+    data = _eeg_like(2, 60.0)
+    data[1, -10] = np.nan  # after the last of 20 frames
+    with pytest.raises(ValueError, match="must be finite"):
+        multitaper_spectrogram(data, SFREQ, n_frames=20)
+    data[1, -10] = 0.0
+    data[0, 5000] = np.inf
+    with pytest.raises(ValueError, match="must be finite"):
+        multitaper_spectrogram(data, SFREQ)
+
+
 def test_torch_cpu_matches_numpy() -> None:
     torch = pytest.importorskip("torch")
     data = _eeg_like(19, 120.0)
