@@ -1,0 +1,335 @@
+"""The HTTP probing service (FastAPI): embeddings, task probabilities and similar sessions.
+
+Endpoints (all but ``/health`` and the OpenAPI docs need an API key, sent as
+``X-API-Key: KEY`` or ``Authorization: Bearer KEY``; missing → 401, wrong → 403)::
+
+    GET  /health                                   liveness, model id
+    GET  /tasks                                    probe tasks (from --probes)
+    GET  /sessions/{session_id}                    non-PHI metadata of a stored session
+    GET  /sessions/{session_id}/probabilities      task probabilities of a stored session
+    GET  /sessions/{session_id}/similar            similar sessions (k, filter, per_patient)
+    POST /embed                                    embed an uploaded EDF/BDF (multipart "file")
+    POST /probabilities                            task probabilities of an uploaded file
+    POST /similar                                  sessions similar to an uploaded file
+    GET  /docs, /openapi.json                      OpenAPI documentation
+
+Uploads are limited in size (413 beyond; 411 without a Content-Length), must be EDF/BDF
+(422 with the reason otherwise), are written under a server-chosen temporary name (the
+client's file name is never used) and deleted after use. Responses carry no PHI: no
+paths, no patient hashes, no names or dates; ages are capped at 90.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.auth import ApiKeys, load_api_keys
+from services.config import ServeConfig
+from services.headers import HeaderError, HeaderFacts, read_header_facts
+from services.probes import Probe, load_probes
+from services.schemas import PUBLIC_SESSION_FIELDS
+from services.search import CohortSearcher, FilterError, parse_filters
+from services.store import EmbeddingStore, StoreError
+
+log = logging.getLogger(__name__)
+
+_MAGIC = {b"0       ": ".edf", b"\xffBIOSEMI": ".bdf"}
+
+
+# -- response models (documented in OpenAPI) -------------------------------------------------
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HealthOut(_Out):
+    status: str
+    model_id: str
+
+
+class TaskOut(_Out):
+    task: str
+    category: str | None = None
+    auroc: float | None = None
+
+
+class TasksOut(_Out):
+    model_id: str
+    tasks: list[TaskOut]
+
+
+class SessionOut(_Out):
+    session_id: str
+    site: str | None = None
+    setting: str | None = None
+    sex: str | None = None
+    age_years: float | None = Field(None, description="Age at recording; 90 means 90 or older.")
+    duration_s: float | None = None
+    n_windows: int | None = None
+
+
+class NeighbourOut(SessionOut):
+    rank: int
+    score: float = Field(description="Cosine similarity.")
+    distance: float = Field(description="1 - cosine similarity.")
+
+
+class SimilarOut(_Out):
+    model_id: str
+    query: str = Field(description="The stored session id, or 'upload'.")
+    k: int
+    filters: list[str]
+    per_patient: bool
+    neighbours: list[NeighbourOut]
+
+
+class EmbeddingOut(_Out):
+    model_id: str
+    dim: int
+    n_windows: int
+    duration_s: float
+    format: str
+    sha256: str = Field(description="SHA-256 of the uploaded bytes.")
+    vector: list[float]
+    window_vectors: list[list[float]] | None = None
+
+
+class ProbabilitiesOut(_Out):
+    model_id: str
+    query: str
+    probabilities: dict[str, float]
+
+
+# Parameter types (module level: endpoint annotations are resolved in this namespace).
+K = Annotated[int, Query(ge=1, description="Neighbours to return.")]
+Filters = Annotated[list[str], Query(description="KEY=VALUE: site=S01[,S02], sex=F, setting=emu, age=40-60.")]
+Tasks = Annotated[list[str] | None, Query(description="Tasks to score (default: all).")]
+Upload = Annotated[UploadFile, File(description="An EDF/EDF+/BDF file.")]
+
+
+class _UploadRejected(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        self.status, self.message = status, message
+        super().__init__(message)
+
+
+class ServiceState:
+    """What the app holds: embedder, searcher, probes, keys (loaded once at start-up)."""
+
+    def __init__(self, cfg: ServeConfig, keys: ApiKeys) -> None:
+        from clef.embedding import Embedder
+
+        self.cfg = cfg
+        self.keys = keys
+        self.store = EmbeddingStore(cfg.store)
+        self.store.require()
+        self.embedder = Embedder(cfg.checkpoint, device=cfg.device)
+        self.model_id = self.embedder.model_id
+        if self.model_id not in self.store.models():
+            raise StoreError(f"the checkpoint's model {self.model_id} has no embeddings in {cfg.store} "
+                             f"(models there: {', '.join(self.store.models()) or 'none'}); run 'clef embed' with it")
+        self.searcher = CohortSearcher(self.store, self.model_id)
+        self.probes: dict[str, Probe] = load_probes(cfg.probes, model_id=self.model_id, dim=self.searcher.index.dim)
+        self.lock = threading.Lock()  # one embedding at a time: bounded memory and CPU
+        self.max_bytes = int(cfg.max_upload_mb * 2**20)
+        log.info("serving model %s: %d sessions, %d probe task(s)", self.model_id, self.searcher.index.n,
+                 len(self.probes))
+
+
+def _public(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: meta.get(k) for k in PUBLIC_SESSION_FIELDS}
+
+
+def create_app(cfg: ServeConfig, keys: list[str] | None = None) -> FastAPI:
+    """Build the FastAPI application (loads the checkpoint, index and probes now).
+
+    Parameters
+    ----------
+    cfg : ServeConfig
+    keys : list of str, optional
+        API keys; default: ``cfg.api_keys_file`` and/or ``CLEF_API_KEYS``.
+    """
+    state = ServiceState(cfg, ApiKeys(keys if keys is not None else load_api_keys(cfg.api_keys_file)))
+    app = FastAPI(title="CLEF probing service", version="1",
+                  description="Session embeddings, task probabilities and cohort similarity search over a CLEF "
+                              "embedding store. Send the API key as `X-API-Key` (or `Authorization: Bearer`).")
+    app.state.clef = state
+
+    def require_key(request: Request) -> None:
+        presented = request.headers.get("x-api-key")
+        if presented is None:
+            auth = request.headers.get("authorization", "")
+            if auth.lower().startswith("bearer "):
+                presented = auth[7:].strip()
+        if not presented:
+            raise HTTPException(401, "API key required: send it as X-API-Key (or Authorization: Bearer)",
+                                headers={"WWW-Authenticate": "ApiKey"})
+        if not state.keys.valid(presented):
+            raise HTTPException(403, "API key not accepted")
+
+    auth = [Depends(require_key)]
+
+    @app.exception_handler(_UploadRejected)
+    async def _rejected(_: Request, exc: _UploadRejected) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    # -- helpers -------------------------------------------------------------------------
+    def stored(session_id: str) -> dict[str, Any]:
+        try:
+            return state.searcher.session_meta(session_id)
+        except KeyError:
+            raise HTTPException(404, f"session {session_id!r} not found") from None
+
+    @app.middleware("http")
+    async def limit_uploads(request: Request, call_next):  # noqa: ANN001,ANN202
+        # Before anything reads the body (FastAPI parses forms before dependencies run).
+        if request.method == "POST":
+            length = request.headers.get("content-length")
+            if length is None:
+                return JSONResponse({"detail": "uploads need a Content-Length header"}, status_code=411)
+            try:
+                n = int(length)
+            except ValueError:
+                return JSONResponse({"detail": f"Content-Length must be an integer, found {length!r}"},
+                                    status_code=400)
+            if n > state.max_bytes + 64 * 1024:  # multipart framing allowance
+                return JSONResponse({"detail": f"upload of at most {cfg.max_upload_mb:g} MB expected, found "
+                                               f"{n / 2**20:.1f} MB"}, status_code=413)
+        return await call_next(request)
+
+    def save_upload(upload: UploadFile, folder: str) -> Path:
+        head = upload.file.read(8)
+        suffix = _MAGIC.get(head)
+        if suffix is None:
+            raise _UploadRejected(422, "expected an EDF/BDF file (magic bytes '0       ' or '\\xffBIOSEMI'), found "
+                                       f"{'an empty file' if not head else repr(head)}")
+        path = Path(folder) / f"upload{suffix}"
+        with open(path, "wb") as out:
+            out.write(head)
+            size = len(head)
+            while chunk := upload.file.read(1 << 20):
+                size += len(chunk)
+                if size > state.max_bytes:
+                    raise _UploadRejected(413, f"upload of at most {cfg.max_upload_mb:g} MB expected")
+                out.write(chunk)
+        return path
+
+    def embed_upload(upload: UploadFile) -> tuple[Any, HeaderFacts]:
+        folder = tempfile.mkdtemp(prefix="clef-upload-")
+        try:
+            path = save_upload(upload, folder)
+            try:
+                facts = read_header_facts(path)
+                with state.lock:
+                    emb = state.embedder.embed(path)
+            except HeaderError as exc:
+                raise _UploadRejected(422, f"{exc.kind}: {str(exc).replace(str(path), 'upload')}") from None
+            except Exception as exc:  # noqa: BLE001 - ingest errors carry a kind; others are bugs
+                kind = getattr(exc, "kind", None)
+                if not isinstance(kind, str):
+                    log.exception("embedding an upload failed")
+                    raise HTTPException(500, "internal error while embedding the upload") from None
+                raise _UploadRejected(422, f"{kind}: {' '.join(str(exc).replace(str(path), 'upload').split())}") \
+                    from None
+            return emb, facts
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def probabilities(x: np.ndarray, tasks: list[str] | None) -> dict[str, float]:
+        names = tasks or list(state.probes)
+        unknown = [t for t in names if t not in state.probes]
+        if unknown:
+            raise HTTPException(404, f"unknown task(s): {', '.join(unknown)}; GET /tasks lists them")
+        return {t: round(float(state.probes[t](x)), 6) for t in names}
+
+    def similar(vector: np.ndarray, k: int, filters: list[str], per_patient: bool, query: str, *,
+                session_id: str | None = None, sha: str | None = None, patient: str | None = None) -> SimilarOut:
+        if k > cfg.max_k:
+            raise HTTPException(422, f"k of at most {cfg.max_k} expected, found {k}")
+        try:
+            fs = parse_filters(filters)
+        except FilterError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if session_id is not None:
+            found = state.searcher.search_session(session_id, k, fs, per_patient=per_patient)
+        else:
+            row = state.searcher.row_of_sha(sha)
+            found = state.searcher.search(vector, k, fs, per_patient=per_patient,
+                                          exclude_rows=[row] if row is not None else [],
+                                          exclude_patient=patient if per_patient else None)
+        return SimilarOut(model_id=state.model_id, query=query, k=k, filters=[str(f) for f in fs],
+                          per_patient=per_patient, neighbours=[NeighbourOut(**n.to_dict(public=True)) for n in found])
+
+    # -- endpoints -----------------------------------------------------------------------
+    @app.get("/health", response_model=HealthOut, tags=["service"])
+    def health() -> HealthOut:
+        """Liveness (no key needed)."""
+        return HealthOut(status="ok", model_id=state.model_id)
+
+    @app.get("/tasks", response_model=TasksOut, dependencies=auth, tags=["probes"])
+    def tasks() -> TasksOut:
+        """Probe tasks available (from the benchmark results given with --probes)."""
+        return TasksOut(model_id=state.model_id, tasks=[
+            TaskOut(task=t, category=p.info.get("category"), auroc=p.info.get("auroc")) for t, p in state.probes.items()])
+
+    @app.get("/sessions/{session_id:path}/probabilities", response_model=ProbabilitiesOut, dependencies=auth,
+             tags=["probes"])
+    def session_probabilities(session_id: str, task: Tasks = None) -> ProbabilitiesOut:
+        """Task probabilities of a stored session."""
+        stored(session_id)
+        x = state.store.vector(session_id, state.model_id)
+        if x is None:  # indexed but gone from the store
+            raise HTTPException(404, f"session {session_id!r} not found")
+        return ProbabilitiesOut(model_id=state.model_id, query=session_id, probabilities=probabilities(x, task))
+
+    @app.get("/sessions/{session_id:path}/similar", response_model=SimilarOut, dependencies=auth, tags=["search"])
+    def session_similar(session_id: str, k: K = 10, filter: Filters = [],  # noqa: A002,B006
+                        per_patient: bool = False) -> SimilarOut:
+        """Stored sessions most similar to a stored session (itself excluded)."""
+        stored(session_id)
+        return similar(np.zeros(0), k, filter, per_patient, session_id, session_id=session_id)
+
+    @app.get("/sessions/{session_id:path}", response_model=SessionOut, dependencies=auth, tags=["sessions"])
+    def session(session_id: str) -> SessionOut:
+        """Non-PHI metadata of a stored session."""
+        return SessionOut(**_public(stored(session_id)))
+
+    upload_deps = auth
+
+    @app.post("/embed", response_model=EmbeddingOut, dependencies=upload_deps, tags=["embeddings"])
+    def embed(file: Upload, windows: bool = False) -> EmbeddingOut:
+        """Embed an uploaded recording (not stored)."""
+        emb, facts = embed_upload(file)
+        return EmbeddingOut(model_id=emb.model_id, dim=emb.dim, n_windows=emb.n_windows, duration_s=facts.duration_s,
+                            format=facts.format, sha256=emb.source_sha256, vector=emb.vector.tolist(),
+                            window_vectors=emb.windows.tolist() if windows else None)
+
+    @app.post("/probabilities", response_model=ProbabilitiesOut, dependencies=upload_deps, tags=["probes"])
+    def upload_probabilities(file: Upload, task: Tasks = None) -> ProbabilitiesOut:
+        """Task probabilities of an uploaded recording."""
+        if task:
+            probabilities(np.zeros(state.searcher.index.dim), task)  # unknown tasks: 404 before the work
+        emb, _ = embed_upload(file)
+        return ProbabilitiesOut(model_id=state.model_id, query="upload", probabilities=probabilities(emb.vector, task))
+
+    @app.post("/similar", response_model=SimilarOut, dependencies=upload_deps, tags=["search"])
+    def upload_similar(file: Upload, k: K = 10, filter: Filters = [],  # noqa: A002,B006
+                       per_patient: bool = False) -> SimilarOut:
+        """Stored sessions most similar to an uploaded recording (the same bytes, if stored, excluded)."""
+        emb, facts = embed_upload(file)
+        return similar(emb.vector, k, filter, per_patient, "upload", sha=emb.source_sha256,
+                       patient=facts.patient_hash)
+
+    return app
+
+
+__all__ = ["ServiceState", "create_app"]

@@ -1,0 +1,220 @@
+"""Work on one file: hash, header, read + spectrogram + tokens, then the session model.
+
+Used by both engines: the local process pool runs :meth:`FileEmbedder.process` (both
+stages) in each worker; the Ray engine runs :meth:`FileEmbedder.prepare` in CPU workers
+and :meth:`FileEmbedder.finish` in model workers (GPU when present).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from services.headers import HeaderError, HeaderFacts, read_header_facts
+
+log = logging.getLogger(__name__)
+
+#: Result statuses of one file (``known``: its content is already in the store).
+DONE, FAILED, KNOWN = "done", "failed", "known"
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """A file to process (plain data: crosses process boundaries)."""
+
+    path: str
+    rel: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class FileResult:
+    """Outcome of one file."""
+
+    rel: str
+    size: int
+    mtime_ns: int
+    status: str
+    sha256: str | None = None
+    error_kind: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    facts: HeaderFacts | None = None
+    vector: np.ndarray | None = None
+    windows: np.ndarray | None = None
+    tokens: Any = field(default=None, repr=False)  # set between the two stages only
+
+
+def file_sha256(path: str | Path, chunk: int = 4 * 2**20) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def one_line(exc: BaseException, path: str = "", rel: str = "") -> str:
+    """The error on one line, with the archive-relative path instead of the absolute one."""
+    text = re.sub(r"\s*[\r\n]+\s*", " ", str(exc)).strip() or type(exc).__name__
+    return text.replace(path, rel) if path else text
+
+
+def limit_threads(n: int = 1) -> Any:
+    """Cap BLAS/OpenMP threads of this process (parallelism comes from the workers, not threads).
+
+    Returns the limiter (``.restore_original_limits()`` undoes it), or None.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - comes with scikit-learn
+        return None
+    return threadpool_limits(max(1, n))
+
+
+class FileEmbedder:
+    """A checkpoint loaded once per worker, applied to files.
+
+    Parameters
+    ----------
+    checkpoint : path
+        Session-transformer checkpoint (with its tokenizer).
+    device : str
+        Torch device of the models.
+    batch_size : int
+        Windows per forward pass.
+    cache_dir : path, optional
+        Spectrogram cache (none by default: an archive's spectrograms are large).
+    threads : int
+        Torch intra-op threads (1: parallelism comes from the workers).
+    """
+
+    def __init__(self, checkpoint: str | Path, *, device: str = "cpu", batch_size: int = 8,
+                 cache_dir: str | Path | None = None, threads: int = 1) -> None:
+        import torch
+
+        from clef.embedding import Embedder
+
+        self._restore = (limit_threads(threads), torch.get_num_threads())
+        torch.set_num_threads(max(1, threads))
+        self.embedder = Embedder(checkpoint, device=device, batch_size=batch_size, cache_dir=cache_dir)
+        self.model_id = self.embedder.model_id
+
+    def restore_threads(self) -> None:
+        """Give the process back the thread settings it had before (for in-process use)."""
+        import torch
+
+        limiter, n = self._restore
+        if limiter is not None:
+            limiter.restore_original_limits()
+        torch.set_num_threads(n)
+
+    def prepare(self, item: WorkItem, known: Iterable[str] | set[str] = frozenset()) -> FileResult:
+        """Hash, header and tokens of one file (CPU work); ``known`` hashes are not tokenized."""
+        t0 = time.perf_counter()
+        r = FileResult(rel=item.rel, size=item.size, mtime_ns=item.mtime_ns, status=DONE)
+        try:
+            r.sha256 = file_sha256(item.path)
+        except OSError as exc:
+            return self._fail(r, "unreadable", f"{item.rel}: cannot read the file ({exc.strerror or exc})", t0)
+        if r.sha256 in known:
+            r.status = KNOWN
+            r.seconds = time.perf_counter() - t0
+            return r
+        try:
+            r.facts = read_header_facts(item.path)
+            r.tokens = self.embedder.tokens_of(item.path)
+        except HeaderError as exc:
+            return self._fail(r, exc.kind, one_line(exc, item.path, item.rel), t0)
+        except Exception as exc:  # noqa: BLE001 - every file must end done or failed, with its reason
+            kind = getattr(exc, "kind", None)
+            if not isinstance(kind, str):
+                log.exception("%s: unexpected error", item.rel)
+                kind = f"internal:{type(exc).__name__}"
+            return self._fail(r, kind, one_line(exc, item.path, item.rel), t0)
+        r.seconds = time.perf_counter() - t0
+        return r
+
+    def finish(self, prepared: Sequence[FileResult]) -> list[FileResult]:
+        """Run the session model on the prepared files (batched across files)."""
+        todo = [r for r in prepared if r.status == DONE and r.tokens is not None]
+        if todo:
+            t0 = time.perf_counter()
+            try:
+                embs = self.embedder.embed_tokens([r.tokens for r in todo])
+            except Exception as exc:  # noqa: BLE001 - recorded per file
+                log.exception("session model failed on %d file(s)", len(todo))
+                for r in todo:
+                    self._fail(r, f"internal:{type(exc).__name__}", one_line(exc), None)
+            else:
+                share = (time.perf_counter() - t0) / len(todo)
+                for r, e in zip(todo, embs):
+                    r.vector, r.windows = e.vector, e.windows
+                    r.seconds += share
+        for r in prepared:
+            r.tokens = None
+        return list(prepared)
+
+    def process(self, item: WorkItem, known: Iterable[str] | set[str] = frozenset()) -> FileResult:
+        """Both stages on one file."""
+        return self.finish([self.prepare(item, known)])[0]
+
+    @staticmethod
+    def _fail(r: FileResult, kind: str, message: str, t0: float | None) -> FileResult:
+        r.status, r.error_kind, r.error = FAILED, kind, message
+        r.tokens = None
+        if t0 is not None:
+            r.seconds = time.perf_counter() - t0
+        return r
+
+
+# -- process-pool plumbing (one FileEmbedder per worker process) --------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _exit_with_parent() -> None:
+    """End this worker when the driver dies (``kill -9`` included) instead of working on as an orphan."""
+    import os
+    import signal
+    import sys
+    import threading
+
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - not glibc
+            pass
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="clef-parent-watch", daemon=True).start()
+
+
+def init_worker(checkpoint: str, device: str, batch_size: int, cache_dir: str | None, known: frozenset[str]) -> None:
+    """Pool initializer: exit with the driver, load the checkpoint once per process, one torch thread."""
+    import os
+
+    _exit_with_parent()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _WORKER["embedder"] = FileEmbedder(checkpoint, device=device, batch_size=batch_size, cache_dir=cache_dir)
+    _WORKER["known"] = known
+
+
+def run_in_worker(item: WorkItem) -> FileResult:
+    """Pool task: process one file in this worker."""
+    return _WORKER["embedder"].process(item, _WORKER["known"])

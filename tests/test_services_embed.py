@@ -1,0 +1,246 @@
+"""Batch embedding: discovery, manifest, idempotence, failures and retries, kill -9 and resume, Ray."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import psutil
+import pytest
+
+from services.batch import embed_archive
+from services.config import EmbedConfig
+from services.discovery import discover
+from services.headers import HeaderError
+from services.store import EmbeddingStore
+from tests.test_services_support import make_archive, svc_checkpoint, svc_hospital  # noqa: F401 (fixtures)
+
+N = 12  # sessions copied from the hospital (+ 2 broken files + 1 copy)
+
+
+@pytest.fixture(scope="module")
+def archive(svc_hospital: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_archive(svc_hospital, tmp_path_factory.mktemp("archive"), N)
+
+
+@pytest.fixture(scope="module")
+def first_run(archive: Path, svc_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    store = tmp_path_factory.mktemp("store") / "store"
+    seen: list[tuple[str, str]] = []
+    s = embed_archive(archive, svc_checkpoint, store, EmbedConfig(part_size=4), progress=False,
+                      on_file=lambda p, st: seen.append((p, st)))
+    return store, s, seen
+
+
+def _archive_files(archive: Path) -> set[str]:
+    return {p.relative_to(archive).as_posix() for p in archive.rglob("*") if p.suffix.lower() in (".edf", ".bdf")}
+
+
+def _check_store_against_archive(store: Path, archive: Path, n_good: int) -> pl.DataFrame:
+    """Every file exactly once in the manifest, done or failed with a reason; no duplicate rows anywhere."""
+    st = EmbeddingStore(store)
+    man = st.manifest()
+    assert sorted(man["path"].to_list()) == sorted(_archive_files(archive))
+    assert set(man["status"].to_list()) <= {"done", "failed"}
+    failed = man.filter(pl.col("status") == "failed")
+    assert failed["error_kind"].null_count() == 0 and failed["error"].null_count() == 0
+    raw = pl.read_parquet(store / "embeddings" / "*.parquet")  # as a user reads it: no guard
+    assert raw.height == n_good and raw.select("source_sha256", "model_id").n_unique() == n_good
+    assert pl.read_parquet(store / "sessions" / "*.parquet").height == n_good
+    done_shas = set(man.filter(pl.col("status") == "done")["sha256"].to_list())
+    assert done_shas == set(raw["source_sha256"].to_list())
+    for table in ("manifest", "sessions", "embeddings"):
+        assert all(p.name.startswith("part-") and p.suffix == ".parquet" for p in (store / table).iterdir())
+    return man
+
+
+def test_discovery_ids_sites_and_collisions(tmp_path: Path) -> None:
+    (tmp_path / "a/x").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    (tmp_path / ".hidden").mkdir()
+    for p in ("a/x/s1.edf", "b/s1.EDF", "b/s2.bdf", "b/notes.txt", ".hidden/s9.edf"):
+        (tmp_path / p).write_bytes(b"0")
+    files = discover(tmp_path, site_level=0)
+    assert [(f.rel, f.session_id, f.site) for f in files] == [
+        ("a/x/s1.edf", "a/x/s1", "a"), ("b/s1.EDF", "b/s1", "b"), ("b/s2.bdf", "s2", "b")]
+    # sessions.csv (here one level up, as in the synthetic hospital) gives ids and sites
+    (tmp_path / "sessions.csv").write_text("session_id,patient_id,path,site,setting\nS-1,P1,b/s2.bdf,North,EMU\n")
+    f = {f.rel: f for f in discover(tmp_path / "b")}
+    assert f["s2.bdf"].session_id == "S-1" and (f["s2.bdf"].site, f["s2.bdf"].setting) == ("North", "EMU")
+    assert f["s1.EDF"].site is None
+    with pytest.raises(FileNotFoundError, match="expected a directory"):
+        discover(tmp_path / "b" / "s2.bdf")
+
+
+def test_archive_is_embedded_with_a_manifest(first_run, archive: Path, svc_hospital: Path) -> None:
+    store, s, seen = first_run
+    assert (s.files, s.embedded, s.known, s.failed) == (N + 3, N, 1, 2)
+    assert sorted(p for p, _ in seen) == sorted(_archive_files(archive))
+    man = _check_store_against_archive(store, archive, N)
+    kinds = dict(zip(man["path"], man["error_kind"]))
+    assert kinds["edf/S09/P999/notes.edf"] == "not_edf" and kinds["edf/S09/P999/cut.edf"] in ("truncated", "corrupt_header")
+    assert kinds["zz/again.EDF"] == "same_content"
+    assert man.filter(pl.col("status") == "done")["seconds"].min() > 0
+    st = EmbeddingStore(store)
+    ses = st.sessions()
+    truth = pl.read_csv(svc_hospital / "sessions.csv")
+    want = truth.filter(pl.col("path").is_in(ses["path"].to_list()))
+    assert dict(zip(ses["path"], ses["session_id"])) == dict(zip(want["path"], want["session_id"]))
+    assert dict(zip(ses["path"], ses["site"])) == dict(zip(want["path"], want["site"]))
+    assert ses["age_years"].drop_nulls().max() <= 90 and ses["patient_hash"].null_count() < ses.height
+    ids, x = st.matrix()
+    assert len(ids) == N and x.shape[0] == N and np.isfinite(x).all()
+    emb = st.embeddings()
+    assert (emb["n_windows"] == emb["window_vectors"].list.len()).all()
+
+
+def test_store_holds_no_phi(first_run, archive: Path) -> None:
+    from tokenizer import read_header  # the raw header (the test may read PHI; the store may not)
+
+    store, _, _ = first_run
+    blob = b"".join(p.read_bytes() for p in store.rglob("*") if p.is_file())
+    for rel in _archive_files(archive):
+        if "S09" in rel:
+            continue
+        h = read_header(archive / rel)
+        for word in (h.patient.split() + h.recording.split()[1:3]):
+            if len(word) >= 5 and word.upper() not in ("STARTDATE", "EEG-S01"):
+                assert word.encode() not in blob, (rel, word)
+
+
+def test_rerun_is_idempotent(first_run, archive: Path, svc_checkpoint: Path) -> None:
+    store, _, _ = first_run
+    parts = sorted(p.name for p in (store / "manifest").iterdir())
+    s = embed_archive(archive, svc_checkpoint, store, EmbedConfig(part_size=4), progress=False)
+    assert (s.embedded, s.unchanged, s.failed_skipped, s.failed) == (0, N + 1, 2, 0)
+    assert sorted(p.name for p in (store / "manifest").iterdir()) == parts  # nothing written
+    # a touched (same bytes) and a renamed file are hashed again, recognised, not re-embedded
+    one = sorted((archive / "edf").rglob("*.edf"))[0]
+    os.utime(one, None)
+    s = embed_archive(archive, svc_checkpoint, store, EmbedConfig(part_size=4), progress=False)
+    assert (s.embedded, s.known) == (0, 1)
+    _check_store_against_archive(store, archive, N)
+
+
+def test_failed_files_are_retried_only_when_asked(archive: Path, svc_checkpoint: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import services.worker as worker
+
+    store = tmp_path / "store"
+    flaky = sorted((archive / "edf").rglob("*.edf"))[1]
+    real = worker.read_header_facts
+
+    def broken(path):  # noqa: ANN001,ANN202 - a transient failure (e.g. a network file system)
+        if Path(path) == flaky:
+            raise HeaderError("unreadable", f"{path}: cannot read the file (Input/output error)")
+        return real(path)
+
+    monkeypatch.setattr(worker, "read_header_facts", broken)
+    s = embed_archive(archive, svc_checkpoint, store, EmbedConfig(part_size=100), progress=False)
+    assert (s.embedded, s.failed) == (N - 1, 3)
+    monkeypatch.setattr(worker, "read_header_facts", real)
+    s = embed_archive(archive, svc_checkpoint, store, EmbedConfig(part_size=100), progress=False)
+    assert (s.embedded, s.failed, s.failed_skipped) == (0, 0, 3)  # recorded, not retried
+    s = embed_archive(archive, svc_checkpoint, store, EmbedConfig(part_size=100, retry_failed=True), progress=False)
+    assert (s.embedded, s.failed) == (1, 2)  # the transient one now succeeds; broken files fail again
+    man = _check_store_against_archive(store, archive, N)
+    rel = flaky.relative_to(archive).as_posix()
+    assert man.filter(pl.col("path") == rel)["status"].item() == "done"
+    hist = EmbeddingStore(store).manifest(history=True).filter(pl.col("path") == rel)
+    assert hist["status"].to_list() == ["failed", "done"]
+
+
+def test_kill_9_mid_run_then_resume(archive: Path, svc_checkpoint: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    clef = Path(sys.executable).with_name("clef")
+    cmd = [str(clef), "embed", str(archive), "--checkpoint", str(svc_checkpoint), "--store", str(store),
+           "--part-size", "1", "--workers", "2", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(list((store / "manifest").glob("part-*.parquet"))) >= 3 if (store / "manifest").is_dir() else False:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(30)
+        proc.stderr.close()
+    # the pool's workers end with their driver instead of working on as orphans
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    for p in alive:
+        p.kill()
+    assert not alive, [p.pid for p in alive]
+    committed = len(list((store / "manifest").glob("part-*.parquet")))
+    assert 3 <= committed < N + 3, committed
+    # what a user reading the store right now sees: whole parts only, no duplicates
+    raw = pl.read_parquet(store / "embeddings" / "*.parquet")
+    assert raw["source_sha256"].n_unique() == raw.height
+    s = embed_archive(archive, svc_checkpoint, store, EmbedConfig(part_size=1), progress=False)
+    assert s.embedded + s.known + s.failed + s.unchanged + s.failed_skipped == N + 3
+    _check_store_against_archive(store, archive, N)
+    assert not list((store / ".staging").iterdir())
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray's own, at import
+def test_ray_engine_matches_the_local_engine(first_run, archive: Path, svc_checkpoint: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="ray is not installed")
+    from services.ray_engine import RayUnavailableError
+
+    store = tmp_path / "ray_store"
+    cfg = EmbedConfig(engine="ray", workers=1, part_size=4)
+    try:
+        s = embed_archive(archive, svc_checkpoint, store, cfg, progress=False)
+    except RayUnavailableError as exc:
+        pytest.skip(f"ray cannot run here: {exc}")
+    assert (s.embedded, s.known, s.failed) == (N, 1, 2)
+    _check_store_against_archive(store, archive, N)
+    a = EmbeddingStore(first_run[0]).embeddings().sort("source_sha256")
+    b = EmbeddingStore(store).embeddings().sort("source_sha256")
+    assert a["source_sha256"].to_list() == b["source_sha256"].to_list()
+    assert np.allclose(np.stack(a["vector"].to_numpy()), np.stack(b["vector"].to_numpy()), atol=1e-5)
+    again = embed_archive(archive, svc_checkpoint, store, cfg, progress=False)  # nothing to do: Ray not started
+    assert (again.embedded, again.unchanged) == (0, N + 1)
+
+
+def test_cli_embed_errors_are_one_line(tmp_path: Path, svc_checkpoint: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from services.cli import register
+
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    for args, msg in ((["embed", str(tmp_path / "none"), "--checkpoint", str(svc_checkpoint), "--store",
+                        str(tmp_path / "s")], "expected a directory"),
+                      (["embed", str(tmp_path), "--checkpoint", str(tmp_path / "nock"), "--store",
+                        str(tmp_path / "s")], "expected a checkpoint folder"),
+                      (["embed", str(tmp_path), "--checkpoint", str(svc_checkpoint), "--store", str(tmp_path / "s"),
+                        "--engine", "spark"], "--engine must be local or ray")):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2 and msg in " ".join(r.output.split()) and "Traceback" not in r.output, r.output
+
+
+def test_demo_step_shows_neighbours_with_findings(svc_hospital: Path, svc_checkpoint: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from rich.console import Console
+
+    from services.demo import demo_step
+
+    hosp = make_archive(svc_hospital, tmp_path / "hosp", 8, bad=False, duplicate=False)
+    shutil.copy2(svc_hospital / "truth.parquet", hosp / "truth.parquet")
+    console = Console(record=True, width=160)
+    found = demo_step(hosp, svc_checkpoint, tmp_path / "demo", console, k=3)
+    assert len(found) == 3 and len({n.patient_hash for n in found}) == 3
+    text = console.export_text()
+    assert "nearest sessions to" in text and "planted findings" in text and found[0].session_id in text

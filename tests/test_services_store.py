@@ -1,0 +1,121 @@
+"""The embedding store: layout, reading with polars, crash-safe commits, the writer lock."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from services.store import EmbeddingStore, StoreError, vectors_of
+from services.store_writer import StoreWriter, utc_now
+from tests.test_services_support import synthetic_store
+
+
+def _rows(i: int, model: str = "a" * 16, dim: int = 4) -> tuple[dict, dict, dict]:
+    sha = f"{i:064x}"
+    man = {"path": f"p/s{i}.edf", "sha256": sha, "size": 10, "status": "done", "error_kind": None, "error": None,
+           "seconds": 0.5, "updated": utc_now(), "model_id": model, "mtime_ns": 1}
+    ses = {"session_id": f"s{i}", "source_sha256": sha, "path": f"p/s{i}.edf", "format": "EDF+C", "duration_s": 60.0,
+           "n_windows": 2, "sex": "F", "age_years": 90.0, "patient_hash": "ab" * 8, "site": "S01", "setting": None}
+    v = [float(i)] * dim
+    emb = {"session_id": f"s{i}", "source_sha256": sha, "model_id": model, "vector": v, "window_vectors": [v, v],
+           "n_windows": 2}
+    return man, ses, emb
+
+
+def test_layout_is_readable_with_polars(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    with StoreWriter(store, tmp_path) as w:
+        for a in (0, 3):
+            rows = [_rows(i) for i in range(a, a + 3)]
+            w.commit([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                     models={"a" * 16: {"dim": 4, "checkpoint": "ck"}})
+    for table in ("manifest", "sessions", "embeddings"):
+        assert sorted(p.name for p in (store / table).iterdir()) == ["part-000001.parquet", "part-000002.parquet"]
+    emb = pl.read_parquet(store / "embeddings" / "*.parquet")
+    assert emb.height == 6 and emb.schema["vector"] == pl.List(pl.Float32)
+    assert emb.schema["window_vectors"] == pl.List(pl.List(pl.Float32))
+    info = json.loads((store / "store.json").read_text())
+    assert info["schema"] == "clef.store/1" and list(info["models"]) == ["a" * 16]
+    s = EmbeddingStore(store)
+    ids, x = s.matrix()
+    assert ids == [f"s{i}" for i in range(6)] and x.shape == (6, 4) and x.dtype == np.float32
+    assert np.array_equal(x[:, 0], np.arange(6, dtype=np.float32))
+    assert s.vector("s4", "a" * 16)[0] == 4.0 and s.vector("nope", "a" * 16) is None
+    assert s.sessions().height == 6 and s.manifest().height == 6
+
+
+def test_reader_deduplicates_and_manifest_keeps_the_latest_attempt(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    with StoreWriter(store, tmp_path) as w:
+        m, s, e = _rows(1)
+        w.commit([{**m, "status": "failed", "error_kind": "not_edf", "error": "x"}], [], [])
+        w.commit([m], [s], [e])
+        w.commit([], [s], [e])  # a duplicate the writer would never produce: the reader guards
+    st = EmbeddingStore(store)
+    assert st.embeddings().height == 1 and st.sessions().height == 1
+    assert st.manifest().row(0, named=True)["status"] == "done"
+    assert st.manifest(history=True).height == 2
+
+
+def test_interrupted_commits_are_finished_or_discarded(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    with StoreWriter(store, tmp_path) as w:
+        m, s, e = _rows(1)
+        w.commit([m], [s], [e])
+    # A commit killed after its READY mark, between the renames: embeddings already moved.
+    ready = store / ".staging" / "part-000002"
+    ready.mkdir()
+    m2, s2, e2 = _rows(2)
+    pl.DataFrame([e2], schema=dict(pl.read_parquet(store / "embeddings/part-000001.parquet").schema)).write_parquet(
+        store / "embeddings" / "part-000002.parquet")
+    pl.DataFrame([s2], schema=dict(pl.read_parquet(store / "sessions/part-000001.parquet").schema)).write_parquet(
+        ready / "sessions.parquet")
+    pl.DataFrame([m2], schema=dict(pl.read_parquet(store / "manifest/part-000001.parquet").schema)).write_parquet(
+        ready / "manifest.parquet")
+    (ready / "READY").write_text("part-000002")
+    # A commit killed while writing (no READY): its half-written files are discarded.
+    half = store / ".staging" / "part-000003"
+    half.mkdir()
+    (half / "embeddings.parquet").write_bytes(b"PAR1 half a file")
+    with StoreWriter(store, tmp_path) as w:
+        assert not list((store / ".staging").iterdir())
+        assert w.commit([_rows(3)[0]]) == "part-000003"  # the discarded number is free again
+    st = EmbeddingStore(store)
+    assert sorted(st.manifest()["path"].to_list()) == ["p/s1.edf", "p/s2.edf", "p/s3.edf"]
+    assert st.embeddings().height == 2 and st.sessions().height == 2
+
+
+def test_second_writer_is_refused(tmp_path: Path) -> None:
+    with StoreWriter(tmp_path / "store", tmp_path):
+        with pytest.raises(StoreError, match="another 'clef embed' is writing it"):
+            StoreWriter(tmp_path / "store", tmp_path).open()
+    with StoreWriter(tmp_path / "store", tmp_path):  # released on exit
+        pass
+
+
+def test_store_errors_say_what_was_expected(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="found nothing"):
+        EmbeddingStore(tmp_path / "none").require()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StoreError, match="expected store.json"):
+        EmbeddingStore(tmp_path / "empty").require()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "store.json").write_text('{"schema": "clef.store/0"}')
+    with pytest.raises(StoreError, match="clef.store/1 expected, found clef.store/0"):
+        EmbeddingStore(tmp_path / "old").require()
+    with pytest.raises(StoreError, match="schema clef.store/1 expected"):
+        StoreWriter(tmp_path / "old", tmp_path).open()
+    synthetic_store(tmp_path / "two", n=20, model_id="a" * 16)
+    synthetic_store(tmp_path / "two2", n=20, model_id="b" * 16)
+    for p in (tmp_path / "two2" / "embeddings").iterdir():
+        p.rename(tmp_path / "two" / "embeddings" / "part-000009.parquet")
+    with pytest.raises(StoreError, match="one model expected, found 2"):
+        EmbeddingStore(tmp_path / "two").matrix()
+    with pytest.raises(StoreError, match="model c+ not found"):
+        EmbeddingStore(tmp_path / "two").matrix("c" * 16)
+    with pytest.raises(StoreError, match="one width expected"):
+        vectors_of(pl.DataFrame({"vector": [[1.0, 2.0], [1.0]]}))
