@@ -151,6 +151,22 @@ def demo_align(out: Path, hosp: Path, trained: "object", steps: int = 100) -> "o
     return r
 
 
+DEMO_STEPS_GROUP = "clef.demo_steps"
+
+
+def demo_later_stages(out: Path, hosp: Path, checkpoint: Path) -> None:
+    """Run the demo steps of later stages (services ...), found through entry points.
+
+    Those packages import ``clef``, never the reverse (DESIGN.md §3); each entry point of
+    ``clef.demo_steps`` names a ``step(hospital, checkpoint, out, console)`` function.
+    """
+    from importlib.metadata import entry_points
+
+    for n, ep in enumerate(sorted(entry_points(group=DEMO_STEPS_GROUP), key=lambda e: e.name), 5):
+        _stage(f"{n}. {ep.name}")
+        ep.load()(hosp, checkpoint, out, console)
+
+
 @app.command()
 def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for everything the demo writes.")) -> None:
     """Run the platform end to end on built-in synthetic data and write a results folder."""
@@ -166,6 +182,7 @@ def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for ev
     _stage("3. Tokenizer + session transformer: train tiny models on the hospital, embed every session")
     trained = demo_train(out, out / "hospital")
     _stage("4. Clinical grounding: reports + FHIR EHR, contrastive alignment (stage 2)")
-    demo_align(out, out / "hospital", trained)
+    aligned = demo_align(out, out / "hospital", trained)
+    demo_later_stages(out, out / "hospital", aligned.checkpoint)  # type: ignore[attr-defined]
     console.rule("[bold green]demo finished")
     console.print(f"results: {out.resolve()}")
