@@ -44,7 +44,7 @@ class ModelConfig(_Frozen):
     grid: tuple[int, int] | None = None
 
     @model_validator(mode="after")
-    def _heads(self) -> "ModelConfig":
+    def _heads(self) -> ModelConfig:
         if self.dim % self.heads:
             raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
         return self
@@ -68,7 +68,7 @@ class MaskingConfig(_Frozen):
     label_smoothing: float = Field(0.1, ge=0, lt=1)
 
     @model_validator(mode="after")
-    def _range(self) -> "MaskingConfig":
+    def _range(self) -> MaskingConfig:
         if self.low >= self.high:
             raise ValueError(f"masking low ({self.low}) must be below high ({self.high})")
         return self
@@ -123,7 +123,7 @@ class SessionConfig(_Frozen):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
-    def with_data(self, vocab_size: int, grid: tuple[int, int]) -> "SessionConfig":
+    def with_data(self, vocab_size: int, grid: tuple[int, int]) -> SessionConfig:
         """Fill (or check) the codebook size and grid from the tokens."""
         m = self.model
         if m.vocab_size not in (None, vocab_size) or (m.grid is not None and tuple(m.grid) != tuple(grid)):
@@ -137,6 +137,29 @@ class SessionConfig(_Frozen):
 PRESETS = ("tiny", "base", "large")
 
 
+def load_yaml_config(name_or_path: str | Path, model: type[BaseModel], *, presets: tuple[str, ...],
+                     preset_dir: tuple[str, ...], overrides: dict[str, Any] | None = None) -> Any:
+    """Load a preset shipped in ``clef/<preset_dir>/NAME.yaml`` or a YAML file into ``model``.
+
+    ``overrides`` are nested values merged on top (one level deep: ``{"train": {...}}``).
+    """
+    p = Path(name_or_path)
+    stem = p.name.removesuffix(".yaml").removesuffix(".yml")
+    if p.is_file():
+        text = p.read_text()
+    elif stem in presets:
+        text = resources.files("clef").joinpath(*preset_dir, f"{stem}.yaml").read_text()
+    else:
+        raise FileNotFoundError(f"no config file {name_or_path!r} and not a preset ({', '.join(presets)})")
+    data = yaml.safe_load(text) or {}
+    for k, v in (overrides or {}).items():
+        if isinstance(v, dict):
+            data.setdefault(k, {}).update(v)
+        else:
+            data[k] = v
+    return model.model_validate(data)
+
+
 def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> SessionConfig:
     """Load a preset (``tiny``, ``base``, ``large``) or a YAML file, validated.
 
@@ -147,19 +170,4 @@ def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     overrides : dict, optional
         Nested values merged on top (e.g. ``{"train": {"max_steps": 10}}``).
     """
-    text: str
-    p = Path(name_or_path)
-    stem = p.name.removesuffix(".yaml").removesuffix(".yml")
-    if p.is_file():
-        text = p.read_text()
-    elif stem in PRESETS:
-        text = resources.files("clef").joinpath("configs", f"{stem}.yaml").read_text()
-    else:
-        raise FileNotFoundError(f"no config file {name_or_path!r} and not a preset ({', '.join(PRESETS)})")
-    data = yaml.safe_load(text) or {}
-    for k, v in (overrides or {}).items():
-        if isinstance(v, dict):
-            data.setdefault(k, {}).update(v)
-        else:
-            data[k] = v
-    return SessionConfig.model_validate(data)
+    return load_yaml_config(name_or_path, SessionConfig, presets=PRESETS, preset_dir=("configs",), overrides=overrides)

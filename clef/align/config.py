@@ -7,14 +7,12 @@ from the stage-1 checkpoint the alignment starts from, never from this file.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from clef.config import OptimConfig, TrainConfig
+from clef.config import OptimConfig, TrainConfig, load_yaml_config
 
 
 class _Frozen(BaseModel):
@@ -159,19 +157,5 @@ def load_align_config(name_or_path: str | Path, overrides: dict[str, Any] | None
     overrides : dict, optional
         Nested values merged on top (e.g. ``{"train": {"max_steps": 10}}``).
     """
-    p = Path(name_or_path)
-    stem = p.name.removesuffix(".yaml").removesuffix(".yml")
-    if p.is_file():
-        text = p.read_text()
-    elif stem in ALIGN_PRESETS:
-        text = resources.files("clef").joinpath("configs", "align", f"{stem}.yaml").read_text()
-    else:
-        raise FileNotFoundError(f"no alignment config file {name_or_path!r} and not a preset "
-                                f"({', '.join(ALIGN_PRESETS)})")
-    data = yaml.safe_load(text) or {}
-    for k, v in (overrides or {}).items():
-        if isinstance(v, dict):
-            data.setdefault(k, {}).update(v)
-        else:
-            data[k] = v
-    return AlignConfig.model_validate(data)
+    return load_yaml_config(name_or_path, AlignConfig, presets=ALIGN_PRESETS, preset_dir=("configs", "align"),
+                            overrides=overrides)
