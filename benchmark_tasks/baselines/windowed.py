@@ -12,9 +12,20 @@ build on some machines).
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from benchmark_tasks.embeddings import EmbeddingSet
+
+log = logging.getLogger(__name__)
 
 
 def sliding_windows(data: np.ndarray, sfreq: float, window_s: float = 30.0, step_s: float | None = None,
@@ -109,3 +120,55 @@ class LabramShaped(nn.Module):
         h = self.embed(p) + self.chan[None, :c, None, :] + self.time[None, None, :t, :]
         h = self.blocks(h.reshape(b, c * t, -1))
         return self.norm(h).mean(1)
+
+
+def windowed_embeddings(model: nn.Module, sessions: pl.DataFrame, archive: str | Path, *, name: str,
+                        window_s: float = 30.0, step_s: float | None = None, input_scale: float = 1.0,
+                        batch_size: int = 8, device: str = "cpu", progress: bool = False,
+                        kind: str = "braindecode") -> EmbeddingSet:
+    """Session vectors of a short-window model: read → windows → model → mean (as CLEF's baselines).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Maps ``(B, 19, window samples)`` (canonical channels, 200 Hz) to ``(B, dim)``.
+    sessions : polars.DataFrame
+        ``session_id`` and ``path`` (relative to ``archive``).
+    archive : path
+    name : str
+        Name of the set in the results.
+    window_s, step_s : float
+        The model's window and hop in seconds.
+    input_scale : float
+        Multiplier from µV to the model's input units (LaBraM and CBraMod take 100 µV
+        units: 0.01).
+    batch_size : int
+    device : str
+    progress : bool
+    kind : str
+
+    Returns
+    -------
+    EmbeddingSet
+        A baseline; unreadable files are left out (logged).
+    """
+    from benchmark_tasks.baselines.bandpower import read_session
+    from benchmark_tasks.embeddings import EmbeddingSet
+    from benchmark_tasks.progress import track
+
+    embedder = WindowedEmbedder(model, window_s=window_s, step_s=step_s, batch_size=batch_size, device=device)
+    rows = sessions.filter(sessions["path"].is_not_null()).select("session_id", "path").unique("session_id")
+    rows = rows.sort("session_id")
+    ids: list[str] = []
+    vecs: list[np.ndarray] = []
+    for sid, rel in track(list(rows.iter_rows()), f"embed {name}", enabled=progress):
+        try:
+            sig = read_session(Path(archive) / rel)
+            vec, _ = embedder.embed(sig.data * np.float32(input_scale), sig.sfreq, sig.sample_mask)
+        except Exception as exc:  # one unreadable file does not stop the run
+            log.warning("%s: session %s not embedded: %s", name, sid, exc)
+            continue
+        ids.append(sid)
+        vecs.append(vec.astype(np.float32))
+    vectors = np.stack(vecs) if vecs else np.zeros((0, 1), np.float32)
+    return EmbeddingSet(name, ids, vectors, kind=kind, source=str(archive), baseline=True)

@@ -5,17 +5,19 @@
 * :mod:`clef.align.module`: the Lightning module (symmetric InfoNCE EEG↔report and
   EEG↔EHR, separate projections, masked-token loss kept);
 * :mod:`clef.align.train`: :func:`align` end to end, retrieval evaluation, checkpoints.
+
+The training names are imported on first use, so ``from clef.align import index_archive``
+does not load Lightning.
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 from clef.align.archive import ArchiveIndex, ArchiveSession, index_archive
 from clef.align.config import AlignConfig, load_align_config
-from clef.align.train import (
-    AlignResult,
-    align,
-    evaluate_retrieval,
-    load_align_module,
-    save_aligned_checkpoint,
-)
+
+_TRAIN_NAMES = ("AlignResult", "align", "evaluate_retrieval", "load_align_module", "save_aligned_checkpoint")
 
 __all__ = [
     "AlignConfig",
@@ -29,3 +31,11 @@ __all__ = [
     "load_align_module",
     "save_aligned_checkpoint",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TRAIN_NAMES:
+        from clef.align import train
+
+        return getattr(train, name)
+    raise AttributeError(f"module 'clef.align' has no attribute {name!r}")

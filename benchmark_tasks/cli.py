@@ -1,0 +1,170 @@
+"""``clef tasks generate`` and ``clef benchmark run``, registered as a ``clef.cli_plugins`` entry point.
+
+``clef`` may not import ``benchmark_tasks`` (DESIGN.md §3); the package's
+``[project.entry-points."clef.cli_plugins"] benchmark = "benchmark_tasks.cli:register"``
+lets ``clef.cli.main`` add these commands at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+
+tasks_app = typer.Typer(no_args_is_help=True, help="Benchmark task suites: generate from an archive's EHR and reports.")
+benchmark_app = typer.Typer(no_args_is_help=True, help="The phenotype probe benchmark: probe frozen embeddings.")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``tasks`` and ``benchmark`` command groups to the ``clef`` app."""
+    app.add_typer(tasks_app, name="tasks")
+    app.add_typer(benchmark_app, name="benchmark")
+
+
+def _fail(message: str) -> None:
+    from clef.cli import fail
+
+    fail(message)
+
+
+def _name_path(text: str) -> tuple[str | None, Path]:
+    """``NAME=PATH`` or ``PATH`` (a NAME has no '/'; a path containing '=' needs the NAME= form)."""
+    name, sep, path = text.partition("=")
+    if sep and name.strip() and "/" not in name and path.strip():
+        return name.strip(), Path(path.strip())
+    return None, Path(text)
+
+
+@tasks_app.command("generate")
+def generate(
+    archive: Path = typer.Option(..., "--archive", help="Archive root (EDF, reports/, fhir/, sessions.csv)."),
+    out: Path = typer.Option(..., "--out", help="Suite YAML to write; tables go to a folder of the same name."),
+    name: str | None = typer.Option(None, "--name", help="Suite name (default: the file stem)."),
+    version: str = typer.Option("1.0", "--version", help="Version of the suite's content."),
+    description: str = typer.Option("", "--description", help="One line describing the suite."),
+    min_positives: int = typer.Option(20, "--min-positives", min=2, help="Fewest matched positive sessions per task."),
+    min_patients: int = typer.Option(5, "--min-patients", min=1, help="Fewest positive patients per task."),
+    ratio: int = typer.Option(2, "--ratio", min=1, help="Matched controls per positive."),
+    caliper: float = typer.Option(0.2, "--caliper", min=0.0, help="Caliper in SD of logit(PS); 0 = none."),
+    control_exclusion: str = typer.Option("ever", "--control-exclusion",
+                                          help="ever: controls' records never carry the task's codes; session: "
+                                               "only not at the session."),
+    salt: str = typer.Option("clef-benchmark-v1", "--salt", help="Salt of the patient-split hash."),
+    train: float = typer.Option(0.7, "--train", help="Fraction of patients in train."),
+    val: float = typer.Option(0.0, "--val", help="Fraction of patients in val (joins training in probing)."),
+    test: float = typer.Option(0.3, "--test", help="Fraction of patients in test."),
+    categories: str = typer.Option("phenotype,medication,finding", "--categories", help="Comma-separated."),
+    icd_categories: bool = typer.Option(True, "--icd-categories/--no-icd-categories",
+                                        help="Also one task per ICD-10-CM 3-character category."),
+    atc_level: int = typer.Option(4, "--atc-level", min=0, max=5, help="Also one task per ATC class of this level "
+                                                                        "(0 = none)."),
+    reports_: bool = typer.Option(True, "--reports/--no-reports", help="Read report findings (finding tasks)."),
+) -> None:
+    """Generate a versioned task suite (phenotypes, medications, EEG findings) with matched controls and splits."""
+    from pydantic import ValidationError
+
+    from benchmark_tasks.cohort import build_cohort
+    from benchmark_tasks.config import GeneratorConfig, MatchingConfig, SplitConfig, SuiteConfig
+    from benchmark_tasks.suite import generate_suite
+    from clef.cli import err
+
+    try:
+        cfg = SuiteConfig(
+            generator=GeneratorConfig(categories=tuple(c.strip() for c in categories.split(",") if c.strip()),
+                                      min_positives=min_positives, min_positive_patients=min_patients,
+                                      icd_categories=icd_categories, atc_level=atc_level or None),
+            matching=MatchingConfig(ratio=ratio, caliper=caliper or None, control_exclusion=control_exclusion),
+            splits=SplitConfig(salt=salt, train=train, val=val, test=test))
+    except ValidationError as exc:
+        _fail("invalid option: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        return
+    if not archive.is_dir():
+        _fail(f"--archive {archive}: expected an archive folder")
+    try:
+        cohort = build_cohort(archive, with_reports=reports_, progress=True)
+        suite = generate_suite(archive, out, name=name, version=version, description=description, config=cfg,
+                               cohort=cohort, progress=True)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    counts = ", ".join(f"{sum(t.category == c for t in suite.tasks)} {c}"
+                       for c in ("phenotype", "medication", "finding"))
+    err.print(f"suite {suite.name} v{suite.spec.version}: {len(suite.tasks)} tasks ({counts}) from "
+              f"{suite.spec.source.n_sessions} sessions of {suite.spec.source.n_patients} patients -> {out} "
+              f"(+ {out.with_suffix('')}/)")
+
+
+@benchmark_app.command("run")
+def run(
+    suite_path: Path = typer.Option(..., "--suite", help="Suite YAML ('clef tasks generate')."),
+    out: Path = typer.Option(..., "--out", help="Results folder."),
+    embeddings: list[str] = typer.Option([], "--embeddings", help="[NAME=]PATH of an embedding store "
+                                         "(STORE/embeddings/part-*.parquet) or a Parquet file with session_id + "
+                                         "vector (+ model_id); repeatable."),
+    model: list[str] = typer.Option([], "--model", help="Keep only these model_id values / names of the stores "
+                                    "(repeatable)."),
+    checkpoint: list[str] = typer.Option([], "--checkpoint", help="NAME=PATH of a session-transformer checkpoint "
+                                         "(stage 1 or aligned) to embed the suite's sessions with; repeatable."),
+    bandpower: bool | None = typer.Option(None, "--bandpower/--no-bandpower", help="Band-power baseline (default: "
+                                          "on when the archive's EDF files are found)."),
+    random_encoder: bool | None = typer.Option(None, "--random-encoder/--no-random-encoder",
+                                               help="Randomly initialised encoder baseline, built like the first "
+                                                    "--checkpoint (default: on when a checkpoint is given)."),
+    braindecode: list[str] = typer.Option([], "--braindecode", help="NAME=WEIGHTS of a braindecode model (labram, "
+                                          "cbramod, reve) with local weights; repeatable."),
+    archive: Path | None = typer.Option(None, "--archive", help="Archive root (default: the suite's)."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache of band-power features and checkpoint "
+                                          "embeddings (default: RESULTS_DIR/cache)."),
+    spectrogram_cache: Path | None = typer.Option(None, "--spectrogram-cache", help="Spectrogram cache of the "
+                                                  "checkpoints' tokenizer."),
+    probe: list[str] = typer.Option([], "--probe", help="logistic and/or mlp (default both)."),
+    primary_probe: str = typer.Option("mlp", "--primary-probe", help="Probe of the summary, plots and comparisons."),
+    seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds of the MLP probe."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% intervals."),
+    reference: str | None = typer.Option(None, "--reference", help="Baseline of the scatter plots."),
+    device: str = typer.Option("cpu", "--device", help="Torch device for embedding (cpu, cuda)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes for band-power features."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the figures."),
+) -> None:
+    """Probe frozen embeddings on every task of a suite, with baselines; write results, report, plots and probes."""
+    from pydantic import ValidationError
+
+    from benchmark_tasks.config import ProbeConfig
+    from benchmark_tasks.models import ModelSources, collect_models
+    from benchmark_tasks.run import run_benchmark
+    from benchmark_tasks.suite import load_suite
+    from clef.cli import err
+
+    try:
+        cfg = ProbeConfig(probes=tuple(probe) if probe else ("logistic", "mlp"), primary=primary_probe, seeds=seeds,
+                          n_bootstrap=bootstrap)
+    except ValidationError as exc:
+        _fail("invalid option: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        return
+    try:
+        suite = load_suite(suite_path)
+        suite.verify()
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(f"refusing to run: {exc}")
+        return
+    try:
+        sources = ModelSources(
+            embeddings=[_name_path(e) for e in embeddings], models=list(model),
+            checkpoints=[_name_path(c) for c in checkpoint], bandpower=bandpower,
+            random_encoder=random_encoder, braindecode=list(braindecode))
+        models = collect_models(suite, sources, archive=archive, cache_dir=cache_dir or out / "cache",
+                                spectrogram_cache=spectrogram_cache, device=device, workers=workers, progress=True)
+        result = run_benchmark(suite, models, out, config=cfg, reference=reference, progress=True, plots=plots)
+    except (FileNotFoundError, ValueError, KeyError, ImportError) as exc:
+        _fail(str(exc).strip("'\""))
+        return
+    s = result.summary.filter(result.summary["probe"] == cfg.primary) if result.summary.height else result.summary
+    for row in s.filter(s["category"] == "overall").iter_rows(named=True) if s.height else []:
+        err.print(f"{row['model']}: mean AUROC {row['mean_auroc']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}] "
+                  f"over {row['n_tasks']} tasks ({cfg.primary})")
+    err.print(f"results -> {out}/results.parquet, report {out}/report.md, probes {out}/probes/")

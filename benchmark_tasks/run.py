@@ -1,0 +1,328 @@
+"""``clef benchmark run``: probe frozen embeddings on every task of a suite, against baselines.
+
+Protocol
+--------
+* The suite is verified first (:meth:`benchmark_tasks.suite.Suite.verify`): a patient in
+  two splits, or tables edited after generation, stop the run.
+* Every model is evaluated on the **same sessions**: those of the suite that all models
+  embed (sessions missing from one model are dropped for all, and counted).
+* Per task and model: the probes are fitted on the training patients (validation
+  patients, when the suite has any, join them: nothing is tuned) and scored on the test
+  patients: a standardised logistic regression (deterministic, fitted once) and the
+  CLEF protocol's small MLP (one fit per seed; the AUROC is the mean over seeds).
+* AUROC 95% intervals: percentile bootstrap over test *patients* (1000 resamples; the
+  same resamples for every model of a task). Normalised score ``2 * (AUROC - 0.5)``.
+* Means per category and overall, with a bootstrap interval over tasks; paired
+  differences between models per category (bootstrap over tasks, wins).
+* Held-out concepts: a model whose checkpoint lists ``held_out_concepts`` gets each task
+  marked ``held_out`` / ``partial`` / ``seen`` (:func:`benchmark_tasks.tasks.held_out_status`),
+  summarised apart.
+
+Outputs (``RESULTS_DIR``)
+-------------------------
+``results.parquet``     one row per model × task × probe (schema :data:`RESULTS_SCHEMA`)
+``summary.parquet``     model × probe × category means with intervals
+``comparisons.parquet`` paired model differences per category
+``heldout.parquet``     held-out vs seen tasks per model with held-out concepts
+``predictions.parquet`` test-set scores (model, probe, task, session_id, label, score)
+``report.md``           the Markdown report; ``plots/*.png`` its figures
+``probes/<model>/<task>.json`` every model's logistic probe; ``probes/<task>.json`` the
+                        primary (first non-baseline) model's, for the HTTP service
+``run.json``            suite, models, configuration, timings
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from benchmark_tasks.config import CATEGORIES, ProbeConfig
+from benchmark_tasks.embeddings import EmbeddingSet
+from benchmark_tasks.metrics import bootstrap_auroc, mean_ci, normalised_score
+from benchmark_tasks.probes import fit_logistic_probe, fit_mlp_probe
+from benchmark_tasks.progress import track
+from benchmark_tasks.suite import Suite, load_suite
+from benchmark_tasks.tables import write_json_atomic, write_parquet_atomic
+from benchmark_tasks.tasks import held_out_status
+
+__all__ = ["RESULTS_SCHEMA", "BenchmarkResult", "run_benchmark", "safe_name"]
+
+log = logging.getLogger(__name__)
+
+RESULTS_SCHEMA: dict[str, Any] = {
+    "model": pl.String, "model_kind": pl.String, "baseline": pl.Boolean, "model_id": pl.String,
+    "task": pl.String, "category": pl.String, "task_kind": pl.String, "probe": pl.String,
+    "concept_status": pl.String, "n_train": pl.Int64, "n_train_positive": pl.Int64, "n_test": pl.Int64,
+    "n_test_positive": pl.Int64, "n_test_patients": pl.Int64, "auroc": pl.Float64, "auroc_seed_sd": pl.Float64,
+    "ci_low": pl.Float64, "ci_high": pl.Float64, "score": pl.Float64, "n_seeds": pl.Int64,
+    "max_abs_smd_after": pl.Float64,
+}
+
+
+def safe_name(name: str) -> str:
+    """A model name usable as a folder name (``/`` and other characters → ``_``)."""
+    out = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")
+    return out or "model"
+
+
+@dataclass
+class BenchmarkResult:
+    """What :func:`run_benchmark` wrote.
+
+    Attributes
+    ----------
+    out : Path
+    results, summary, comparisons, heldout : polars.DataFrame
+    skipped : dict of str to str
+        Tasks not evaluated, and why.
+    primary : str
+        Model whose probes are served from ``probes/<task>.json``.
+    reference : str or None
+        Baseline the scatter plots compare against.
+    files : list of Path
+    """
+
+    out: Path
+    results: pl.DataFrame
+    summary: pl.DataFrame
+    comparisons: pl.DataFrame
+    heldout: pl.DataFrame
+    skipped: dict[str, str]
+    primary: str
+    reference: str | None
+    files: list[Path] = field(default_factory=list)
+
+
+def _task_seed(name: str) -> int:
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
+def _summaries(results: pl.DataFrame, models: list[str], n_boot: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    rows = []
+    if results.height == 0:
+        return (pl.DataFrame(schema={"model": pl.String}), pl.DataFrame(schema={"model_a": pl.String}))
+    for (model, probe), g in results.group_by(["model", "probe"], maintain_order=True):
+        for cat in (*CATEGORIES, "overall"):
+            sub = g if cat == "overall" else g.filter(pl.col("category") == cat)
+            if sub.height == 0:
+                continue
+            m, lo, hi = mean_ci(sub["auroc"].to_numpy(), n_boot=max(n_boot, 200), seed=_task_seed(cat))
+            rows.append({"model": model, "probe": probe, "category": cat, "n_tasks": sub.height, "mean_auroc": m,
+                         "ci_low": lo, "ci_high": hi, "median_auroc": float(sub["auroc"].median()),
+                         "mean_score": float(normalised_score(m)), "sd_auroc": float(sub["auroc"].std() or 0.0)})
+    summary = pl.DataFrame(rows)
+    comp = []
+    for probe in results["probe"].unique(maintain_order=True).to_list():
+        wide = results.filter(pl.col("probe") == probe).pivot(on="model", index=["task", "category"], values="auroc")
+        for i, a in enumerate(models):
+            for b in models[i + 1:]:
+                if a not in wide.columns or b not in wide.columns:
+                    continue
+                for cat in (*CATEGORIES, "overall"):
+                    sub = wide if cat == "overall" else wide.filter(pl.col("category") == cat)
+                    d = (sub[a] - sub[b]).drop_nulls().to_numpy()
+                    if len(d) == 0:
+                        continue
+                    m, lo, hi = mean_ci(d, n_boot=max(n_boot, 200), seed=_task_seed(cat + a + b))
+                    comp.append({"probe": probe, "model_a": a, "model_b": b, "category": cat, "n_tasks": len(d),
+                                 "mean_diff": m, "ci_low": lo, "ci_high": hi, "wins_a": int((d > 0).sum()),
+                                 "wins_b": int((d < 0).sum())})
+    return summary, pl.DataFrame(comp)
+
+
+def _heldout_table(results: pl.DataFrame, primary_probe: str) -> pl.DataFrame:
+    """Per model with held-out concepts: mean AUROC of every model on its held-out / partial / seen tasks."""
+    rows = []
+    res = results.filter(pl.col("probe") == primary_probe)
+    for model in res.filter(pl.col("concept_status") != "n/a")["model"].unique(maintain_order=True).to_list():
+        status = res.filter(pl.col("model") == model).select("task", "concept_status")
+        code_tasks = status.join(res.select("task", "category").unique(), on="task").filter(
+            pl.col("category") != "finding")
+        for st in ("held_out", "partial", "seen"):
+            tasks = code_tasks.filter(pl.col("concept_status") == st)["task"].to_list()
+            if not tasks:
+                continue
+            for other, g in res.filter(pl.col("task").is_in(tasks)).group_by("model", maintain_order=True):
+                m, lo, hi = mean_ci(g["auroc"].to_numpy(), n_boot=500, seed=_task_seed(st))
+                rows.append({"heldout_model": model, "status": st, "model": other[0], "n_tasks": g.height,
+                             "mean_auroc": m, "ci_low": lo, "ci_high": hi})
+    return pl.DataFrame(rows) if rows else pl.DataFrame(schema={"heldout_model": pl.String, "status": pl.String,
+                                                                "model": pl.String, "n_tasks": pl.Int64,
+                                                                "mean_auroc": pl.Float64, "ci_low": pl.Float64,
+                                                                "ci_high": pl.Float64})
+
+
+def run_benchmark(suite: Suite | str | os.PathLike[str], models: Sequence[EmbeddingSet], out: str | os.PathLike[str],
+                  *, config: ProbeConfig | None = None, primary: str | None = None, reference: str | None = None,
+                  progress: bool = False, plots: bool = True) -> BenchmarkResult:
+    """Probe every task of a suite with every model; write results, probes, report and plots.
+
+    Parameters
+    ----------
+    suite : Suite or path
+    models : sequence of EmbeddingSet
+        Candidates first (the first non-baseline one is the primary model), then baselines.
+    out : path
+        Results folder (created; existing files are replaced).
+    config : ProbeConfig, optional
+    primary : str, optional
+        Model whose logistic probes go to ``probes/<task>.json`` (default: the first
+        non-baseline model, else the first).
+    reference : str, optional
+        Baseline of the scatter plots (default: ``bandpower`` when present, else the last
+        baseline, else the last model).
+    progress : bool
+    plots : bool
+        Draw the figures (matplotlib, Agg).
+
+    Returns
+    -------
+    BenchmarkResult
+
+    Raises
+    ------
+    SplitLeakError
+        A patient in two splits.
+    SuiteDigestError
+        Suite tables edited after generation.
+    ValueError
+        No models, duplicate names, or no session embedded by every model.
+    """
+    t0 = time.perf_counter()
+    cfg = config or ProbeConfig()
+    s = suite if isinstance(suite, Suite) else load_suite(suite)
+    s.verify()
+    if not models:
+        raise ValueError("no models to probe: give --embeddings, --checkpoint or a baseline")
+    names = [m.name for m in models]
+    if len(set(names)) != len(names) or len({safe_name(n) for n in names}) != len(names):
+        raise ValueError(f"model names must be unique (also as folder names), found {names}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    labels = s.labels
+    all_sessions = labels["session_id"].unique().sort().to_list()
+    present = np.ones(len(all_sessions), dtype=bool)
+    coverage: dict[str, float] = {}
+    for m in models:
+        has = m.has(all_sessions)
+        coverage[m.name] = float(has.mean()) if len(has) else 0.0
+        if has.mean() < 1.0:
+            log.warning("model %s embeds %d of the suite's %d sessions", m.name, int(has.sum()), len(all_sessions))
+        present &= has
+    common = {sid for sid, ok in zip(all_sessions, present) if ok}
+    if not common:
+        raise ValueError(f"no session of suite {s.name} is embedded by every model (coverage {coverage}); check that "
+                         "the embeddings' session_id values are the archive's session ids")
+    n_dropped = len(all_sessions) - len(common)
+    if n_dropped:
+        log.warning("%d of %d suite sessions lack an embedding in some model; they are left out for all models",
+                    n_dropped, len(all_sessions))
+    prim = primary or next((m.name for m in models if not m.baseline), models[0].name)
+    if prim not in names:
+        raise ValueError(f"primary model {prim!r} is not among the models {names}")
+    ref = reference
+    if ref is None:
+        base = [m.name for m in models if m.baseline]
+        ref = "bandpower" if "bandpower" in names else (base[-1] if base else (names[-1] if len(names) > 1 else None))
+    elif ref not in names:
+        raise ValueError(f"reference model {ref!r} is not among the models {names}")
+
+    labels = labels.filter(pl.col("session_id").is_in(list(common)))
+    by_task = {t[0]: g for t, g in labels.group_by("task", maintain_order=True)}
+    rows: list[dict[str, Any]] = []
+    preds: list[pl.DataFrame] = []
+    skipped: dict[str, str] = {}
+    probe_dir = out / "probes"
+    seeds = list(range(cfg.seeds))
+    for task in track(s.tasks, "probes", enabled=progress):
+        g = by_task.get(task.name)
+        if g is None:
+            skipped[task.name] = "no session left with an embedding in every model"
+            continue
+        train = g.filter(pl.col("split") != "test")
+        test = g.filter(pl.col("split") == "test")
+        ytr, yte = train["label"].to_numpy().astype(int), test["label"].to_numpy().astype(int)
+        if len(np.unique(ytr)) < 2 or len(np.unique(yte)) < 2:
+            skipped[task.name] = (f"one class only after dropping unembedded sessions (train {int(ytr.sum())}/"
+                                  f"{len(ytr)} positive, test {int(yte.sum())}/{len(yte)})")
+            continue
+        tr_ids, te_ids = train["session_id"].to_list(), test["session_id"].to_list()
+        groups = test["patient_id"].to_numpy()
+        bseed = _task_seed(task.name)
+        smd = task.stats.max_abs_smd_after if task.stats else float("nan")
+        for m in models:
+            xtr, xte = m.take(tr_ids), m.take(te_ids)
+            status = held_out_status(task, m.held_out) if m.held_out else "n/a"
+            base = {"model": m.name, "model_kind": m.kind, "baseline": m.baseline, "model_id": m.model_id,
+                    "task": task.name, "category": task.category, "task_kind": task.kind, "concept_status": status,
+                    "n_train": len(ytr), "n_train_positive": int(ytr.sum()), "n_test": len(yte),
+                    "n_test_positive": int(yte.sum()), "n_test_patients": len(np.unique(groups)),
+                    "max_abs_smd_after": smd}
+            if "logistic" in cfg.probes:
+                lp = fit_logistic_probe(xtr, ytr, c=cfg.logistic_c)
+                score = lp.predict_proba(xte)
+                auc, lo, hi = bootstrap_auroc(yte, score, groups, n_boot=cfg.n_bootstrap, seed=bseed)
+                rows.append({**base, "probe": "logistic", "auroc": auc, "auroc_seed_sd": 0.0, "ci_low": lo,
+                             "ci_high": hi, "score": float(normalised_score(auc)), "n_seeds": 1})
+                preds.append(pl.DataFrame({"model": m.name, "probe": "logistic", "task": task.name,
+                                           "session_id": te_ids, "label": yte.astype(np.int8), "score": score}))
+                meta = {"task": task.name, "category": task.category, "model": m.name, "model_id": m.model_id or None,
+                        "suite": s.name, "suite_version": s.spec.version, "n_train": len(ytr),
+                        "auroc_test": round(auc, 4), "ci95_test": [round(lo, 4), round(hi, 4)]}
+                lp.save(probe_dir / safe_name(m.name) / f"{task.name}.json", **meta)
+                if m.name == prim:
+                    lp.save(probe_dir / f"{task.name}.json", **meta)
+            if "mlp" in cfg.probes:
+                mp = fit_mlp_probe(xtr, ytr, cfg.mlp, seeds=seeds)
+                scores = mp.predict_proba(xte)
+                per_seed = [bootstrap_auroc(yte, sc, n_boot=0)[0] for sc in scores]
+                auc, lo, hi = bootstrap_auroc(yte, list(scores), groups, n_boot=cfg.n_bootstrap, seed=bseed)
+                rows.append({**base, "probe": "mlp", "auroc": auc,
+                             "auroc_seed_sd": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0,
+                             "ci_low": lo, "ci_high": hi, "score": float(normalised_score(auc)),
+                             "n_seeds": len(seeds)})
+                preds.append(pl.DataFrame({"model": m.name, "probe": "mlp", "task": task.name, "session_id": te_ids,
+                                           "label": yte.astype(np.int8), "score": scores.mean(0)}))
+    results = pl.DataFrame(rows, schema=RESULTS_SCHEMA)
+    summary, comparisons = _summaries(results, names, cfg.n_bootstrap)
+    heldout = _heldout_table(results, cfg.primary)
+    files = [write_parquet_atomic(results, out / "results.parquet"),
+             write_parquet_atomic(summary, out / "summary.parquet"),
+             write_parquet_atomic(comparisons, out / "comparisons.parquet"),
+             write_parquet_atomic(heldout, out / "heldout.parquet"),
+             write_parquet_atomic(pl.concat(preds) if preds else pl.DataFrame(), out / "predictions.parquet")]
+    res = BenchmarkResult(out, results, summary, comparisons, heldout, skipped, prim, ref)
+    plot_files: list[Path] = []
+    if plots and results.height:
+        from benchmark_tasks.plots import draw_all
+
+        plot_files = draw_all(res, s, cfg.primary)
+    from benchmark_tasks.report import write_report
+
+    files.append(write_report(res, s, models, cfg, coverage=coverage, n_dropped=n_dropped, plots=plot_files))
+    files += plot_files
+    meta = {"created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+            "suite": {"path": str(s.path), "name": s.name, "version": s.spec.version,
+                      "sha256": s.spec.files.sha256},
+            "models": [{"name": m.name, "kind": m.kind, "model_id": m.model_id, "source": m.source,
+                        "baseline": m.baseline, "dim": m.dim, "held_out_concepts": list(m.held_out),
+                        "coverage": coverage[m.name]} for m in models],
+            "primary": prim, "reference": ref, "config": cfg.model_dump(mode="json"),
+            "n_tasks": len(s.tasks), "n_evaluated": results["task"].n_unique() if results.height else 0,
+            "skipped": skipped, "sessions_dropped": n_dropped, "seconds": round(time.perf_counter() - t0, 1)}
+    files.append(write_json_atomic(meta, out / "run.json"))
+    res.files = files
+    log.info("benchmark %s: %d tasks x %d models in %.1f s -> %s", s.name, meta["n_evaluated"], len(models),
+             meta["seconds"], out)
+    return res
