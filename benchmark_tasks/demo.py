@@ -1,0 +1,102 @@
+"""The benchmark part of ``clef demo``: generate the demo hospital's suite, probe, write the report.
+
+Reached through the ``clef.demo_steps`` entry point (``clef`` may not import
+``benchmark_tasks``, DESIGN.md §3), called with the hospital folder, the aligned
+checkpoint, the demo's output folder and its rich console. Writes::
+
+    OUT/benchmark/suite.yaml (+ suite/)   the suite of the demo hospital
+    OUT/benchmark/results/                results.parquet, report.md, plots/*.png, probes/
+
+A 40-patient hospital supports few tasks, so the demo lowers the minimum task size
+(8 matched positives of 4 patients) and uses 200 bootstrap resamples; the figures are
+a smoke test of the protocol, not a measurement (``bench/benchmark_validity.py`` runs
+the 200-patient version).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from benchmark_tasks.config import GeneratorConfig, ProbeConfig, SuiteConfig
+from benchmark_tasks.models import ModelSources, collect_models
+from benchmark_tasks.run import BenchmarkResult, run_benchmark
+from benchmark_tasks.suite import generate_suite
+
+__all__ = ["DEMO_SUITE_CONFIG", "demo_step"]
+
+log = logging.getLogger(__name__)
+
+#: Task sizes a 40-patient hospital can support.
+DEMO_SUITE_CONFIG = SuiteConfig(generator=GeneratorConfig(min_positives=8, min_positive_patients=4,
+                                                          min_test_positives=2))
+
+
+def _stage1_of(checkpoint: Path, out: Path) -> Path | None:
+    """The demo's stage-1 checkpoint (``OUT/runs/pretrain``) when it is the one ``checkpoint`` was aligned from."""
+    import json
+
+    stage1 = out / "runs" / "pretrain"
+    try:
+        init = json.loads((checkpoint / "meta.json").read_text()).get("init_weights_sha256")
+        mine = json.loads((stage1 / "meta.json").read_text()).get("weights_sha256")
+    except (OSError, ValueError):
+        return None
+    return stage1 if init and init == mine else None
+
+
+def demo_step(hospital: Path, checkpoint: Path, out: Path, console: Any = None) -> BenchmarkResult:
+    """Generate the hospital's suite and run the benchmark: aligned, recon-only, random encoder, band power.
+
+    Parameters
+    ----------
+    hospital : path
+        Synthetic hospital (an archive: ``sessions.csv``, ``edf/``, ``fhir/``, ``reports/``).
+    checkpoint : path
+        Aligned (stage-2) checkpoint.
+    out : path
+        Demo output folder (everything goes to ``out/benchmark``).
+    console : rich.console.Console, optional
+
+    Returns
+    -------
+    BenchmarkResult
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    hospital, checkpoint, bench = Path(hospital), Path(checkpoint), Path(out) / "benchmark"
+    suite = generate_suite(hospital, bench / "suite.yaml", name="demo_hospital", config=DEMO_SUITE_CONFIG,
+                           description="clef demo: the synthetic hospital's tasks", progress=True)
+    counts = ", ".join(f"{sum(t.category == c for t in suite.tasks)} {c}" for c in ("phenotype", "medication",
+                                                                                 "finding"))
+    console.print(f"suite: {len(suite.tasks)} tasks ({counts}) with propensity-matched controls and patient "
+                  f"splits → {bench / 'suite.yaml'}")
+    checkpoints: list[tuple[str | None, Path]] = [("aligned", checkpoint)]
+    stage1 = _stage1_of(checkpoint, Path(out))
+    if stage1 is not None:
+        checkpoints.append(("recon_only", stage1))
+    models = collect_models(suite, ModelSources(checkpoints=checkpoints, bandpower=True, random_encoder=True),
+                            archive=hospital, cache_dir=bench / "cache", progress=True)
+    cfg = ProbeConfig(n_bootstrap=200)
+    res = run_benchmark(suite, models, bench / "results", config=cfg, progress=True)
+    s = res.summary.filter(res.summary["probe"] == cfg.primary) if res.summary.height else res.summary
+    t = Table(title=f"mean AUROC per category ({cfg.primary} probe; overall with its 95% CI over tasks)",
+              title_justify="left")
+    t.add_column("model")
+    cats = [c for c in ("phenotype", "medication", "finding", "overall") if s.height and c in s["category"].to_list()]
+    for c in cats:
+        t.add_column(c, justify="right", no_wrap=True)
+    for m in [m.name for m in models]:
+        cells = []
+        for c in cats:
+            row = s.filter((s["model"] == m) & (s["category"] == c))
+            ci = f" [{row['ci_low'][0]:.2f}, {row['ci_high'][0]:.2f}]" if c == "overall" and row.height else ""
+            cells.append("" if row.height == 0 else f"{row['mean_auroc'][0]:.2f}{ci}")
+        t.add_row(m, *cells)
+    console.print(t)
+    console.print(f"report {bench / 'results' / 'report.md'}, plots {bench / 'results' / 'plots'}; "
+                  "a 40-patient hospital: the intervals are wide, this is the protocol at work, not a result")
+    return res
