@@ -111,16 +111,22 @@ def test_checkpoint_resume_and_tamper(trained, fake_tokens, tmp_path):
         Embedder(bad)
 
 
+def _sessions(table) -> list[Tokens]:  # noqa: ANN001 - a TokenTable
+    """One :class:`Tokens` per session of a token table, in table order."""
+    gf, gt = table.grid
+    out = []
+    for sha in dict.fromkeys(table.session.tolist()):
+        rows = np.flatnonzero(table.session == sha)
+        out.append(Tokens(codes=table.codes[rows].reshape(-1, gf, gt), token_mask=table.valid[rows].reshape(-1, gf, gt),
+                          n_valid_frames=np.full(len(rows), 1280), source_sha256=sha, source_path="", window_s=1280.0))
+    return out
+
+
 def test_embedding_is_deterministic_batched_and_separates_classes(trained, fake_tokens):
     table = load_token_table(fake_tokens)
     classes = json.loads((fake_tokens / "classes.json").read_text())
     emb = Embedder(trained.checkpoint, batch_size=3)
-    sessions = []
-    for sha in dict.fromkeys(table.session.tolist()):
-        rows = np.flatnonzero(table.session == sha)
-        gf, gt = table.grid
-        sessions.append(Tokens(codes=table.codes[rows].reshape(-1, gf, gt), token_mask=table.valid[rows].reshape(-1, gf, gt),
-                               n_valid_frames=np.full(len(rows), 1280), source_sha256=sha, source_path="", window_s=1280.0))
+    sessions = _sessions(table)
     many = emb.embed(sessions)
     one = emb.embed(sessions[0])
     assert np.allclose(one.vector, many[0].vector, atol=1e-5)  # batching does not change results
@@ -161,3 +167,39 @@ def test_cli_pretrain_and_errors(fake_tokens, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "clef", "pretrain", "--tokens", str(tmp_path / "nothing"),
                           "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "no manifest.json" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_pretrained_embeddings_beat_a_random_encoder_on_a_planted_class(tmp_path):
+    """Issue 5's learning signal: the same logistic probe separates a planted class better on
+    pretrained embeddings than on randomly initialised encoders of the same architecture.
+
+    The class lives in code co-occurrence (:func:`write_topic_tokens`), which masked-token
+    pretraining must learn; measured over 4 data seeds the gap was +0.19 to +0.35 AUROC
+    against the mean of 3 random encoders (pretrained 0.88-1.00, random 0.54-0.80), so the
+    0.1 margin asserted here is not a coin flip.
+    """
+    from benchmark_tasks.probes import cross_validated_auroc
+    from tests.tokens_factory import write_topic_tokens
+
+    torch.set_num_threads(1)
+    tokens = write_topic_tokens(tmp_path / "tokens", seed=0)
+    r = pretrain(tokens, load_config("tiny", SMALL), tmp_path / "st", max_steps=1000,
+                 trainer_kwargs={"enable_progress_bar": False})
+    classes = json.loads((tokens / "classes.json").read_text())
+    sessions = _sessions(load_token_table(tokens))
+    y = np.array([classes[s.source_sha256] for s in sessions])
+    groups = np.arange(len(y))
+
+    def auroc(emb: Embedder) -> float:
+        return cross_validated_auroc(np.stack([e.vector for e in emb.embed(sessions)]), y, groups)
+
+    pretrained = auroc(Embedder(r.checkpoint))
+    random_aurocs = []
+    for seed in range(3):
+        emb = Embedder(r.checkpoint)
+        torch.manual_seed(seed)
+        emb.encoder.load_state_dict(type(emb.encoder)(emb.cfg.model).state_dict())
+        emb.encoder.eval()
+        random_aurocs.append(auroc(emb))
+    assert pretrained >= 0.85, (pretrained, random_aurocs)
+    assert pretrained >= np.mean(random_aurocs) + 0.1, (pretrained, random_aurocs)
