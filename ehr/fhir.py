@@ -437,6 +437,9 @@ class _Loader:
                 return
             self.problem(src, None, None, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
             return
+        except RecursionError:
+            self.problem(src, None, None, "invalid JSON: nested too deeply to be a FHIR resource")
+            return
         self.resource(data, src, {})
 
     def _load_ndjson(self, path: Path) -> None:
@@ -454,6 +457,10 @@ class _Loader:
             except json.JSONDecodeError as exc:
                 self.problem(f"{src}:{lineno}", None, None, f"invalid JSON on NDJSON line {lineno}: {exc.msg} "
                                                             f"(column {exc.colno})")
+                continue
+            except RecursionError:
+                self.problem(f"{src}:{lineno}", None, None, f"invalid JSON on NDJSON line {lineno}: nested too deeply "
+                                                            "to be a FHIR resource")
                 continue
             n_good += 1
             self.resource(data, f"{src}:{lineno}", {})

@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 #: Largest report file read by default (1 MB; a long EMU report is ~20 kB).
 DEFAULT_MAX_BYTES = 1_000_000
 _NONPRINTABLE_MAX = 0.30
+#: Least fraction of ASCII letters, digits and spaces in a report that is not UTF-8 (cp1252 /
+#: latin-1 decode any bytes: random binary holds about a quarter).
+_PLAIN_MIN = 0.5
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,13 @@ def _decode(raw: bytes, path: str) -> str:
             text = raw.decode(enc)
         except UnicodeDecodeError:
             continue
+        stripped = text.strip()
+        plain = sum(1 for c in stripped if c.isascii() and (c.isalnum() or c.isspace()))
+        if stripped and plain / len(stripped) < _PLAIN_MIN:
+            # cp1252 / latin-1 decode any bytes; Western text in them is mostly ASCII letters
+            raise ReportError(f"{path}: expected a text report, found binary content (not UTF-8, and only "
+                              f"{plain / len(stripped):.0%} ASCII letters, digits and spaces as {enc})",
+                              kind="binary", path=path)
         logger.warning("%s: not valid UTF-8; decoded as %s", path, enc)
         return text
     raise ReportError(f"{path}: could not be decoded as UTF-8, cp1252 or latin-1", kind="unreadable",

@@ -105,9 +105,12 @@ def discover(root: str | Path, *, site_level: int | None = None) -> list[Archive
             p = Path(dirpath) / name
             try:
                 st = p.stat()
-            except OSError as exc:  # a dangling link: recorded as failed later, not hidden
+            except OSError as exc:  # a dangling or looping link: recorded as failed later, not hidden
                 log.warning("%s: cannot stat (%s)", p, exc)
-                continue
+                try:
+                    st = p.lstat()
+                except OSError:
+                    continue
             found.append((p, p.relative_to(root).as_posix(), st))
     found.sort(key=lambda t: t[1])
     stems = Counter(PurePosixPath(rel).stem for _, rel, _ in found)
@@ -120,6 +123,10 @@ def discover(root: str | Path, *, site_level: int | None = None) -> list[Archive
         parts = PurePosixPath(rel).parts[:-1]
         if site is None and site_level is not None and site_level < len(parts):
             site = parts[site_level]
-        files.append(ArchiveFile(path=p.resolve(), rel=rel, size=st.st_size, mtime_ns=st.st_mtime_ns,
+        try:
+            path = p.resolve()
+        except (OSError, RuntimeError):  # a symlink loop: kept as is, the header pass records it
+            path = p.absolute()
+        files.append(ArchiveFile(path=path, rel=rel, size=st.st_size, mtime_ns=st.st_mtime_ns,
                                  session_id=sid, site=site, setting=info.get("setting")))
     return files

@@ -180,6 +180,8 @@ def read_header(path: str | Path) -> EDFHeader:
     """
     p = str(path)
     if not os.path.exists(p):
+        if os.path.islink(p):
+            raise UnreadableFileError(p, "expected an EDF/BDF file, found a broken or looping symbolic link")
         raise UnreadableFileError(p, "no such file")
     if os.path.isdir(p):
         raise UnreadableFileError(p, "expected an EDF/BDF file, found a directory")
@@ -198,6 +200,8 @@ def read_header(path: str | Path) -> EDFHeader:
             ns = int(_number(ns_text, "number of signals", p, integer=True))
             if ns < 0:
                 raise CorruptHeaderError(p, f"number of signals must be >= 0, found {ns}")
+            if ns > 9999:  # "1e30" parses as a number; a 4-character count cannot exceed 9999
+                raise CorruptHeaderError(p, f"number of signals must be at most 9999, found {ns_text!r}")
             expected_header = 256 * (ns + 1)
             rest = f.read(256 * ns)
     except PermissionError as exc:
@@ -247,6 +251,11 @@ def read_header(path: str | Path) -> EDFHeader:
     if n_records == -1:
         # Allowed by the spec while recording; derive the count from the file size.
         n_records = data_bytes // record_bytes if record_bytes else 0
+        if n_records == 0:
+            raise NoDataRecordsError(
+                p, f"expected at least one data record, header says -1 (unknown) and the file holds "
+                f"{data_bytes} bytes of data, less than one {record_bytes}-byte record"
+            )
         warnings.append(f"number of data records was -1 (unknown); derived {n_records} from the file size")
     elif n_records < -1:
         raise CorruptHeaderError(p, f"number of data records must be >= 0, found {n_records}")
@@ -260,8 +269,21 @@ def read_header(path: str | Path) -> EDFHeader:
             f"header announces {n_records} data records ({expected_data} bytes), "
             f"file holds {data_bytes} bytes ({complete} complete records): the file is truncated",
         )
-    if data_bytes > expected_data:
-        warnings.append(f"{data_bytes - expected_data} trailing bytes after the last data record ignored")
+    extra = data_bytes - expected_data
+    if extra >= record_bytes > 0 and extra % record_bytes:
+        # More than a record too much, and not whole records (a stale record count): the
+        # samples per record (or the header length) are wrong and every record would be
+        # read misaligned.
+        raise CorruptHeaderError(
+            p,
+            f"file size does not match the header: {n_records} data records of {record_bytes} bytes "
+            f"(from the samples per record) need {expected_data} bytes, the file holds {data_bytes} "
+            f"({extra} bytes more, not a whole number of records)",
+        )
+    if extra >= record_bytes > 0:
+        warnings.append(f"{extra // record_bytes} data records after the {n_records} the header announces ignored")
+    elif extra > 0:
+        warnings.append(f"{extra} trailing bytes after the last data record ignored")
 
     has_data = any(not s.is_annotation for s in signals)
     if has_data and record_duration == 0:
@@ -310,6 +332,11 @@ def _parse_signals(raw: bytes, ns: int, p: str, bdf: bool) -> tuple[SignalHeader
         if dmax <= dmin and label.strip().lower() not in _ANNOTATION_LABELS:
             raise CorruptHeaderError(
                 p, f"digital maximum of {where} must exceed its minimum, found min={dmin} max={dmax}"
+            )
+        if pmax == pmin and label.strip().lower() not in _ANNOTATION_LABELS:
+            raise CorruptHeaderError(
+                p, f"physical minimum and maximum of {where} must differ, found both {pmin:g} "
+                "(every sample would read as the same value)"
             )
         out.append(
             SignalHeader(

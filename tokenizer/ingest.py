@@ -18,13 +18,14 @@ from tokenizer.edf_data import Annotation, contiguous_segments, read_annotations
 from tokenizer.edf_header import EDFHeader, SignalHeader, read_header
 from tokenizer.errors import (
     BipolarMontageError,
+    ContractMismatchError,
     CorruptHeaderError,
     NoEEGChannelsError,
     NoSignalsError,
     TooFewChannelsError,
     UnitError,
 )
-from tokenizer.preprocess import plan_filter, resample_channel, zero_phase_filter
+from tokenizer.preprocess import plan_filter, resample_channel, resample_ratio, zero_phase_filter
 from tokenizer.recording import ChannelReport, Recording
 from tokenizer.units import unit_scale
 
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 
 #: Fraction of samples at a digital extreme above which a channel counts as railed.
 RAILED_FRACTION = 0.5
+#: Largest physical value (µV) an EEG channel's header range may reach (1 kV; keeps float32 finite).
+MAX_ABS_UV = 1e9
+#: Most gap time (s) an EDF+D/BDF+D file may hold between its segments (gaps are zero-filled in memory).
+MAX_GAP_S = 24 * 3600.0
 #: Channels filtered together (bounded memory; blocks are much faster than single channels).
 FILTER_BLOCK = 5
 
@@ -87,6 +92,35 @@ def plan_channels(header: EDFHeader, contract: SignalContract) -> ChannelMapping
             f"found {n} ({', '.join(mapping.mapped)}){extra}"
         )
     return mapping
+
+
+def _check_rates(header: EDFHeader, sigs: dict[str, SignalHeader], rates: dict[str, float],
+                 contract: SignalContract) -> None:
+    """Refuse EEG rates the contract cannot use, before any memory is sized from them.
+
+    Raises
+    ------
+    ContractMismatchError
+        A rate below twice the top of the contract spectrogram (usually a wrong record
+        duration or samples-per-record field), or one that cannot be resampled to the
+        contract rate.
+    """
+    lowest = 2 * contract.spectrogram.fmax
+    for c, rate in rates.items():
+        s = sigs[c]
+        found = f"{rate:g} Hz ({s.samples_per_record} samples per {header.record_duration:g}-s record)"
+        if rate < lowest:
+            raise ContractMismatchError(
+                header.path, f"EEG channel '{s.label}' is sampled at {found}; expected at least {lowest:g} Hz, "
+                f"twice the {contract.spectrogram.fmax:g} Hz top of the contract spectrogram"
+            )
+        try:
+            resample_ratio(rate, contract.sfreq)
+        except ValueError as exc:
+            raise ContractMismatchError(
+                header.path, f"EEG channel '{s.label}' is sampled at {found}, which cannot be resampled to the "
+                f"contract's {contract.sfreq:g} Hz ({exc})"
+            ) from None
 
 
 def read_recording(
@@ -147,9 +181,15 @@ def read_recording(
             )
         if s.unit.strip() == "":
             warnings.append(f"channel '{s.label}' has a blank unit; taken as uV")
+        if max(abs(s.physical_min), abs(s.physical_max)) * scale > MAX_ABS_UV:
+            raise CorruptHeaderError(
+                p, f"physical range of EEG channel '{s.label}' is [{s.physical_min:g}, {s.physical_max:g}] "
+                f"{s.unit or 'uV'}; expected one within ±{MAX_ABS_UV:g} µV (a corrupt calibration field)"
+            )
         scales[c] = scale
 
     rates = {c: header.sfreq_of(s) for c, s in sigs.items()}
+    _check_rates(header, sigs, rates, contract)
     sfreq_in = Counter(rates.values()).most_common(1)[0][0]
     if len(set(rates.values())) > 1:
         odd = sorted({f"{r:g}" for r in rates.values() if r != sfreq_in})
@@ -176,6 +216,11 @@ def read_recording(
             segments[k + 1][2] - (segments[k][2] + (segments[k][1] - segments[k][0]) * header.record_duration)
             for k in range(len(segments) - 1)
         )
+        if gaps > MAX_GAP_S:
+            raise CorruptHeaderError(
+                p, f"record onsets of this {header.format} file leave {gaps:.0f} s of gaps between "
+                f"{len(segments)} segments; expected at most {MAX_GAP_S:.0f} s (implausible time-keeping annotations)"
+            )
         warnings.append(f"discontinuous recording: {len(segments)} segments, {gaps:.1f} s of gaps masked")
 
     sf_out = contract.sfreq
