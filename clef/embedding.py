@@ -20,8 +20,12 @@ import numpy as np
 import torch
 
 from clef.config import SessionConfig
-from clef.model import SessionTransformer, aggregate_windows
-from clef.pretrain import CHECKPOINT_KIND, TOKENIZER_SUBDIR
+from clef.model import (
+    CHECKPOINT_KIND,
+    TOKENIZER_SUBDIR,
+    SessionTransformer,
+    aggregate_windows,
+)
 from tokenizer import ContractMismatchError, Recording, read_recording
 from tokenizer.checkpoint import CheckpointError, load_checkpoint
 from tokenizer.spectrogram_cache import SpectrogramCache

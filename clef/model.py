@@ -17,6 +17,11 @@ from torch import nn
 
 from clef.config import ModelConfig
 
+#: ``kind`` recorded in a session-transformer checkpoint's ``meta.json``.
+CHECKPOINT_KIND = "session_transformer"
+#: Folder inside a session-transformer checkpoint holding the tokenizer it was trained on.
+TOKENIZER_SUBDIR = "tokenizer"
+
 
 @dataclass
 class EncoderOutput:

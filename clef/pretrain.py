@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,12 +32,19 @@ from torch.utils.data import DataLoader, Dataset
 
 from clef.config import OptimConfig, SessionConfig
 from clef.masking import random_token_mask, sample_mask_ratios
-from clef.model import MaskedTokenHead, SessionTransformer, count_parameters
+from clef.model import (
+    CHECKPOINT_KIND,
+    TOKENIZER_SUBDIR,
+    MaskedTokenHead,
+    SessionTransformer,
+    count_parameters,
+)
 from tokenizer.checkpoint import (
     load_checkpoint,
     load_training_state,
     optimizer_from_tensors,
     optimizer_to_tensors,
+    recover_checkpoint,
     save_checkpoint,
 )
 from tokenizer.contract import SignalContract
@@ -46,8 +52,8 @@ from tokenizer.tokens import read_tokens
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_KIND = "session_transformer"
-TOKENIZER_SUBDIR = "tokenizer"
+# CHECKPOINT_KIND and TOKENIZER_SUBDIR live in clef.model (importable without Lightning,
+# which the embedding path does not need); re-exported here for existing importers.
 
 
 # --------------------------------------------------------------------------- data
@@ -286,12 +292,12 @@ def save_session_checkpoint(module: MaskedTokenModule, out: str | Path, *, token
             "grid": list(module.cfg.model.grid or ()), "vocab_size": module.cfg.model.vocab_size,
             "metrics": {k: round(v, 6) for k, v in module.last_metrics.items()},
             "baseline_most_common_code": module.baseline_acc, **(extra_meta or {})}
-    out = save_checkpoint(out, kind=CHECKPOINT_KIND, config=module.cfg.model_dump(mode="json"),
-                          contract=module.contract, state_dict=module.ema.state_dict(), data_digest=data_digest,
-                          extra_meta=meta, training_state=state, training_meta=tmeta)
-    if tokenizer_dir is not None and Path(tokenizer_dir).is_dir():
-        shutil.copytree(tokenizer_dir, out / TOKENIZER_SUBDIR, dirs_exist_ok=True)
-    return out
+    # the tokenizer copy goes in with the same atomic rename: a run killed while saving never
+    # leaves a checkpoint whose tokenizer is half-copied
+    copy = {TOKENIZER_SUBDIR: tokenizer_dir} if tokenizer_dir is not None and Path(tokenizer_dir).is_dir() else None
+    return save_checkpoint(out, kind=CHECKPOINT_KIND, config=module.cfg.model_dump(mode="json"),
+                           contract=module.contract, state_dict=module.ema.state_dict(), data_digest=data_digest,
+                           extra_meta=meta, training_state=state, training_meta=tmeta, copy_dirs=copy)
 
 
 def load_session_module(path: str | Path, map_location: str = "cpu") -> MaskedTokenModule:
@@ -383,6 +389,8 @@ def pretrain(
     train_t, val_t = table.split_by_session(val_fraction)
     baseline = val_t.most_common_code_frequency()
     contract = SignalContract.model_validate_json(json.dumps(_contract_of(table.manifest)))
+    if resume:
+        recover_checkpoint(out)  # a run killed while replacing its checkpoint left the previous one aside
     if resume and (out / "meta.json").is_file():
         module = load_session_module(out)
         if module.cfg.model != cfg.model:

@@ -13,20 +13,31 @@ similarities. Kinds:
 
 Saved in ``STORE/index/<model_id>/``: ``index-<digest>.faiss``, ``ids-<digest>.parquet``
 (FAISS row → ``session_id``, ``source_sha256``) and ``index.json`` (kind, parameters, the
-store digest it covers), the pointer, replaced last, so a reader never sees a new index
-with an old id map. :func:`ensure_index` brings an index up to date when the store has
-grown: new sessions are added (an IVF index is re-trained once the store has grown
-``rebuild_growth`` times, and an ``auto`` flat index becomes IVF past ``flat_max``).
+store digest it covers, the SHA-256 of both files), the pointer, replaced last, so a reader
+never sees a new index with an old id map, and a process killed while saving leaves the
+previous index in use. Saving holds ``index/.<model_id>.lock`` (``flock``) and removes
+what killed writers left (temp files, files no pointer names). Loading checks both files
+against the recorded SHA-256: a tampered or corrupted index is refused
+(:class:`StoreError`), and :func:`ensure_index` rebuilds it from the store.
+
+:func:`ensure_index` brings an index up to date when the store has grown: new sessions
+are added (an IVF index is re-trained once the store has grown ``rebuild_growth`` times,
+and an ``auto`` flat index becomes IVF past ``flat_max``).
+:func:`index_signature` tells a long-running reader (``clef serve``) cheaply that the
+store grew or the index was replaced, so that it loads the change.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -221,29 +232,86 @@ def build_index(store: EmbeddingStore | str | Path, model_id: str | None = None,
     return ci
 
 
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(4 * 2**20):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextmanager
+def _locked(d: Path) -> Iterator[None]:
+    """Hold ``STORE/index/.<model_id>.lock`` (``flock``; the kernel releases it if the process is killed)."""
+    fd = os.open(d.parent / f".{d.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _remove_unreferenced(d: Path) -> list[str]:
+    """Delete what ``index.json`` does not name: earlier files and a killed writer's leftovers.
+
+    Call it holding :func:`_locked` (no other writer is then half-way through a save).
+    """
+    meta = json.loads((d / "index.json").read_text()) if (d / "index.json").is_file() else {}
+    keep = {"index.json", meta.get("index_file"), meta.get("ids_file")}
+    removed = []
+    for p in d.iterdir():
+        if p.name not in keep and (p.is_file() or p.is_symlink()):
+            p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return removed
+
+
 def save_index(store: EmbeddingStore, ci: CohortIndex) -> Path:
-    """Write the index, its id map and ``index.json`` (the pointer, last)."""
+    """Write the index, its id map and ``index.json`` (the pointer, last), under the folder's lock."""
     faiss = _faiss()
     d = index_dir(store, ci.model_id)
     d.mkdir(parents=True, exist_ok=True)
-    stamp = f"{ci.digest}-{time.time_ns() % 10**9:09d}"
-    f_index, f_ids = d / f"index-{stamp}.faiss", d / f"ids-{stamp}.parquet"
-    tmp = d / f".tmp-{os.getpid()}-{stamp}"
-    faiss.write_index(ci.index, str(tmp))
-    os.replace(tmp, f_index)
-    pl.DataFrame({"row": np.arange(ci.n, dtype=np.int64), "session_id": ci.session_ids,
-                  "source_sha256": ci.shas}).write_parquet(tmp)
-    os.replace(tmp, f_ids)
-    old = json.loads((d / "index.json").read_text()) if (d / "index.json").is_file() else {}
-    write_json_atomic(d / "index.json", {
-        "schema": INDEX_SCHEMA, "kind": ci.kind, "requested": ci.requested, "model_id": ci.model_id, "n": ci.n,
-        "dim": ci.dim, "store_digest": ci.digest, "params": ci.params, "index_file": f_index.name,
-        "ids_file": f_ids.name, "metric": "cosine (inner product of L2-normalised vectors)",
-        "built": utc_now().isoformat(), "faiss": faiss.__version__})
-    for key in ("index_file", "ids_file"):
-        if old.get(key) and old[key] not in (f_index.name, f_ids.name):
-            (d / old[key]).unlink(missing_ok=True)
+    with _locked(d):
+        stamp = f"{ci.digest}-{time.time_ns() % 10**9:09d}"
+        f_index, f_ids = d / f"index-{stamp}.faiss", d / f"ids-{stamp}.parquet"
+        tmp = d / f".tmp-{os.getpid()}-{stamp}"
+        faiss.write_index(ci.index, str(tmp))
+        os.replace(tmp, f_index)
+        pl.DataFrame({"row": np.arange(ci.n, dtype=np.int64), "session_id": ci.session_ids,
+                      "source_sha256": ci.shas}).write_parquet(tmp)
+        os.replace(tmp, f_ids)
+        write_json_atomic(d / "index.json", {
+            "schema": INDEX_SCHEMA, "kind": ci.kind, "requested": ci.requested, "model_id": ci.model_id, "n": ci.n,
+            "dim": ci.dim, "store_digest": ci.digest, "params": ci.params, "index_file": f_index.name,
+            "ids_file": f_ids.name, "index_sha256": _file_sha256(f_index), "ids_sha256": _file_sha256(f_ids),
+            "metric": "cosine (inner product of L2-normalised vectors)",
+            "built": utc_now().isoformat(), "faiss": faiss.__version__})
+        _remove_unreferenced(d)
     return d
+
+
+def index_signature(store: EmbeddingStore, model_id: str) -> tuple[Any, ...]:
+    """A cheap token that changes when the store grows or the saved index is replaced.
+
+    The committed part names of the ``embeddings`` and ``sessions`` tables (parts are
+    immutable once renamed into place; the sessions parts land just after their
+    embeddings) and the identity of ``index.json`` (replaced by a rename on every save:
+    a new inode). Costs a directory listing per table and one ``stat``, no Parquet read.
+    """
+    parts = []
+    for table in ("embeddings", "sessions"):
+        try:
+            with os.scandir(store.path / table) as it:
+                names = sorted(e.name for e in it if e.name.startswith("part-") and e.name.endswith(".parquet"))
+        except FileNotFoundError:
+            names = []
+        parts.append(hashlib.sha256("\n".join(names).encode()).hexdigest()[:16])
+    try:
+        st = (index_dir(store, model_id) / "index.json").stat()
+        pointer: tuple[int, ...] = (st.st_ino, st.st_mtime_ns, st.st_size)
+    except FileNotFoundError:
+        pointer = ()
+    return (*parts, pointer)
 
 
 def load_index(store: EmbeddingStore | str | Path, model_id: str | None = None) -> CohortIndex:
@@ -263,6 +331,15 @@ def load_index(store: EmbeddingStore | str | Path, model_id: str | None = None) 
     meta = json.loads((d / "index.json").read_text())
     if meta.get("schema") != INDEX_SCHEMA:
         raise StoreError(f"index {d}: schema {INDEX_SCHEMA} expected, found {meta.get('schema')}")
+    for key in ("index", "ids"):
+        f = d / str(meta.get(f"{key}_file"))
+        if not f.is_file():
+            raise StoreError(f"index {d}: {f.name} named by index.json is missing; run "
+                             f"'clef index {store.path}' to rebuild it")
+        recorded = meta.get(f"{key}_sha256")
+        if recorded is not None and _file_sha256(f) != recorded:
+            raise StoreError(f"index {d}: {f.name} does not match the SHA-256 recorded in index.json (tampered "
+                             f"with or corrupted); refusing to load it; run 'clef index {store.path}' to rebuild it")
     idx = faiss.read_index(str(d / meta["index_file"]))
     ids = pl.read_parquet(d / meta["ids_file"]).sort("row")
     if ids.height != idx.ntotal:
@@ -304,6 +381,9 @@ def ensure_index(store: EmbeddingStore | str | Path, model_id: str | None = None
         ci = load_index(store, model_id)
     except FileNotFoundError:
         return build_index(store, model_id, kind or "auto", cfg), "built"
+    except StoreError as exc:  # the index is derived from the store: rebuild a broken one
+        log.warning("%s: rebuilding the index", exc)
+        return build_index(store, model_id, kind or "auto", cfg), "rebuilt"
     want = kind or ci.requested
     if rebuild or (kind is not None and kind != ci.requested):
         return build_index(store, model_id, want, cfg), "rebuilt"
@@ -314,6 +394,11 @@ def ensure_index(store: EmbeddingStore | str | Path, model_id: str | None = None
         return build_index(store, model_id, want, cfg), "rebuilt"
     new = current - have
     if not new:
+        d = index_dir(store, model_id)
+        if len(list(d.iterdir())) > 3:  # more than index.json and its two files
+            with _locked(d):
+                removed = _remove_unreferenced(d)
+            log.info("index of %s: removed %d file(s) left by an interrupted save", model_id, len(removed))
         return ci, "loaded"
     total = len(current)
     if _choose(want, total, cfg) != ci.kind or (ci.kind == "ivf" and total > cfg.rebuild_growth * ci.params.get("trained_n", total)):

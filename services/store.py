@@ -120,7 +120,16 @@ class EmbeddingStore:
         if not parts:
             df = _empty(table)
             return df.select(columns) if columns else df
-        return pl.concat([pl.read_parquet(p, columns=columns) for p in parts], how="vertical_relaxed")
+        return pl.concat([self._read_part(p, columns) for p in parts], how="vertical_relaxed")
+
+    def _read_part(self, part: Path, columns: list[str] | None) -> pl.DataFrame:
+        try:
+            return pl.read_parquet(part, columns=columns)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise StoreError(f"store {self.path}: part {part.relative_to(self.path)} is unreadable (corrupted or "
+                             f"tampered with: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                             f"restore it from a backup, or delete {part.name} from every table folder (manifest, "
+                             "sessions, embeddings) and run 'clef embed' again to redo those sessions") from None
 
     def manifest(self, *, history: bool = False, model_id: str | None = None) -> pl.DataFrame:
         """The manifest: the current row of every ``(path, model_id)``, or every attempt.

@@ -1,9 +1,13 @@
 """Checkpoint directories (DESIGN.md §4): config.yaml, contract.json, model.safetensors, meta.json.
 
 Loading never unpickles: weights are safetensors, everything else is YAML/JSON. The
-SHA-256 of the weights file is recorded in ``meta.json`` and checked on load, so a
-tampered or half-copied checkpoint fails with a clear error. Writes go to a temporary
-directory renamed into place, so a crash never leaves a half checkpoint.
+SHA-256 of the weights file (and of ``training_state.safetensors``) is recorded in
+``meta.json`` and checked on load, so a tampered or half-copied checkpoint fails with a
+clear error. Writes go to a temporary directory renamed into place, so a crash never
+leaves a half checkpoint. Replacing an existing checkpoint takes two renames (the old one
+aside, the new one in); a process killed between them leaves the previous checkpoint
+under ``.<name>.old-*``, which :func:`recover_checkpoint` (called on save, load and
+resume) puts back. Leftovers of killed writers are removed by the next save.
 
 Lives in ``tokenizer`` (the first stage, which may import nothing of ours) so the VQGAN
 can use it; ``clef.checkpoint`` re-exports it for the later models.
@@ -13,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -25,6 +31,8 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from tokenizer.contract import SignalContract
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 FILES = ("config.yaml", "contract.json", "model.safetensors", "meta.json")
@@ -60,6 +68,87 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def pid_alive(pid: int) -> bool:
+    """True when a process ``pid`` runs on this machine (used to spot leftovers of killed writers)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | Path, pattern: str) -> list[Path]:
+    """Remove the files or directories matching ``pattern`` in ``folder`` left by dead processes.
+
+    Temporary names hold the writer's process id after ``.tmp-`` / ``.staging-``
+    (``.name.tmp-<pid>-<ns>``); entries whose writer still runs are kept.
+
+    Returns
+    -------
+    list of Path
+        What was removed.
+    """
+    removed = []
+    for p in Path(folder).glob(pattern):
+        m = re.search(r"\.(?:tmp|staging)-(\d+)", p.name)
+        if m is None or pid_alive(int(m.group(1))):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def recover_checkpoint(path: str | Path) -> bool:
+    """Put back the checkpoint a writer killed mid-replace left under ``.<name>.old-*``.
+
+    Replacing a checkpoint directory renames the previous one aside, then the new one
+    in; a process killed between the two renames leaves ``path`` missing. The most
+    recent complete previous checkpoint is renamed back. Nothing happens when ``path``
+    exists.
+
+    Returns
+    -------
+    bool
+        True when a checkpoint was put back.
+    """
+    path = Path(path)
+    if path.exists() or not path.parent.is_dir():
+        return False
+    olds = [p for p in path.parent.glob(f".{path.name}.old-*")
+            if p.is_dir() and all((p / f).is_file() for f in FILES)]
+    if not olds:
+        return False
+    best = max(olds, key=lambda p: int(p.name.rsplit("-", 1)[-1]) if p.name.rsplit("-", 1)[-1].isdigit() else 0)
+    try:
+        os.replace(best, path)
+    except OSError as exc:  # e.g. a read-only folder: leave it to the caller's "not found"
+        log.warning("checkpoint %s is missing; could not restore the previous one from %s (%s)", path, best, exc)
+        return False
+    log.warning("checkpoint %s was missing (a writer was killed while replacing it); restored the previous one "
+                "(step %s)", path, json.loads((path / "meta.json").read_text()).get("step", "?"))
+    return True
+
+
+def clear_leftovers(path: str | Path) -> None:
+    """Remove what killed writers left next to checkpoint ``path``.
+
+    Previous checkpoints set aside (``.<name>.old-*``; call :func:`recover_checkpoint`
+    first) and the temporary / staging directories of dead processes.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return
+    for old in path.parent.glob(f".{path.name}.old-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    for pattern in (f".{path.name}.tmp-*", f".{path.name}.staging-*"):
+        remove_stale_temps(path.parent, pattern)
+
+
 def code_version() -> str:
     """Version of the installed ``clef-eeg`` distribution (or ``unknown``)."""
     try:
@@ -81,6 +170,7 @@ def save_checkpoint(
     extra_meta: dict[str, Any] | None = None,
     training_state: dict[str, torch.Tensor] | None = None,
     training_meta: dict[str, str] | None = None,
+    copy_dirs: dict[str, str | Path] | None = None,
 ) -> Path:
     """Write a checkpoint directory atomically.
 
@@ -106,6 +196,9 @@ def save_checkpoint(
         written as ``training_state.safetensors`` inside the same atomic directory.
     training_meta : dict of str to str, optional
         String metadata of the training state (e.g. optimiser parameter groups as JSON).
+    copy_dirs : dict of str to path, optional
+        ``{subfolder: source}``: directories copied into the checkpoint (e.g. the
+        tokenizer it was trained on) inside the same atomic rename.
 
     Returns
     -------
@@ -113,6 +206,8 @@ def save_checkpoint(
         The checkpoint directory.
     """
     path = Path(path)
+    recover_checkpoint(path)
+    clear_leftovers(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{time.time_ns()}")
     tmp.mkdir(parents=True)
     try:
@@ -130,10 +225,13 @@ def save_checkpoint(
             "contract_digest": contract.digest(),
             **(extra_meta or {}),
         }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         if training_state is not None:
             save_file({k: v.detach().to("cpu").contiguous() for k, v in training_state.items()},
                       str(tmp / TRAINING_STATE), metadata=training_meta or {})
+            meta["training_state_sha256"] = _sha256(tmp / TRAINING_STATE)
+        for sub, src in (copy_dirs or {}).items():
+            shutil.copytree(src, tmp / sub)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")  # last: marks it whole
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}-{time.time_ns()}")
             os.replace(path, old)
@@ -166,6 +264,7 @@ def load_checkpoint(path: str | Path, *, kind: str | None = None, map_location: 
         SHA-256 differs from the one recorded (tampered or corrupted).
     """
     path = Path(path)
+    recover_checkpoint(path)
     if not path.is_dir():
         raise CheckpointError(path, "expected a checkpoint directory, found " + ("a file" if path.exists() else "nothing"))
     missing = [f for f in FILES if not (path / f).is_file()]
@@ -192,10 +291,22 @@ def load_checkpoint(path: str | Path, *, kind: str | None = None, map_location: 
 
 
 def load_training_state(path: str | Path, map_location: str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:
-    """Tensors and string metadata of a checkpoint's ``training_state.safetensors``, or None."""
+    """Tensors and string metadata of a checkpoint's ``training_state.safetensors``, or None.
+
+    Raises
+    ------
+    CheckpointError
+        The file's SHA-256 differs from the one recorded in ``meta.json`` (tampered or
+        corrupted; checkpoints written before the digest was recorded are not checked).
+    """
     f = Path(path) / TRAINING_STATE
     if not f.is_file():
         return None
+    meta_file = Path(path) / "meta.json"
+    recorded = json.loads(meta_file.read_text()).get("training_state_sha256") if meta_file.is_file() else None
+    if recorded is not None and _sha256(f) != recorded:
+        raise CheckpointError(path, f"{TRAINING_STATE} does not match the SHA-256 recorded in meta.json "
+                                    "(tampered with or corrupted); refusing to resume from it")
     from safetensors import safe_open
 
     with safe_open(str(f), framework="pt") as h:

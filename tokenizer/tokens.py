@@ -28,7 +28,8 @@ Files that cannot be tokenized go to ``errors-00000.parquet`` ... (``path``,
 the checkpoint (weights SHA-256, contract digest, grid, codebook size); a later run into
 the same folder must use the same checkpoint. Every part is written atomically (temp
 file + rename) every ``part_size`` files, so an interrupted run loses at most one part
-and a rerun skips the files already tokenized (by content hash).
+and a rerun skips the files already tokenized (by content hash) and removes the temp files
+a killed run left behind.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from tokenizer.checkpoint import remove_stale_temps
 from tokenizer.contract import SignalContract
 from tokenizer.errors import ContractMismatchError, IngestError, UnreadableFileError
 from tokenizer.ingest import file_sha256
@@ -310,6 +312,8 @@ def tokenize_archive(
     files = find_recordings(archive)
     tok = Tokenizer.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale_temps(out, ".*.tmp-*"):  # half-written parts of a run that was killed
+        log.info("removed %s, left by an interrupted run", stale.name)
     _check_manifest(out, tok, checkpoint)
     cache = SpectrogramCache(cache_dir, tok.contract)
     done = _done_hashes(out)

@@ -43,10 +43,12 @@ from reports import SummariserConfig, make_summariser
 from reports.text_encoder import FrozenTextEncoder, TextEncoderConfig
 from tokenizer.checkpoint import (
     CheckpointError,
+    clear_leftovers,
     load_checkpoint,
     load_training_state,
     optimizer_from_tensors,
     optimizer_to_tensors,
+    recover_checkpoint,
     save_checkpoint,
 )
 from tokenizer.tokens import tokenize_archive
@@ -154,6 +156,8 @@ def save_aligned_checkpoint(module: AlignModule, out: str | Path, *, vocab: Code
     """Write the aligned checkpoint directory (layout in the module docstring), atomically."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    recover_checkpoint(out)
+    clear_leftovers(out)
     staging = out.with_name(f".{out.name}.staging-{os.getpid()}-{time.time_ns()}")
     try:
         meta = {"step": module.g_step, "stage": 2, "config_name": module.session_cfg.name,
@@ -322,6 +326,8 @@ def align(
                                                        max_length=cfg.report.max_length))
     module: AlignModule | None = None
     vocab: CodeVocab | None = None
+    if resume:
+        recover_checkpoint(out)  # a run killed while replacing its checkpoint left the previous one aside
     if resume and (out / ALIGN_SUBDIR / "meta.json").is_file():
         module, vocab = load_align_module(out)
         if module.session_cfg.model != session_cfg.model or module.cfg.model_dump(exclude={"train"}) != \

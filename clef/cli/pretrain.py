@@ -42,6 +42,10 @@ def pretrain(
         cfg = load_config(config)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
+    if resume:
+        from tokenizer.checkpoint import recover_checkpoint
+
+        recover_checkpoint(out)  # a run killed while replacing its checkpoint left the previous one aside
     if resume and not (out / "meta.json").is_file():
         fail(f"--resume: no checkpoint in {out}")
     try:

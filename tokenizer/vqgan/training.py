@@ -59,6 +59,7 @@ from tokenizer.checkpoint import (
     load_training_state,
     optimizer_from_tensors,
     optimizer_to_tensors,
+    recover_checkpoint,
     save_checkpoint,
 )
 from tokenizer.contract import SignalContract
@@ -471,6 +472,7 @@ def train_tokenizer(
     """
     out = Path(out)
     if resume:
+        recover_checkpoint(out)  # a run killed while replacing its checkpoint left the previous one aside
         if not (out / "meta.json").is_file():
             raise CheckpointError(out, "nothing to resume: no checkpoint in this directory")
         module = load_training_checkpoint(out)
