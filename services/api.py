@@ -17,6 +17,10 @@ Uploads are limited in size (413 beyond; 411 without a Content-Length), must be 
 (422 with the reason otherwise), are written under a server-chosen temporary name (the
 client's file name is never used) and deleted after use. Responses carry no PHI: no
 paths, no patient hashes, no names or dates; ages are capped at 90.
+
+The service follows its store: sessions that ``clef embed`` adds, and an index that
+``clef index`` rebuilds, are picked up while it runs (checked at most every
+``--reload-seconds``, loaded in the background; see :class:`ServiceState`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.auth import ApiKeys, load_api_keys
 from services.config import ServeConfig
 from services.headers import HeaderError, HeaderFacts, read_header_facts
+from services.index import index_signature
 from services.probes import Probe, load_probes
 from services.schemas import PUBLIC_SESSION_FIELDS
 from services.search import CohortSearcher, FilterError, parse_filters
@@ -123,7 +129,17 @@ class _UploadRejected(Exception):
 
 
 class ServiceState:
-    """What the app holds: embedder, searcher, probes, keys (loaded once at start-up)."""
+    """What the app holds: embedder, searcher, probes, keys.
+
+    The checkpoint, probes and keys are loaded once at start-up. The searcher (index +
+    session metadata) follows the store: :meth:`current`, called once per request, checks
+    at most every ``cfg.reload_seconds`` whether the store grew or the index was rebuilt
+    (:func:`services.index.index_signature`: directory listings and a ``stat``), and if so
+    loads the change in a background thread (:meth:`check`; the load also brings the saved
+    index up to date, as start-up does). Requests keep being answered by the current
+    searcher meanwhile; the new one is swapped in with one assignment, and a request uses
+    the searcher it started with throughout (FAISS rows and metadata stay consistent).
+    """
 
     def __init__(self, cfg: ServeConfig, keys: ApiKeys) -> None:
         from clef.embedding import Embedder
@@ -137,12 +153,94 @@ class ServiceState:
         if self.model_id not in self.store.models():
             raise StoreError(f"the checkpoint's model {self.model_id} has no embeddings in {cfg.store} "
                              f"(models there: {', '.join(self.store.models()) or 'none'}); run 'clef embed' with it")
+        self._reload_lock = threading.Lock()  # held by a check, or by a reload until it ends
+        self._signature = index_signature(self.store, self.model_id)  # before loading: later changes are seen
         self.searcher = CohortSearcher(self.store, self.model_id)
+        self._signature = self._signature[:-1] + index_signature(self.store, self.model_id)[-1:]  # our own save
+        self._checked = time.monotonic()
+        self._failed: tuple[tuple[Any, ...], float] | None = None  # signature whose load failed, and when
+        self.generation = 0  # searchers loaded since start-up
         self.probes: dict[str, Probe] = load_probes(cfg.probes, model_id=self.model_id, dim=self.searcher.index.dim)
         self.lock = threading.Lock()  # one embedding at a time: bounded memory and CPU
         self.max_bytes = int(cfg.max_upload_mb * 2**20)
         log.info("serving model %s: %d sessions, %d probe task(s)", self.model_id, self.searcher.index.n,
                  len(self.probes))
+
+    def current(self) -> CohortSearcher:
+        """The searcher to answer a request with; starts a background reload when the store changed."""
+        if self.cfg.reload_seconds > 0 and time.monotonic() - self._checked >= self.cfg.reload_seconds:
+            self.check()
+        return self.searcher
+
+    def check(self, *, wait: bool = False) -> bool:
+        """Compare the store's signature with the loaded one; reload when it changed.
+
+        A store state that failed to load is tried again when the store changes again,
+        or after ``max(60, 10 × reload_seconds)`` seconds.
+
+        Parameters
+        ----------
+        wait : bool
+            Reload in this thread (tests, tools) instead of a background thread, even a
+            state that failed before.
+
+        Returns
+        -------
+        bool
+            True when a reload was started (or, with ``wait``, done successfully).
+        """
+        if not self._reload_lock.acquire(blocking=False):
+            return False  # another request is checking, or a reload is running
+        handed_over = False
+        try:
+            self._checked = time.monotonic()
+            try:
+                sig = index_signature(self.store, self.model_id)
+            except OSError as exc:  # the store folder went away: keep serving what is loaded
+                log.warning("store %s cannot be checked (%s); serving the loaded index", self.store.path, exc)
+                return False
+            if sig == self._signature:
+                return False
+            if (not wait and self._failed is not None and self._failed[0] == sig
+                    and time.monotonic() - self._failed[1] < max(60.0, 10 * self.cfg.reload_seconds)):
+                return False
+            if wait:
+                return self._reload(sig)
+            threading.Thread(target=self._reload_and_release, args=(sig,), name="clef-reload", daemon=True).start()
+            handed_over = True
+            return True
+        finally:
+            if not handed_over:
+                self._reload_lock.release()
+
+    def _reload_and_release(self, sig: tuple[Any, ...]) -> None:
+        try:
+            self._reload(sig)
+        finally:
+            self._reload_lock.release()
+
+    def _reload(self, sig: tuple[Any, ...]) -> bool:
+        t0 = time.perf_counter()
+        old = self.searcher
+        try:
+            searcher = CohortSearcher(self.store, self.model_id, old.cfg)
+            if searcher.index.dim != old.index.dim:
+                raise StoreError(f"the index now has dimension {searcher.index.dim}, not {old.index.dim}")
+        except Exception as exc:  # noqa: BLE001 - a bad store state must not take the service down
+            expected = isinstance(exc, (StoreError, OSError))
+            log.error("reloading the index of %s failed, serving the loaded one (%d sessions) until the store "
+                      "changes again: %s", self.store.path, old.index.n, " ".join(str(exc).split()),
+                      exc_info=not expected)
+            self._failed = (sig, time.monotonic())
+            return False
+        self._failed = None
+        self.searcher = searcher  # one assignment: requests see the old or the new searcher, whole
+        # ensure_index may have saved an updated index: that save is not a change to load again
+        self._signature = sig[:-1] + index_signature(self.store, self.model_id)[-1:]
+        self.generation += 1
+        log.info("index of %s reloaded (%s) in %.1f s: %d → %d sessions", self.store.path, searcher.index_action,
+                 time.perf_counter() - t0, old.index.n, searcher.index.n)
+        return True
 
 
 def _public(meta: dict[str, Any]) -> dict[str, Any]:
@@ -183,9 +281,9 @@ def create_app(cfg: ServeConfig, keys: list[str] | None = None) -> FastAPI:
         return JSONResponse({"detail": exc.message}, status_code=exc.status)
 
     # -- helpers -------------------------------------------------------------------------
-    def stored(session_id: str) -> dict[str, Any]:
+    def stored(searcher: CohortSearcher, session_id: str) -> dict[str, Any]:
         try:
-            return state.searcher.session_meta(session_id)
+            return searcher.session_meta(session_id)
         except KeyError:
             raise HTTPException(404, f"session {session_id!r} not found") from None
 
@@ -251,8 +349,9 @@ def create_app(cfg: ServeConfig, keys: list[str] | None = None) -> FastAPI:
             raise HTTPException(404, f"unknown task(s): {', '.join(unknown)}; GET /tasks lists them")
         return {t: round(float(state.probes[t](x)), 6) for t in names}
 
-    def similar(vector: np.ndarray, k: int, filters: list[str], per_patient: bool, query: str, *,
-                session_id: str | None = None, sha: str | None = None, patient: str | None = None) -> SimilarOut:
+    def similar(searcher: CohortSearcher, vector: np.ndarray, k: int, filters: list[str], per_patient: bool,
+                query: str, *, session_id: str | None = None, sha: str | None = None,
+                patient: str | None = None) -> SimilarOut:
         if k > cfg.max_k:
             raise HTTPException(422, f"k of at most {cfg.max_k} expected, found {k}")
         try:
@@ -260,10 +359,10 @@ def create_app(cfg: ServeConfig, keys: list[str] | None = None) -> FastAPI:
         except FilterError as exc:
             raise HTTPException(422, str(exc)) from None
         if session_id is not None:
-            found = state.searcher.search_session(session_id, k, fs, per_patient=per_patient)
+            found = searcher.search_session(session_id, k, fs, per_patient=per_patient)
         else:
-            row = state.searcher.row_of_sha(sha)
-            found = state.searcher.search(vector, k, fs, per_patient=per_patient,
+            row = searcher.row_of_sha(sha)
+            found = searcher.search(vector, k, fs, per_patient=per_patient,
                                           exclude_rows=[row] if row is not None else [],
                                           exclude_patient=patient if per_patient else None)
         return SimilarOut(model_id=state.model_id, query=query, k=k, filters=[str(f) for f in fs],
@@ -285,7 +384,7 @@ def create_app(cfg: ServeConfig, keys: list[str] | None = None) -> FastAPI:
              tags=["probes"])
     def session_probabilities(session_id: str, task: Tasks = None) -> ProbabilitiesOut:
         """Task probabilities of a stored session."""
-        stored(session_id)
+        stored(state.current(), session_id)
         x = state.store.vector(session_id, state.model_id)
         if x is None:  # indexed but gone from the store
             raise HTTPException(404, f"session {session_id!r} not found")
@@ -295,13 +394,14 @@ def create_app(cfg: ServeConfig, keys: list[str] | None = None) -> FastAPI:
     def session_similar(session_id: str, k: K = 10, filter: Filters = [],  # noqa: A002,B006
                         per_patient: bool = False) -> SimilarOut:
         """Stored sessions most similar to a stored session (itself excluded)."""
-        stored(session_id)
-        return similar(np.zeros(0), k, filter, per_patient, session_id, session_id=session_id)
+        searcher = state.current()
+        stored(searcher, session_id)
+        return similar(searcher, np.zeros(0), k, filter, per_patient, session_id, session_id=session_id)
 
     @app.get("/sessions/{session_id:path}", response_model=SessionOut, dependencies=auth, tags=["sessions"])
     def session(session_id: str) -> SessionOut:
         """Non-PHI metadata of a stored session."""
-        return SessionOut(**_public(stored(session_id)))
+        return SessionOut(**_public(stored(state.current(), session_id)))
 
     upload_deps = auth
 
@@ -317,7 +417,7 @@ def create_app(cfg: ServeConfig, keys: list[str] | None = None) -> FastAPI:
     def upload_probabilities(file: Upload, task: Tasks = None) -> ProbabilitiesOut:
         """Task probabilities of an uploaded recording."""
         if task:
-            probabilities(np.zeros(state.searcher.index.dim), task)  # unknown tasks: 404 before the work
+            probabilities(np.zeros(state.current().index.dim), task)  # unknown tasks: 404 before the work
         emb, _ = embed_upload(file)
         return ProbabilitiesOut(model_id=state.model_id, query="upload", probabilities=probabilities(emb.vector, task))
 
@@ -326,7 +426,7 @@ def create_app(cfg: ServeConfig, keys: list[str] | None = None) -> FastAPI:
                        per_patient: bool = False) -> SimilarOut:
         """Stored sessions most similar to an uploaded recording (the same bytes, if stored, excluded)."""
         emb, facts = embed_upload(file)
-        return similar(emb.vector, k, filter, per_patient, "upload", sha=emb.source_sha256,
+        return similar(state.current(), emb.vector, k, filter, per_patient, "upload", sha=emb.source_sha256,
                        patient=facts.patient_hash)
 
     return app

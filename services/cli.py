@@ -191,12 +191,15 @@ def serve(
                                                                   "CLEF_API_KEYS, comma-separated)."),
     max_upload_mb: float = typer.Option(512.0, "--max-upload-mb", min=0.001, help="Largest upload accepted."),
     device: str = typer.Option("cpu", "--device", help="Torch device for uploads."),
+    reload_seconds: float = typer.Option(10.0, "--reload-seconds", min=0,
+                                         help="Check at most this often whether the store grew or its index was "
+                                              "rebuilt, and load the change in the background (0: never)."),
 ) -> None:
     """HTTP service: embeddings, task probabilities and similar sessions (FastAPI; docs at /docs)."""
     from clef.cli import err
 
     cfg = ServeConfig(store=store, checkpoint=checkpoint, probes=probes, api_keys_file=api_keys,
-                      max_upload_mb=max_upload_mb, device=device)
+                      max_upload_mb=max_upload_mb, device=device, reload_seconds=reload_seconds)
 
     def run() -> Any:
         from services.api import create_app

@@ -117,6 +117,10 @@ class ServeConfig(BaseModel):
         Largest number of neighbours one request may ask for.
     device : str
         Torch device for uploads.
+    reload_seconds : float
+        How often (at most) a request checks whether the store grew or its index was
+        rebuilt; a change is loaded in the background and swapped in atomically, the
+        current index answering meanwhile. 0 turns reloading off.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -128,3 +132,4 @@ class ServeConfig(BaseModel):
     max_upload_mb: float = Field(512.0, gt=0)
     max_k: int = Field(500, ge=1)
     device: str = "cpu"
+    reload_seconds: float = Field(10.0, ge=0)

@@ -1,0 +1,280 @@
+"""HTTP service latency and throughput: the real ``clef serve`` on loopback, 1 / 4 / 8 concurrent clients.
+
+Usage::
+
+    python bench/serve.py [--clients 1,4,8] [--requests 400] [--embed-requests 16]
+                          [--store STORE --checkpoint CKPT [--probes RESULTS]] [--edf FILE]
+                          [--sessions 8] [--minutes 20] [--extra-sessions 10000]
+
+The server is started as a separate process (``python -m clef serve``, uvicorn, one
+process), exactly as a user starts it, with a fresh API key in ``CLEF_API_KEYS``. The
+clients are threads of this process, each with its own ``httpx.Client`` (keep-alive),
+in a closed loop: each sends its next request when the previous answer arrived. Per
+endpoint and number of clients: p50 / p95 / p99 latency, throughput (requests / wall
+time), errors (non-2xx), and the server's CPU time per request (from its process).
+Endpoints::
+
+    GET  /health                                liveness (no key)
+    GET  /sessions/{id}/similar?k=10            cohort search from a stored session
+    GET  /sessions/{id}/probabilities           task probabilities of a stored session
+    POST /embed                                 embed an uploaded EDF (one at a time, by design)
+
+Stored-session queries pick random sessions of the store. Default store (rebuilt each
+run, under ``bench/out/serve/``): ``--sessions`` sessions of a synthetic hospital of
+``--minutes``-minute recordings embedded with the checkpoint (``--checkpoint``, else
+``bench/out/align/aligned_tiny_300``, else random weights), plus ``--extra-sessions``
+random clustered embeddings of the same model (so the search runs over a realistic
+number of sessions), and three random probes. The upload is ``--edf``, else the first
+session of that archive. Client and server share the machine: on few cores the client
+threads take CPU from the server, so the throughput figures are lower bounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "bench" / "out" / "serve"
+
+
+# -- the store the server serves ------------------------------------------------------------
+def pad_store(store: Path, n: int, seed: int = 0, part: int = 5000) -> int:
+    """Add ``n`` random clustered embeddings of the store's model (metadata included); returns the new total."""
+    from services.store import EmbeddingStore
+    from services.store_writer import StoreWriter, utc_now
+
+    st = EmbeddingStore(store)
+    model = st.resolve_model(None)
+    ids, x = st.matrix(model)
+    rng = np.random.default_rng(seed)
+    dim = x.shape[1]
+    centres = x[rng.integers(0, len(x), 50)] + rng.normal(0, x.std() + 1e-6, (50, dim)).astype(np.float32)
+    sites, settings = ["S01", "S02", "S03", "S04", "S05"], ["routine", "emu", "icu"]
+    with StoreWriter(store, st.info().get("archive", store)) as w:
+        for a in range(0, n, part):
+            man, ses, emb = [], [], []
+            for i in range(a, min(n, a + part)):
+                v = (centres[i % 50] + rng.normal(0, 0.5 * (x.std() + 1e-6), dim)).astype(np.float32)
+                sha, sid = f"{i:064x}", f"pad{i:07d}"
+                man.append({"path": f"pad/{sid}.edf", "sha256": sha, "size": 1, "status": "done", "error_kind": None,
+                            "error": None, "seconds": 0.0, "updated": utc_now(), "model_id": model, "mtime_ns": 0})
+                ses.append({"session_id": sid, "source_sha256": sha, "path": f"pad/{sid}.edf", "format": "EDF+C",
+                            "duration_s": 1200.0, "n_windows": 1, "sex": "FM"[i % 2],
+                            "age_years": float(rng.uniform(0, 95)), "patient_hash": f"p{i // 3:07d}",
+                            "site": sites[i % 5], "setting": settings[i % 3]})
+                emb.append({"session_id": sid, "source_sha256": sha, "model_id": model, "vector": v.tolist(),
+                            "window_vectors": [v.tolist()], "n_windows": 1})
+            w.commit(man, ses, emb, models={model: {"dim": dim, "checkpoint": "bench padding"}})
+    return len(ids) + n
+
+
+def build_store(args: argparse.Namespace) -> tuple[Path, Path, Path, Path]:
+    """Store, checkpoint, probes folder and upload file (built under bench/out/serve/ unless given)."""
+    from bench.embed_archive import default_checkpoint, sub_archive, synthetic_archive
+    from services.batch import embed_archive
+    from services.config import EmbedConfig, IndexConfig
+    from services.discovery import discover
+    from services.index import ensure_index
+    from services.probes import Probe, save_probe
+    from services.store import EmbeddingStore
+
+    checkpoint = args.checkpoint or default_checkpoint("tiny")
+    if args.store is not None:
+        if args.edf is None:
+            raise SystemExit("--store needs --edf (a recording to upload)")
+        store = args.store
+    else:
+        archive = sub_archive(synthetic_archive(args.sessions, args.minutes), args.sessions)
+        store = OUT / "store"
+        shutil.rmtree(store, ignore_errors=True)
+        t0 = time.perf_counter()
+        s = embed_archive(archive, checkpoint, store, EmbedConfig(workers=1), progress=False)
+        total = pad_store(store, args.extra_sessions) if args.extra_sessions else s.embedded
+        print(f"store {store.relative_to(ROOT)}: {s.embedded} embedded + {args.extra_sessions} random sessions "
+              f"= {total} ({time.perf_counter() - t0:.1f} s)")
+        args.edf = args.edf or discover(archive)[0].path
+    t0 = time.perf_counter()
+    ci, action = ensure_index(store, None, None, IndexConfig())
+    print(f"index {action}: {ci.kind}, {ci.n} sessions, dim {ci.dim} ({time.perf_counter() - t0:.1f} s)")
+    probes = args.probes
+    if probes is None:
+        probes = OUT / "results"
+        shutil.rmtree(probes, ignore_errors=True)
+        st = EmbeddingStore(store)
+        rng = np.random.default_rng(0)
+        for task in ("dx_epilepsy", "rx_benzodiazepines", "eeg_focal_slowing"):
+            save_probe(probes, Probe(task, rng.normal(size=ci.dim), 0.1, np.zeros(ci.dim), np.ones(ci.dim),
+                                     st.resolve_model(None), {"category": "bench"}))
+    return store, checkpoint, probes, Path(args.edf)
+
+
+# -- the server -------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(store: Path, checkpoint: Path, probes: Path, key: str, log: Path) -> tuple[subprocess.Popen, str, float]:
+    """``python -m clef serve`` on a free loopback port; returns (process, base URL, seconds to ready)."""
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "CLEF_API_KEYS": key}
+    cmd = [sys.executable, "-m", "clef", "serve", str(store), "--checkpoint", str(checkpoint), "--probes", str(probes),
+           "--port", str(port), "--max-upload-mb", "1024"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"clef serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url, time.perf_counter() - t0
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"clef serve not ready after 300 s:\n{log.read_text()[-3000:]}")
+
+
+# -- load generation --------------------------------------------------------------------------
+@dataclass
+class Result:
+    endpoint: str
+    clients: int
+    latencies: np.ndarray  # seconds
+    errors: int
+    wall: float
+    server_cpu: float  # seconds of the server process's CPU during the level
+
+    def row(self) -> str:
+        n = len(self.latencies)
+        p50, p95, p99 = np.percentile(self.latencies * 1e3, [50, 95, 99]) if n else (float("nan"),) * 3
+        return (f"| {self.endpoint} | {self.clients} | {n} | {self.errors} | {p50:.1f} | {p95:.1f} | {p99:.1f} | "
+                f"{n / self.wall:.1f} | {1e3 * self.server_cpu / max(n, 1):.1f} |")
+
+
+Request = Callable[["object", np.random.Generator], "object"]
+
+
+def load(url: str, key: str, name: str, send: Request, clients: int, total: int, server: object) -> Result:
+    """``total`` requests from ``clients`` closed-loop client threads."""
+    import httpx
+
+    per = [total // clients + (1 if i < total % clients else 0) for i in range(clients)]
+    lat: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    start = threading.Barrier(clients + 1)
+
+    def client(i: int) -> None:
+        rng = np.random.default_rng(1000 + i)
+        with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=600) as c:
+            send(c, rng)  # connect + warm
+            start.wait()
+            for _ in range(per[i]):
+                t0 = time.perf_counter()
+                r = send(c, rng)
+                lat[i].append(time.perf_counter() - t0)
+                if not 200 <= r.status_code < 300:  # type: ignore[attr-defined]
+                    errors[i] += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    start.wait()
+    cpu0 = sum(server.cpu_times()[:2])  # type: ignore[attr-defined]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    cpu = sum(server.cpu_times()[:2]) - cpu0  # type: ignore[attr-defined]
+    return Result(name, clients, np.array([x for xs in lat for x in xs]), sum(errors), wall, cpu)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--store", type=Path, default=None, help="Existing store (default: build one).")
+    ap.add_argument("--checkpoint", type=Path, default=None, help="Checkpoint whose model the store holds.")
+    ap.add_argument("--probes", type=Path, default=None, help="Results folder with probes/<task>.json.")
+    ap.add_argument("--edf", type=Path, default=None, help="Recording uploaded to POST /embed.")
+    ap.add_argument("--sessions", type=int, default=8, help="Real sessions embedded into the default store.")
+    ap.add_argument("--minutes", type=float, default=20.0, help="Their length (and the upload's).")
+    ap.add_argument("--extra-sessions", type=int, default=10_000, help="Random sessions added to the default store.")
+    ap.add_argument("--clients", default="1,4,8")
+    ap.add_argument("--requests", type=int, default=400, help="Requests per level for the GET endpoints.")
+    ap.add_argument("--embed-requests", type=int, default=16, help="Requests per level for POST /embed.")
+    ap.add_argument("--k", type=int, default=10)
+    args = ap.parse_args()
+    os.environ.setdefault("CLEF_DEID_SALT", "bench")
+    import psutil
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    store, checkpoint, probes, edf = build_store(args)
+    from services.index import load_index
+
+    ids = load_index(store).session_ids
+    upload = edf.read_bytes()
+    from services.headers import read_header_facts
+
+    facts = read_header_facts(edf)
+    key = secrets.token_urlsafe(24)
+    proc, url, ready = start_server(store, checkpoint, probes, key, OUT / "server.log")
+    server = psutil.Process(proc.pid)
+    print(f"clef serve ready in {ready:.1f} s (pid {proc.pid}); {len(ids)} sessions indexed; "
+          f"upload {edf.name}: {len(upload) / 2**20:.1f} MB, {facts.duration_s / 60:.1f} min; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+
+    def health(c, rng):
+        return c.get("/health")
+
+    def similar(c, rng):
+        return c.get(f"/sessions/{ids[rng.integers(len(ids))]}/similar", params={"k": args.k})
+
+    def probabilities(c, rng):
+        return c.get(f"/sessions/{ids[rng.integers(len(ids))]}/probabilities")
+
+    def embed(c, rng):
+        return c.post("/embed", files={"file": ("upload.edf", upload)})
+
+    plan = [("GET /health", health, args.requests), (f"GET /sessions/{{id}}/similar?k={args.k}", similar, args.requests),
+            ("GET /sessions/{id}/probabilities", probabilities, args.requests),
+            ("POST /embed", embed, args.embed_requests)]
+    results = []
+    try:
+        for name, send, total in plan:
+            for clients in [int(c) for c in args.clients.split(",")]:
+                r = load(url, key, name, send, clients, max(total, clients), server)
+                results.append(r)
+                print(f"  {r.row()}", flush=True)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    print(f"\n== clef serve, {len(ids)} sessions, closed-loop clients on the same machine")
+    print("| endpoint | clients | requests | errors | p50 ms | p95 ms | p99 ms | req/s | server CPU ms/req |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(r.row())
+
+
+if __name__ == "__main__":
+    main()
