@@ -136,7 +136,7 @@ def synthetic_cohort(n_sessions: int, n_icd_categories: int, seed: int):  # noqa
     cohort = pl.DataFrame({
         "session_id": [f"s{i:06d}" for i in range(n_sessions)],
         "patient_id": [f"p{p:06d}" for p in pat_of],
-        "path": [None] * n_sessions, "start": [None] * n_sessions,
+        "path": [None] * n_sessions,
         "site": site[pat_of].tolist(), "setting": setting.tolist(),
         "age_years": np.round(age[pat_of] + rng.uniform(0, 3, n_sessions), 1),
         "sex": sex[pat_of].tolist(), "race": [None] * n_sessions,

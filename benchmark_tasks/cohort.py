@@ -10,7 +10,6 @@ column                 type                meaning
 session_id             str                 the archive's session id (EDF file stem)
 patient_id             str or null         FHIR ``Patient.id`` (pseudonymous key of the export)
 path                   str or null         EDF/BDF path relative to the archive root
-start                  str or null         session start, ISO 8601 (local time with offset)
 site                   str                 ``Encounter.serviceProvider``; ``unknown`` if none
 setting                str                 EEG care setting (routine/emu/icu); ``unknown``
 age_years              f64 or null         age at the session
@@ -28,7 +27,10 @@ findings               list[str]           report findings asserted present
 findings_possible      list[str]           report findings called possible (not present)
 =====================  ==================  ===================================================
 
-No name, MRN, date of birth or report text enters the table.
+No name, MRN, date of birth, session date or report text enters the table: the session
+start only dates the codes (``icd10``, ``atc``) and the age, and is not kept (dates of
+service are identifiers under HIPAA Safe Harbor, and a suite's tables are meant to be
+shared).
 """
 
 from __future__ import annotations
@@ -59,7 +61,6 @@ COHORT_SCHEMA: dict[str, Any] = {
     "session_id": pl.String,
     "patient_id": pl.String,
     "path": pl.String,
-    "start": pl.String,
     "site": pl.String,
     "setting": pl.String,
     "age_years": pl.Float64,
@@ -160,7 +161,6 @@ def build_cohort(archive: str | os.PathLike[str] | ArchiveIndex, *, with_reports
             "session_id": s.session_id,
             "patient_id": s.patient_id,
             "path": s.path,
-            "start": s.start.isoformat() if s.start else None,
             "site": (enc.site if enc and enc.site else None) or extra.get("site") or UNKNOWN,
             "setting": (enc.setting if enc and enc.setting else None) or extra.get("setting") or UNKNOWN,
             "age_years": None, "sex": None, "race": None, "has_ehr": False, "has_report": False,

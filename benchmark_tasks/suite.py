@@ -39,6 +39,7 @@ from benchmark_tasks.tasks import CohortIndex, TaskDefinition, TaskStats, candid
 __all__ = [
     "FORMAT_VERSION",
     "SUITES_DIR",
+    "NoTasksError",
     "Suite",
     "SuiteDigestError",
     "SuiteSpec",
@@ -64,6 +65,10 @@ _TABLES = ("labels", "splits", "balance", "cohort")
 
 class SuiteDigestError(ValueError):
     """A suite table does not match the digest its YAML records."""
+
+
+class NoTasksError(ValueError):
+    """No candidate task reached the generator's minimum size (too small an archive)."""
 
 
 class SuiteFiles(BaseModel):
@@ -307,8 +312,10 @@ def generate_suite(archive: str | os.PathLike[str] | None, out: str | os.PathLik
 
     Raises
     ------
+    NoTasksError
+        No task reaches the minimum size (a ``ValueError``).
     ValueError
-        No task reaches the minimum size, or the archive has no sessions with a patient.
+        The archive has no sessions with a patient, or ``out`` is not a YAML name.
     """
     cfg = config or SuiteConfig()
     out = Path(out)
@@ -382,7 +389,7 @@ def generate_suite(archive: str | os.PathLike[str] | None, out: str | os.PathLik
             schema=LABELS_SCHEMA))
         balance_parts.append(m.balance.with_columns(pl.lit(task.name).alias("task")).select(list(BALANCE_SCHEMA)))
     if not tasks:
-        raise ValueError(f"no task reached {gen.min_positives} matched positives among {len(candidates)} candidates "
+        raise NoTasksError(f"no task reached {gen.min_positives} matched positives among {len(candidates)} candidates "
                          f"({cohort.height} sessions); lower --min-positives or use a larger archive")
     labels = pl.concat(label_parts)
     check_no_leak(labels, splits)

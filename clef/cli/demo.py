@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -14,6 +17,48 @@ from clef.cli import app, quiet_training_logs
 
 log = logging.getLogger(__name__)
 console = Console()
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How large a demo run is: the hospital and the training budgets of each stage.
+
+    Attributes
+    ----------
+    patients : int
+        Patients of the synthetic hospital (1-4 sessions each).
+    minutes_range : tuple of float, optional
+        Redraw every session's duration in this range (minutes); None keeps the
+        population model's realistic spread.
+    tokenizer_steps : int, optional
+        VQGAN steps (None: the ``tiny`` preset's).
+    pretrain_steps : int
+        Masked-token pretraining steps of the session transformer.
+    session_overrides : dict
+        Overrides of the ``tiny`` session-transformer preset.
+    align_steps : int
+        Contrastive alignment (stage 2) steps.
+    quick : bool
+        Passed to the later stages' demo steps that accept it (smaller suites, fewer
+        bootstrap resamples).
+    """
+
+    patients: int = 40
+    minutes_range: tuple[float, float] | None = None
+    tokenizer_steps: int | None = None
+    pretrain_steps: int = 200
+    session_overrides: dict[str, Any] | None = None
+    align_steps: int = 100
+    quick: bool = False
+
+
+#: The demo as documented: a 40-patient hospital, ~15 min on 2 cores.
+FULL_DEMO = DemoSize(session_overrides={"train": {"batch_size": 8}})
+#: ``clef demo --quick``: every stage and output, a handful of steps each (a smoke test, ~2-3 min).
+QUICK_DEMO = DemoSize(patients=16, minutes_range=(2.0, 4.0), tokenizer_steps=8, pretrain_steps=10,
+                      session_overrides={"model": {"dim": 64, "depth": 2, "heads": 4}, "train": {"batch_size": 8},
+                                         "optim": {"warmup_steps": 2}},
+                      align_steps=6, quick=True)
 
 
 def _stage(title: str) -> float:
@@ -45,7 +90,8 @@ def demo_ingest(out: Path) -> list[dict]:
     return records
 
 
-def demo_hospital(out: Path, patients: int = 40, seed: int = 0) -> Path:
+def demo_hospital(out: Path, patients: int = 40, seed: int = 0,
+                  minutes_range: tuple[float, float] | None = None) -> Path:
     """Synthesise the demo hospital and inspect one file per site (with a page plot)."""
     from clef.cli.inspect import inspect_file
     from clef.cli.synth import run_synth
@@ -54,7 +100,7 @@ def demo_hospital(out: Path, patients: int = 40, seed: int = 0) -> Path:
     from tokenizer import SignalContract
 
     hosp = out / "hospital"
-    s = run_synth(hosp, patients, seed, None, None, overwrite=True)
+    s = run_synth(hosp, patients, seed, minutes_range, None, overwrite=True)
     console.print(f"{s.n_sessions} sessions of {s.n_patients} patients, {s.hours_of_eeg:.1f} h of EEG, "
                   f"in {s.seconds:.1f} s → {hosp}")
     truth = load_truth(hosp)
@@ -73,7 +119,7 @@ def demo_hospital(out: Path, patients: int = 40, seed: int = 0) -> Path:
     return hosp
 
 
-def demo_train(out: Path, hosp: Path) -> "object":
+def demo_train(out: Path, hosp: Path, size: DemoSize = FULL_DEMO) -> "object":
     """Train the tiny tokenizer, show a reconstruction, tokenize, pretrain, embed the hospital."""
     import numpy as np
     import polars as pl
@@ -93,8 +139,9 @@ def demo_train(out: Path, hosp: Path) -> "object":
     # the tiny presets, with a lighter pretraining so the whole demo stays within minutes
     from clef.config import load_config
 
-    light = load_config("tiny", {"train": {"batch_size": 8}})
-    trained = train_all(hosp / "edf", runs, cache_dir=runs / "cache", session_config=light, pretrain_steps=200,
+    light = load_config("tiny", size.session_overrides or {})
+    trained = train_all(hosp / "edf", runs, cache_dir=runs / "cache", session_config=light,
+                        tokenizer_steps=size.tokenizer_steps, pretrain_steps=size.pretrain_steps,
                         on_stage=lambda s: console.print(f"[cyan]{s}[/] ({time.perf_counter() - t0:.0f} s)"))
     model = VQGAN.from_checkpoint(str(trained.tokenizer))
     truth = load_truth(hosp)
@@ -146,7 +193,7 @@ def demo_align(out: Path, hosp: Path, trained: "object", steps: int = 100) -> "o
             console.print(f"held-out patients, EEG → {name}: top-10 accuracy {ret[name + '_top10']:.2f} "
                           f"(chance {ret[name + '_chance10']:.2f}, n = {int(ret[name + '_n'])})")
     if ret.get("report_n", 0) < 50:
-        console.print("[dim](a few held-out sessions of a 40-patient hospital: these figures are noisy; "
+        console.print("[dim](a few held-out sessions of a small demo hospital: these figures are noisy; "
                       "python bench/align.py measures them on 71 held-out sessions of 200 patients)[/]")
     return r
 
@@ -154,35 +201,45 @@ def demo_align(out: Path, hosp: Path, trained: "object", steps: int = 100) -> "o
 DEMO_STEPS_GROUP = "clef.demo_steps"
 
 
-def demo_later_stages(out: Path, hosp: Path, checkpoint: Path) -> None:
+def demo_later_stages(out: Path, hosp: Path, checkpoint: Path, quick: bool = False) -> None:
     """Run the demo steps of later stages (services ...), found through entry points.
 
     Those packages import ``clef``, never the reverse (DESIGN.md §3); each entry point of
-    ``clef.demo_steps`` names a ``step(hospital, checkpoint, out, console)`` function.
+    ``clef.demo_steps`` names a ``step(hospital, checkpoint, out, console)`` function,
+    which may also take a keyword ``quick`` (``clef demo --quick``: a tiny hospital, keep
+    the step small and do not fail for want of data).
     """
     from importlib.metadata import entry_points
 
     for n, ep in enumerate(sorted(entry_points(group=DEMO_STEPS_GROUP), key=lambda e: e.name), 5):
         _stage(f"{n}. {ep.name}")
-        ep.load()(hosp, checkpoint, out, console)
+        step = ep.load()
+        kwargs = {"quick": True} if quick and "quick" in inspect.signature(step).parameters else {}
+        step(hosp, checkpoint, out, console, **kwargs)
 
 
 @app.command()
-def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for everything the demo writes.")) -> None:
+def demo(
+    out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for everything the demo writes."),
+    quick: bool = typer.Option(False, "--quick", help="A 16-patient hospital of short sessions and a few training "
+                                                      "steps per stage (~2-3 min): every stage and output file, "
+                                                      "no meaningful figures."),
+) -> None:
     """Run the platform end to end on built-in synthetic data and write a results folder."""
+    size = QUICK_DEMO if quick else FULL_DEMO
     quiet_training_logs()
     out.mkdir(parents=True, exist_ok=True)
     _stage("1. Synthetic hospital: EDF archive + FHIR EHR + reports with known truth")
-    demo_hospital(out)
+    demo_hospital(out, size.patients, minutes_range=size.minutes_range)
     t0 = _stage("2. Ingestion: awkward hospital exports → canonical recordings")
     records = demo_ingest(out)
     ok = sum(r["ok"] for r in records)
     console.print(f"{ok} of {len(records)} files ingested, {len(records) - ok} refused with a clear error "
                   f"({time.perf_counter() - t0:.1f} s); details in {out / 'inspect.jsonl'}, pages in {out / 'plots'}")
     _stage("3. Tokenizer + session transformer: train tiny models on the hospital, embed every session")
-    trained = demo_train(out, out / "hospital")
+    trained = demo_train(out, out / "hospital", size)
     _stage("4. Clinical grounding: reports + FHIR EHR, contrastive alignment (stage 2)")
-    aligned = demo_align(out, out / "hospital", trained)
-    demo_later_stages(out, out / "hospital", aligned.checkpoint)  # type: ignore[attr-defined]
+    aligned = demo_align(out, out / "hospital", trained, steps=size.align_steps)
+    demo_later_stages(out, out / "hospital", aligned.checkpoint, quick=size.quick)  # type: ignore[attr-defined]
     console.rule("[bold green]demo finished")
     console.print(f"results: {out.resolve()}")
