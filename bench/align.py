@@ -3,7 +3,7 @@
 Usage::
 
     python bench/align.py [--hospital DIR] [--tokenizer CKPT] [--pretrain-steps 300]
-                          [--align-steps 300] [--prepare-only]
+                          [--align-steps 300] [--prepare-only] [--held-out icd:G40,atc:N03]
 
 Defaults: the 200-patient hospital of ``bench/synth.py`` (``bench/out/hospital_200``,
 generated when missing) and the 600-step tiny tokenizer of ``bench/tokenizer_quality.py``.
@@ -35,6 +35,9 @@ def main() -> None:
     ap.add_argument("--align-steps", type=int, default=300)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prepare-only", action="store_true", help="Tokenize and pretrain, then stop.")
+    ap.add_argument("--held-out", default="", help="Comma-separated concepts removed from alignment (e.g. "
+                    "icd:G40,icd:G41,atc:N03): the held-out-concept experiment; the checkpoint goes to "
+                    "aligned_tiny_<steps>_heldout_<concepts>.")
     args = ap.parse_args()
     os.environ.setdefault("CLEF_DEID_SALT", "bench")
     os.environ.setdefault("CLEF_HOME", str(OUT / "home"))
@@ -71,10 +74,12 @@ def main() -> None:
     from clef.align.train import _init_from_stage1
     from reports import SummariserConfig, make_summariser
 
-    cfg = load_align_config("tiny")
+    held = [c.strip() for c in args.held_out.split(",") if c.strip()]
+    cfg = load_align_config("tiny", {"ehr": {"held_out": held}} if held else None)
     index = index_archive(args.hospital)
     t0 = time.perf_counter()
-    aligned = OUT / f"aligned_tiny_{args.align_steps}"
+    suffix = ("_heldout_" + "_".join(c.replace(":", "").lower() for c in held)) if held else ""
+    aligned = OUT / f"aligned_tiny_{args.align_steps}{suffix}"
     r2 = align(stage1, index, cfg, aligned, tokens=tokens, max_steps=args.align_steps,
                resume=(aligned / "align" / "meta.json").exists(), trainer_kwargs={"enable_progress_bar": False})
     t_align = time.perf_counter() - t0

@@ -222,6 +222,20 @@ def main() -> None:
             lines.append(f"| {x['model_a']} | {x['model_b']} | {x['category']} | {x['n_tasks']} | "
                          f"{x['mean_diff']:+.3f} [{x['ci_low']:+.3f}, {x['ci_high']:+.3f}] | "
                          f"{x['wins_a']} / {x['wins_b']} |")
+    held = res.heldout
+    if held.height:
+        lines += ["", f"## Held-out concepts ({probe_cfg.primary}; code tasks by their status for the model whose "
+                  "alignment did not see them)", "",
+                  "| held-out model | held out of it | task status | tasks | model | mean AUROC [95% CI] |",
+                  "|---|---|---|---|---|---|"]
+        concepts = {m.name: ", ".join(m.held_out) for m in models if m.held_out}
+        for x in held.iter_rows(named=True):
+            lines.append(f"| {x['heldout_model']} | {concepts.get(x['heldout_model'], '')} | {x['status']} | "
+                         f"{x['n_tasks']} | {x['model']} | {x['mean_auroc']:.3f} [{x['ci_low']:.3f}, "
+                         f"{x['ci_high']:.3f}] |")
+        status = r.filter(pl.col("concept_status") == "held_out")["task"].unique().sort().to_list()
+        if status:
+            lines += ["", "Held-out tasks: " + ", ".join(status) + "."]
     lines += ["", f"Time: suite {t_gen:.0f} s, embeddings/features {t_embed:.0f} s, probes {t_probe:.0f} s "
               f"({os.cpu_count()} cores). Full report: {args.out / 'results' / 'report.md'}.", ""]
     text = "\n".join(lines)
