@@ -68,8 +68,10 @@ Decisions
   cannot map is kept with ``atc=None`` and reported.
 * **Duplicates** (same type and id seen twice): the first is kept; a later copy that
   differs is a problem.
-* A ``dateTime`` with a time but no time zone is invalid FHIR and rejected by the models
-  (reported with the resource id).
+* A ``dateTime`` with a time but no time zone (``2015-01-01T10:00:00``) is invalid FHIR,
+  yet common in real exports. It is read as the local wall-clock time it states (the
+  calendar day, which is all CLEF uses, is kept as written) and reported as a caveat
+  with the resource id and field; the resource is kept.
 
 Speed: validating every resource with the R4B models costs 1-3 ms per synthetic patient
 (one bundle of ~10 resources; 1000 patients in ~1.2 s), after a one-time ~3 s import of
@@ -272,6 +274,37 @@ def _short_error(exc: ValidationError) -> str:
 
 
 _PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2}))?$")
+_NAIVE_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?$")
+
+
+def repair_naive_datetimes(data: Any, path: str = "") -> list[str]:
+    """Give zone-less ``dateTime`` strings an explicit ``+00:00``, in place; return where.
+
+    FHIR requires a zone on a dateTime with a time; many hospital exports omit it. The
+    wall-clock time (and so the calendar day CLEF uses) is kept as written.
+
+    Parameters
+    ----------
+    data : dict or list
+        A resource's JSON (modified in place).
+    path : str
+        Prefix of the reported locations.
+
+    Returns
+    -------
+    list of str
+        Dotted locations of the repaired values (``onsetDateTime``, ``effectivePeriod.start``).
+    """
+    fixed: list[str] = []
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in list(items):
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(value, str) and _NAIVE_DATETIME.match(value):
+            data[key] = value + "+00:00"
+            fixed.append(where)
+        elif isinstance(value, (dict, list)):
+            fixed += repair_naive_datetimes(value, where)
+    return fixed
 
 
 def _as_date(value: Any, *, end: bool = False) -> dt.date | None:
@@ -497,6 +530,11 @@ class _Loader:
                     self.problem(src, rtype, rid, "duplicate resource id with different content; kept the first")
                 return
             self.seen[key] = digest
+        naive = repair_naive_datetimes(data)
+        if naive:
+            self.problem(src, rtype, rid, f"dateTime without a time zone at {', '.join(naive[:3])}"
+                                          f"{' ...' if len(naive) > 3 else ''}: read as the local time it states "
+                                          "(FHIR requires a zone); resource kept")
         try:
             model = _model(rtype).model_validate(data)
         except ValidationError as exc:

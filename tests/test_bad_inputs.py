@@ -440,7 +440,7 @@ FHIR_CASES: list[tuple[str, str, bytes, str | None, str]] = [
     ("future_birth_date", "b.json", _json(_bundle(_patient(birthDate="2099-01-01"))), "p1",
      "birthDate 2099-01-01 is in the future"),
     ("naive_timestamp", "b.json", _json(_bundle(_patient(), _condition(onsetDateTime="2015-01-01T10:00:00"))),
-     "c1", "onsetDateTime"),
+     "c1", "dateTime without a time zone at onsetDateTime"),
     ("impossible_date", "b.json", _json(_bundle(_patient(birthDate="2000-02-30"))), "p1", "birthDate"),
     ("non_utf8_cp1252", "b.json", json.dumps(_patient(name=[{"family": "Müller"}]), ensure_ascii=False)
      .encode("cp1252"), None, "'utf-8' codec can't decode"),
@@ -461,18 +461,19 @@ def test_fhir_corpus(tmp_path: Path, name: str, fname: str, content: bytes, rid:
 
 
 def test_fhir_bad_resources_lose_nothing_else(tmp_path: Path) -> None:
-    """A future onset keeps the diagnosis (onset unknown); a naive timestamp is invalid FHIR and
-    drops only its own resource, not the patient nor the other conditions."""
+    """A future onset keeps the diagnosis (onset unknown); a zone-less timestamp keeps the
+    diagnosis with the day it states (reported); an invalid resource drops only itself."""
     ok = {**_condition(), "id": "c2", "code": {"coding": [{"system": ICD, "code": "R55"}]}}
-    bundle = _bundle(_patient(), _condition(onsetDateTime="2015-01-01T10:00:00"), ok,
-                     {**_condition(onsetDateTime="2099-05-05"), "id": "c3"})
+    bad = {**_condition(), "id": "c4", "code": {"coding": "not a list"}}
+    bundle = _bundle(_patient(), _condition(onsetDateTime="2015-01-01T23:30:00"), ok,
+                     {**_condition(onsetDateTime="2099-05-05"), "id": "c3"}, bad)
     path = tmp_path / "b.json"
     path.write_text(json.dumps(bundle))
     res = load_fhir(path, now=NOW)
-    assert {p.resource_id for p in res.problems} == {"c1", "c3"}
+    assert {p.resource_id for p in res.problems} == {"c1", "c3", "c4"}
     rec = res.records["p1"]
     assert rec.sex == "F" and {(c.resource_id, c.onset) for c in rec.conditions} == {
-        ("c2", dt.date(2015, 1, 1)), ("c3", None)}
+        ("c1", dt.date(2015, 1, 1)), ("c2", dt.date(2015, 1, 1)), ("c3", None)}
 
 
 # --------------------------------------------------------------------------------------
