@@ -387,6 +387,15 @@ def test_demo_wrote_every_kind_of_output(demo_run: DemoRun) -> None:
     text = demo_run.console.read_text()
     assert "demo finished" in text and "suite:" in text
     assert demo_run.seconds < 600
+    # the results page a person opens: stage times, and links that all resolve inside the folder
+    page = (out / "README.md").read_text()
+    assert "| stage | minutes |" in page and "Benchmark report" in page
+    import re
+
+    links = re.findall(r"\]\(([^)]+)\)", page)
+    assert any(link.endswith(".png") for link in links) and "benchmark/results/report.md" in links
+    assert all((out / link).exists() for link in links), [link for link in links if not (out / link).exists()]
+    assert "demo finished" in (out / "demo_log.html").read_text()
 
 
 def test_no_output_file_carries_planted_phi(demo_run: DemoRun, phi: list[Planted]) -> None:

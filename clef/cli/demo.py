@@ -16,7 +16,9 @@ from rich.console import Console
 from clef.cli import app, quiet_training_logs
 
 log = logging.getLogger(__name__)
-console = Console()
+console = Console(record=True)
+#: (stage title, start time) of the current run, for the results page.
+_STAGES: list[tuple[str, float]] = []
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,42 @@ QUICK_DEMO = DemoSize(patients=16, minutes_range=(2.0, 4.0), tokenizer_steps=8, 
 
 def _stage(title: str) -> float:
     console.rule(f"[bold cyan]{title}")
-    return time.perf_counter()
+    t = time.perf_counter()
+    _STAGES.append((title, t))
+    return t
+
+
+def write_results_page(out: Path, total_s: float) -> Path:
+    """Write ``OUT/README.md`` (what the demo did, stage times, every figure) and ``OUT/demo_log.html``.
+
+    The page links the figures and reports the demo wrote (relative paths, so the folder
+    can be moved or zipped); the HTML is the demo's console transcript.
+    """
+    end = time.perf_counter()
+    lines = ["# CLEF demo results", "",
+             "Everything here was produced by `clef demo` from a synthetic hospital (simulated EEG, fake PHI in the "
+             "inputs only). The figures show the pipeline at work on a small hospital; they are not a measurement "
+             "of clinical performance.", "",
+             f"Total time: {total_s / 60:.1f} min. Console transcript: [demo_log.html](demo_log.html).", "",
+             "| stage | minutes |", "|---|---|"]
+    for i, (title, t) in enumerate(_STAGES):
+        t_next = _STAGES[i + 1][1] if i + 1 < len(_STAGES) else end
+        lines.append(f"| {title} | {(t_next - t) / 60:.1f} |")
+    sections = [("Benchmark report", out / "benchmark" / "results" / "report.md"),
+                ("Ingestion details (one JSON line per file)", out / "inspect.jsonl"),
+                ("Session embeddings (Parquet)", out / "embeddings.parquet"),
+                ("Embedding store and FAISS index", out / "store")]
+    lines += ["", "## Outputs", ""]
+    lines += [f"- {what}: [{p.relative_to(out)}]({p.relative_to(out).as_posix()})" for what, p in sections if p.exists()]
+    for title, folder in (("Figures", out / "plots"), ("Benchmark figures", out / "benchmark" / "results" / "plots")):
+        pngs = sorted(folder.glob("*.png")) if folder.is_dir() else []
+        if pngs:
+            lines += ["", f"## {title}", ""]
+            lines += [f"### {p.stem}\n\n![{p.stem}]({p.relative_to(out).as_posix()})\n" for p in pngs]
+    page = out / "README.md"
+    page.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    console.save_html(str(out / "demo_log.html"), clear=False)
+    return page
 
 
 def demo_ingest(out: Path) -> list[dict]:
@@ -229,6 +266,8 @@ def demo(
     size = QUICK_DEMO if quick else FULL_DEMO
     quiet_training_logs()
     out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    _STAGES.clear()
     _stage("1. Synthetic hospital: EDF archive + FHIR EHR + reports with known truth")
     demo_hospital(out, size.patients, minutes_range=size.minutes_range)
     t0 = _stage("2. Ingestion: awkward hospital exports → canonical recordings")
@@ -242,4 +281,7 @@ def demo(
     aligned = demo_align(out, out / "hospital", trained, steps=size.align_steps)
     demo_later_stages(out, out / "hospital", aligned.checkpoint, quick=size.quick)  # type: ignore[attr-defined]
     console.rule("[bold green]demo finished")
-    console.print(f"results: {out.resolve()}")
+    total = time.perf_counter() - t_start
+    console.print(f"demo finished in {total / 60:.1f} min; results page {(out / 'README.md').resolve()} "
+                  f"(figures, benchmark report, store), console transcript {out / 'demo_log.html'}")
+    write_results_page(out, total)
