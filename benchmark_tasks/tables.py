@@ -6,7 +6,6 @@ renamed over it (DESIGN.md §4), so a crash never leaves half a table.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -14,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+
+from clef.signal import file_sha256  # re-exported: the suite digests its tables with it
 
 __all__ = ["file_sha256", "require_columns", "write_json_atomic", "write_parquet_atomic", "write_text_atomic"]
 
@@ -57,15 +58,6 @@ def write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
 def write_json_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
     """Write an object as indented JSON atomically."""
     return write_text_atomic(json.dumps(obj, indent=1, sort_keys=False) + "\n", path)
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def require_columns(df: pl.DataFrame, columns: Iterable[str], what: str) -> None:

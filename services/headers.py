@@ -54,12 +54,7 @@ def read_header_facts(path: str | Path) -> HeaderFacts:
         The file is not a readable EDF/BDF file; ``kind`` names why (``not_edf``,
         ``empty_file``, ``truncated``, ``corrupt_header`` ...).
     """
-    # TODO(lead): re-export via clef. services may import clef only (DESIGN.md §3), and
-    # clef has no public header reader yet; ask: clef.archive.read_header + deidentify (or
-    # a ready `header_facts(path)`). Until then the tokenizer is imported here, lazily, in
-    # this one adapter and nowhere else in services.
-    from tokenizer import IngestError, read_header
-    from tokenizer.deid import deidentify
+    from clef.signal import IngestError, deidentify, read_header
 
     try:
         h = read_header(path)

@@ -45,6 +45,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from clef.signal import file_sha256
 from services.config import IndexConfig
 from services.store import EmbeddingStore, StoreError, vectors_of
 from services.store_writer import utc_now, write_json_atomic
@@ -232,14 +233,6 @@ def build_index(store: EmbeddingStore | str | Path, model_id: str | None = None,
     return ci
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(4 * 2**20):
-            h.update(block)
-    return h.hexdigest()
-
-
 @contextmanager
 def _locked(d: Path) -> Iterator[None]:
     """Hold ``STORE/index/.<model_id>.lock`` (``flock``; the kernel releases it if the process is killed)."""
@@ -283,7 +276,7 @@ def save_index(store: EmbeddingStore, ci: CohortIndex) -> Path:
         write_json_atomic(d / "index.json", {
             "schema": INDEX_SCHEMA, "kind": ci.kind, "requested": ci.requested, "model_id": ci.model_id, "n": ci.n,
             "dim": ci.dim, "store_digest": ci.digest, "params": ci.params, "index_file": f_index.name,
-            "ids_file": f_ids.name, "index_sha256": _file_sha256(f_index), "ids_sha256": _file_sha256(f_ids),
+            "ids_file": f_ids.name, "index_sha256": file_sha256(f_index), "ids_sha256": file_sha256(f_ids),
             "metric": "cosine (inner product of L2-normalised vectors)",
             "built": utc_now().isoformat(), "faiss": faiss.__version__})
         _remove_unreferenced(d)
@@ -337,7 +330,7 @@ def load_index(store: EmbeddingStore | str | Path, model_id: str | None = None) 
             raise StoreError(f"index {d}: {f.name} named by index.json is missing; run "
                              f"'clef index {store.path}' to rebuild it")
         recorded = meta.get(f"{key}_sha256")
-        if recorded is not None and _file_sha256(f) != recorded:
+        if recorded is not None and file_sha256(f) != recorded:
             raise StoreError(f"index {d}: {f.name} does not match the SHA-256 recorded in index.json (tampered "
                              f"with or corrupted); refusing to load it; run 'clef index {store.path}' to rebuild it")
     idx = faiss.read_index(str(d / meta["index_file"]))

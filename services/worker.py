@@ -7,7 +7,6 @@ and :meth:`FileEmbedder.finish` in model workers (GPU when present).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import time
@@ -17,6 +16,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from clef.signal import file_sha256
 from services.headers import HeaderError, HeaderFacts, read_header_facts
 
 log = logging.getLogger(__name__)
@@ -51,15 +51,6 @@ class FileResult:
     vector: np.ndarray | None = None
     windows: np.ndarray | None = None
     tokens: Any = field(default=None, repr=False)  # set between the two stages only
-
-
-def file_sha256(path: str | Path, chunk: int = 4 * 2**20) -> str:
-    """SHA-256 of a file's bytes, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def one_line(exc: BaseException, path: str = "", rel: str = "") -> str:

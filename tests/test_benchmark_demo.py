@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import polars as pl
 import pytest
 
-from benchmark_tasks.demo import _stage1_of, demo_step
-from benchmark_tasks.suite import load_suite
+from benchmark_tasks.demo import _stage1_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -27,24 +25,5 @@ def test_stage1_is_found_only_when_it_is_the_aligned_model_s_init(tmp_path: Path
     assert _stage1_of(aligned, tmp_path) is None
 
 
-def test_demo_step_writes_a_suite_and_a_report_with_plots(hospital: Path, pipeline, tmp_path: Path) -> None:
-    from rich.console import Console
-
-    console = Console(record=True, width=120)
-    res = demo_step(hospital, pipeline.checkpoint, tmp_path, console)
-    suite = load_suite(tmp_path / "benchmark" / "suite.yaml")
-    suite.verify()
-    assert len(suite.tasks) >= 2
-    out = tmp_path / "benchmark" / "results"
-    results = pl.read_parquet(out / "results.parquet")
-    assert set(results["model"]) == {"aligned", "random_encoder", "bandpower"}
-    assert set(results["task"]) <= {t.name for t in suite.tasks}
-    assert results["auroc"].is_between(0, 1).all()
-    report = (out / "report.md").read_text()
-    assert "aligned" in report and "bandpower" in report
-    pngs = list((out / "plots").glob("*.png"))
-    assert pngs and all(p.stat().st_size > 1000 for p in pngs)
-    assert (out / "probes").is_dir() and any((out / "probes").glob("*.json"))
-    text = console.export_text()
-    assert "mean AUROC" in text and "overall" in text
-    assert res.primary == "aligned"
+# The step itself runs in tests/test_phi_audit.py (the quick demo), whose
+# test_demo_wrote_every_kind_of_output checks its suite, models, report, plots and probes.

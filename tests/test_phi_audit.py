@@ -381,6 +381,17 @@ def test_demo_wrote_every_kind_of_output(demo_run: DemoRun) -> None:
     suffixes = {p.suffix for p in out.rglob("*") if p.is_file() and p.relative_to(out).parts[0] not in INPUTS}
     assert {".parquet", ".json", ".jsonl", ".yaml", ".md", ".png", ".safetensors", ".faiss", ".npz"} <= suffixes
     assert (out / "benchmark" / "results" / "results.parquet").is_file()
+    # the benchmark step: a verified suite, the four models (recon-only found from the aligned
+    # checkpoint's init hash), AUROCs, a report naming the models
+    from benchmark_tasks.suite import load_suite
+
+    suite = load_suite(out / "benchmark" / "suite.yaml")
+    suite.verify()
+    results = pl.read_parquet(out / "benchmark" / "results" / "results.parquet")
+    assert set(results["model"]) == {"aligned", "recon_only", "random_encoder", "bandpower"}
+    assert set(results["task"]) <= {t.name for t in suite.tasks} and results["auroc"].is_between(0, 1).all()
+    report = (out / "benchmark" / "results" / "report.md").read_text()
+    assert "aligned" in report and "bandpower" in report
     assert list((out / "benchmark" / "results" / "probes").glob("*.json"))
     assert list((out / "benchmark" / "results" / "plots").glob("*.png"))
     assert (out / "store" / "store.json").is_file() and list((out / "store" / "index").rglob("*.faiss"))
@@ -390,8 +401,6 @@ def test_demo_wrote_every_kind_of_output(demo_run: DemoRun) -> None:
     # the results page a person opens: stage times, and links that all resolve inside the folder
     page = (out / "README.md").read_text()
     assert "| stage | minutes |" in page and "Benchmark report" in page
-    import re
-
     links = re.findall(r"\]\(([^)]+)\)", page)
     assert any(link.endswith(".png") for link in links) and "benchmark/results/report.md" in links
     assert all((out / link).exists() for link in links), [link for link in links if not (out / link).exists()]

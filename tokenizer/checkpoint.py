@@ -15,7 +15,6 @@ can use it; ``clef.checkpoint`` re-exports it for the later models.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from tokenizer.contract import SignalContract
+from tokenizer.hashing import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,7 @@ class Checkpoint:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(4 * 2**20):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha256(path)
 
 
 def pid_alive(pid: int) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections import Counter
@@ -14,7 +13,13 @@ import numpy as np
 from tokenizer.channels import ChannelMapping, map_channels
 from tokenizer.contract import SignalContract
 from tokenizer.deid import deidentify
-from tokenizer.edf_data import Annotation, contiguous_segments, read_annotations, read_digital, to_physical
+from tokenizer.edf_data import (
+    Annotation,
+    contiguous_segments,
+    read_annotations,
+    read_digital,
+    to_physical,
+)
 from tokenizer.edf_header import EDFHeader, SignalHeader, read_header
 from tokenizer.errors import (
     BipolarMontageError,
@@ -25,7 +30,13 @@ from tokenizer.errors import (
     TooFewChannelsError,
     UnitError,
 )
-from tokenizer.preprocess import plan_filter, resample_channel, resample_ratio, zero_phase_filter
+from tokenizer.hashing import file_sha256
+from tokenizer.preprocess import (
+    plan_filter,
+    resample_channel,
+    resample_ratio,
+    zero_phase_filter,
+)
 from tokenizer.recording import ChannelReport, Recording
 from tokenizer.units import unit_scale
 
@@ -39,15 +50,6 @@ MAX_ABS_UV = 1e9
 MAX_GAP_S = 24 * 3600.0
 #: Channels filtered together (bounded memory; blocks are much faster than single channels).
 FILTER_BLOCK = 5
-
-
-def file_sha256(path: str | Path, chunk: int = 4 * 2**20) -> str:
-    """SHA-256 of a file's bytes, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def plan_channels(header: EDFHeader, contract: SignalContract) -> ChannelMapping:

@@ -67,12 +67,14 @@ class SessionSignal:
 def _signal_api() -> SimpleNamespace:
     """Reading and multitaper functions of the signal stage.
 
-    The one place ``benchmark_tasks`` reaches into ``tokenizer`` (DESIGN.md §3 lets it
-    import only ``clef``'s embedding API, which does not expose recordings or spectra).
+    Re-exported by :mod:`clef.signal` (``benchmark_tasks`` never imports ``tokenizer``).
     """
-    # TODO(lead): re-export via clef (e.g. clef.signal: read_recording, multitaper_spectrogram, CANONICAL_CHANNELS)
-    from tokenizer import CANONICAL_CHANNELS, SignalContract, read_recording
-    from tokenizer.multitaper import multitaper_spectrogram
+    from clef.signal import (
+        CANONICAL_CHANNELS,
+        SignalContract,
+        multitaper_spectrogram,
+        read_recording,
+    )
 
     return SimpleNamespace(read_recording=read_recording, SignalContract=SignalContract,
                            multitaper_spectrogram=multitaper_spectrogram, channels=tuple(CANONICAL_CHANNELS))

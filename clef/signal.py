@@ -1,0 +1,21 @@
+"""The signal stage's public reading functions, re-exported for the later stages.
+
+``services`` and ``benchmark_tasks`` may import ``clef`` but not ``tokenizer`` (DESIGN.md
+§3); what they need of the signal stage (file hashes, de-identified header facts,
+recordings in the canonical montage, multitaper spectra for the band-power baseline) is
+defined in ``tokenizer`` and reached through this module.
+"""
+
+from tokenizer import (
+           CANONICAL_CHANNELS,
+           IngestError,
+           SignalContract,
+           read_header,
+           read_recording,
+)
+from tokenizer.deid import deidentify
+from tokenizer.hashing import file_sha256
+from tokenizer.multitaper import multitaper_spectrogram
+
+__all__ = ["CANONICAL_CHANNELS", "IngestError", "SignalContract", "deidentify", "file_sha256",
+           "multitaper_spectrogram", "read_header", "read_recording"]
