@@ -246,6 +246,8 @@ class VQGAN(nn.Module):
         """Codes ``(B, grid_f, grid_t)`` int64 and token mask, in eval mode (no codebook update)."""
         was = self.training
         self.eval()
+        if x.device.type == "cpu":  # oneDNN convolutions are ~1.4x faster on NHWC input; same codes
+            x = x.contiguous(memory_format=torch.channels_last)
         try:
             q = self.encode(x, frame_mask)
         finally:
