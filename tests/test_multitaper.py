@@ -172,6 +172,39 @@ def test_torch_cpu_matches_numpy() -> None:
     assert np.abs(got_m.values - ref_m.values).max() < 1e-3
 
 
+def test_both_cpu_ffts_match_mne(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Arrays go through torch's CPU FFT when ``workers`` is None or torch's thread count,
+    through scipy's otherwise; both agree with MNE."""
+    torch = pytest.importorskip("torch")
+    import scipy.fft
+
+    calls = {"torch": 0, "scipy": 0}
+    torch_rfft, scipy_rfft = torch.fft.rfft, scipy.fft.rfft
+
+    def spy(name, fn):
+        def wrapped(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(torch.fft, "rfft", spy("torch", torch_rfft))
+    monkeypatch.setattr(scipy.fft, "rfft", spy("scipy", scipy_rfft))
+    data = _eeg_like(4, 40.0)
+    threads = torch.get_num_threads()
+    results = {}
+    for workers in (None, threads, threads + 1):
+        before = dict(calls)
+        spec = multitaper_spectrogram(data, SFREQ, workers=workers)
+        used = "scipy" if workers == threads + 1 else "torch"
+        assert calls[used] > before[used]
+        assert calls["torch" if used == "scipy" else "scipy"] == before[
+            "torch" if used == "scipy" else "scipy"]
+        expected, valid = _mne_db(data, spec, SFREQ)
+        assert np.abs(spec.values[:, :, valid] - expected).max() < 0.01
+        results[workers] = spec.values
+    assert np.abs(results[None] - results[threads + 1]).max() < 1e-3
+
+
 def test_chunking_does_not_change_the_result() -> None:
     data = _eeg_like(5, 40.0)
     ref = multitaper_spectrogram(data, SFREQ)
