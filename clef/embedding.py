@@ -25,6 +25,7 @@ from clef.model import (
     TOKENIZER_SUBDIR,
     SessionTransformer,
     aggregate_windows,
+    pre_ln_inference,  # re-exported: baselines in benchmark_tasks encode with it too  # noqa: F401
 )
 from tokenizer import ContractMismatchError, Recording, read_recording
 from tokenizer.checkpoint import CheckpointError, load_checkpoint

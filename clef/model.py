@@ -118,9 +118,9 @@ class SessionTransformer(nn.Module):
         """Run the blocks so that padding tokens are never attended to.
 
         In training, one call with a key padding mask. In inference, rows without padding
-        go through unmasked in one call (PyTorch's fast path), and each padded row is
-        encoded on its valid tokens only (equivalent to masking the others, several
-        times cheaper on CPU); padding positions are left at their input embedding.
+        go through unmasked in one call (:func:`pre_ln_inference`), and each padded row is encoded
+        on its valid tokens only (equivalent to masking the others, several times
+        cheaper on CPU); padding positions are left at their input embedding.
         """
         if self.training or torch.is_grad_enabled():
             attend = valid.clone()
@@ -129,12 +129,52 @@ class SessionTransformer(nn.Module):
         out = x.clone()
         full = valid.all(1)
         if full.any():
-            out[full] = self.blocks(x[full])
+            out[full] = pre_ln_inference(self.blocks, x[full])
         for r in torch.nonzero(~full).flatten().tolist():
             idx = torch.nonzero(valid[r]).flatten()
             if idx.numel():
-                out[r, idx] = self.blocks(x[r : r + 1, idx])[0]
+                out[r, idx] = pre_ln_inference(self.blocks, x[r : r + 1, idx])[0]
         return out
+
+def pre_ln_inference(blocks: nn.TransformerEncoder, x: torch.Tensor) -> torch.Tensor:
+    """``blocks(x)`` for inference without padding, with attention that never holds the
+    ``(heads, N, N)`` score matrix.
+
+    Same weights and arithmetic as PyTorch's encoder for pre-LN layers with exact GELU
+    (dropout off), but attention through
+    :func:`torch.nn.functional.scaled_dot_product_attention` (a fused kernel on CPU and
+    GPU). PyTorch's own inference fast path materialises the scores: for a 2048-token
+    window of ``base`` (6 heads) that is ~100 MB a layer, allocated and page-faulted
+    anew each time; this takes about 1.3 s instead of 1.7 s per window on one CPU
+    thread, with a sixth of the page faults, and two worker processes no longer slow
+    each other down through the memory system (bench/RESULTS.md).
+
+    Parameters
+    ----------
+    blocks : nn.TransformerEncoder
+        Of ``nn.TransformerEncoderLayer`` (``batch_first``); layers that are not pre-LN
+        with GELU go through PyTorch's own path.
+    x : Tensor, (B, N, dim)
+        Input features, no padding.
+
+    Returns
+    -------
+    Tensor, (B, N, dim)
+    """
+    b, n, d = x.shape
+    for layer in blocks.layers:
+        attn = layer.self_attn
+        if not (layer.norm_first and getattr(layer, "activation_relu_or_gelu", 0) == 2 and attn.batch_first
+                and attn._qkv_same_embed_dim and attn.in_proj_bias is not None):
+            x = layer(x)
+            continue
+        heads = attn.num_heads
+        qkv = nn.functional.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias)
+        q, k, v = qkv.view(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
+        a = nn.functional.scaled_dot_product_attention(q, k, v)
+        x = x + attn.out_proj(a.transpose(1, 2).reshape(b, n, d))
+        x = x + layer.linear2(nn.functional.gelu(layer.linear1(layer.norm2(x))))
+    return blocks.norm(x) if blocks.norm is not None else x
 
 
 class MaskedTokenHead(nn.Module):

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from clef.config import MaskingConfig, load_config
 from clef.embedding import Embedder
 from clef.masking import random_token_mask, sample_mask_ratios
-from clef.model import SessionTransformer, aggregate_windows, count_parameters
+from clef.model import SessionTransformer, aggregate_windows, count_parameters, pre_ln_inference
 from clef.pretrain import load_token_table, pretrain
 from tests.tokens_factory import write_fake_tokens
 from tokenizer.checkpoint import CheckpointError
@@ -87,6 +87,33 @@ def test_model_contract_padding_and_aggregation():
         model(torch.zeros(1, 10, dtype=torch.long), torch.ones(1, 10, dtype=torch.bool))
     w = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     assert torch.allclose(aggregate_windows(w, torch.tensor([3, 1])), torch.tensor([0.75, 0.25]))
+
+
+def test_inference_path_matches_the_masked_training_path():
+    """Embedding (no grad: scaled-dot-product attention, padded rows on their valid tokens)
+    gives the features of the training path (PyTorch's encoder with a key padding mask)."""
+    cfg = load_config("tiny", SMALL).with_data(64, (4, 16))
+    torch.manual_seed(1)
+    model = SessionTransformer(cfg.model).eval()
+    codes = torch.randint(0, 64, (3, 4, 16))
+    valid = torch.ones(3, 4, 16, dtype=torch.bool)
+    valid[1, :, 9:] = False
+    valid[2, 2:, :] = False
+    with torch.no_grad():
+        fast = model(codes, valid)
+    with torch.enable_grad():  # the training path: one masked call through model.blocks
+        slow = model(codes, valid)
+    v = fast.valid
+    assert torch.allclose(fast.token_features[v], slow.token_features[v].detach(), atol=1e-4)
+    assert torch.allclose(fast.window_embedding, slow.window_embedding.detach(), atol=1e-4)
+    # and PyTorch's own encoder on an unpadded row
+    with torch.no_grad():
+        x = model.tok(codes[:1].reshape(1, -1)) + model.positions()[None]
+        assert torch.allclose(pre_ln_inference(model.blocks, x), model.blocks(x), atol=1e-5)
+        # layers it does not handle (post-LN, ReLU) go through PyTorch's own path
+        other = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(64, 4, 128, 0.0, batch_first=True),
+                                            2, enable_nested_tensor=False).eval()
+        assert torch.allclose(pre_ln_inference(other, x), other(x), atol=1e-5)
 
 
 def test_pretraining_learns_well_above_the_most_common_code(trained):

@@ -98,13 +98,16 @@ class LabramShaped(nn.Module):
     """A LaBraM-base-shaped encoder with random weights (for cost comparisons and tests).
 
     Patches of ``patch`` samples per channel → linear patch embedding → + channel and
-    time embeddings → ``depth`` pre-LN transformer layers → mean over patches.
+    time embeddings → ``depth`` pre-LN transformer layers → mean over patches. In
+    inference the layers run as CLEF's own model does (``fused_attention``, the default:
+    :func:`clef.model.pre_ln_inference`), or through PyTorch's default encoder path.
     """
 
     def __init__(self, n_channels: int = 19, patch: int = 200, dim: int = 200, depth: int = 12, heads: int = 10,
-                 max_patches: int = 64) -> None:
+                 max_patches: int = 64, fused_attention: bool = True) -> None:
         super().__init__()
         self.patch = patch
+        self.fused_attention = fused_attention
         self.embed = nn.Linear(patch, dim)
         self.chan = nn.Parameter(torch.randn(n_channels, dim) * 0.02)
         self.time = nn.Parameter(torch.randn(max_patches, dim) * 0.02)
@@ -118,7 +121,13 @@ class LabramShaped(nn.Module):
         t = n // self.patch
         p = x[:, :, : t * self.patch].reshape(b, c, t, self.patch)
         h = self.embed(p) + self.chan[None, :c, None, :] + self.time[None, None, :t, :]
-        h = self.blocks(h.reshape(b, c * t, -1))
+        h = h.reshape(b, c * t, -1)
+        if torch.is_grad_enabled() or not self.fused_attention:
+            h = self.blocks(h)
+        else:  # the inference path CLEF's own model takes, so that costs compare like with like
+            from clef.embedding import pre_ln_inference
+
+            h = pre_ln_inference(self.blocks, h)
         return self.norm(h).mean(1)
 
 
