@@ -17,6 +17,20 @@ Public entry points
 - :func:`services.api.create_app`: the FastAPI application.
 """
 
-from services.store import EmbeddingStore
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from services.store import EmbeddingStore
 
 __all__ = ["EmbeddingStore"]
+
+
+def __getattr__(name: str) -> Any:
+    # lazy: importing a submodule (the pool's fork server does) must not load polars
+    if name == "EmbeddingStore":
+        from services.store import EmbeddingStore
+
+        return EmbeddingStore
+    raise AttributeError(f"module 'services' has no attribute {name!r}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -159,6 +160,36 @@ class EmbedError(RuntimeError):
     """The batch run could not go on (the store stays consistent: re-run to resume)."""
 
 
+#: What the fork server imports once, so that each pool worker starts with it loaded.
+_PRELOAD = ["services.pool_preload"]
+
+
+def pool_context() -> mp.context.BaseContext:
+    """Start method of the local pool: a fork server where the platform has one, else spawn.
+
+    The fork server is a fresh process that imports torch, scipy and the reading and
+    model code once (:mod:`services.pool_preload`, which keeps it single-threaded, so
+    forking it is safe, unlike forking the driver); each worker is then a fork of it and
+    skips most of the ~2.5 s of imports a spawned worker pays (the first result of a
+    2-worker run comes after 5.0 s instead of 7.7 s, bench/RESULTS.md). It is started by
+    :func:`start_pool_early`, and serves every later pool of this driver process.
+    """
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)
+        return ctx
+    return mp.get_context("spawn")
+
+
+def start_pool_early(ctx: mp.context.BaseContext) -> None:
+    """Start the fork server now, so that its imports overlap the driver's own start-up
+    (checkpoint check, store, header scan) instead of delaying the first worker."""
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
 def _run_local(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig, known: frozenset[str],
                embedder: FileEmbedder | None) -> Iterator[FileResult | None]:
     """Local engine: in-process for one worker, else a pool of ``workers`` processes.
@@ -172,14 +203,14 @@ def _run_local(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig, known: 
         for it in items:
             yield embedder.process(it, known)
         return
-    ctx = mp.get_context("spawn")  # no fork of a process holding torch threads
+    ctx = pool_context()  # never a fork of the driver, which holds torch threads
     cache = str(cfg.cache_dir) if cfg.cache_dir else None
     queue = iter(items)
     deaths = 0
     while True:
         running: dict[Future, WorkItem] = {}
         pool = ProcessPoolExecutor(cfg.workers, mp_context=ctx, initializer=init_worker,
-                                   initargs=(checkpoint, cfg.device, cfg.batch_size, cache, known))
+                                   initargs=(checkpoint, cfg.device, cfg.batch_size, cache, known, os.getpid()))
         try:
             while True:
                 while len(running) < 2 * cfg.workers:
@@ -251,6 +282,8 @@ def embed_archive(
     t0 = time.perf_counter()
     archive = Path(archive)
     files = discover(archive, site_level=cfg.site_level)
+    if cfg.engine == "local" and cfg.workers > 1 and files:
+        start_pool_early(pool_context())
     summary = EmbedSummary(files=len(files), engine=cfg.engine, workers=cfg.workers)
     if not Path(checkpoint).is_dir():
         raise FileNotFoundError(f"checkpoint {checkpoint}: expected a checkpoint folder, found "

@@ -171,14 +171,23 @@ class FileEmbedder:
 _WORKER: dict[str, Any] = {}
 
 
-def _exit_with_parent() -> None:
-    """End this worker when the driver dies (``kill -9`` included) instead of working on as an orphan."""
+def _exit_with_driver(driver_pid: int | None = None) -> None:
+    """End this worker when the driver dies (``kill -9`` included) instead of working on as an orphan.
+
+    The driver is this process's parent for a spawned worker, and the fork server's
+    parent for a forked one (the fork server itself outlives the driver while any of its
+    children lives, as they hold its keep-alive pipe). So the worker watches the driver's
+    pid (``driver_pid``, a pidfd where Linux has them, else a poll every 0.5 s), and on
+    Linux also asks the kernel to kill it when its own parent dies.
+    """
     import os
+    import select
     import signal
     import sys
     import threading
 
     parent = os.getppid()
+    driver = parent if driver_pid is None else driver_pid
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -187,20 +196,40 @@ def _exit_with_parent() -> None:
         except (OSError, AttributeError):  # pragma: no cover - not glibc
             pass
 
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # pragma: no cover - someone else's pid: ours is gone
+            return False
+        return True
+
     def watch() -> None:
+        try:
+            fd = os.pidfd_open(driver)  # readable once the driver has exited
+        except (AttributeError, OSError):
+            fd = None
+        if fd is not None:
+            select.select([fd], [], [])
+            os._exit(1)
         while True:
             time.sleep(0.5)
-            if os.getppid() != parent:
+            if os.getppid() != parent or not alive(driver):
                 os._exit(1)
 
-    threading.Thread(target=watch, name="clef-parent-watch", daemon=True).start()
+    if driver_pid is not None and not alive(driver_pid):
+        os._exit(1)
+    threading.Thread(target=watch, name="clef-driver-watch", daemon=True).start()
 
 
-def init_worker(checkpoint: str, device: str, batch_size: int, cache_dir: str | None, known: frozenset[str]) -> None:
-    """Pool initializer: exit with the driver, load the checkpoint once per process, one torch thread."""
+def init_worker(checkpoint: str, device: str, batch_size: int, cache_dir: str | None, known: frozenset[str],
+                driver_pid: int | None = None) -> None:
+    """Pool initializer: exit with the driver (``driver_pid``, default the parent), load the
+    checkpoint once per process, one torch thread."""
     import os
 
-    _exit_with_parent()
+    _exit_with_driver(driver_pid)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _WORKER["embedder"] = FileEmbedder(checkpoint, device=device, batch_size=batch_size, cache_dir=cache_dir)
     _WORKER["known"] = known
