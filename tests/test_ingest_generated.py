@@ -231,3 +231,21 @@ def test_peak_memory_is_a_small_multiple_of_the_signal(tmp_path):
     tracemalloc.stop()
     assert rec.n_samples == secs * 200
     assert peak <= 3 * decoded, f"peak {peak / 2**20:.0f} MiB vs signal {decoded / 2**20:.0f} MiB"
+
+
+def test_read_threads_follow_torch_threads() -> None:
+    """A process pinned to one torch thread (a ``clef embed`` worker) reads on one thread."""
+    import os
+
+    import torch
+
+    from tokenizer.ingest import default_jobs
+
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert default_jobs() == 1
+        torch.set_num_threads(2)
+        assert default_jobs() == min(2, os.cpu_count() or 1)
+    finally:
+        torch.set_num_threads(n)

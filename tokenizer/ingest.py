@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -125,6 +126,20 @@ def _check_rates(header: EDFHeader, sigs: dict[str, SignalHeader], rates: dict[s
             ) from None
 
 
+def default_jobs() -> int:
+    """Threads :func:`read_recording` preprocesses with by default.
+
+    ``min(2, CPUs)``, and at most ``torch.get_num_threads()`` once torch is imported (it
+    is not imported for this): processes that pin torch to one thread, as the workers of
+    ``clef embed`` do, then read on one thread instead of oversubscribing the cores.
+    """
+    n = min(2, os.cpu_count() or 1)
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "get_num_threads"):
+        n = min(n, max(1, int(torch.get_num_threads())))
+    return n
+
+
 def read_recording(
     path: str | Path,
     contract: SignalContract | None = None,
@@ -148,8 +163,9 @@ def read_recording(
     salt : str, optional
         Salt of the patient hash (see :mod:`tokenizer.deid`).
     n_jobs : int, optional
-        Threads used to preprocess channels in parallel (default: up to 2, the cores of a
-        laptop; batch jobs that run one process per core pass 1).
+        Threads used to preprocess channels in parallel (default :func:`default_jobs`: up
+        to 2, the cores of a laptop, and no more than torch's intra-op threads when torch
+        is loaded, so that a one-thread worker of a batch job reads on one thread too).
 
     Returns
     -------
@@ -268,7 +284,7 @@ def read_recording(
         rate, rows, a, b = job
         data[rows, a:b] = zero_phase_filter(data[rows, a:b], plans[rate], contract.filters)
 
-    n_jobs = n_jobs if n_jobs is not None else min(2, os.cpu_count() or 1)
+    n_jobs = n_jobs if n_jobs is not None else default_jobs()
     with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as ex:
         notes = list(ex.map(resample, sigs))
         # Filter blocks of channels that share an input rate (hence a filter), per segment.
