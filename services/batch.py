@@ -17,7 +17,13 @@ import logging
 import multiprocessing as mp
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +31,22 @@ from typing import Callable, Iterator
 
 import polars as pl
 
+from services.assist import DriverAssist, SharedQueue
 from services.config import EmbedConfig
 from services.discovery import ArchiveFile, discover
 from services.headers import HeaderError, HeaderFacts, read_header_facts
 from services.schemas import DONE, FAILED
 from services.store import EmbeddingStore, StoreError
 from services.store_writer import StoreWriter, utc_now
-from services.worker import KNOWN, FileEmbedder, FileResult, WorkItem, init_worker, one_line, run_in_worker
+from services.worker import (
+    KNOWN,
+    FileEmbedder,
+    FileResult,
+    WorkItem,
+    init_worker,
+    one_line,
+    run_in_worker,
+)
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +210,12 @@ def _run_local(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig, known: 
     """Local engine: in-process for one worker, else a pool of ``workers`` processes.
 
     Yields results as they complete, and ``None`` now and then so the driver can commit.
-    A worker that dies (out of memory on a huge file, a crash in a native library) takes
-    the files it and its siblings were working on down as ``worker_died`` failures, which
-    ``--retry-failed`` tries again; a fresh pool carries on with the rest.
+    With a pool, the driver's own ``embedder`` (when given) embeds files in a thread until
+    the first worker delivers (:mod:`services.assist`), so the pool's start-up is not
+    idle time. A worker that dies (out of memory on a huge file, a crash in a native
+    library) takes the files it and its siblings were working on down as
+    ``worker_died`` failures, which ``--retry-failed`` tries again; a fresh pool carries
+    on with the rest.
     """
     if cfg.workers == 1 and embedder is not None:
         for it in items:
@@ -205,40 +223,59 @@ def _run_local(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig, known: 
         return
     ctx = pool_context()  # never a fork of the driver, which holds torch threads
     cache = str(cfg.cache_dir) if cfg.cache_dir else None
-    queue = iter(items)
+    queue = SharedQueue(items)
+    assist = DriverAssist(embedder, queue, known) if embedder is not None else None
     deaths = 0
-    while True:
-        running: dict[Future, WorkItem] = {}
-        pool = ProcessPoolExecutor(cfg.workers, mp_context=ctx, initializer=init_worker,
-                                   initargs=(checkpoint, cfg.device, cfg.batch_size, cache, known, os.getpid()))
-        try:
-            while True:
-                while len(running) < 2 * cfg.workers:
-                    it = next(queue, None)
-                    if it is None:
-                        break
-                    running[pool.submit(run_in_worker, it)] = it
-                if not running:
-                    return
-                finished, _ = wait(running, timeout=min(cfg.flush_seconds, 5.0), return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    it = running.pop(fut)
-                    yield fut.result()
-                if not finished:
-                    yield None
-        except BrokenProcessPool:
-            deaths += 1
-            log.error("a worker process died; %d file(s) in flight recorded as failed (worker_died)", len(running) + 1)
-            for lost in [it, *running.values()]:
-                yield FileResult(rel=lost.rel, size=lost.size, mtime_ns=lost.mtime_ns, status=FAILED,
-                                 error_kind="worker_died",
-                                 error=f"{lost.rel}: a worker process died while this file was in flight (out of "
-                                       "memory?); retry with --retry-failed")
-            if deaths > max(3, len(items) // 10):
-                raise EmbedError(f"worker processes died {deaths} times; stopping (the store is consistent: "
-                                 "re-run to resume, --workers 1 to see the error)") from None
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+    try:
+        while True:
+            running: dict[Future, WorkItem] = {}
+            pool = ProcessPoolExecutor(cfg.workers, mp_context=ctx, initializer=init_worker,
+                                       initargs=(checkpoint, cfg.device, cfg.batch_size, cache, known, os.getpid()))
+            it: WorkItem | None = None
+            try:
+                while True:
+                    while len(running) < 2 * cfg.workers:
+                        it = queue.next()
+                        if it is None:
+                            break
+                        running[pool.submit(run_in_worker, it)] = it
+                    helping = assist is not None and assist.busy
+                    if helping:
+                        yield from assist.collect()
+                    if not running:
+                        if not helping:
+                            return
+                        got = assist.collect(timeout=0.2)
+                        yield from (got or [None])
+                        continue
+                    # poll often while the driver helps, so its results are recorded promptly
+                    finished, _ = wait(running, timeout=0.2 if helping else min(cfg.flush_seconds, 5.0),
+                                       return_when=FIRST_COMPLETED)
+                    if finished and assist is not None:
+                        assist.stop()  # a worker is up: the driver goes back to driving only
+                    for fut in finished:
+                        it = running.pop(fut)
+                        yield fut.result()
+                    if not finished and not helping:
+                        yield None
+            except BrokenProcessPool:
+                deaths += 1
+                lost_items = ([it] if it is not None and it not in running.values() else []) + list(running.values())
+                log.error("a worker process died; %d file(s) in flight recorded as failed (worker_died)",
+                          len(lost_items))
+                for lost in lost_items:
+                    yield FileResult(rel=lost.rel, size=lost.size, mtime_ns=lost.mtime_ns, status=FAILED,
+                                     error_kind="worker_died",
+                                     error=f"{lost.rel}: a worker process died while this file was in flight (out "
+                                           "of memory?); retry with --retry-failed")
+                if deaths > max(3, len(items) // 10):
+                    raise EmbedError(f"worker processes died {deaths} times; stopping (the store is consistent: "
+                                     "re-run to resume, --workers 1 to see the error)") from None
+            finally:
+                pool.shutdown(wait=False, cancel_futures=True)
+    finally:
+        if assist is not None:
+            assist.close()  # its results were all collected unless the run is being abandoned
 
 
 def embed_archive(
@@ -310,7 +347,7 @@ def embed_archive(
 
                     results: Iterator[FileResult | None] = run_ray(items, str(checkpoint), cfg, known)
                 else:
-                    results = _run_local(items, str(checkpoint), cfg, known, driver if cfg.workers == 1 else None)
+                    results = _run_local(items, str(checkpoint), cfg, known, driver)
                 _drain(results, rec, len(items), durations, progress, on_file)
             finally:
                 rec.maybe_flush(force=True)
@@ -378,7 +415,13 @@ def _index_headers(items: list[WorkItem], rec: _Recorder,
 def _drain(results: Iterator[FileResult | None], rec: _Recorder, n_files: int, durations: dict[str, float],
            progress: bool, on_file: Callable[[str, str], None] | None) -> None:
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     s = rec.summary
     hours = sum(durations.values()) / 3600
