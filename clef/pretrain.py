@@ -398,6 +398,7 @@ def pretrain(
         module.cfg = cfg
         log.info("resuming from %s at step %d", out, module.g_step)
     else:
+        L.seed_everything(cfg.train.seed, workers=True, verbose=False)  # the initial weights too
         module = MaskedTokenModule(cfg, contract, baseline_acc=baseline)
     remaining = cfg.train.max_steps - module.g_step
     tok_dir = Path(table.manifest.get("checkpoint", "")) if table.manifest.get("checkpoint") else None

@@ -66,10 +66,11 @@ def pipeline(hospital: Path, tmp_path_factory: pytest.TempPathFactory):
     r = train_all(hospital / "edf", out, tokenizer_steps=30, session_config=small, pretrain_steps=150,
                   cache_dir=out / "cache")
     if r.pretrain.baseline_acc > 0.9:
-        # The 30-step tiny tokenizer is not bitwise reproducible on CPU and, in some runs,
-        # maps nearly every window to one code (seen on 2 runs in 6, 2026-11-21), which
-        # every test built on this fixture would then fail for a reason none of them tests.
-        # Retrain it longer instead (known gap, in the closing note).
+        # A 30-step tiny tokenizer can map nearly every window to one code (seen on 2 runs
+        # in 6 while its initial weights were not seeded, fixed 2026-11-21; training is now
+        # reproducible), which every test built on this fixture would then fail for a
+        # reason none of them tests. Should a change of data or code bring it back,
+        # retrain longer instead.
         out = tmp_path_factory.mktemp("pipeline_retry")
         r = train_all(hospital / "edf", out, tokenizer_steps=60, session_config=small, pretrain_steps=150,
                       cache_dir=out / "cache")

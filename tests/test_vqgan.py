@@ -356,6 +356,26 @@ def test_training_loss_decreases_and_checkpoint_round_trip(archive: Path, tmp_pa
     assert json.loads((out / "meta.json").read_text())["step"] == 18
 
 
+def test_training_is_reproducible_from_its_seed(archive: Path, tmp_path: Path) -> None:
+    """Two fresh runs of the same config give the same weights, whatever the process's RNG
+    state before (the initial weights come from the config's seed too)."""
+    from safetensors.torch import load_file
+
+    from tokenizer.vqgan.training import train_tokenizer
+
+    cfg = micro_config(max_steps=2, checkpoint_every=2, log_every=1)
+    weights = []
+    for i, seed in enumerate((1, 2)):
+        torch.manual_seed(seed)  # another global RNG state each time
+        out = tmp_path / f"run{i}"
+        train_tokenizer(archive, cfg, out, cache_dir=tmp_path / "cache", accelerator="cpu", devices=1,
+                        enable_progress_bar=False)
+        weights.append(load_file(str(out / "model.safetensors")))
+    assert weights[0].keys() == weights[1].keys()
+    for k in weights[0]:
+        assert torch.equal(weights[0][k], weights[1][k]), k
+
+
 def test_compute_spectrogram_matches_cache(archive: Path, tmp_path: Path) -> None:
     f = find_recordings(archive)[1]
     rec = read_recording(f)

@@ -337,6 +337,7 @@ def align(
         log.info("resuming stage 2 from %s at step %d", out, module.g_step)
     data = prepare_align_data(table, index, cfg, summariser=summariser, text_encoder=text_encoder, vocab=vocab)
     if module is None:
+        L.seed_everything(cfg.train.seed, workers=True, verbose=False)  # the towers' initial weights too
         module = AlignModule(session_cfg, cfg, stage1.contract, text_dim=data.text_dim, vocab_size=len(data.vocab),
                              first_code_id=data.vocab.first_code_id)
         _init_from_stage1(module, init)

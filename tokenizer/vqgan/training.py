@@ -484,6 +484,7 @@ def train_tokenizer(
         if out.exists() and any(out.iterdir()):
             raise FileExistsError(f"{out} already exists and is not empty; pass resume=True (--resume) or another --out")
         contract = contract or SignalContract()
+        L.seed_everything(config.train.seed, workers=True, verbose=False)  # the initial weights too
         module = VQGANModule(config, contract)
     total = max_steps if max_steps is not None else config.train.max_steps
     remaining = total - module.step_offset
