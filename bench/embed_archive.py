@@ -157,7 +157,7 @@ def stage_costs(files: list[Path], checkpoint: Path) -> dict[str, float]:
 _PROBE: dict[str, object] = {}
 
 
-def _probe_init(checkpoint: str, submitted: float) -> None:
+def _probe_init(checkpoint: str, submitted: float, model_id: str) -> None:
     """Pool initializer timing what ``services.worker.init_worker`` does in a fresh process."""
     _PROBE["entered"] = time.time() - submitted
     t0 = time.perf_counter()
@@ -167,9 +167,11 @@ def _probe_init(checkpoint: str, submitted: float) -> None:
 
     _PROBE["import_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    w.init_worker(checkpoint, "cpu", 8, None, frozenset())
+    w.init_worker(checkpoint, "cpu", 8, None, frozenset(), None, model_id)
     _ = w._WORKER["embedder"].embedder.tokenizer
     _PROBE["load_s"] = time.perf_counter() - t0
+    pre = sys.modules.get("services.pool_preload")
+    _PROBE["preloaded"] = bool(pre and w._WORKER["embedder"] in pre._PRELOADED.values())
 
 
 def _probe_task(lightning: bool) -> dict[str, object]:
@@ -198,14 +200,17 @@ def probe_worker(checkpoint: Path, lightning: bool) -> dict[str, object]:
     included); its start-up timings and threads."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from services.batch import pool_context
+    from clef.embedding import Embedder
+    from services.batch import pool_context, start_pool_early
 
+    model_id = Embedder(checkpoint).model_id
     ctx = pool_context()
     _stop_fork_server()
     submitted = time.time()
     t0 = time.perf_counter()
+    start_pool_early(ctx, checkpoint)  # as embed_archive does: imports and checkpoint in the fork server
     with ProcessPoolExecutor(1, mp_context=ctx, initializer=_probe_init,
-                             initargs=(str(checkpoint), submitted)) as pool:
+                             initargs=(str(checkpoint), submitted, model_id)) as pool:
         out = pool.submit(_probe_task, lightning).result()
         out["ready_s"] = time.perf_counter() - t0 - float(out.get("lightning_s") or 0.0)
     out["method"] = ctx.get_start_method()
@@ -225,6 +230,7 @@ class Run:
     steady: float  # sessions/min after every worker delivered its first file (nan when too few)
     busy: float  # sum of per-file seconds from the manifest
     driver_cpu: float = 0.0  # CPU seconds of this (driver) process during the run
+    in_driver: int = 0  # files embedded by the driver's own lane
     done_at: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -260,7 +266,7 @@ def one_run(archive: Path, checkpoint: Path, engine: str, workers: int) -> Run:
         shutil.rmtree(store, ignore_errors=True)
     done = [t - t0 for t in sorted(stamps)]
     return Run(engine, workers, s.embedded, s.failed, wall, done[0] if done else float("nan"),
-               steady_rate(done, workers), busy, driver_cpu, done)
+               steady_rate(done, workers), busy, driver_cpu, s.in_driver, done)
 
 
 def _stop_fork_server() -> None:
@@ -344,9 +350,11 @@ def main() -> None:
 
     if not args.no_probe and "local" in engines and max(workers) > 1:
         p = probe_worker(checkpoint, lightning=True)
-        start = "fork server start + preload + fork" if p["method"] == "forkserver" else "process start"
+        start = ("fork server start + preload (imports, checkpoint) + fork" if p["method"] == "forkserver"
+                 else "process start")
+        load = "checkpoint from the fork server" if p.get("preloaded") else "checkpoint & tokenizer"
         print(f"\n== one local pool worker ({p['method']}): ready after {p['ready_s']:.2f} s = {start} "
-              f"{p['entered']:.2f} s + imports left {p['import_s']:.2f} s + checkpoint & tokenizer {p['load_s']:.2f} s")
+              f"{p['entered']:.2f} s + imports left {p['import_s']:.2f} s + {load} {p['load_s']:.2f} s")
         print(f"threads in the worker: torch intra-op {p['torch_threads']}, inter-op {p['torch_interop']}, "
               f"native pools {', '.join(p['pools']) or 'none'} (OMP_NUM_THREADS={p['omp_env']}); "
               f"lightning imported: {p['lightning_loaded']}")
@@ -374,8 +382,8 @@ def main() -> None:
 
     print(f"\n== embed_archive, {len(files)} sessions, fresh store per run, best of {max(1, args.repeats)}")
     print("| engine | workers | sessions | wall s | sessions/min | speed-up vs 1 worker | first result s "
-          "| steady sessions/min | steady speed-up | utilisation | s per file | driver CPU s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| steady sessions/min | steady speed-up | utilisation | s per file | driver CPU s | files in driver |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     ref = {r.engine: r for r in runs if r.workers == 1}
     for r in runs:
         one = ref.get(r.engine)
@@ -384,7 +392,7 @@ def main() -> None:
         print(f"| {r.engine} | {r.workers} | {r.sessions}{f' ({r.failed} failed)' if r.failed else ''} | "
               f"{r.wall:.1f} | {r.per_min:.1f} | {up} | {r.first:.1f} | "
               f"{r.steady:.1f} | {sup} | {100 * r.utilisation:.0f} % | {r.busy / max(r.sessions, 1):.2f} | "
-              f"{r.driver_cpu:.1f} |".replace("| nan |", "| - |"))
+              f"{r.driver_cpu:.1f} | {r.in_driver} |".replace("| nan |", "| - |"))
     for engine, one in ref.items():
         two = next((r for r in runs if r.engine == engine and r.workers == 2), None)
         if two is None:

@@ -39,12 +39,14 @@ from services.schemas import DONE, FAILED
 from services.store import EmbeddingStore, StoreError
 from services.store_writer import StoreWriter, utc_now
 from services.worker import (
+    CHECKPOINT_ENV,
     KNOWN,
     FileEmbedder,
     FileResult,
     WorkItem,
     init_worker,
     one_line,
+    preload_key,
     run_in_worker,
 )
 
@@ -66,6 +68,7 @@ class EmbedSummary:
     model_id: str = ""
     engine: str = "local"
     workers: int = 1
+    in_driver: int = 0  # of ``embedded``: files the driver's own lane embedded (local engine)
 
     @property
     def sessions_per_min(self) -> float:
@@ -77,7 +80,8 @@ class EmbedSummary:
         return {"files": self.files, "embedded": self.embedded, "unchanged": self.unchanged, "known": self.known,
                 "failed": self.failed, "failed_skipped": self.failed_skipped, "parts": len(self.parts),
                 "seconds": round(self.seconds, 3), "sessions_per_min": round(self.sessions_per_min, 2),
-                "model_id": self.model_id, "engine": self.engine, "workers": self.workers}
+                "model_id": self.model_id, "engine": self.engine, "workers": self.workers,
+                "in_driver": self.in_driver}
 
 
 class _Recorder:
@@ -156,6 +160,7 @@ class _Recorder:
         self.done.add(sha)
         self.done_path[sha] = r.rel
         self.summary.embedded += 1
+        self.summary.in_driver += r.pid == os.getpid()
         return DONE
 
     def maybe_flush(self, force: bool = False) -> None:
@@ -196,25 +201,46 @@ def pool_context() -> mp.context.BaseContext:
     return mp.get_context("spawn")
 
 
-def start_pool_early(ctx: mp.context.BaseContext) -> None:
+def start_pool_early(ctx: mp.context.BaseContext, checkpoint: str | Path | None = None, *, device: str = "cpu",
+                     batch_size: int = 8, cache_dir: str | Path | None = None) -> None:
     """Start the fork server now, so that its imports overlap the driver's own start-up
-    (checkpoint check, store, header scan) instead of delaying the first worker."""
-    if ctx.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
+    (checkpoint check, store, header scan) instead of delaying the first worker.
 
+    With a ``checkpoint`` (and a CPU ``device``: CUDA does not survive a fork), the fork
+    server loads it too (:mod:`services.pool_preload`), so workers skip the load. Nothing
+    changes when the fork server is already running.
+    """
+    if ctx.get_start_method() != "forkserver":
+        return
+    from multiprocessing import forkserver
+
+    key = (preload_key(str(checkpoint), batch_size, str(cache_dir) if cache_dir else None)
+           if checkpoint is not None and device == "cpu" and Path(checkpoint).is_dir() else None)
+    before = os.environ.get(CHECKPOINT_ENV)
+    if key:
+        os.environ[CHECKPOINT_ENV] = key  # read by the fork server when it starts (it inherits the environment)
+    try:
         forkserver.ensure_running()
+    finally:
+        if before is None:
+            os.environ.pop(CHECKPOINT_ENV, None)
+        else:
+            os.environ[CHECKPOINT_ENV] = before
 
 
 def _run_local(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig, known: frozenset[str],
                embedder: FileEmbedder | None) -> Iterator[FileResult | None]:
-    """Local engine: in-process for one worker, else a pool of ``workers`` processes.
+    """Local engine: ``workers`` lanes, the driver's own ``embedder`` being one of them.
 
     Yields results as they complete, and ``None`` now and then so the driver can commit.
-    With a pool, the driver's own ``embedder`` (when given) embeds files in a thread until
-    the first worker delivers (:mod:`services.assist`), so the pool's start-up is not
-    idle time. A worker that dies (out of memory on a huge file, a crash in a native
-    library) takes the files it and its siblings were working on down as
-    ``worker_died`` failures, which ``--retry-failed`` tries again; a fresh pool carries
+    With one worker every file is embedded in the driver. With ``K > 1`` the driver embeds
+    files in a thread (:mod:`services.assist`) next to a pool of ``K - 1`` processes fed
+    from the same queue: the driver's checkpoint is loaded already, so its lane works
+    while the pool starts, and ``K`` lanes run on ``K`` cores (not ``K + 1``: the driver's
+    bookkeeping is a fraction of a percent of a core). Without a driver ``embedder`` the
+    pool has ``K`` processes. A pool worker that dies (out of memory on a huge file, a
+    crash in a native library) takes the files it and its siblings were working on down
+    as ``worker_died`` failures, which ``--retry-failed`` tries again; a fresh pool carries
     on with the rest.
     """
     if cfg.workers == 1 and embedder is not None:
@@ -225,16 +251,22 @@ def _run_local(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig, known: 
     cache = str(cfg.cache_dir) if cfg.cache_dir else None
     queue = SharedQueue(items)
     assist = DriverAssist(embedder, queue, known) if embedder is not None else None
+    n_pool = cfg.workers - 1 if assist is not None else cfg.workers
+    model_id = embedder.model_id if embedder is not None else None
+    # files handed to the pool ahead of time: none beyond one per process while the driver
+    # embeds too (a file queued in the pool cannot go to the driver when it runs out of work)
+    window = n_pool if assist is not None else 2 * n_pool
     deaths = 0
     try:
         while True:
             running: dict[Future, WorkItem] = {}
-            pool = ProcessPoolExecutor(cfg.workers, mp_context=ctx, initializer=init_worker,
-                                       initargs=(checkpoint, cfg.device, cfg.batch_size, cache, known, os.getpid()))
+            pool = ProcessPoolExecutor(n_pool, mp_context=ctx, initializer=init_worker,
+                                       initargs=(checkpoint, cfg.device, cfg.batch_size, cache, known, os.getpid(),
+                                                 model_id))
             it: WorkItem | None = None
             try:
                 while True:
-                    while len(running) < 2 * cfg.workers:
+                    while len(running) < window:
                         it = queue.next()
                         if it is None:
                             break
@@ -248,11 +280,9 @@ def _run_local(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig, known: 
                         got = assist.collect(timeout=0.2)
                         yield from (got or [None])
                         continue
-                    # poll often while the driver helps, so its results are recorded promptly
+                    # poll often while the driver embeds, so its results are recorded promptly
                     finished, _ = wait(running, timeout=0.2 if helping else min(cfg.flush_seconds, 5.0),
                                        return_when=FIRST_COMPLETED)
-                    if finished and assist is not None:
-                        assist.stop()  # a worker is up: the driver goes back to driving only
                     for fut in finished:
                         it = running.pop(fut)
                         yield fut.result()
@@ -320,7 +350,8 @@ def embed_archive(
     archive = Path(archive)
     files = discover(archive, site_level=cfg.site_level)
     if cfg.engine == "local" and cfg.workers > 1 and files:
-        start_pool_early(pool_context())
+        start_pool_early(pool_context(), checkpoint, device=cfg.device, batch_size=cfg.batch_size,
+                         cache_dir=cfg.cache_dir)
     summary = EmbedSummary(files=len(files), engine=cfg.engine, workers=cfg.workers)
     if not Path(checkpoint).is_dir():
         raise FileNotFoundError(f"checkpoint {checkpoint}: expected a checkpoint folder, found "

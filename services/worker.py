@@ -7,8 +7,11 @@ and :meth:`FileEmbedder.finish` in model workers (GPU when present).
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +54,7 @@ class FileResult:
     vector: np.ndarray | None = None
     windows: np.ndarray | None = None
     tokens: Any = field(default=None, repr=False)  # set between the two stages only
+    pid: int = 0  # process that read the file (the driver's own, for files its lane embedded)
 
 
 def one_line(exc: BaseException, path: str = "", rel: str = "") -> str:
@@ -111,7 +115,7 @@ class FileEmbedder:
     def prepare(self, item: WorkItem, known: Iterable[str] | set[str] = frozenset()) -> FileResult:
         """Hash, header and tokens of one file (CPU work); ``known`` hashes are not tokenized."""
         t0 = time.perf_counter()
-        r = FileResult(rel=item.rel, size=item.size, mtime_ns=item.mtime_ns, status=DONE)
+        r = FileResult(rel=item.rel, size=item.size, mtime_ns=item.mtime_ns, status=DONE, pid=os.getpid())
         try:
             r.sha256 = file_sha256(item.path)
         except OSError as exc:
@@ -170,6 +174,14 @@ class FileEmbedder:
 # -- process-pool plumbing (one FileEmbedder per worker process) --------------------------
 _WORKER: dict[str, Any] = {}
 
+#: Environment variable naming the checkpoint the fork server preloads (:mod:`services.pool_preload`).
+CHECKPOINT_ENV = "CLEF_POOL_PRELOAD"
+
+
+def preload_key(checkpoint: str, batch_size: int, cache_dir: str | None) -> str:
+    """The key of a checkpoint preloaded by the fork server (CPU only): JSON ``[path, batch, cache]``."""
+    return json.dumps([os.path.abspath(checkpoint), int(batch_size), cache_dir])
+
 
 def _exit_with_driver(driver_pid: int | None = None) -> None:
     """End this worker when the driver dies (``kill -9`` included) instead of working on as an orphan.
@@ -180,10 +192,8 @@ def _exit_with_driver(driver_pid: int | None = None) -> None:
     pid (``driver_pid``, a pidfd where Linux has them, else a poll every 0.5 s), and on
     Linux also asks the kernel to kill it when its own parent dies.
     """
-    import os
     import select
     import signal
-    import sys
     import threading
 
     parent = os.getppid()
@@ -224,14 +234,17 @@ def _exit_with_driver(driver_pid: int | None = None) -> None:
 
 
 def init_worker(checkpoint: str, device: str, batch_size: int, cache_dir: str | None, known: frozenset[str],
-                driver_pid: int | None = None) -> None:
+                driver_pid: int | None = None, model_id: str | None = None) -> None:
     """Pool initializer: exit with the driver (``driver_pid``, default the parent), load the
-    checkpoint once per process, one torch thread."""
-    import os
-
+    checkpoint once per process (or take the fork server's, when it preloaded this one
+    with the weights ``model_id``), one torch thread."""
     _exit_with_driver(driver_pid)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _WORKER["embedder"] = FileEmbedder(checkpoint, device=device, batch_size=batch_size, cache_dir=cache_dir)
+    preload = sys.modules.get("services.pool_preload")  # only in workers forked from the fork server
+    fe = preload.take(checkpoint, batch_size, cache_dir, model_id) if preload and device == "cpu" else None
+    if fe is None:
+        fe = FileEmbedder(checkpoint, device=device, batch_size=batch_size, cache_dir=cache_dir)
+    _WORKER["embedder"] = fe
     _WORKER["known"] = known
 
 

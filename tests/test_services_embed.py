@@ -156,6 +156,72 @@ def test_failed_files_are_retried_only_when_asked(archive: Path, svc_checkpoint:
     assert hist["status"].to_list() == ["failed", "done"]
 
 
+def test_two_workers_are_the_driver_and_one_pool_process(first_run, archive: Path, svc_checkpoint: Path,
+                                                        tmp_path: Path) -> None:
+    """``--workers 2``: the driver embeds files itself next to one pool process, every file
+    once, and the vectors are those of the in-process run."""
+    store1, s1, _ = first_run
+    store = tmp_path / "store"
+    s = embed_archive(archive, svc_checkpoint, store, EmbedConfig(workers=2, part_size=4), progress=False)
+    assert (s.embedded, s.known, s.failed) == (s1.embedded, s1.known, s1.failed)
+    assert 0 < s.in_driver < s.embedded  # both lanes delivered
+    man = _check_store_against_archive(store, archive, N)
+    assert man.height == len(_archive_files(archive))
+    ref = EmbeddingStore(store1).embeddings(windows=False).sort("source_sha256")
+    got = EmbeddingStore(store).embeddings(windows=False).sort("source_sha256")
+    assert got["source_sha256"].to_list() == ref["source_sha256"].to_list()
+    np.testing.assert_allclose(np.stack(got["vector"].to_list()), np.stack(ref["vector"].to_list()), atol=1e-5)
+
+
+_PRELOAD_SCRIPT = """
+import json
+import sys
+from concurrent.futures import ProcessPoolExecutor
+
+from services.worker import preload_key
+
+
+def probe(ckpt):
+    from services import pool_preload, worker
+    fe = worker._WORKER["embedder"]
+    return {"preloaded": fe is pool_preload._PRELOADED.get(preload_key(ckpt, 8, None)),
+            "model_id": fe.model_id, "polars": "polars" in sys.modules}
+
+
+if __name__ == "__main__":
+    from services.batch import pool_context, start_pool_early
+    from services.worker import FileEmbedder, init_worker
+
+    ckpt = sys.argv[1]
+    model_id = FileEmbedder(ckpt).model_id
+    ctx = pool_context()
+    start_pool_early(ctx, ckpt, batch_size=8)
+    out = {"model_id": model_id}
+    for name, mid in (("same", model_id), ("changed", "0" * 16)):
+        with ProcessPoolExecutor(1, mp_context=ctx, initializer=init_worker,
+                                 initargs=(ckpt, "cpu", 8, None, frozenset(), None, mid)) as pool:
+            out[name] = pool.submit(probe, ckpt).result()
+    print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the fork server is the Linux pool's start method")
+def test_fork_server_preloads_the_checkpoint_for_its_workers(svc_checkpoint: Path, tmp_path: Path) -> None:
+    """Workers forked from the fork server start with the driver's checkpoint loaded (not
+    when its weights changed since), and the fork server never loads polars (threads)."""
+    import json
+
+    script = tmp_path / "probe.py"
+    script.write_text(_PRELOAD_SCRIPT)
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, str(script), str(svc_checkpoint)], capture_output=True, text=True,
+                         timeout=180, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["same"] == {"preloaded": True, "model_id": out["model_id"], "polars": False}
+    assert out["changed"]["preloaded"] is False and out["changed"]["model_id"] == out["model_id"]
+
+
 def test_kill_9_mid_run_then_resume(archive: Path, svc_checkpoint: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
     clef = Path(sys.executable).with_name("clef")
