@@ -3,7 +3,7 @@
 Usage::
 
     python bench/embed_archive.py [--sessions 32] [--minutes 20] [--engines local,ray] [--workers 1,2]
-                                  [--repeats 1] [--archive DIR] [--checkpoint CKPT]
+                                  [--repeats 1] [--pin-cores ray] [--archive DIR] [--checkpoint CKPT]
 
 The same archive and checkpoint for every run, a fresh store per run, one process:
 ``services.batch.embed_archive`` (what ``clef embed`` runs) with ``EmbedConfig(engine,
@@ -17,6 +17,12 @@ start-up, the work, and the store commits.
 - Checkpoint: ``--checkpoint``, else ``bench/out/align/aligned_tiny_300`` when present,
   else a randomly initialised ``--model-size`` checkpoint (cost does not depend on
   training).
+
+Ray: a local instance is started before each run's timer and shut down after it (users
+of ``--engine ray`` have a running cluster; its start is printed, not timed). A Ray
+"worker" on a CPU-only machine is a CPU actor (read, spectrogram, tokens) plus a model
+actor, two processes: ``--pin-cores ray`` confines each K-worker run (this process and
+everything it starts) to K cores, so that 1 and 2 workers compare 1 and 2 cores.
 
 Printed: per-stage cost of one session in this process (one thread); one pool worker's
 start-up (spawn, imports, checkpoint) and its thread settings; then per run the wall
@@ -242,8 +248,22 @@ class Run:
         return self.busy / (self.workers * self.wall) if self.wall > 0 else 0.0
 
 
-def one_run(archive: Path, checkpoint: Path, engine: str, workers: int) -> Run:
-    """``embed_archive`` into a fresh store; wall time and per-file completion times."""
+def _set_cores(cores: list[int]) -> None:
+    """Confine every thread of this process (and so every process it starts) to ``cores``."""
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), cores)
+        except OSError:  # a thread that ended meanwhile
+            pass
+
+
+def one_run(archive: Path, checkpoint: Path, engine: str, workers: int, pin: bool = False) -> Run:
+    """``embed_archive`` into a fresh store; wall time and per-file completion times.
+
+    ``pin``: the run (this process and all it starts: fork server, pool, Ray) is confined
+    to the first ``workers`` cores. Ray: a local instance is started before the timer
+    (the running cluster a ``--ray-address`` user has) and shut down after it.
+    """
     from services.batch import embed_archive
     from services.config import EmbedConfig
     from services.schemas import DONE
@@ -251,10 +271,21 @@ def one_run(archive: Path, checkpoint: Path, engine: str, workers: int) -> Run:
 
     OUT.mkdir(parents=True, exist_ok=True)
     store = Path(tempfile.mkdtemp(prefix=f"store_{engine}{workers}_", dir=OUT))
+    all_cores = sorted(os.sched_getaffinity(0))
+    cfg = EmbedConfig(engine=engine, workers=workers)  # type: ignore[arg-type]
+    ray_started = False
     try:
         shutil.rmtree(store)
+        if pin:
+            _set_cores(all_cores[:workers])
+        if engine == "ray":
+            from services.ray_engine import init_ray
+
+            t0 = time.perf_counter()
+            ray_started = init_ray(cfg)
+            print(f"  ray x{workers}: local instance started in {time.perf_counter() - t0:.1f} s (not timed)",
+                  flush=True)
         stamps: list[float] = []
-        cfg = EmbedConfig(engine=engine, workers=workers)  # type: ignore[arg-type]
         t0, c0 = time.perf_counter(), time.process_time()
         s = embed_archive(archive, checkpoint, store, cfg, progress=False,
                           on_file=lambda rel, status: stamps.append(time.perf_counter()))
@@ -263,6 +294,12 @@ def one_run(archive: Path, checkpoint: Path, engine: str, workers: int) -> Run:
         man = EmbeddingStore(store).manifest()
         busy = float(man.filter(man["status"] == DONE)["seconds"].sum())
     finally:
+        if ray_started:
+            import ray
+
+            ray.shutdown()
+        if pin:
+            _set_cores(all_cores)
         shutil.rmtree(store, ignore_errors=True)
     done = [t - t0 for t in sorted(stamps)]
     return Run(engine, workers, s.embedded, s.failed, wall, done[0] if done else float("nan"),
@@ -304,6 +341,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="Runs per configuration (interleaved; best wall time kept).")
     ap.add_argument("--stage-files", type=int, default=3, help="Files timed stage by stage (0: skip).")
     ap.add_argument("--no-probe", action="store_true", help="Skip the pool-worker start-up probe.")
+    ap.add_argument("--pin-cores", default="", help="Engines whose K-worker runs are confined to K cores "
+                    "(e.g. 'ray': Ray's 1 worker is a CPU actor and a model actor, two processes).")
     args = ap.parse_args()
     os.environ.setdefault("CLEF_DEID_SALT", "bench")
     import logging
@@ -311,6 +350,10 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     workers = [int(w) for w in args.workers.split(",")]
+    pinned = {e.strip() for e in args.pin_cores.split(",") if e.strip()}
+    if max(workers) > len(os.sched_getaffinity(0)) and pinned:
+        ap.error(f"--pin-cores: {max(workers)} workers need as many cores, this machine has "
+                 f"{len(os.sched_getaffinity(0))}")
     if bad := set(engines) - {"local", "ray"}:
         ap.error(f"--engines: local and/or ray expected, found {sorted(bad)}")
 
@@ -368,7 +411,7 @@ def main() -> None:
         tries: dict[int, list[Run]] = {w: [] for w in workers}
         for _ in range(max(1, args.repeats)):
             for w in workers:
-                tries[w].append(one_run(archive, checkpoint, engine, w))
+                tries[w].append(one_run(archive, checkpoint, engine, w, pin=engine in pinned))
         for w in workers:
             best = min(tries[w], key=lambda r: r.wall)
             if len(tries[w]) > 1:
@@ -389,7 +432,7 @@ def main() -> None:
         one = ref.get(r.engine)
         up = f"{r.per_min / one.per_min:.2f}×" if one else "-"
         sup = f"{r.steady / one.steady:.2f}×" if one and math.isfinite(r.steady) and math.isfinite(one.steady) else "-"
-        print(f"| {r.engine} | {r.workers} | {r.sessions}{f' ({r.failed} failed)' if r.failed else ''} | "
+        print(f"| {r.engine}{' (on K cores)' if r.engine in pinned else ''} | {r.workers} | {r.sessions}{f' ({r.failed} failed)' if r.failed else ''} | "
               f"{r.wall:.1f} | {r.per_min:.1f} | {up} | {r.first:.1f} | "
               f"{r.steady:.1f} | {sup} | {100 * r.utilisation:.0f} % | {r.busy / max(r.sessions, 1):.2f} | "
               f"{r.driver_cpu:.1f} | {r.in_driver} |".replace("| nan |", "| - |"))

@@ -31,7 +31,7 @@ from typing import Callable, Iterator
 
 import polars as pl
 
-from services.assist import DriverAssist, SharedQueue
+from services.assist import DriverAssist, InHand, SharedQueue, process_in_hand
 from services.config import EmbedConfig
 from services.discovery import ArchiveFile, discover
 from services.headers import HeaderError, HeaderFacts, read_header_facts
@@ -229,7 +229,7 @@ def start_pool_early(ctx: mp.context.BaseContext, checkpoint: str | Path | None 
 
 
 def _run_local(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig, known: frozenset[str],
-               embedder: FileEmbedder | None) -> Iterator[FileResult | None]:
+               embedder: FileEmbedder | None, in_hand: InHand | None = None) -> Iterator[FileResult | None]:
     """Local engine: ``workers`` lanes, the driver's own ``embedder`` being one of them.
 
     Yields results as they complete, and ``None`` now and then so the driver can commit.
@@ -241,16 +241,17 @@ def _run_local(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig, known: 
     pool has ``K`` processes. A pool worker that dies (out of memory on a huge file, a
     crash in a native library) takes the files it and its siblings were working on down
     as ``worker_died`` failures, which ``--retry-failed`` tries again; a fresh pool carries
-    on with the rest.
+    on with the rest. ``in_hand`` records the file the driver's lane is embedding
+    (:class:`services.assist.InHand`).
     """
     if cfg.workers == 1 and embedder is not None:
         for it in items:
-            yield embedder.process(it, known)
+            yield process_in_hand(embedder, it, known, in_hand)
         return
     ctx = pool_context()  # never a fork of the driver, which holds torch threads
     cache = str(cfg.cache_dir) if cfg.cache_dir else None
     queue = SharedQueue(items)
-    assist = DriverAssist(embedder, queue, known) if embedder is not None else None
+    assist = DriverAssist(embedder, queue, known, in_hand) if embedder is not None else None
     n_pool = cfg.workers - 1 if assist is not None else cfg.workers
     model_id = embedder.model_id if embedder is not None else None
     # files handed to the pool ahead of time: none beyond one per process while the driver
@@ -370,7 +371,9 @@ def embed_archive(
             items = _plan(files, reader.manifest(model_id=driver.model_id), cfg, summary)
             log.info("%d files: %d to process, %d unchanged, %d failed before (not retried)", len(files), len(items),
                      summary.unchanged, summary.failed_skipped)
+            in_hand = InHand(store)
             try:
+                items = _after_a_death(items, in_hand, rec, on_file)
                 items, durations = _index_headers(items, rec, on_file)
                 known = rec.known_hashes()
                 if cfg.engine == "ray":
@@ -378,10 +381,11 @@ def embed_archive(
 
                     results: Iterator[FileResult | None] = run_ray(items, str(checkpoint), cfg, known)
                 else:
-                    results = _run_local(items, str(checkpoint), cfg, known, driver)
+                    results = _run_local(items, str(checkpoint), cfg, known, driver, in_hand)
                 _drain(results, rec, len(items), durations, progress, on_file)
             finally:
                 rec.maybe_flush(force=True)
+                in_hand.clear()  # reached unless the process dies (kill -9, killed for memory)
     finally:
         driver.restore_threads()
     summary.seconds = time.perf_counter() - t0
@@ -406,6 +410,34 @@ def _plan(files: list[ArchiveFile], manifest: pl.DataFrame, cfg: EmbedConfig, su
                 continue
         items.append(WorkItem(path=str(f.path), rel=f.rel, size=f.size, mtime_ns=f.mtime_ns))
     return items
+
+
+def _after_a_death(items: list[WorkItem], in_hand: InHand, rec: _Recorder,
+                   on_file: Callable[[str, str], None] | None) -> list[WorkItem]:
+    """The file the driver had in hand when the last run died: tried again once, then failed.
+
+    One death may come from outside (``kill -9``, a reboot); a second one with the same
+    file in hand is taken as the file's doing (killed for memory, a crash in a native
+    library), so it is recorded as ``process_died`` instead of ending every later run.
+    """
+    left = in_hand.left_behind()
+    in_hand.clear()
+    if left is None:
+        return items
+    key, deaths = left
+    if not any((it.rel, it.size, it.mtime_ns) == key for it in items):
+        return items  # committed before the death, changed, or not to be retried
+    if deaths < InHand.LIMIT:
+        log.warning("%s was being embedded in the driver when the last run died; trying it again", key[0])
+        in_hand.suspects[key] = deaths
+        return items
+    log.error("%s was being embedded when the last %d runs died: recorded as failed (process_died)", key[0], deaths)
+    rec.record(FileResult(rel=key[0], size=key[1], mtime_ns=key[2], status=FAILED, error_kind="process_died",
+                          error=f"{key[0]}: the embedding process died {deaths} times while this file was in hand "
+                                "(out of memory?); retry with --retry-failed"))
+    if on_file is not None:
+        on_file(key[0], FAILED)
+    return [it for it in items if (it.rel, it.size, it.mtime_ns) != key]
 
 
 def _header_or_error(item: WorkItem) -> HeaderFacts | HeaderError:

@@ -60,8 +60,9 @@ def embed(
                                                "sessions.csv gives none."),
     ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster address (default: RAY_ADDRESS "
                                                                        "or a new local instance)."),
-    model_workers: int = typer.Option(1, "--model-workers", min=1, help="Ray: session-model workers (GPU each "
-                                                                        "when present)."),
+    model_workers: int | None = typer.Option(None, "--model-workers", min=1,
+                                             help="Ray: session-model workers, one GPU each (default: one per "
+                                                  "GPU, or --workers on a CPU-only cluster)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar with ETA."),
 ) -> None:

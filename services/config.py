@@ -16,9 +16,12 @@ class EmbedConfig(BaseModel):
     engine : {"local", "ray"}
         Local process pool, or Ray (a local instance, or ``ray_address``).
     workers : int
-        Local: worker processes. Ray: CPU workers for read + spectrogram + tokens.
-    model_workers : int
-        Ray only: session-model workers (one GPU each when the cluster has GPUs).
+        Local: embedding lanes, the driver's own and ``workers - 1`` pool processes. Ray:
+        CPU workers for read + spectrogram + tokens.
+    model_workers : int, optional
+        Ray only: session-model workers, one GPU each when the cluster has GPUs; default:
+        one per GPU, or ``workers`` on a CPU-only cluster (where the session model is the
+        larger half of a file's cost, so the model stage must scale with the readers).
     retry_failed : bool
         Try again files whose last attempt failed (otherwise they are skipped).
     part_size : int
@@ -46,7 +49,7 @@ class EmbedConfig(BaseModel):
 
     engine: Literal["local", "ray"] = "local"
     workers: int = Field(1, ge=1)
-    model_workers: int = Field(1, ge=1)
+    model_workers: int | None = Field(None, ge=1)
     retry_failed: bool = False
     part_size: int = Field(64, ge=1)
     flush_seconds: float = Field(60.0, gt=0)

@@ -5,13 +5,15 @@ Per chunk of files, one streaming Ray dataset::
     from_items(files) ─► map_batches(_Prepare)  CPU actors ×workers: hash, header, read,
                                                 spectrogram, tokens
                       ─► map_batches(_Finish)   model actors ×model_workers: session
-                                                transformer (one GPU each when the cluster has GPUs)
+                                                transformer (one GPU each when the cluster has
+                                                GPUs; default one per GPU, else ×workers)
                       ─► iter_rows() on the driver, which alone writes the store
 
 Ray's streaming executor provides the back-pressure between the stages. Results cross
 stages as pickled :class:`~services.worker.FileResult` bytes (token grids are ragged).
 Connects to ``EmbedConfig.ray_address`` (or ``RAY_ADDRESS``), else starts a local instance
-with ``workers + model_workers`` CPUs, and shuts down only an instance it started.
+with ``workers + model_workers`` CPUs (logical: actors of both stages, which alternate on
+the cores), and shuts down only an instance it started.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def init_ray(cfg: EmbedConfig) -> bool:
     kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
                           "configure_logging": False}
     if not address:
-        kw["num_cpus"] = cfg.workers + cfg.model_workers
+        kw["num_cpus"] = cfg.workers + (cfg.model_workers or cfg.workers)
     try:
         ray.init(address=address, **kw)
     except Exception as exc:  # noqa: BLE001 - any start failure is reported in one line
@@ -117,10 +119,11 @@ def run_ray(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig, known: fro
         ctx.print_on_execution_start = False
         gpus = int(ray.cluster_resources().get("GPU", 0))
         device = "cuda" if gpus else "cpu"
+        n_model = cfg.model_workers or gpus or cfg.workers
         model_res: dict[str, float] = {"num_gpus": 1} if gpus else {"num_cpus": 1}
         cache = str(cfg.cache_dir) if cfg.cache_dir else None
         log.info("ray: %d CPU worker(s) for read + spectrogram + tokens, %d model worker(s) on %s",
-                 cfg.workers, cfg.model_workers, device)
+                 cfg.workers, n_model, device)
         for a in range(0, len(items), cfg.ray_chunk):
             chunk = items[a:a + cfg.ray_chunk]
             ds = ray.data.from_items([asdict(i) for i in chunk], override_num_blocks=len(chunk))
@@ -128,7 +131,7 @@ def run_ray(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig, known: fro
                                 fn_constructor_kwargs={"checkpoint": checkpoint, "known": known,
                                                        "batch_size": cfg.batch_size, "cache_dir": cache})
             ds = ds.map_batches(_Finish, batch_size=cfg.model_batch_files,
-                                compute=ActorPoolStrategy(size=cfg.model_workers),
+                                compute=ActorPoolStrategy(size=n_model),
                                 fn_constructor_kwargs={"checkpoint": checkpoint, "device": device,
                                                        "batch_size": cfg.batch_size}, **model_res)
             for row in ds.iter_rows():

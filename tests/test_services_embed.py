@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -209,8 +210,6 @@ if __name__ == "__main__":
 def test_fork_server_preloads_the_checkpoint_for_its_workers(svc_checkpoint: Path, tmp_path: Path) -> None:
     """Workers forked from the fork server start with the driver's checkpoint loaded (not
     when its weights changed since), and the fork server never loads polars (threads)."""
-    import json
-
     script = tmp_path / "probe.py"
     script.write_text(_PRELOAD_SCRIPT)
     root = Path(__file__).resolve().parents[1]
@@ -220,6 +219,42 @@ def test_fork_server_preloads_the_checkpoint_for_its_workers(svc_checkpoint: Pat
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert out["same"] == {"preloaded": True, "model_id": out["model_id"], "polars": False}
     assert out["changed"]["preloaded"] is False and out["changed"]["model_id"] == out["model_id"]
+
+
+def _left_in_hand(store: Path, archive: Path, rel: str, deaths: int) -> None:
+    """What a run that died while its driver embedded ``rel`` leaves behind."""
+    from services.assist import InHand
+
+    st = (archive / rel).stat()
+    store.mkdir(parents=True, exist_ok=True)
+    (store / InHand.NAME).write_text(json.dumps({"rel": rel, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                                 "deaths": deaths}))
+
+
+def test_a_file_in_hand_at_two_deaths_is_failed_not_retried_forever(svc_hospital: Path, svc_checkpoint: Path,
+                                                                  tmp_path: Path) -> None:
+    """A file that kills the driver (killed for memory) must not end every later run: one
+    death (maybe a kill -9 from outside) retries it, a second records it as failed."""
+    from services.assist import InHand
+
+    small = make_archive(svc_hospital, tmp_path / "archive", 3, bad=False, duplicate=False)
+    rels = sorted(p.relative_to(small).as_posix() for p in small.rglob("*.edf"))
+    once, twice = tmp_path / "once", tmp_path / "twice"
+    _left_in_hand(once, small, rels[1], deaths=0)  # the first death with this file in hand
+    s = embed_archive(small, svc_checkpoint, once, EmbedConfig(part_size=4), progress=False)
+    assert (s.embedded, s.failed) == (3, 0)
+    assert not (once / InHand.NAME).exists()  # a run that ends leaves nothing in hand
+
+    _left_in_hand(twice, small, rels[1], deaths=1)  # it was in hand at the death before, too
+    s = embed_archive(small, svc_checkpoint, twice, EmbedConfig(part_size=4), progress=False)
+    assert (s.embedded, s.failed) == (2, 1)
+    man = EmbeddingStore(twice).manifest()
+    row = man.filter(pl.col("path") == rels[1]).row(0, named=True)
+    assert row["status"] == "failed" and row["error_kind"] == "process_died" and "--retry-failed" in row["error"]
+    s = embed_archive(small, svc_checkpoint, twice, EmbedConfig(part_size=4), progress=False)
+    assert (s.embedded, s.failed_skipped) == (0, 1)  # not tried again unless asked
+    s = embed_archive(small, svc_checkpoint, twice, EmbedConfig(part_size=4, retry_failed=True), progress=False)
+    assert (s.embedded, s.failed) == (1, 0)
 
 
 def test_kill_9_mid_run_then_resume(archive: Path, svc_checkpoint: Path, tmp_path: Path) -> None:
