@@ -120,6 +120,7 @@ def run_ray(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig, known: fro
         gpus = int(ray.cluster_resources().get("GPU", 0))
         device = "cuda" if gpus else "cpu"
         n_model = cfg.model_workers or gpus or cfg.workers
+        model_batch = cfg.model_batch_files or (4 if gpus else 1)
         model_res: dict[str, float] = {"num_gpus": 1} if gpus else {"num_cpus": 1}
         cache = str(cfg.cache_dir) if cfg.cache_dir else None
         log.info("ray: %d CPU worker(s) for read + spectrogram + tokens, %d model worker(s) on %s",
@@ -130,7 +131,7 @@ def run_ray(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig, known: fro
             ds = ds.map_batches(_Prepare, batch_size=1, num_cpus=1, compute=ActorPoolStrategy(size=cfg.workers),
                                 fn_constructor_kwargs={"checkpoint": checkpoint, "known": known,
                                                        "batch_size": cfg.batch_size, "cache_dir": cache})
-            ds = ds.map_batches(_Finish, batch_size=cfg.model_batch_files,
+            ds = ds.map_batches(_Finish, batch_size=model_batch,
                                 compute=ActorPoolStrategy(size=n_model),
                                 fn_constructor_kwargs={"checkpoint": checkpoint, "device": device,
                                                        "batch_size": cfg.batch_size}, **model_res)
