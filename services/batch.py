@@ -188,11 +188,11 @@ def pool_context() -> mp.context.BaseContext:
     """Start method of the local pool: a fork server where the platform has one, else spawn.
 
     The fork server is a fresh process that imports torch, scipy and the reading and
-    model code once (:mod:`services.pool_preload`, which keeps it single-threaded, so
-    forking it is safe, unlike forking the driver); each worker is then a fork of it and
-    skips most of the ~2.5 s of imports a spawned worker pays (the first result of a
-    2-worker run comes after 5.0 s instead of 7.7 s, bench/RESULTS.md). It is started by
-    :func:`start_pool_early`, and serves every later pool of this driver process.
+    model code once, and loads the driver's checkpoint (:mod:`services.pool_preload`,
+    which keeps it single-threaded, so forking it is safe, unlike forking the driver);
+    each worker is then a fork of it and skips the ~2.5 s of imports and the ~0.8 s
+    checkpoint load a spawned worker pays. It is started by :func:`start_pool_early`,
+    and serves every later pool of this driver process.
     """
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
