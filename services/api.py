@@ -384,8 +384,11 @@ def create_app(cfg: ServeConfig, keys: list[str] | None = None) -> FastAPI:
              tags=["probes"])
     def session_probabilities(session_id: str, task: Tasks = None) -> ProbabilitiesOut:
         """Task probabilities of a stored session."""
-        stored(state.current(), session_id)
-        x = state.store.vector(session_id, state.model_id)
+        searcher = state.current()
+        stored(searcher, session_id)
+        x = searcher.raw_vector(session_id)
+        if x is None:  # an index saved without norms: read the vector from the store
+            x = state.store.vector(session_id, state.model_id)
         if x is None:  # indexed but gone from the store
             raise HTTPException(404, f"session {session_id!r} not found")
         return ProbabilitiesOut(model_id=state.model_id, query=session_id, probabilities=probabilities(x, task))

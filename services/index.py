@@ -103,6 +103,10 @@ class CohortIndex:
         Digest of the content hashes covered.
     params : dict
         ``nlist``, ``nprobe``, ``m``, ``ef_search``, ``trained_n`` as relevant.
+    norms : ndarray, optional
+        L2 norm of each row's raw embedding (raw = stored row × norm: probes take raw
+        vectors, so a service answers from memory); None for an index saved before norms
+        were kept.
     """
 
     index: Any
@@ -113,6 +117,7 @@ class CohortIndex:
     shas: list[str]
     digest: str
     params: dict[str, Any] = field(default_factory=dict)
+    norms: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -130,6 +135,13 @@ class CohortIndex:
         if rows.size == 0:
             return np.zeros((0, self.dim), np.float32)
         return self.index.reconstruct_batch(rows)
+
+    def raw_vectors(self, rows: np.ndarray) -> np.ndarray | None:
+        """Raw (unnormalised) embeddings of some rows, or None when the index keeps no norms."""
+        if self.norms is None:
+            return None
+        rows = np.asarray(rows, dtype=np.int64)
+        return self.vectors(rows) * self.norms[rows, None]
 
     def search_params(self, k: int, selector: Any | None, fraction: float = 1.0) -> Any:
         """FAISS search parameters of this kind (selector, nprobe, efSearch).
@@ -196,6 +208,10 @@ def _model_rows(store: EmbeddingStore, model_id: str, exclude: set[str] | None =
     return df
 
 
+def _norms(raw: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(raw.astype(np.float64), axis=1).astype(np.float32)
+
+
 def build_index(store: EmbeddingStore | str | Path, model_id: str | None = None, kind: IndexKind = "auto",
                 config: IndexConfig | None = None) -> CohortIndex:
     """Build (and save) the index of one model's session embeddings.
@@ -219,7 +235,8 @@ def build_index(store: EmbeddingStore | str | Path, model_id: str | None = None,
     df = _model_rows(store, model_id)
     if df.height == 0:
         raise StoreError(f"store {store.path}: no embeddings of model {model_id} to index")
-    x = normalise(vectors_of(df))
+    raw = vectors_of(df)
+    x = normalise(raw)
     chosen = _choose(kind, df.height, cfg)
     t0 = time.perf_counter()
     idx, params = new_index(chosen, x, cfg)
@@ -227,7 +244,8 @@ def build_index(store: EmbeddingStore | str | Path, model_id: str | None = None,
     if chosen == "ivf":
         idx.make_direct_map()
     shas = df["source_sha256"].to_list()
-    ci = CohortIndex(idx, chosen, kind, model_id, df["session_id"].to_list(), shas, digest_of(shas), params)
+    ci = CohortIndex(idx, chosen, kind, model_id, df["session_id"].to_list(), shas, digest_of(shas), params,
+                     _norms(raw))
     log.info("built %s index of %d sessions (dim %d) in %.1f s", chosen, ci.n, ci.dim, time.perf_counter() - t0)
     save_index(store, ci)
     return ci
@@ -270,8 +288,10 @@ def save_index(store: EmbeddingStore, ci: CohortIndex) -> Path:
         tmp = d / f".tmp-{os.getpid()}-{stamp}"
         faiss.write_index(ci.index, str(tmp))
         os.replace(tmp, f_index)
-        pl.DataFrame({"row": np.arange(ci.n, dtype=np.int64), "session_id": ci.session_ids,
-                      "source_sha256": ci.shas}).write_parquet(tmp)
+        ids = {"row": np.arange(ci.n, dtype=np.int64), "session_id": ci.session_ids, "source_sha256": ci.shas}
+        if ci.norms is not None:
+            ids["norm"] = ci.norms
+        pl.DataFrame(ids).write_parquet(tmp)
         os.replace(tmp, f_ids)
         write_json_atomic(d / "index.json", {
             "schema": INDEX_SCHEMA, "kind": ci.kind, "requested": ci.requested, "model_id": ci.model_id, "n": ci.n,
@@ -341,8 +361,9 @@ def load_index(store: EmbeddingStore | str | Path, model_id: str | None = None) 
         idx.make_direct_map()
     elif meta["kind"] == "hnsw":
         idx.hnsw.efSearch = int(meta["params"].get("ef_search", 96))
+    norms = ids["norm"].to_numpy().astype(np.float32) if "norm" in ids.columns else None
     return CohortIndex(idx, meta["kind"], meta.get("requested", meta["kind"]), model_id, ids["session_id"].to_list(),
-                       ids["source_sha256"].to_list(), meta["store_digest"], meta.get("params", {}))
+                       ids["source_sha256"].to_list(), meta["store_digest"], meta.get("params", {}), norms)
 
 
 def ensure_index(store: EmbeddingStore | str | Path, model_id: str | None = None, kind: IndexKind | None = None,
@@ -397,10 +418,12 @@ def ensure_index(store: EmbeddingStore | str | Path, model_id: str | None = None
     if _choose(want, total, cfg) != ci.kind or (ci.kind == "ivf" and total > cfg.rebuild_growth * ci.params.get("trained_n", total)):
         return build_index(store, model_id, want, cfg), "rebuilt"
     df = _model_rows(store, model_id).filter(pl.col("source_sha256").is_in(list(new)))
-    x = normalise(vectors_of(df))
+    raw = vectors_of(df)
+    x = normalise(raw)
     if ci.kind == "ivf":
         ci.index.make_direct_map()  # kept up to date by add
     ci.index.add(x)
+    ci.norms = None if ci.norms is None else np.concatenate([ci.norms, _norms(raw)])
     ci.session_ids += df["session_id"].to_list()
     ci.shas += df["source_sha256"].to_list()
     ci.digest = digest_of(ci.shas)

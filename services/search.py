@@ -189,6 +189,12 @@ class CohortSearcher:
         """Stored (normalised) embedding of a session."""
         return self.index.vectors(np.array([self.row_of(session_id)]))[0]
 
+    def raw_vector(self, session_id: str) -> np.ndarray | None:
+        """Raw (unnormalised) embedding of a stored session from memory, or None when the
+        index keeps no norms (saved by an older version: read it from the store)."""
+        raw = self.index.raw_vectors(np.array([self.row_of(session_id)]))
+        return None if raw is None else raw[0]
+
     def session_meta(self, session_id: str) -> dict[str, Any]:
         """Metadata row of a stored session."""
         return self.meta.row(self.row_of(session_id), named=True)

@@ -104,11 +104,33 @@ def test_approximate_indexes_return_k_filtered_results(syn, tmp_path: Path, kind
     assert len(s.search_session("sess00003", 50, few)) == n_few - (data["sites"][3] == "S04" and 20 <= data["ages"][3] < 21)
     # an impossible filter: nothing
     assert s.search_session("sess00003", 5, parse_filters(["site=S99"])) == []
+    # the raw embedding comes back from the index and its norms, as the store holds it
+    np.testing.assert_allclose(s.raw_vector("sess00400"), data["vectors"][400], rtol=1e-5, atol=1e-6)
+
+
+def test_index_without_norms_still_loads(tmp_path: Path) -> None:
+    """An index saved before norms were kept loads; raw vectors then come from the store."""
+    import polars as pl
+
+    from services.index import file_sha256, index_dir
+
+    path = tmp_path / "store"
+    synthetic_store(path, n=50, dim=8, seed=3)
+    build_index(path)
+    d = index_dir(EmbeddingStore(path), "m" * 16)
+    meta = json.loads((d / "index.json").read_text())
+    ids = d / meta["ids_file"]
+    pl.read_parquet(ids).drop("norm").write_parquet(ids)
+    meta["ids_sha256"] = file_sha256(ids)
+    (d / "index.json").write_text(json.dumps(meta))
+    s = CohortSearcher(path)
+    assert s.index.norms is None and s.raw_vector("sess00001") is None
+    assert s.search_session("sess00001", 3)[0].session_id != "sess00001"  # searching is unaffected
 
 
 def test_index_is_updated_when_the_store_grows(tmp_path: Path) -> None:
     path = tmp_path / "store"
-    synthetic_store(path, n=200, dim=8, seed=2)
+    base = synthetic_store(path, n=200, dim=8, seed=2)
     ci, action = ensure_index(path)
     assert action == "built" and ci.n == 200
     assert ensure_index(path)[1] == "loaded"
@@ -136,6 +158,9 @@ def test_index_is_updated_when_the_store_grows(tmp_path: Path) -> None:
     # the stored vector of a new session finds itself first
     s = CohortSearcher(path)
     assert s.search(more["vectors"][250], 1)[0].session_id == "new250"
+    # raw vectors from memory (the norms kept with the id map), old and added sessions alike
+    np.testing.assert_allclose(s.raw_vector("sess00007"), base["vectors"][7], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(s.raw_vector("new250"), more["vectors"][250], rtol=1e-5, atol=1e-6)
     # only the current index files remain; another kind rebuilds
     files = sorted(p.name for p in (path / "index" / ("m" * 16)).iterdir())
     assert len(files) == 3 and "index.json" in files
