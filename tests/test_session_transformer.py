@@ -69,12 +69,16 @@ def test_token_mask_respects_validity_and_ratio():
     assert m.sum(1).tolist() == [50, 25, 100, 0]
 
 
-def test_model_contract_padding_and_aggregation():
+def _tiny_model_and_batch(seed: int, batch: int) -> tuple[SessionTransformer, torch.Tensor, torch.Tensor]:
+    """A tiny model (64 codes, 4 x 16 grid) in eval mode, random codes and an all-valid mask."""
     cfg = load_config("tiny", SMALL).with_data(64, (4, 16))
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = SessionTransformer(cfg.model).eval()
-    codes = torch.randint(0, 64, (2, 4, 16))
-    valid = torch.ones(2, 4, 16, dtype=torch.bool)
+    return model, torch.randint(0, 64, (batch, 4, 16)), torch.ones(batch, 4, 16, dtype=torch.bool)
+
+
+def test_model_contract_padding_and_aggregation():
+    model, codes, valid = _tiny_model_and_batch(0, 2)
     valid[1, :, 10:] = False
     out = model(codes, valid)
     assert out.token_features.shape == (2, 64, 64) and out.window_embedding.shape == (2, 64)
@@ -92,11 +96,7 @@ def test_model_contract_padding_and_aggregation():
 def test_inference_path_matches_the_masked_training_path():
     """Embedding (no grad: scaled-dot-product attention, padded rows on their valid tokens)
     gives the features of the training path (PyTorch's encoder with a key padding mask)."""
-    cfg = load_config("tiny", SMALL).with_data(64, (4, 16))
-    torch.manual_seed(1)
-    model = SessionTransformer(cfg.model).eval()
-    codes = torch.randint(0, 64, (3, 4, 16))
-    valid = torch.ones(3, 4, 16, dtype=torch.bool)
+    model, codes, valid = _tiny_model_and_batch(1, 3)
     valid[1, :, 9:] = False
     valid[2, 2:, :] = False
     with torch.no_grad():
