@@ -60,7 +60,8 @@ class InHand:
         self.suspects: dict[tuple[str, int, int], int] = {}  # (rel, size, mtime_ns) -> deaths so far
 
     @staticmethod
-    def _key(item: WorkItem) -> tuple[str, int, int]:
+    def key(item: WorkItem) -> tuple[str, int, int]:
+        """What names a file version here: path, size and mtime."""
         return item.rel, item.size, item.mtime_ns
 
     def left_behind(self) -> tuple[tuple[str, int, int], int] | None:
@@ -78,7 +79,7 @@ class InHand:
         """Record ``item`` as in hand (atomic: the file is whole or absent)."""
         tmp = self.path.with_name(f"{self.NAME}.tmp-{os.getpid()}")
         tmp.write_text(json.dumps({"rel": item.rel, "size": item.size, "mtime_ns": item.mtime_ns,
-                                   "deaths": self.suspects.get(self._key(item), 0)}))
+                                   "deaths": self.suspects.get(self.key(item), 0)}))
         os.replace(tmp, self.path)
 
     def clear(self) -> None:

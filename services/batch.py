@@ -425,7 +425,7 @@ def _after_a_death(items: list[WorkItem], in_hand: InHand, rec: _Recorder,
     if left is None:
         return items
     key, deaths = left
-    if not any((it.rel, it.size, it.mtime_ns) == key for it in items):
+    if not any(InHand.key(it) == key for it in items):
         return items  # committed before the death, changed, or not to be retried
     if deaths < InHand.LIMIT:
         log.warning("%s was being embedded in the driver when the last run died; trying it again", key[0])
@@ -437,7 +437,7 @@ def _after_a_death(items: list[WorkItem], in_hand: InHand, rec: _Recorder,
                                 "(out of memory?); retry with --retry-failed"))
     if on_file is not None:
         on_file(key[0], FAILED)
-    return [it for it in items if (it.rel, it.size, it.mtime_ns) != key]
+    return [it for it in items if InHand.key(it) != key]
 
 
 def _header_or_error(item: WorkItem) -> HeaderFacts | HeaderError:
