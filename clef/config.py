@@ -33,6 +33,13 @@ class ModelConfig(_Frozen):
         Codebook size of the tokenizer; filled from the tokens when None.
     grid : tuple of int or None
         Token grid (frequency rows, time columns) per window; filled from the tokens.
+    context_s : float or None
+        Seconds of signal one forward pass sees (the paper's context ablation, e.g. 80).
+        None (default): the whole window (1280 s). When set, pretraining sees random crops
+        of that many seconds of token columns, and embedding encodes a window as
+        consecutive non-overlapping crops pooled like windows
+        (:meth:`clef.model.SessionTransformer.embed_windows`). Must be a whole number of
+        token columns that divides the window (:func:`clef.model.context_columns`).
     """
 
     dim: int = Field(128, gt=0)
@@ -42,6 +49,7 @@ class ModelConfig(_Frozen):
     dropout: float = Field(0.0, ge=0, lt=1)
     vocab_size: int | None = Field(None, gt=1)
     grid: tuple[int, int] | None = None
+    context_s: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _heads(self) -> ModelConfig:

@@ -5,7 +5,9 @@
 encoder, in eval mode (deterministic), batched over windows, on CPU or GPU. Every
 window is encoded; the session embedding is the mean of the window embeddings weighted
 by their valid tokens, and the per-window embeddings are kept (full nights and long-term
-recordings are supported, which the paper leaves out).
+recordings are supported, which the paper leaves out). A short-context checkpoint
+(``context_s``) encodes each window as consecutive crops of that many seconds, pooled
+into the window's embedding like windows (:meth:`clef.model.SessionTransformer.embed_windows`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from clef.model import (
     TOKENIZER_SUBDIR,
     SessionTransformer,
     aggregate_windows,
+    context_columns,
     pre_ln_inference,  # re-exported: baselines in benchmark_tasks encode with it too  # noqa: F401
 )
 from tokenizer import ContractMismatchError, Recording, read_recording
@@ -102,6 +105,8 @@ class Embedder:
         self.encoder = SessionTransformer(self.cfg.model)
         self.encoder.load_state_dict(ck.state_dict)
         self.encoder.to(self.device).eval()
+        #: token columns one forward pass sees (None: whole windows)
+        self.context_columns = context_columns(self.cfg.model, self.contract.window_s)
         self._cache_dir = cache_dir
         self._tokenizer: Tokenizer | None = None
 
@@ -148,8 +153,9 @@ class Embedder:
         v = torch.from_numpy(np.concatenate(valid))
         embs = []
         for a in range(0, c.shape[0], self.batch_size):
-            out = self.encoder(c[a:a + self.batch_size].to(self.device), v[a:a + self.batch_size].to(self.device))
-            embs.append(out.window_embedding.float().cpu())
+            out = self.encoder.embed_windows(c[a:a + self.batch_size].to(self.device),
+                                             v[a:a + self.batch_size].to(self.device), self.context_columns)
+            embs.append(out.float().cpu())
         w_emb = torch.cat(embs)
         n_tok = v.sum(1)
         owner_t = torch.tensor(owner)

@@ -5,7 +5,10 @@ One model I/O contract (as in braindecode): :meth:`SessionTransformer.forward` r
 masked-token head of pretraining, probes, projections) live outside the encoder.
 Sessions longer than one window are encoded window by window; :func:`aggregate_windows`
 turns per-window embeddings into the session embedding (documented: a mean weighted by
-each window's valid tokens).
+each window's valid tokens). A model with a short context (``ModelConfig.context_s``, the
+paper's context ablation) sees crops of consecutive token columns instead of whole
+windows: :meth:`SessionTransformer.embed_windows` cuts a window into such crops
+(:func:`column_crops`) and pools them exactly as windows are pooled.
 """
 
 from __future__ import annotations
@@ -53,7 +56,9 @@ class SessionTransformer(nn.Module):
     Notes
     -----
     Positions: a learned embedding of the frequency row plus a learned embedding of the
-    time column (factorised 2-D position), added to the token embedding. The extra
+    time column (factorised 2-D position), added to the token embedding. A crop of ``t``
+    columns (short context) takes the first ``t`` column embeddings: positions are
+    relative to the crop, as in a model whose whole input is that long. The extra
     token id ``vocab_size`` is ``[MASK]``. Padding tokens are excluded from attention
     (key padding mask) and from the pooled embedding.
     """
@@ -84,35 +89,75 @@ class SessionTransformer(nn.Module):
         gf, gt = self.cfg.grid  # type: ignore[misc]
         return gf * gt
 
-    def positions(self) -> torch.Tensor:
-        """(N, dim) position embeddings, row-major over (frequency, time)."""
-        return (self.pos_f[:, None, :] + self.pos_t[None, :, :]).reshape(-1, self.cfg.dim)
+    def positions(self, columns: int | None = None) -> torch.Tensor:
+        """(grid_f × columns, dim) position embeddings, row-major over (frequency, time).
+
+        ``columns`` (default: the whole grid) time columns from the first.
+        """
+        pos_t = self.pos_t if columns is None else self.pos_t[:columns]
+        return (self.pos_f[:, None, :] + pos_t[None, :, :]).reshape(-1, self.cfg.dim)
 
     def forward(self, codes: torch.Tensor, valid: torch.Tensor, masked: torch.Tensor | None = None) -> EncoderOutput:
         """Encode windows.
 
         Parameters
         ----------
-        codes : Tensor, (B, N) or (B, grid_f, grid_t), integer
-            Token ids in ``[0, vocab_size)``.
-        valid : Tensor, same shape, bool
+        codes : Tensor, (B, N) or (B, grid_f, t), integer
+            Token ids in ``[0, vocab_size)``: whole windows (``N = grid_f × grid_t``), or
+            crops of ``t <= grid_t`` consecutive columns, which must be given in the 3-D
+            shape (short context).
+        valid : Tensor, same number of elements, bool
             Valid tokens (False for padding).
-        masked : Tensor, same shape, bool, optional
+        masked : Tensor, same number of elements, bool, optional
             Tokens replaced by ``[MASK]`` (pretraining).
         """
         b = codes.shape[0]
+        gf, gt = self.cfg.grid  # type: ignore[misc]
+        columns = None
+        if codes.ndim == 3 and codes.shape[1] == gf and 0 < codes.shape[2] < gt:
+            columns = int(codes.shape[2])
         codes = codes.reshape(b, -1).long()
         valid = valid.reshape(b, -1).bool()
-        if codes.shape[1] != self.n_tokens:
-            raise ValueError(f"expected {self.n_tokens} tokens per window (grid {self.cfg.grid}), found {codes.shape[1]}")
+        if columns is None and codes.shape[1] != self.n_tokens:
+            raise ValueError(f"expected {self.n_tokens} tokens per window (grid {self.cfg.grid}), or a crop "
+                             f"({gf}, t <= {gt}), found {codes.shape[1]}")
         if masked is not None:
             codes = codes.masked_fill(masked.reshape(b, -1).bool(), self.mask_id)
-        x = self.tok(codes) + self.positions()[None]
+        x = self.tok(codes) + self.positions(columns)[None]
         x = self.norm(self._encode(x, valid))
         w = valid.to(x.dtype)[..., None]
         emb = (x * w).sum(1) / w.sum(1).clamp(min=1.0)
         return EncoderOutput(token_features=x, window_embedding=emb, valid=valid)
 
+    def embed_windows(self, codes: torch.Tensor, valid: torch.Tensor, columns: int | None = None) -> torch.Tensor:
+        """Embeddings ``(B, dim)`` of whole windows, in this model's context.
+
+        Parameters
+        ----------
+        codes, valid : Tensor, (B, N) or (B, grid_f, grid_t)
+            Whole windows.
+        columns : int, optional
+            Context in token columns (:func:`context_columns`). None or the whole grid:
+            ``forward(codes, valid).window_embedding``, unchanged. Fewer: each window is cut
+            into consecutive non-overlapping crops of ``columns`` columns
+            (:func:`column_crops`), each crop encoded on its own, and a window's embedding
+            is the mean of its crops' embeddings weighted by their valid tokens, the
+            pooling :func:`aggregate_windows` applies to windows; a window without a valid
+            token gets zeros, as in :meth:`forward`.
+        """
+        gf, gt = self.cfg.grid  # type: ignore[misc]
+        if columns is None or columns >= gt:
+            return self(codes, valid).window_embedding
+        b = codes.shape[0]
+        crops, crop_valid, owner = column_crops(codes.reshape(b, gf, gt), valid.reshape(b, gf, gt), columns)
+        out = torch.zeros(b, self.cfg.dim, dtype=self.tok.weight.dtype, device=codes.device)
+        if crops.shape[0] == 0:
+            return out
+        emb = self(crops, crop_valid).window_embedding
+        n = crop_valid.reshape(crops.shape[0], -1).sum(1).to(emb.dtype)
+        out.index_add_(0, owner, emb * n[:, None])
+        total = torch.zeros(b, dtype=emb.dtype, device=emb.device).index_add_(0, owner, n)
+        return out / total.clamp(min=1.0)[:, None]
 
     def _encode(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Run the blocks so that padding tokens are never attended to.
@@ -188,6 +233,57 @@ class MaskedTokenHead(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """(B, N, dim) → (B, N, vocab_size) logits."""
         return self.proj(self.norm(features))
+
+
+def context_columns(cfg: ModelConfig, window_s: float) -> int | None:
+    """Token columns of a model's context (``cfg.context_s``), or None for the whole window.
+
+    Parameters
+    ----------
+    cfg : ModelConfig
+        With ``grid`` set.
+    window_s : float
+        Seconds the grid's columns span (the contract's ``window_s``, 1280).
+
+    Raises
+    ------
+    ValueError
+        ``context_s`` longer than the window, not a whole number of columns, or a number
+        of columns that does not divide the grid (crops would differ in length).
+    """
+    if cfg.context_s is None:
+        return None
+    if cfg.grid is None:
+        raise ValueError("ModelConfig.grid must be set to resolve context_s")
+    gt = cfg.grid[1]
+    column_s = window_s / gt
+    cols = cfg.context_s / column_s
+    if cfg.context_s > window_s or abs(cols - round(cols)) > 1e-6 or gt % round(cols):
+        raise ValueError(f"context_s must be a whole number of token columns ({column_s:g} s each) that divides the "
+                         f"{gt} columns of a {window_s:g} s window, found {cfg.context_s:g} s")
+    return None if round(cols) == gt else int(round(cols))
+
+
+def column_crops(codes: torch.Tensor, valid: torch.Tensor, columns: int) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                  torch.Tensor]:
+    """Cut windows ``(B, grid_f, grid_t)`` into consecutive crops of ``columns`` time columns.
+
+    Returns
+    -------
+    crops, crop_valid : Tensor, (K, grid_f, columns)
+        Crops holding at least one valid token, window by window, in time order.
+    owner : Tensor, (K,) long
+        Window of each crop.
+    """
+    b, gf, gt = codes.shape
+    if columns < 1 or gt % columns:
+        raise ValueError(f"crops of {columns} columns must divide the {gt} columns of a window")
+    k = gt // columns
+    crops = codes.reshape(b, gf, k, columns).permute(0, 2, 1, 3).reshape(b * k, gf, columns)
+    crop_valid = valid.reshape(b, gf, k, columns).permute(0, 2, 1, 3).reshape(b * k, gf, columns)
+    owner = torch.arange(b, device=codes.device).repeat_interleave(k)
+    keep = crop_valid.reshape(b * k, -1).any(1)
+    return crops[keep], crop_valid[keep], owner[keep]
 
 
 def aggregate_windows(window_embeddings: torch.Tensor, n_valid_tokens: torch.Tensor) -> torch.Tensor:

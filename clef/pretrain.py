@@ -37,6 +37,8 @@ from clef.model import (
     TOKENIZER_SUBDIR,
     MaskedTokenHead,
     SessionTransformer,
+    column_crops,
+    context_columns,
     count_parameters,
 )
 from tokenizer.checkpoint import (
@@ -138,14 +140,27 @@ def load_token_table(tokens_dir: str | Path) -> TokenTable:
 
 
 class _Windows(Dataset):
-    def __init__(self, table: TokenTable) -> None:
+    """Training windows; with a short context (``columns``), one random crop of each window
+    per draw, starting at a column no later than the window's last valid one (the padded end
+    of a session's last window never yields a crop without tokens)."""
+
+    def __init__(self, table: TokenTable, columns: int | None = None) -> None:
         self.t = table
+        self.columns = columns
 
     def __len__(self) -> int:
         return len(self.t)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"codes": torch.from_numpy(self.t.codes[i].astype(np.int64)), "valid": torch.from_numpy(self.t.valid[i])}
+        codes, valid = self.t.codes[i], self.t.valid[i]
+        if self.columns is not None:
+            gf, gt = self.t.grid
+            codes, valid = codes.reshape(gf, gt), valid.reshape(gf, gt)
+            cols = np.flatnonzero(valid.any(0))
+            last = min(gt - self.columns, int(cols[-1]) if cols.size else 0)
+            s = int(torch.randint(0, last + 1, ()).item())
+            codes, valid = codes[:, s:s + self.columns].reshape(-1), valid[:, s:s + self.columns].reshape(-1)
+        return {"codes": torch.from_numpy(codes.astype(np.int64)), "valid": torch.from_numpy(np.ascontiguousarray(valid))}
 
 
 # --------------------------------------------------------------------------- module
@@ -178,6 +193,8 @@ class MaskedTokenModule(L.LightningModule):
         self.cfg = cfg
         self.contract = contract
         self.encoder = SessionTransformer(cfg.model)
+        #: token columns one forward pass sees (None: whole windows; ``model.context_s``)
+        self.context = context_columns(cfg.model, contract.window_s)
         self.head = MaskedTokenHead(cfg.model.dim, cfg.model.vocab_size)  # type: ignore[arg-type]
         self.ema = copy.deepcopy(self.encoder).requires_grad_(False)
         self.step_offset = step_offset
@@ -214,7 +231,7 @@ class MaskedTokenModule(L.LightningModule):
         b = codes.shape[0]
         ratios = torch.full((b,), ratio) if ratio is not None else sample_mask_ratios(b, self.cfg.masking, generator)
         masked = random_token_mask(valid, ratios, generator)
-        out = enc(codes, valid, masked)
+        out = enc(self._grid_view(codes), valid, masked)
         logits = self.head(out.token_features)[masked]
         target = codes[masked].long()
         loss = F.cross_entropy(logits, target, label_smoothing=self.cfg.masking.label_smoothing)
@@ -230,8 +247,9 @@ class MaskedTokenModule(L.LightningModule):
         ma = self.cfg.mask_align
         if ma.weight > 0 and batch["codes"].shape[0] > 1:
             r = torch.full((batch["codes"].shape[0],), ma.mask_ratio)
-            v1 = self.encoder(batch["codes"], batch["valid"], random_token_mask(batch["valid"], r)).window_embedding
-            v2 = self.encoder(batch["codes"], batch["valid"], random_token_mask(batch["valid"], r)).window_embedding
+            codes = self._grid_view(batch["codes"])
+            v1 = self.encoder(codes, batch["valid"], random_token_mask(batch["valid"], r)).window_embedding
+            v2 = self.encoder(codes, batch["valid"], random_token_mask(batch["valid"], r)).window_embedding
             align = info_nce(v1, v2, ma.temperature)
             loss = loss + ma.weight * align
             metrics["train/mask_align"] = align.detach()
@@ -249,6 +267,10 @@ class MaskedTokenModule(L.LightningModule):
             for e, p in zip(self.ema.parameters(), self.encoder.parameters()):
                 e.lerp_(p.detach(), 1 - d)
 
+    def _grid_view(self, codes: torch.Tensor) -> torch.Tensor:
+        """``(B, N)`` codes of windows or crops as ``(B, grid_f, columns)`` (the encoder tells crops by shape)."""
+        return codes.reshape(codes.shape[0], self.cfg.model.grid[0], -1)  # type: ignore[index]
+
     @torch.no_grad()
     def evaluate(self, table: "TokenTable", batch_size: int = 32, ratio: float | None = None) -> dict[str, float]:
         """Masked-token loss and accuracy on held-out windows, at a fixed ratio and seed.
@@ -260,9 +282,13 @@ class MaskedTokenModule(L.LightningModule):
         g = torch.Generator().manual_seed(1234)
         r = self.cfg.masking.mean if ratio is None else ratio
         losses, correct, total = [], 0.0, 0
-        for a in range(0, len(table), batch_size):
-            codes = torch.from_numpy(table.codes[a:a + batch_size].astype(np.int64))
-            valid = torch.from_numpy(table.valid[a:a + batch_size])
+        all_codes, all_valid = torch.from_numpy(table.codes.astype(np.int64)), torch.from_numpy(table.valid)
+        if self.context is not None:  # short context: every crop of the held-out windows
+            gf, gt = table.grid
+            c, v, _ = column_crops(all_codes.view(-1, gf, gt), all_valid.view(-1, gf, gt), self.context)
+            all_codes, all_valid = c.reshape(c.shape[0], -1), v.reshape(v.shape[0], -1)
+        for a in range(0, all_codes.shape[0], batch_size):
+            codes, valid = all_codes[a:a + batch_size], all_valid[a:a + batch_size]
             loss, acc, _ = self.masked_loss(codes, valid, generator=g, ratio=r)
             n = int(random_token_mask(valid, torch.full((codes.shape[0],), r)).sum())
             losses.append(float(loss) * n)
@@ -410,7 +436,7 @@ def pretrain(
         trainer = L.Trainer(max_steps=remaining, callbacks=[_SaveEvery(out, cfg.train.checkpoint_every, tok_dir,
                                                                        table.digest())], **kw)
         bs = cfg.train.batch_size
-        train_dl = DataLoader(_Windows(train_t), batch_size=bs, shuffle=True, drop_last=len(train_t) > bs)
+        train_dl = DataLoader(_Windows(train_t, module.context), batch_size=bs, shuffle=True, drop_last=len(train_t) > bs)
         trainer.fit(module, train_dataloaders=train_dl)
         module.evaluate(val_t)
         save_session_checkpoint(module, out, tokenizer_dir=tok_dir, data_digest=table.digest(),

@@ -230,3 +230,71 @@ def test_pretrained_embeddings_beat_a_random_encoder_on_a_planted_class(tmp_path
         random_aurocs.append(auroc(emb))
     assert pretrained >= 0.85, (pretrained, random_aurocs)
     assert pretrained >= np.mean(random_aurocs) + 0.1, (pretrained, random_aurocs)
+
+
+def test_context_columns_resolve_and_validate():
+    from clef.model import context_columns
+
+    cfg = load_config("tiny", {"model": {"context_s": 320}}).with_data(64, (4, 16)).model  # 80 s columns
+    assert context_columns(cfg, 1280.0) == 4
+    assert context_columns(cfg.model_copy(update={"context_s": 1280.0}), 1280.0) is None  # the whole window
+    assert context_columns(cfg.model_copy(update={"context_s": None}), 1280.0) is None
+    for bad in (100.0, 2560.0, 240.0):  # not whole columns; longer than the window; 3 columns do not divide 16
+        with pytest.raises(ValueError, match="context_s"):
+            context_columns(cfg.model_copy(update={"context_s": bad}), 1280.0)
+    with pytest.raises(ValidationError):
+        load_config("tiny", {"model": {"context_s": 0}})
+
+
+def test_short_context_encodes_crops_on_their_own_and_pools_them_like_windows():
+    from clef.model import column_crops
+
+    model, codes, valid = _tiny_model_and_batch(2, 2)
+    valid[1, :, 13:] = False  # padding: the last crop of window 1 holds one valid column, no crop is empty
+    with torch.no_grad():
+        got = model.embed_windows(codes, valid, 4)
+        crops, crop_valid, owner = column_crops(codes, valid, 4)
+        assert crops.shape == (8, 4, 4) and owner.tolist() == [0] * 4 + [1] * 4
+        per_crop = [model(crops[i:i + 1], crop_valid[i:i + 1]).window_embedding[0] for i in range(8)]
+        n = crop_valid.reshape(8, -1).sum(1).float()
+        for w in range(2):
+            sel = owner == w
+            want = aggregate_windows(torch.stack(per_crop)[sel], n[sel])
+            assert torch.allclose(got[w], want, atol=1e-5)
+        # a crop sees only its own columns: changing another crop's codes leaves it alone
+        other = codes.clone()
+        other[0, :, 4:] = (other[0, :, 4:] + 1) % 64
+        assert torch.allclose(model(other[:1, :, :4], valid[:1, :, :4]).window_embedding, per_crop[0][None], atol=1e-6)
+        # whole windows (no context) are forward's embedding, bit for bit
+        assert torch.equal(model.embed_windows(codes, valid, None), model(codes, valid).window_embedding)
+        valid[1, :, 4:] = False  # crops without a valid token are dropped, not pooled as zeros
+        assert torch.allclose(model.embed_windows(codes, valid, 4)[1],
+                              model(codes[1:, :, :4], valid[1:, :, :4]).window_embedding[0], atol=1e-5)
+
+
+def test_full_context_embeddings_are_unchanged(trained, fake_tokens):
+    """A checkpoint without ``context_s`` embeds as before short context existed: each window
+    through ``forward``, windows pooled by valid tokens, bit for bit."""
+    sessions = _sessions(load_token_table(fake_tokens))[:3]
+    emb = Embedder(trained.checkpoint, batch_size=2)
+    assert emb.cfg.model.context_s is None and emb.context_columns is None
+    for s in sessions:
+        got = emb.embed(s)
+        with torch.no_grad():
+            out = emb.encoder(torch.from_numpy(s.codes.astype(np.int64)), torch.from_numpy(s.token_mask))
+            want = aggregate_windows(out.window_embedding, torch.from_numpy(s.token_mask).reshape(s.n_windows, -1).sum(1))
+        assert np.array_equal(got.vector, want.numpy().astype(np.float32))
+
+
+def test_short_context_pretraining_runs_and_embeds(fake_tokens, tmp_path):
+    cfg = load_config("tiny", {**SMALL, "model": {**SMALL["model"], "context_s": 320}})
+    r = pretrain(fake_tokens, cfg, tmp_path / "short", max_steps=8, trainer_kwargs={"enable_progress_bar": False})
+    meta = json.loads((r.checkpoint / "meta.json").read_text())
+    assert r.steps == 8 and np.isfinite(meta["metrics"]["train/mtm_loss"]) and r.val_masked_acc is not None
+    emb = Embedder(r.checkpoint)
+    assert emb.cfg.model.context_s == 320 and emb.context_columns == 4
+    sessions = _sessions(load_token_table(fake_tokens))[:4]
+    out = emb.embed(sessions)
+    assert all(e.n_windows == 2 and np.isfinite(e.vector).all() for e in out)
+    assert out[0].window_tokens.tolist() == [64, 52]  # pooling weights stay the windows' valid tokens
+    assert not np.allclose(out[0].vector, out[1].vector)
