@@ -1,8 +1,16 @@
-"""AUROC, its patient-clustered bootstrap interval, and the normalised score.
+"""AUROC, its patient-clustered bootstrap interval, the normalised score, headroom, calibration.
 
 The normalised score follows NeuralBench: 0 is the dummy (chance) level and 1 is
 perfect, so for AUROC ``score = (AUROC - 0.5) / (1 - 0.5) = 2 * (AUROC - 0.5)``; a model
 worse than chance scores below 0.
+
+The **headroom captured** replaces the perfect score by a task's ceiling, the AUROC of
+the oracle (an embedding of the synthetic hospital's hidden truth,
+:mod:`benchmark_tasks.baselines.oracle`): ``(AUROC - 0.5) / (oracle AUROC - 0.5)``.
+
+Calibration of probe probabilities: the **expected calibration error** over 10
+equal-width probability bins (Guo et al. 2017; empty bins contribute nothing) and the
+**Brier score** (mean squared error of the probability).
 """
 
 from __future__ import annotations
@@ -11,7 +19,23 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["auroc", "bootstrap_auroc", "mean_ci", "normalised_score"]
+__all__ = [
+    "HEADROOM_MIN_GAIN",
+    "auroc",
+    "bootstrap_auroc",
+    "brier_score",
+    "expected_calibration_error",
+    "headroom",
+    "mean_ci",
+    "normalised_score",
+    "reliability_bins",
+]
+
+#: Smallest oracle AUROC gain over chance (``oracle - 0.5``) for which headroom is defined:
+#: below it the task has no ceiling worth dividing by (the label is not in the EEG, e.g. a
+#: negative control), a small denominator would turn noise into huge ratios, and the
+#: headroom is null (left out of means).
+HEADROOM_MIN_GAIN = 0.05
 
 
 def normalised_score(auc: float | np.ndarray) -> float | np.ndarray:
@@ -119,3 +143,91 @@ def mean_ci(values: np.ndarray, *, n_boot: int = 2000, seed: int = 0,
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
     return m, float(lo), float(hi)
+
+
+def headroom(auc: float | np.ndarray, oracle_auc: float | np.ndarray, *,
+             min_gain: float = HEADROOM_MIN_GAIN) -> float | np.ndarray:
+    """Share of the oracle's AUROC gain over chance a model captures, ``(AUROC - 0.5) / (oracle - 0.5)``.
+
+    Parameters
+    ----------
+    auc : float or ndarray
+        The model's AUROC.
+    oracle_auc : float or ndarray
+        The oracle's AUROC on the same task, probe and test sessions.
+    min_gain : float
+        Headroom is undefined (NaN) where ``oracle_auc - 0.5 <= min_gain``, or where
+        either AUROC is missing. It is not clipped: below 0 a model is worse than
+        chance, above 1 it beat the oracle's probe (sampling noise of small tasks).
+
+    Returns
+    -------
+    float or ndarray
+    """
+    if min_gain < 0:
+        raise ValueError(f"min_gain must be >= 0, found {min_gain}")
+    a = np.asarray(auc, dtype=float)
+    o = np.asarray(oracle_auc, dtype=float)
+    gain = o - 0.5
+    ok = np.isfinite(gain) & (gain > min_gain + 1e-9)  # 1e-9: an oracle of exactly 0.5 + min_gain is excluded
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(ok, (a - 0.5) / np.where(gain > 0, gain, 1.0), np.nan)
+    return out if np.ndim(out) else float(out)
+
+
+def _check_probabilities(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y).astype(float)
+    p = np.asarray(p, dtype=float)
+    if y.shape != p.shape or y.ndim != 1 or len(y) == 0:
+        raise ValueError(f"labels and probabilities of the same non-empty 1-D shape expected, found {y.shape} and "
+                         f"{p.shape}")
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("labels must be 0 or 1")
+    if not (np.isfinite(p).all() and (p >= 0).all() and (p <= 1).all()):
+        raise ValueError("probabilities must be finite and within [0, 1]")
+    return y, p
+
+
+def reliability_bins(y: np.ndarray, p: np.ndarray, *, n_bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Equal-width reliability bins of predicted probabilities.
+
+    Parameters
+    ----------
+    y : ndarray, (n,)
+        Binary labels.
+    p : ndarray, (n,)
+        Predicted probabilities of the positive class.
+    n_bins : int
+        Bins of width ``1 / n_bins`` over [0, 1] (the last one closed).
+
+    Returns
+    -------
+    mean_p, frac_pos, count : ndarray, (n_bins,)
+        Mean probability, observed positive rate (NaN for empty bins) and sessions per bin.
+    """
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, found {n_bins}")
+    y, p = _check_probabilities(y, p)
+    b = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    count = np.bincount(b, minlength=n_bins).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p = np.bincount(b, weights=p, minlength=n_bins) / count
+        frac = np.bincount(b, weights=y, minlength=n_bins) / count
+    return mean_p, frac, count.astype(np.int64)
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, *, n_bins: int = 10) -> float:
+    """ECE: the count-weighted mean of ``|positive rate - mean probability|`` over equal-width bins.
+
+    ``sum_b (n_b / n) * |frac_pos_b - mean_p_b|`` over the :func:`reliability_bins`; empty
+    bins weigh 0. 0 for a calibrated predictor (up to binning and sampling), at most 1.
+    """
+    mean_p, frac, count = reliability_bins(y, p, n_bins=n_bins)
+    ok = count > 0
+    return float((count[ok] * np.abs(frac[ok] - mean_p[ok])).sum() / count.sum())
+
+
+def brier_score(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean squared difference of probability and label (0 perfect; 0.25 for a constant 0.5)."""
+    y, p = _check_probabilities(y, p)
+    return float(np.mean((p - y) ** 2))

@@ -4,7 +4,9 @@
 * ``scatter_<model>_vs_<reference>.png``: per-task AUROC of a model against the
   reference baseline, with each task's bootstrap interval on both axes;
 * ``balance.png``: per task, the largest |standardised mean difference| of the matching
-  covariates before and after matching.
+  covariates before and after matching;
+* ``reliability.png``: reliability diagram of each model's probe probabilities (primary
+  probe, test sessions pooled over tasks, 10 equal-width bins), with the ECE in the legend.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from benchmark_tasks.card import CALIBRATION_BINS
 from benchmark_tasks.config import CATEGORIES
 
 if TYPE_CHECKING:
     from benchmark_tasks.run import BenchmarkResult
     from benchmark_tasks.suite import Suite
 
-__all__ = ["draw_all", "plot_auroc_by_category", "plot_balance", "plot_scatter"]
+__all__ = ["draw_all", "plot_auroc_by_category", "plot_balance", "plot_reliability", "plot_scatter"]
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +139,35 @@ def plot_balance(balance: pl.DataFrame, path: Path, tasks: list[str] | None = No
     return _save(fig, path)
 
 
+def plot_reliability(predictions: pl.DataFrame, probe: str, path: Path, *, n_bins: int = CALIBRATION_BINS) -> Path:
+    """Reliability diagram: observed positive rate against mean probability per bin, one line per model."""
+    from benchmark_tasks.metrics import expected_calibration_error, reliability_bins
+
+    plt = _plt()
+    sub = predictions.filter(pl.col("probe") == probe)
+    fig, (ax, axh) = plt.subplots(2, 1, figsize=(4.8, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="k", lw=0.8, ls="--", label="calibrated")
+    edges = np.linspace(0, 1, n_bins + 1)
+    models = sub["model"].unique(maintain_order=True).to_list()
+    width = (edges[1] - edges[0]) / max(1, len(models))
+    for i, m in enumerate(models):
+        g = sub.filter(pl.col("model") == m)
+        y, p = g["label"].to_numpy().astype(int), g["score"].to_numpy()
+        mean_p, frac, count = reliability_bins(y, p, n_bins=n_bins)
+        ok = count > 0
+        ece = expected_calibration_error(y, p, n_bins=n_bins)
+        line, = ax.plot(mean_p[ok], frac[ok], "o-", ms=3, lw=1, label=f"{m} (ECE {ece:.3f})")
+        axh.bar(edges[:-1] + i * width, count, width, align="edge", color=line.get_color(), alpha=0.7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("observed positive rate")
+    ax.legend(fontsize=7, frameon=False, loc="upper left")
+    ax.set_title(f"Probe calibration ({probe}, test sessions of all tasks)", fontsize=9)
+    axh.set_xlabel(f"predicted probability ({n_bins} equal-width bins)")
+    axh.set_ylabel("sessions")
+    return _save(fig, path)
+
+
 def draw_all(result: BenchmarkResult, suite: Suite, probe: str) -> list[Path]:
     """All figures of a run; returns their paths."""
     d = result.out / "plots"
@@ -149,4 +181,6 @@ def draw_all(result: BenchmarkResult, suite: Suite, probe: str) -> list[Path]:
                                           d / f"scatter_{safe_name(m)}_vs_{safe_name(result.reference)}.png"))
     evaluated = result.results["task"].unique(maintain_order=True).to_list()
     files.append(plot_balance(suite.balance, d / "balance.png", evaluated))
+    if result.predictions.height:
+        files.append(plot_reliability(result.predictions, probe, d / "reliability.png"))
     return files

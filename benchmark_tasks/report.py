@@ -9,8 +9,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from benchmark_tasks.card import (
+    AGE_BANDS,
+    ALL_TASKS,
+    CALIBRATION_BINS,
+    MIN_PER_CLASS,
+    SUBGROUP_VARIABLES,
+    audit_columns,
+)
 from benchmark_tasks.config import CATEGORIES, ProbeConfig
+from benchmark_tasks.metrics import HEADROOM_MIN_GAIN
 from benchmark_tasks.tables import write_text_atomic
+from benchmark_tasks.truth import TASK_CLASSES
 
 if TYPE_CHECKING:
     from benchmark_tasks.embeddings import EmbeddingSet
@@ -36,8 +46,159 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def _cell(value: object) -> str:
+    """An audit value as a table cell (pipes escaped)."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return _f(value)
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _headroom_section(result: BenchmarkResult, names: Sequence[str], probe: str, min_gain: float) -> list[str]:
+    """Truth classes and the oracle's ceiling: mean AUROC and headroom per class (or category), per task."""
+    r, summ = result.results, result.summary
+    classes = result.task_classes
+    if not (classes or result.oracle) or not r.height:
+        return []
+    out = ["", f"## Ceiling and headroom ({probe} probe)", ""]
+    if result.oracle:
+        out.append(f"The oracle (`{result.oracle}`) is an embedding of the synthetic hospital's hidden truth (planted "
+                   "findings with severity and side, PDR, vigilance states, discharge and seizure counts, age), probed "
+                   "like every model: each task's ceiling. Headroom captured = (AUROC − 0.5) / "
+                   f"(oracle AUROC − 0.5); undefined (–) where the oracle's AUROC is ≤ 0.5 + {min_gain:g} (the label "
+                   "is not in the EEG), and "
+                   "left out of the means. Not clipped: above 1 a model beat the oracle's probe on that test set.")
+    else:
+        out.append("No oracle among the models (`--oracle HOSPITAL_DIR`): no headroom.")
+    if classes:
+        counts = ", ".join(f"{sum(v == k for v in classes.values())} {k}" for k in TASK_CLASSES)
+        out.append("")
+        out.append(f"Truth classes of the tasks ({counts}): planted = every matched code or finding has a simulated "
+                   "EEG signature; negative = negative-control conditions (or their drugs) only; other = the rest.")
+    groups = [k for k in TASK_CLASSES if classes] + [*CATEGORIES, "overall"]
+    sub = summ.filter(pl.col("probe") == probe) if summ.height else summ
+    present = [c for c in groups if sub.height and c in set(sub["category"].to_list())]
+    rows = []
+    for name in names:
+        g = {x["category"]: x for x in sub.filter(pl.col("model") == name).iter_rows(named=True)} if sub.height else {}
+        cells = []
+        for c in present:
+            if c not in g:
+                cells += ["–", "–"]
+                continue
+            x = g[c]
+            cells.append(_ci(x["mean_auroc"], x["ci_low"], x["ci_high"]) + f" (n={x['n_tasks']})")
+            cells.append(("–" if x["mean_headroom"] is None else
+                          _ci(x["mean_headroom"], x["headroom_ci_low"], x["headroom_ci_high"]))
+                         + f" ({x['n_headroom']}/{x['n_tasks']})")
+        rows.append([name, *cells])
+    out += ["", "Mean AUROC [95% CI] (tasks) and mean headroom captured [95% CI] (tasks with a defined headroom / "
+            "tasks):", ""]
+    out.append(_table(["model", *[h for c in present for h in (f"{c} AUROC", f"{c} headroom")]], rows))
+    if result.oracle:
+        pr = r.filter(pl.col("probe") == probe)
+        wide = {(x["task"], x["model"]): x for x in pr.iter_rows(named=True)}
+        tasks = pr["task"].unique(maintain_order=True).to_list()
+        order = {k: i for i, k in enumerate(TASK_CLASSES)}
+        tasks.sort(key=lambda t: order.get(classes.get(t, ""), len(order)))
+        others = [n for n in names if n != result.oracle]
+        rows = []
+        for t in tasks:
+            o = wide.get((t, result.oracle))
+            rows.append([t, classes.get(t, "–"), _f(o["auroc"]) if o else "–"]
+                        + [_f(wide[(t, n)]["headroom"], 2) if (t, n) in wide else "–" for n in others])
+        undefined = sum(1 for t in tasks if (t, result.oracle) in wide and wide[(t, result.oracle)]["headroom"] is None)
+        out += ["", f"Per task: the oracle's AUROC and each model's headroom captured ({undefined} of {len(tasks)} "
+                "tasks without a defined headroom).", ""]
+        out.append(_table(["task", "class", "oracle AUROC", *others], rows))
+    return out
+
+
+def _card_section(result: BenchmarkResult, names: Sequence[str], config: ProbeConfig,
+                  plots: Sequence[Path]) -> list[str]:
+    """The validity card: calibration, AUROC by subgroup, stage-overlap audit."""
+    probe = config.primary
+    out = ["", "## Validity card", "", "### Probe calibration (test sessions, pooled over tasks)", "",
+           f"Expected calibration error over {CALIBRATION_BINS} equal-width probability bins (count-weighted mean of "
+           "|positive rate − mean probability|; 0 = calibrated) and Brier score (mean squared error of the "
+           "probability; 0.25 for a constant 0.5). Per-task values: `calibration.parquet`.", ""]
+    cal = result.calibration
+    if cal.height:
+        pooled = cal.filter(pl.col("task") == ALL_TASKS)
+        per_task = cal.filter(pl.col("task") != ALL_TASKS)
+        rows = []
+        for x in pooled.iter_rows(named=True):
+            t = per_task.filter((pl.col("model") == x["model"]) & (pl.col("probe") == x["probe"]))
+            rows.append([x["model"], x["probe"], str(x["n"]), _f(x["positive_rate"]), _f(x["mean_probability"]),
+                         _f(x["ece"]), _f(x["brier"]), _f(float(t["ece"].median())) if t.height else "–"])
+        out.append(_table(["model", "probe", "test predictions", "positive rate", "mean probability", "ECE", "Brier",
+                           "median per-task ECE"], rows))
+        rel = [p for p in plots if p.name == "reliability.png"]
+        if rel:
+            out += ["", f"![reliability](plots/{rel[0].name})"]
+    else:
+        out.append("No test predictions.")
+    out += ["", f"### AUROC by subgroup ({probe} probe)", "",
+            "Within each level of age band (years), sex, site and care setting, on the task's test sessions. "
+            f"A subgroup with fewer than {MIN_PER_CLASS} positives or negatives has no AUROC (shown as `n/a "
+            "(positives+/negatives−)`); the weakest estimable subgroup of each task is in **bold**. "
+            "All probes: `subgroups.parquet`.", ""]
+    sg = result.subgroups.filter(pl.col("probe") == probe) if result.subgroups.height else result.subgroups
+    if sg.height:
+        band = {label: f"{i:03d}" for i, (label, _, _) in enumerate(AGE_BANDS)}  # age bands in age order
+
+        def order(level: tuple[str, str]) -> tuple[int, bool, str]:
+            v, g = level
+            return SUBGROUP_VARIABLES.index(v), g == "unknown", band.get(g, g) if v == "age_band" else g
+
+        cols = sorted(sg.select("variable", "subgroup").unique().iter_rows(), key=order)
+        for name in names:
+            m = sg.filter(pl.col("model") == name)
+            if not m.height:
+                continue
+            cell = {(x["task"], x["variable"], x["subgroup"]): x for x in m.iter_rows(named=True)}
+            rows = []
+            for t in m["task"].unique(maintain_order=True).to_list():
+                cells = []
+                for v, g in cols:
+                    x = cell.get((t, v, g))
+                    if x is None:
+                        cells.append("")
+                    elif x["auroc"] is None:
+                        cells.append(f"n/a ({x['n_positive']}+/{x['n_negative']}−)")
+                    else:
+                        cells.append(f"**{_f(x['auroc'], 2)}**" if x["weakest"] else _f(x["auroc"], 2))
+                weakest = next((x for (tt, _, _), x in cell.items() if tt == t and x["weakest"]), None)
+                label = f"{weakest['variable']}={weakest['subgroup']}" if weakest else "none estimable"
+                rows.append([t, *cells, label])
+            counts = m.filter(pl.col("weakest")).group_by("variable", "subgroup").len().sort("len", descending=True)
+            top = ", ".join(f"{v}={g} ({n})" for v, g, n in counts.head(3).iter_rows())
+            out += [f"**{name}** — most often weakest: {top or 'none'}.", ""]
+            out.append(_table(["task", *[f"{v}={g}" for v, g in cols], "weakest"], rows))
+            out.append("")
+    else:
+        out.append("No subgroup could be formed (no test predictions).")
+        out.append("")
+    out += ["### Stage-overlap audit", ""]
+    if result.stage_audit:
+        out.append("Per checkpoint model: the test patients and sessions of this suite its training stages saw "
+                   "(computed by the caller from the checkpoints' records; shown as given).")
+        out.append("")
+        cols = audit_columns(result.stage_audit)
+        out.append(_table(cols, [[_cell(r.get(c)) for c in cols] for r in result.stage_audit]))
+    else:
+        out.append("No audit was given for this run (models from embedding stores or baselines only, or the caller "
+                   "did not compute one): the overlap of their training stages with this suite's test patients is "
+                   "not known here.")
+    return out
+
+
 def write_report(result: BenchmarkResult, suite: Suite, models: Sequence[EmbeddingSet], config: ProbeConfig, *,
-                 coverage: dict[str, float], n_dropped: int, plots: Sequence[Path]) -> Path:
+                 coverage: dict[str, float], n_dropped: int, plots: Sequence[Path],
+                 headroom_min_gain: float = HEADROOM_MIN_GAIN) -> Path:
     """Write ``report.md`` for a run and return its path."""
     r, s = result.results, suite.spec
     probe = config.primary
@@ -95,6 +256,7 @@ def write_report(result: BenchmarkResult, suite: Suite, models: Sequence[Embeddi
                           [[x["model_a"], x["model_b"], x["category"], str(x["n_tasks"]),
                             _ci(x["mean_diff"], x["ci_low"], x["ci_high"]), str(x["wins_a"]), str(x["wins_b"])]
                            for x in c.iter_rows(named=True)]))
+    out += _headroom_section(result, names, probe, headroom_min_gain)
     out += ["", "## Held-out concepts", ""]
     if result.heldout.height:
         out.append("Code tasks whose concepts were removed from the alignment of a model (read from its checkpoint's "
@@ -124,7 +286,8 @@ def write_report(result: BenchmarkResult, suite: Suite, models: Sequence[Embeddi
             first = next((wide[(t.name, n)] for n in names if (t.name, n) in wide), None)
             if first is None:
                 continue
-            rows.append([t.name, t.category, f"{first['n_train']} ({first['n_train_positive']})",
+            rows.append([t.name, t.category + (f" · {first['task_class']}" if first["task_class"] else ""),
+                         f"{first['n_train']} ({first['n_train_positive']})",
                          f"{first['n_test']} ({first['n_test_positive']})", _f(first["max_abs_smd_after"], 2)]
                         + [_ci(wide[(t.name, n)]["auroc"], wide[(t.name, n)]["ci_low"], wide[(t.name, n)]["ci_high"])
                            if (t.name, n) in wide else "–" for n in names])
@@ -132,8 +295,10 @@ def write_report(result: BenchmarkResult, suite: Suite, models: Sequence[Embeddi
     if result.skipped:
         out += ["", "## Not evaluated", ""]
         out += [f"* {k}: {v}" for k, v in result.skipped.items()]
-    if plots:
+    out += _card_section(result, names, config, plots)
+    figures = [p for p in plots if p.name != "reliability.png"]
+    if figures:
         out += ["", "## Figures", ""]
-        out += [f"![{p.stem}](plots/{p.name})" for p in plots]
+        out += [f"![{p.stem}](plots/{p.name})" for p in figures]
     out.append("")
     return write_text_atomic("\n".join(out), result.out / "report.md")

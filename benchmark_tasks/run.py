@@ -17,6 +17,18 @@ Protocol
 * Held-out concepts: a model whose checkpoint lists ``held_out_concepts`` gets each task
   marked ``held_out`` / ``partial`` / ``seen`` (:func:`benchmark_tasks.tasks.held_out_status`),
   summarised apart.
+* Ceiling: with an oracle among the models (kind ``oracle``,
+  :mod:`benchmark_tasks.baselines.oracle`, probed like every model), each row gets the
+  oracle's AUROC on its task and probe and the **headroom captured**
+  ``(AUROC - 0.5) / (oracle - 0.5)``, null where the oracle is within
+  :data:`~benchmark_tasks.metrics.HEADROOM_MIN_GAIN` of chance (such tasks are left out of
+  headroom means, and counted). With the suite's truth classes (``task_classes``:
+  planted / negative / other, :mod:`benchmark_tasks.truth`), summaries and comparisons are
+  also given per class.
+* Validity card (:mod:`benchmark_tasks.card`): probe calibration (ECE over 10 equal-width
+  bins, Brier score, a reliability plot), AUROC by age band, sex, site and care setting
+  with each task's weakest subgroup flagged, and the stage-overlap audit rows the caller
+  passes (``stage_audit``).
 
 Outputs (``RESULTS_DIR``)
 -------------------------
@@ -25,21 +37,24 @@ Outputs (``RESULTS_DIR``)
 ``comparisons.parquet`` paired model differences per category
 ``heldout.parquet``     held-out vs seen tasks per model with held-out concepts
 ``predictions.parquet`` test-set scores (model, probe, task, session_id, label, score)
+``calibration.parquet`` ECE and Brier score per model × probe × task (and pooled, task ``(all)``)
+``subgroups.parquet``   AUROC per model × probe × task × subgroup (age band, sex, site, setting)
 ``report.md``           the Markdown report; ``plots/*.png`` its figures
 ``probes/<model>/<task>.json`` every model's logistic probe; ``probes/<task>.json`` the
                         primary (first non-baseline) model's, for the HTTP service
-``run.json``            suite, models, configuration, timings
+``run.json``            suite, models, configuration, truth classes, stage-overlap audit, timings
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import re
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,16 +62,18 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from benchmark_tasks.card import CALIBRATION_SCHEMA, SUBGROUP_SCHEMA, calibration_table, subgroup_table
 from benchmark_tasks.config import CATEGORIES, ProbeConfig
 from benchmark_tasks.embeddings import EmbeddingSet
-from benchmark_tasks.metrics import bootstrap_auroc, mean_ci, normalised_score
+from benchmark_tasks.metrics import HEADROOM_MIN_GAIN, bootstrap_auroc, headroom, mean_ci, normalised_score
 from benchmark_tasks.probes import fit_logistic_probe, fit_mlp_probe
 from benchmark_tasks.progress import track
 from benchmark_tasks.suite import Suite, load_suite
 from benchmark_tasks.tables import write_json_atomic, write_parquet_atomic
 from benchmark_tasks.tasks import held_out_status
+from benchmark_tasks.truth import TASK_CLASSES
 
-__all__ = ["RESULTS_SCHEMA", "BenchmarkResult", "run_benchmark", "safe_name"]
+__all__ = ["GROUPINGS", "RESULTS_SCHEMA", "BenchmarkResult", "run_benchmark", "safe_name"]
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +83,11 @@ RESULTS_SCHEMA: dict[str, Any] = {
     "concept_status": pl.String, "n_train": pl.Int64, "n_train_positive": pl.Int64, "n_test": pl.Int64,
     "n_test_positive": pl.Int64, "n_test_patients": pl.Int64, "auroc": pl.Float64, "auroc_seed_sd": pl.Float64,
     "ci_low": pl.Float64, "ci_high": pl.Float64, "score": pl.Float64, "n_seeds": pl.Int64,
-    "max_abs_smd_after": pl.Float64,
+    "max_abs_smd_after": pl.Float64, "task_class": pl.String, "oracle_auroc": pl.Float64, "headroom": pl.Float64,
 }
+
+#: ``grouping`` of summary and comparison rows: by task category (and ``overall``) or by truth class.
+GROUPINGS: tuple[str, ...] = ("category", "truth_class")
 
 
 def safe_name(name: str) -> str:
@@ -91,6 +111,14 @@ class BenchmarkResult:
     reference : str or None
         Baseline the scatter plots compare against.
     files : list of Path
+    predictions, calibration, subgroups : polars.DataFrame
+        Test-set scores and the validity card's tables (:mod:`benchmark_tasks.card`).
+    task_classes : dict of str to str
+        Truth class per task (empty when the suite's truth is not known).
+    stage_audit : list of dict
+        The stage-overlap audit rows the run was given.
+    oracle : str or None
+        The oracle model's name, when one was probed.
     """
 
     out: Path
@@ -102,43 +130,82 @@ class BenchmarkResult:
     primary: str
     reference: str | None
     files: list[Path] = field(default_factory=list)
+    predictions: pl.DataFrame = field(default_factory=pl.DataFrame)
+    calibration: pl.DataFrame = field(default_factory=pl.DataFrame)
+    subgroups: pl.DataFrame = field(default_factory=pl.DataFrame)
+    task_classes: dict[str, str] = field(default_factory=dict)
+    stage_audit: list[dict[str, Any]] = field(default_factory=list)
+    oracle: str | None = None
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON form of an audit value json cannot write (numpy scalars, paths ...)."""
+    return value.item() if isinstance(value, np.generic) else str(value)
 
 
 def _task_seed(name: str) -> int:
     return zlib.crc32(name.encode()) & 0x7FFFFFFF
 
 
+def _groups(with_classes: bool) -> list[tuple[str, str, pl.Expr]]:
+    """(grouping, name, row filter) of the summary and comparison rows."""
+    out = [("category", c, pl.col("category") == c) for c in CATEGORIES] + [("category", "overall", pl.lit(True))]
+    if with_classes:
+        out += [("truth_class", k, pl.col("task_class") == k) for k in TASK_CLASSES]
+    return out
+
+
 def _summaries(results: pl.DataFrame, models: list[str], n_boot: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     rows = []
     if results.height == 0:
         return (pl.DataFrame(schema={"model": pl.String}), pl.DataFrame(schema={"model_a": pl.String}))
+    groups = _groups(results["task_class"].is_not_null().any())
     for (model, probe), g in results.group_by(["model", "probe"], maintain_order=True):
-        for cat in (*CATEGORIES, "overall"):
-            sub = g if cat == "overall" else g.filter(pl.col("category") == cat)
+        for grouping, cat, where in groups:
+            sub = g.filter(where)
             if sub.height == 0:
                 continue
             m, lo, hi = mean_ci(sub["auroc"].to_numpy(), n_boot=max(n_boot, 200), seed=_task_seed(cat))
-            rows.append({"model": model, "probe": probe, "category": cat, "n_tasks": sub.height, "mean_auroc": m,
-                         "ci_low": lo, "ci_high": hi, "median_auroc": float(sub["auroc"].median()),
-                         "mean_score": float(normalised_score(m)), "sd_auroc": float(sub["auroc"].std() or 0.0)})
-    summary = pl.DataFrame(rows)
+            hr = sub["headroom"].drop_nulls().drop_nans().to_numpy()
+            hm, hlo, hhi = mean_ci(hr, n_boot=max(n_boot, 200), seed=_task_seed("headroom" + cat))
+            rows.append({"model": model, "probe": probe, "grouping": grouping, "category": cat,
+                         "n_tasks": sub.height, "mean_auroc": m, "ci_low": lo, "ci_high": hi,
+                         "median_auroc": float(sub["auroc"].median()), "mean_score": float(normalised_score(m)),
+                         "sd_auroc": float(sub["auroc"].std() or 0.0), "n_headroom": len(hr),
+                         "mean_headroom": hm if len(hr) else None, "headroom_ci_low": hlo if len(hr) else None,
+                         "headroom_ci_high": hhi if len(hr) else None})
+    summary = pl.DataFrame(rows, schema_overrides={"mean_headroom": pl.Float64, "headroom_ci_low": pl.Float64,
+                                                   "headroom_ci_high": pl.Float64})
     comp = []
     for probe in results["probe"].unique(maintain_order=True).to_list():
-        wide = results.filter(pl.col("probe") == probe).pivot(on="model", index=["task", "category"], values="auroc")
+        wide = (results.filter(pl.col("probe") == probe)
+                .pivot(on="model", index=["task", "category", "task_class"], values="auroc"))
         for i, a in enumerate(models):
             for b in models[i + 1:]:
                 if a not in wide.columns or b not in wide.columns:
                     continue
-                for cat in (*CATEGORIES, "overall"):
-                    sub = wide if cat == "overall" else wide.filter(pl.col("category") == cat)
+                for grouping, cat, where in groups:
+                    sub = wide.filter(where)
                     d = (sub[a] - sub[b]).drop_nulls().to_numpy()
                     if len(d) == 0:
                         continue
                     m, lo, hi = mean_ci(d, n_boot=max(n_boot, 200), seed=_task_seed(cat + a + b))
-                    comp.append({"probe": probe, "model_a": a, "model_b": b, "category": cat, "n_tasks": len(d),
+                    comp.append({"probe": probe, "model_a": a, "model_b": b, "grouping": grouping, "category": cat,
+                                 "n_tasks": len(d),
                                  "mean_diff": m, "ci_low": lo, "ci_high": hi, "wins_a": int((d > 0).sum()),
                                  "wins_b": int((d < 0).sum())})
     return summary, pl.DataFrame(comp)
+
+
+def _with_headroom(results: pl.DataFrame, oracle: str | None, min_gain: float) -> pl.DataFrame:
+    """Fill ``oracle_auroc`` and ``headroom`` from the oracle's rows (same task and probe)."""
+    if oracle is None or results.height == 0:
+        return results
+    ref = results.filter(pl.col("model") == oracle).select("task", "probe", pl.col("auroc").alias("_oracle"))
+    j = results.join(ref, on=["task", "probe"], how="left", maintain_order="left")
+    hr = headroom(j["auroc"].to_numpy(), j["_oracle"].fill_null(np.nan).to_numpy(), min_gain=min_gain)
+    return j.with_columns(pl.col("_oracle").alias("oracle_auroc"),
+                          pl.Series("headroom", hr).fill_nan(None)).select(list(RESULTS_SCHEMA))
 
 
 def _heldout_table(results: pl.DataFrame, primary_probe: str) -> pl.DataFrame:
@@ -165,7 +232,9 @@ def _heldout_table(results: pl.DataFrame, primary_probe: str) -> pl.DataFrame:
 
 def run_benchmark(suite: Suite | str | os.PathLike[str], models: Sequence[EmbeddingSet], out: str | os.PathLike[str],
                   *, config: ProbeConfig | None = None, primary: str | None = None, reference: str | None = None,
-                  progress: bool = False, plots: bool = True) -> BenchmarkResult:
+                  progress: bool = False, plots: bool = True, task_classes: Mapping[str, str] | None = None,
+                  stage_audit: Sequence[Mapping[str, Any]] = (),
+                  headroom_min_gain: float = HEADROOM_MIN_GAIN) -> BenchmarkResult:
     """Probe every task of a suite with every model; write results, probes, report and plots.
 
     Parameters
@@ -185,6 +254,18 @@ def run_benchmark(suite: Suite | str | os.PathLike[str], models: Sequence[Embedd
     progress : bool
     plots : bool
         Draw the figures (matplotlib, Agg).
+    task_classes : mapping of str to str, optional
+        Truth class (``planted`` / ``negative`` / ``other``) per task name, known for a
+        suite of a synthetic hospital (:func:`benchmark_tasks.truth.task_classes`):
+        summaries, comparisons and the report add per-class rows (headroom averaged over
+        planted tasks). Tasks not in it have no class.
+    stage_audit : sequence of mapping
+        Stage-overlap audit, one row per checkpoint model (e.g. ``model``,
+        ``supervised_test_patients``, ``n_test_patients``, ``stage1_test_sessions``,
+        ``transductive``, ``note``): rendered in the report's validity card and written to
+        ``run.json`` as given.
+    headroom_min_gain : float
+        Headroom is null where the oracle's AUROC is at most ``0.5 + headroom_min_gain``.
 
     Returns
     -------
@@ -197,10 +278,21 @@ def run_benchmark(suite: Suite | str | os.PathLike[str], models: Sequence[Embedd
     SuiteDigestError
         Suite tables edited after generation.
     ValueError
-        No models, duplicate names, or no session embedded by every model.
+        No models, duplicate names, more than one oracle, a truth class that is not
+        planted / negative / other, an audit row that is not a mapping, or no session
+        embedded by every model.
     """
     t0 = time.perf_counter()
     cfg = config or ProbeConfig()
+    classes = {str(k): str(v) for k, v in (task_classes or {}).items()}
+    bad = sorted({v for v in classes.values() if v not in TASK_CLASSES})
+    if bad:
+        raise ValueError(f"task_classes: classes must be among {TASK_CLASSES}, found {bad}")
+    if not all(isinstance(r, Mapping) for r in stage_audit):
+        raise ValueError("stage_audit: expected a sequence of mappings (one row per model)")
+    audit = json.loads(json.dumps([dict(r) for r in stage_audit], default=_jsonable))
+    if headroom_min_gain < 0:
+        raise ValueError(f"headroom_min_gain must be >= 0, found {headroom_min_gain}")
     s = suite if isinstance(suite, Suite) else load_suite(suite)
     s.verify()
     if not models:
@@ -208,6 +300,10 @@ def run_benchmark(suite: Suite | str | os.PathLike[str], models: Sequence[Embedd
     names = [m.name for m in models]
     if len(set(names)) != len(names) or len({safe_name(n) for n in names}) != len(names):
         raise ValueError(f"model names must be unique (also as folder names), found {names}")
+    oracles = [m.name for m in models if m.kind == "oracle"]
+    if len(oracles) > 1:
+        raise ValueError(f"at most one oracle model per run (the ceiling of headroom), found {oracles}")
+    oracle = oracles[0] if oracles else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     labels = s.labels
@@ -233,7 +329,7 @@ def run_benchmark(suite: Suite | str | os.PathLike[str], models: Sequence[Embedd
         raise ValueError(f"primary model {prim!r} is not among the models {names}")
     ref = reference
     if ref is None:
-        base = [m.name for m in models if m.baseline]
+        base = [m.name for m in models if m.baseline and m.kind != "oracle"]  # the oracle is a ceiling, not a baseline
         ref = "bandpower" if "bandpower" in names else (base[-1] if base else (names[-1] if len(names) > 1 else None))
     elif ref not in names:
         raise ValueError(f"reference model {ref!r} is not among the models {names}")
@@ -268,7 +364,8 @@ def run_benchmark(suite: Suite | str | os.PathLike[str], models: Sequence[Embedd
                     "task": task.name, "category": task.category, "task_kind": task.kind, "concept_status": status,
                     "n_train": len(ytr), "n_train_positive": int(ytr.sum()), "n_test": len(yte),
                     "n_test_positive": int(yte.sum()), "n_test_patients": len(np.unique(groups)),
-                    "max_abs_smd_after": smd}
+                    "max_abs_smd_after": smd, "task_class": classes.get(task.name), "oracle_auroc": None,
+                    "headroom": None}
             if "logistic" in cfg.probes:
                 lp = fit_logistic_probe(xtr, ytr, c=cfg.logistic_c)
                 score = lp.predict_proba(xte)
@@ -294,15 +391,23 @@ def run_benchmark(suite: Suite | str | os.PathLike[str], models: Sequence[Embedd
                              "n_seeds": len(seeds)})
                 preds.append(pl.DataFrame({"model": m.name, "probe": "mlp", "task": task.name, "session_id": te_ids,
                                            "label": yte.astype(np.int8), "score": scores.mean(0)}))
-    results = pl.DataFrame(rows, schema=RESULTS_SCHEMA)
+    results = _with_headroom(pl.DataFrame(rows, schema=RESULTS_SCHEMA), oracle, headroom_min_gain)
     summary, comparisons = _summaries(results, names, cfg.n_bootstrap)
     heldout = _heldout_table(results, cfg.primary)
+    predictions = pl.concat(preds) if preds else pl.DataFrame()
+    calibration = calibration_table(predictions) if preds else pl.DataFrame(schema=CALIBRATION_SCHEMA)
+    subgroups = subgroup_table(predictions, s.cohort) if preds else pl.DataFrame(schema=SUBGROUP_SCHEMA)
     files = [write_parquet_atomic(results, out / "results.parquet"),
              write_parquet_atomic(summary, out / "summary.parquet"),
              write_parquet_atomic(comparisons, out / "comparisons.parquet"),
              write_parquet_atomic(heldout, out / "heldout.parquet"),
-             write_parquet_atomic(pl.concat(preds) if preds else pl.DataFrame(), out / "predictions.parquet")]
-    res = BenchmarkResult(out, results, summary, comparisons, heldout, skipped, prim, ref)
+             write_parquet_atomic(predictions, out / "predictions.parquet"),
+             write_parquet_atomic(calibration, out / "calibration.parquet"),
+             write_parquet_atomic(subgroups, out / "subgroups.parquet")]
+    res = BenchmarkResult(out, results, summary, comparisons, heldout, skipped, prim, ref, predictions=predictions,
+                          calibration=calibration, subgroups=subgroups,
+                          task_classes={t.name: classes[t.name] for t in s.tasks if t.name in classes},
+                          stage_audit=audit, oracle=oracle)
     plot_files: list[Path] = []
     if plots and results.height:
         from benchmark_tasks.plots import draw_all
@@ -310,7 +415,8 @@ def run_benchmark(suite: Suite | str | os.PathLike[str], models: Sequence[Embedd
         plot_files = draw_all(res, s, cfg.primary)
     from benchmark_tasks.report import write_report
 
-    files.append(write_report(res, s, models, cfg, coverage=coverage, n_dropped=n_dropped, plots=plot_files))
+    files.append(write_report(res, s, models, cfg, coverage=coverage, n_dropped=n_dropped, plots=plot_files,
+                               headroom_min_gain=headroom_min_gain))
     files += plot_files
     meta = {"created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
             "suite": {"path": str(s.path), "name": s.name, "version": s.spec.version,
@@ -318,7 +424,8 @@ def run_benchmark(suite: Suite | str | os.PathLike[str], models: Sequence[Embedd
             "models": [{"name": m.name, "kind": m.kind, "model_id": m.model_id, "source": m.source,
                         "baseline": m.baseline, "dim": m.dim, "held_out_concepts": list(m.held_out),
                         "coverage": coverage[m.name]} for m in models],
-            "primary": prim, "reference": ref, "config": cfg.model_dump(mode="json"),
+            "primary": prim, "reference": ref, "oracle": oracle, "headroom_min_gain": headroom_min_gain,
+            "config": cfg.model_dump(mode="json"), "task_classes": res.task_classes, "stage_audit": audit,
             "n_tasks": len(s.tasks), "n_evaluated": results["task"].n_unique() if results.height else 0,
             "skipped": skipped, "sessions_dropped": n_dropped, "seconds": round(time.perf_counter() - t0, 1)}
     files.append(write_json_atomic(meta, out / "run.json"))

@@ -51,7 +51,14 @@ def build_fhir_archive(out: Path, n_patients: int = N_PATIENTS, seed: int = SEED
                      "path": session_relpath(s), "site": s.site, "setting": s.setting, "start": s.start.isoformat(),
                      "age_years": float(s.age_years), "sex": p.sex, "condition_codes": list(s.condition_codes),
                      "atc_codes": list(s.atc_codes), "finding_names": sorted({f.name for f in s.findings}),
-                     "report_asserted": list(report.asserted)})
+                     "report_asserted": list(report.asserted),
+                     # the hospital's truth columns the oracle reads (benchmark_tasks.baselines.oracle)
+                     "findings": [{"name": f.name, "severity": float(f.severity), "side": f.side, "cause": f.cause}
+                                  for f in s.findings],
+                     "pdr_hz": summary.pdr_hz,
+                     "states": [{"start_s": st.start_s, "stop_s": st.stop_s, "state": st.state}
+                                for st in summary.states],
+                     "n_ieds": 0, "n_seizures": 0})
     with open(out / "sessions.csv", "w", newline="") as f:
         w = csv.writer(f)
         cols = ("session_id", "patient_id", "encounter_id", "path", "site", "setting", "start")
