@@ -117,6 +117,10 @@ def run(
                                                     "--checkpoint (default: on when a checkpoint is given)."),
     braindecode: list[str] = typer.Option([], "--braindecode", help="NAME=WEIGHTS of a braindecode model (labram, "
                                           "cbramod, reve) with local weights; repeatable."),
+    oracle: Path | None = typer.Option(None, "--oracle", help="Synthetic hospital the suite was made from "
+                                       "(truth.parquet; validation only): adds the oracle ceiling (its hidden truth "
+                                       "as an embedding), each model's headroom, and the tasks' truth classes "
+                                       "(planted / negative / other)."),
     archive: Path | None = typer.Option(None, "--archive", help="Archive root (default: the suite's)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache of band-power features and checkpoint "
                                           "embeddings (default: RESULTS_DIR/cache)."),
@@ -159,7 +163,15 @@ def run(
             random_encoder=random_encoder, braindecode=list(braindecode))
         models = collect_models(suite, sources, archive=archive, cache_dir=cache_dir or out / "cache",
                                 spectrogram_cache=spectrogram_cache, device=device, workers=workers, progress=True)
-        result = run_benchmark(suite, models, out, config=cfg, reference=reference, progress=True, plots=plots)
+        classes = None
+        if oracle is not None:
+            from benchmark_tasks.baselines.oracle import oracle_embeddings
+            from benchmark_tasks.truth import task_classes
+
+            models = [*models, oracle_embeddings(oracle, suite.labels["session_id"].unique().to_list())]
+            classes = task_classes(suite.tasks)
+        result = run_benchmark(suite, models, out, config=cfg, reference=reference, progress=True, plots=plots,
+                               task_classes=classes)
     except (FileNotFoundError, ValueError, KeyError, ImportError) as exc:
         _fail(str(exc).strip("'\""))
         return
@@ -167,4 +179,8 @@ def run(
     for row in s.filter(s["category"] == "overall").iter_rows(named=True) if s.height else []:
         err.print(f"{row['model']}: mean AUROC {row['mean_auroc']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}] "
                   f"over {row['n_tasks']} tasks ({cfg.primary})")
+    for row in s.filter(s["category"] == "planted").iter_rows(named=True) if s.height and classes else []:
+        hr = "undefined" if row["mean_headroom"] is None else f"{row['mean_headroom']:.2f}"
+        err.print(f"{row['model']}: planted tasks mean AUROC {row['mean_auroc']:.3f}, headroom captured {hr} "
+                  f"({row['n_headroom']} of {row['n_tasks']} tasks with a ceiling)")
     err.print(f"results -> {out}/results.parquet, report {out}/report.md, probes {out}/probes/")

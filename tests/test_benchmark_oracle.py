@@ -192,3 +192,30 @@ def test_two_oracles_or_unknown_classes_are_refused(oracle_run, tmp_path: Path) 
         run_benchmark(suite, [a, b], tmp_path)
     with pytest.raises(ValueError, match="task_classes"):
         run_benchmark(suite, [a], tmp_path, task_classes={suite.tasks[0].name: "sometimes"})
+
+
+def test_cli_oracle_option(fhir_archive: Path, fhir_suite: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from benchmark_tasks.cli import register
+    from clef.cli import app
+
+    if not any(g.name == "tasks" for g in app.registered_groups):
+        register(app)
+    suite = load_suite(fhir_suite)
+    ids = suite.cohort["session_id"].to_list()
+    part = tmp_path / "noise.parquet"
+    pl.DataFrame({"session_id": ids, "vector": list(np.random.default_rng(0).normal(size=(len(ids), 4)))},
+                 schema={"session_id": pl.String, "vector": pl.List(pl.Float32)}).write_parquet(part)
+    out = tmp_path / "results"
+    args = ["benchmark", "run", "--suite", str(fhir_suite), "--embeddings", f"noise={part}", "--out", str(out),
+            "--probe", "logistic", "--primary-probe", "logistic", "--bootstrap", "0", "--no-plots"]
+    r = CliRunner().invoke(app, [*args, "--oracle", str(fhir_archive)])
+    assert r.exit_code == 0, r.output
+    assert "planted tasks mean AUROC" in r.output and "headroom captured" in r.output
+    results = pl.read_parquet(out / "results.parquet")
+    assert set(results["model"]) == {"noise", "oracle"}
+    assert set(results["task_class"].drop_nulls()) <= {"planted", "negative", "other"}
+    assert results.filter(pl.col("model") == "oracle")["model_kind"].to_list()[0] == "oracle"
+    r = CliRunner().invoke(app, [*args, "--oracle", str(tmp_path)])
+    assert r.exit_code == 2 and "truth.parquet" in r.output and "Traceback" not in r.output
