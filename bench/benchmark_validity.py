@@ -3,12 +3,14 @@
 Usage::
 
     python bench/benchmark_validity.py [--hospital DIR] [--checkpoint NAME=PATH ...] [--out DIR]
-                                       [--min-positives 15] [--seeds 3] [--workers 2]
+                                       [--min-positives 15] [--seeds 3] [--workers 2] [--no-oracle]
 
 Generates a suite from the hospital (EHR + reports only, as any archive), runs the
 benchmark with the band-power baseline and, when checkpoints are given, their embeddings
-(plus a randomly initialised encoder built like the first one), then reads the hospital's
-``truth.parquet`` and ``clef.synthetic.population`` to class every task:
+(plus a randomly initialised encoder built like the first one) and the oracle (the hidden
+truth as an embedding, :mod:`benchmark_tasks.baselines.oracle`: each task's ceiling), and
+classes every task from the hospital's truth (:mod:`benchmark_tasks.truth`, the library's
+one implementation, also behind ``clef benchmark run --oracle``):
 
 * **planted**: every code the task matches belongs to a condition (or drug class) that
   the simulator gives an EEG signature, or the task is an EEG finding the simulator plants;
@@ -18,9 +20,12 @@ benchmark with the band-power baseline and, when checkpoints are given, their em
 * **other**: the rest (signature-less conditions that are not controls, mixed groups).
 
 Expected: planted tasks reach high AUROC, negative controls stay near 0.5 (mean and
-spread reported, with how many 95% intervals contain 0.5). The truth's planted-finding
-rate in positives minus controls (``Δsig``) is printed per task: a negative control with a
-large Δsig is confounded by comorbidity in the population, not leaking.
+spread reported, with how many 95% intervals contain 0.5); every model's headroom captured,
+``(AUROC - 0.5) / (oracle - 0.5)``, is averaged over the tasks where the oracle clears
+chance by more than 0.05 (undefined elsewhere, see ``benchmark_tasks.metrics.headroom``).
+The truth's planted-finding rate in positives minus controls (``Δsig``) is printed per
+task: a negative control with a large Δsig is confounded by comorbidity in the
+population, not leaking.
 
 It also checks that a deliberately leaked split (one session of a patient moved to the
 other split) is refused. Output: a table on stdout, ``OUT/validity.md``, ``OUT/results/``
@@ -41,34 +46,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def task_class(task, conditions, drugs, negative_keys, findings) -> str:
-    """``planted`` / ``negative`` / ``other`` for one task (see the module docstring)."""
-    if task.kind == "finding":
-        return "planted" if task.finding in findings else "other"
-    pre, exc = task.prefixes, task.exclude_prefixes
-
-    def hit(code: str) -> bool:
-        return code.startswith(pre) and not (exc and code.startswith(exc))
-
-    if task.category == "phenotype":
-        keys = {c.key for c in conditions.values() for v in c.variants if hit(v.code)}
-        if not keys:
-            return "other"
-        if keys <= set(negative_keys):
-            return "negative"
-        if all(conditions[k].signature for k in keys):
-            return "planted"
-        return "other"
-    matched = [d for d in drugs.values() if hit(d.atc)]
-    if not matched:
-        return "other"
-    if all(d.signature_group for d in matched):
-        return "planted"
-    if all(not d.signature_group and set(d.indications) <= set(negative_keys) for d in matched):
-        return "negative"
-    return "other"
 
 
 def signature_delta(suite, truth) -> dict[str, float]:
@@ -128,6 +105,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--spectrogram-cache", type=Path, default=ROOT / "bench" / "out" / "align" / "cache")
     ap.add_argument("--no-random-encoder", action="store_true")
+    ap.add_argument("--no-oracle", action="store_true", help="Leave the oracle (hidden-truth ceiling) out.")
     args = ap.parse_args()
     os.environ.setdefault("CLEF_DEID_SALT", "bench")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -137,9 +115,8 @@ def main() -> None:
     from benchmark_tasks.models import ModelSources, collect_models
     from benchmark_tasks.run import run_benchmark
     from benchmark_tasks.suite import generate_suite, load_suite
-    from clef.synthetic.hospital import load_truth
-    from clef.synthetic.population import CONDITIONS, DRUGS, NEGATIVE_CONTROL_KEYS
-    from clef.synthetic.spec import FINDINGS
+    from benchmark_tasks.baselines.oracle import oracle_embeddings
+    from benchmark_tasks.truth import hospital_truth, task_classes
 
     if not (args.hospital / "truth.parquet").is_file():
         sys.exit(f"{args.hospital}: no synthetic hospital (truth.parquet); run bench/synth.py or 'clef synth'")
@@ -167,15 +144,17 @@ def main() -> None:
     models = collect_models(suite, sources, archive=args.hospital, cache_dir=args.out / "cache",
                             spectrogram_cache=args.spectrogram_cache if args.spectrogram_cache.is_dir() else None,
                             device=args.device, workers=args.workers, progress=True)
+    if not args.no_oracle:
+        models.append(oracle_embeddings(args.hospital, suite.labels["session_id"].unique().to_list()))
     t_embed = time.perf_counter() - t1
     probe_cfg = ProbeConfig(seeds=args.seeds, n_bootstrap=args.bootstrap)
+    classes = task_classes(suite.tasks)
     t2 = time.perf_counter()
-    res = run_benchmark(suite, models, args.out / "results", config=probe_cfg, progress=True)
+    res = run_benchmark(suite, models, args.out / "results", config=probe_cfg, progress=True, task_classes=classes)
     t_probe = time.perf_counter() - t2
 
-    truth = load_truth(args.hospital)
+    truth = hospital_truth(args.hospital)
     delta = signature_delta(suite, truth)
-    classes = {t.name: task_class(t, CONDITIONS, DRUGS, NEGATIVE_CONTROL_KEYS, FINDINGS) for t in suite.tasks}
     names = [m.name for m in models]
     lines = [f"# Benchmark validity on {args.hospital.name} ({suite.spec.source.n_sessions} sessions, "
              f"{suite.spec.source.n_patients} patients)", "",
@@ -186,8 +165,9 @@ def main() -> None:
     for probe in (probe_cfg.primary, "logistic"):
         r = res.results.filter(pl.col("probe") == probe)
         lines += [f"## Summary ({probe} probe)", "",
-                  "| model | class | tasks | mean AUROC | sd | min | max | 95% CIs containing 0.5 |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| model | class | tasks | mean AUROC | sd | min | max | 95% CIs containing 0.5 | mean headroom "
+                  "(tasks with a ceiling) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for m in names:
             for cls in ("planted", "negative", "other"):
                 sub = r.filter((pl.col("model") == m) & pl.col("task").is_in([k for k, v in classes.items()
@@ -197,8 +177,10 @@ def main() -> None:
                 a = sub["auroc"].to_numpy()
                 cover = int(((sub["ci_low"] <= 0.5) & (sub["ci_high"] >= 0.5)).sum())
                 sd = a.std(ddof=1) if len(a) > 1 else 0.0
+                hr = sub["headroom"].drop_nulls()
+                hr_text = f"{hr.mean():.3f} ({hr.len()})" if hr.len() else "– (0)"
                 lines.append(f"| {m} | {cls} | {sub.height} | {a.mean():.3f} | {sd:.3f} "
-                             f"| {a.min():.3f} | {a.max():.3f} | {cover}/{sub.height} |")
+                             f"| {a.min():.3f} | {a.max():.3f} | {cover}/{sub.height} | {hr_text} |")
         lines.append("")
     r = res.results.filter(pl.col("probe") == probe_cfg.primary)
     wide = {(x["task"], x["model"]): x for x in r.iter_rows(named=True)}
