@@ -12,7 +12,7 @@ import pytest
 from benchmark_tasks.card import ALL_TASKS, age_band, calibration_table, subgroup_table
 from benchmark_tasks.config import ProbeConfig
 from benchmark_tasks.embeddings import EmbeddingSet
-from benchmark_tasks.metrics import brier_score, expected_calibration_error, reliability_bins
+from benchmark_tasks.metrics import auroc, brier_score, expected_calibration_error, reliability_bins
 from benchmark_tasks.run import run_benchmark
 from benchmark_tasks.suite import load_suite
 from tests.test_benchmark_fakes import fhir_archive, fhir_suite, planted_vectors  # noqa: F401  (fixtures)
@@ -98,6 +98,14 @@ def test_subgroup_table_flags_the_weakest_and_keeps_small_subgroups() -> None:
     kid = by[("age_band", "<18")]
     assert kid["auroc"] is None and kid["n"] == 3 and "too few" in kid["status"] and "positives" in kid["status"]
     assert by[("setting", "unknown")]["n"] == 40  # a missing setting is its own level
+    # each subgroup's AUROC is that of its own sessions (ties included)
+    j = pred.join(cohort, on="session_id").with_columns(pl.col("score").round(1))
+    tied = subgroup_table(j.select(pred.columns), cohort)
+    for r in tied.filter(pl.col("auroc").is_not_null()).iter_rows(named=True):
+        col = {"age_band": "age_years"}.get(r["variable"], r["variable"])
+        sub = j.filter(pl.col(col).map_elements(age_band, return_dtype=pl.String) == r["subgroup"]
+                       if col == "age_years" else pl.col(col).fill_null("unknown") == r["subgroup"])
+        assert r["auroc"] == pytest.approx(auroc(sub["label"].to_numpy(), sub["score"].to_numpy()))
     assert set(sg["variable"]) == {"age_band", "sex", "site", "setting"}
     with pytest.raises(ValueError, match="min_per_class"):
         subgroup_table(pred, cohort, min_per_class=0)
