@@ -117,6 +117,10 @@ def run(
                                                     "--checkpoint (default: on when a checkpoint is given)."),
     braindecode: list[str] = typer.Option([], "--braindecode", help="NAME=WEIGHTS of a braindecode model (labram, "
                                           "cbramod, reve) with local weights; repeatable."),
+    baseline: list[str] = typer.Option([], "--baseline", help="KIND=CKPT: a rung of the information-loss ladder "
+                                       "from a tokenizer (or session-transformer) checkpoint: input-bandpower, "
+                                       "decoded-bandpower, codes, code-rows, or tokenizer-rungs (all four); "
+                                       "repeatable."),
     oracle: Path | None = typer.Option(None, "--oracle", help="Synthetic hospital the suite was made from "
                                        "(truth.parquet; validation only): adds the oracle ceiling (its hidden truth "
                                        "as an embedding), each model's headroom, and the tasks' truth classes "
@@ -138,6 +142,7 @@ def run(
     """Probe frozen embeddings on every task of a suite, with baselines; write results, report, plots and probes."""
     from pydantic import ValidationError
 
+    from benchmark_tasks.baselines.tokenizer_rungs import parse_rung_option
     from benchmark_tasks.config import ProbeConfig
     from benchmark_tasks.models import ModelSources, collect_models
     from benchmark_tasks.run import run_benchmark
@@ -160,7 +165,8 @@ def run(
         sources = ModelSources(
             embeddings=[_name_path(e) for e in embeddings], models=list(model),
             checkpoints=[_name_path(c) for c in checkpoint], bandpower=bandpower,
-            random_encoder=random_encoder, braindecode=list(braindecode))
+            random_encoder=random_encoder, braindecode=list(braindecode),
+            tokenizer_rungs=[parse_rung_option(b) for b in baseline])
         models = collect_models(suite, sources, archive=archive, cache_dir=cache_dir or out / "cache",
                                 spectrogram_cache=spectrogram_cache, device=device, workers=workers, progress=True)
         classes = None

@@ -1,7 +1,8 @@
 """Assemble the models of a benchmark run: stores, checkpoints and baselines, in report order.
 
 Order: embedding stores (``--embeddings``), checkpoints (``--checkpoint``), then the
-baselines: the randomly initialised encoder, band power, braindecode models. The first
+baselines: the randomly initialised encoder, band power, the tokenizer's ladder rungs
+(``--baseline``), braindecode models. The first
 non-baseline model is the *primary* one (its probes are served).
 """
 
@@ -41,6 +42,10 @@ class ModelSources:
         checkpoint); None: when a checkpoint is given.
     braindecode : list of str
         ``NAME=WEIGHTS`` of braindecode models.
+    tokenizer_rungs : list of (rungs, checkpoint)
+        Rungs of :mod:`benchmark_tasks.baselines.tokenizer_rungs` and the tokenizer (or
+        session-transformer) checkpoint they come from
+        (:func:`~benchmark_tasks.baselines.tokenizer_rungs.parse_rung_option`).
     random_seed : int
     """
 
@@ -50,6 +55,7 @@ class ModelSources:
     bandpower: bool | None = None
     random_encoder: bool | None = None
     braindecode: list[str] = field(default_factory=list)
+    tokenizer_rungs: list[tuple[tuple[str, ...], Path]] = field(default_factory=list)
     random_seed: int = 0
 
 
@@ -100,7 +106,7 @@ def collect_models(suite: Suite, sources: ModelSources, *, archive: str | os.Pat
     out: list[EmbeddingSet] = []
     for name, path in sources.embeddings:
         out += load_embeddings(path, name=name, models=sources.models or None)
-    needs_archive = bool(sources.checkpoints or sources.braindecode or sources.bandpower)
+    needs_archive = bool(sources.checkpoints or sources.braindecode or sources.bandpower or sources.tokenizer_rungs)
     if needs_archive and (root is None or not root.is_dir()):
         raise FileNotFoundError(f"archive {root} not found: checkpoints and baselines embed the EDF files; pass "
                                 "--archive")
@@ -125,6 +131,16 @@ def collect_models(suite: Suite, sources: ModelSources, *, archive: str | os.Pat
         out.append(bandpower_embeddings(sessions, root, cache_dir=cache, workers=workers, progress=progress))
     elif sources.bandpower is None:
         log.info("band-power baseline skipped: the archive's EDF files were not found (%s)", root)
+    if sources.tokenizer_rungs:
+        from benchmark_tasks.baselines.tokenizer_rungs import RUNGS, tokenizer_rungs
+
+        by_ck: dict[Path, set[str]] = {}
+        for rungs, ck in sources.tokenizer_rungs:
+            by_ck.setdefault(Path(ck), set()).update(rungs)
+        for ck, rungs in by_ck.items():  # one pass through each tokenizer for all its rungs
+            prefix = f"{ck.name}_" if len(by_ck) > 1 else ""
+            out += tokenizer_rungs(ck, sessions, root, rungs=[r for r in RUNGS if r in rungs], cache_dir=cache,
+                                   spectrogram_cache=spectrogram_cache, progress=progress, prefix=prefix)
     for spec in sources.braindecode:
         from benchmark_tasks.baselines.bandpower import _signal_api
         from benchmark_tasks.baselines.braindecode_models import (

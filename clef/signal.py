@@ -2,8 +2,8 @@
 
 ``services`` and ``benchmark_tasks`` may import ``clef`` but not ``tokenizer`` (DESIGN.md
 §3); what they need of the signal stage (file hashes, de-identified header facts,
-recordings in the canonical montage, multitaper spectra for the band-power baseline) is
-defined in ``tokenizer`` and reached through this module.
+recordings in the canonical montage, multitaper spectra and the band table for the
+band-power baseline) is defined in ``tokenizer`` and reached through this module.
 """
 
 from tokenizer import (
@@ -15,7 +15,7 @@ from tokenizer import (
 )
 from tokenizer.deid import deidentify
 from tokenizer.hashing import file_sha256
-from tokenizer.multitaper import multitaper_spectrogram
+from tokenizer.multitaper import CANONICAL_BANDS, multitaper_spectrogram
 
-__all__ = ["CANONICAL_CHANNELS", "IngestError", "SignalContract", "deidentify", "file_sha256",
+__all__ = ["CANONICAL_BANDS", "CANONICAL_CHANNELS", "IngestError", "SignalContract", "deidentify", "file_sha256",
            "multitaper_spectrogram", "read_header", "read_recording"]

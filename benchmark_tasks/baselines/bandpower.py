@@ -34,6 +34,7 @@ import polars as pl
 from benchmark_tasks.embeddings import EmbeddingSet
 from benchmark_tasks.progress import track
 from benchmark_tasks.tables import require_columns, write_parquet_atomic
+from clef.signal import CANONICAL_BANDS
 
 __all__ = ["BANDS", "FEATURE_VERSION", "PAIRS", "SessionSignal", "bandpower_embeddings", "bandpower_features",
            "feature_names", "read_session", "spectrum_features"]
@@ -43,8 +44,8 @@ log = logging.getLogger(__name__)
 #: Version of the feature definition: part of the cache file name.
 FEATURE_VERSION = "bandpower-v1"
 
-BANDS: dict[str, tuple[float, float]] = {"delta": (0.5, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0),
-                                         "beta": (13.0, 30.0)}
+#: The band table: the repository's one, :data:`tokenizer.multitaper.CANONICAL_BANDS`.
+BANDS: dict[str, tuple[float, float]] = CANONICAL_BANDS
 PAIRS: tuple[tuple[str, str], ...] = (("Fp1", "Fp2"), ("F7", "F8"), ("F3", "F4"), ("T3", "T4"), ("C3", "C4"),
                                       ("T5", "T6"), ("P3", "P4"), ("O1", "O2"))
 POSTERIOR: tuple[str, ...] = ("O1", "O2", "P3", "P4")
