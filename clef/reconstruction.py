@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from clef.model import TOKENIZER_SUBDIR
-from tokenizer.spectrogram_cache import SessionSpectrogram, SpectrogramCache
+from tokenizer import read_recording
+from tokenizer.spectrogram_cache import SessionSpectrogram, SpectrogramCache, compute_spectrogram
 from tokenizer.tokens import Tokenizer
 from tokenizer.vqgan.evaluate import reconstruct_session
 
@@ -88,7 +89,8 @@ class Reconstructor:
     checkpoint : path
         Tokenizer checkpoint, or a session-transformer checkpoint holding one.
     cache_dir : path, optional
-        Spectrogram cache (shared with tokenization and embedding).
+        Spectrogram cache (shared with tokenization and embedding); without one, every
+        spectrogram is computed from the file (nothing is written).
     batch_size : int
         Windows per encoder/decoder pass.
     """
@@ -118,8 +120,10 @@ class Reconstructor:
 
     def spectrogram(self, path: str | Path) -> SessionSpectrogram:
         """The tokenizer's input spectrogram of a file (from the cache when given)."""
-        cache = self._cache or SpectrogramCache(None, self.tokenizer.contract)
-        spec, _ = cache.load_or_compute(path)
+        if self._cache is None:
+            contract = self.tokenizer.contract
+            return compute_spectrogram(read_recording(path, contract), contract)
+        spec, _ = self._cache.load_or_compute(path)
         return spec
 
     def reconstruct(self, path: str | Path, *, decode: bool = True) -> SessionReconstruction:
