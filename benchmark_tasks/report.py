@@ -93,10 +93,12 @@ def _headroom_section(result: BenchmarkResult, names: Sequence[str], probe: str,
             cells.append(_ci(x["mean_auroc"], x["ci_low"], x["ci_high"]) + f" (n={x['n_tasks']})")
             cells.append(("–" if x["mean_headroom"] is None else
                           _ci(x["mean_headroom"], x["headroom_ci_low"], x["headroom_ci_high"]))
-                         + f" ({x['n_headroom']}/{x['n_tasks']})")
+                         + f" ({x['n_headroom']}/{x['n_tasks']})"
+                         + ("" if x["pooled_headroom"] is None else f"; pooled {_f(x['pooled_headroom'])}"))
         rows.append([name, *cells])
     out += ["", "Mean AUROC [95% CI] (tasks) and mean headroom captured [95% CI] (tasks with a defined headroom / "
-            "tasks):", ""]
+            "tasks); pooled = Σ(AUROC − 0.5) / Σ(oracle − 0.5) over those tasks, which weighs a task by its "
+            "ceiling's gain instead of fully:", ""]
     out.append(_table(["model", *[h for c in present for h in (f"{c} AUROC", f"{c} headroom")]], rows))
     if result.oracle:
         pr = r.filter(pl.col("probe") == probe)

@@ -22,7 +22,9 @@ Protocol
   oracle's AUROC on its task and probe and the **headroom captured**
   ``(AUROC - 0.5) / (oracle - 0.5)``, null where the oracle is within
   :data:`~benchmark_tasks.metrics.HEADROOM_MIN_GAIN` of chance (such tasks are left out of
-  headroom means, and counted). With the suite's truth classes (``task_classes``:
+  headroom means, and counted). Summaries give the mean of the per-task ratios with a
+  bootstrap interval over tasks, and the pooled ratio ``sum(AUROC - 0.5) / sum(oracle - 0.5)``
+  over the same tasks (robust to a ceiling barely above the margin). With the suite's truth classes (``task_classes``:
   planted / negative / other, :mod:`benchmark_tasks.truth`), summaries and comparisons are
   also given per class.
 * Validity card (:mod:`benchmark_tasks.card`): probe calibration (ECE over 10 equal-width
@@ -166,16 +168,21 @@ def _summaries(results: pl.DataFrame, models: list[str], n_boot: int) -> tuple[p
             if sub.height == 0:
                 continue
             m, lo, hi = mean_ci(sub["auroc"].to_numpy(), n_boot=max(n_boot, 200), seed=_task_seed(cat))
-            hr = sub["headroom"].drop_nulls().drop_nans().to_numpy()
+            with_hr = sub.filter(pl.col("headroom").is_not_null() & pl.col("headroom").is_not_nan())
+            hr = with_hr["headroom"].to_numpy()
             hm, hlo, hhi = mean_ci(hr, n_boot=max(n_boot, 200), seed=_task_seed("headroom" + cat))
+            # the ratio of summed gains over the same tasks: a task whose ceiling is barely above
+            # chance weighs by its small gain here, where the mean of ratios weighs it fully
+            pooled = (float((with_hr["auroc"] - 0.5).sum() / (with_hr["oracle_auroc"] - 0.5).sum())
+                      if len(hr) else None)
             rows.append({"model": model, "probe": probe, "grouping": grouping, "category": cat,
                          "n_tasks": sub.height, "mean_auroc": m, "ci_low": lo, "ci_high": hi,
                          "median_auroc": float(sub["auroc"].median()), "mean_score": float(normalised_score(m)),
                          "sd_auroc": float(sub["auroc"].std() or 0.0), "n_headroom": len(hr),
                          "mean_headroom": hm if len(hr) else None, "headroom_ci_low": hlo if len(hr) else None,
-                         "headroom_ci_high": hhi if len(hr) else None})
+                         "headroom_ci_high": hhi if len(hr) else None, "pooled_headroom": pooled})
     summary = pl.DataFrame(rows, schema_overrides={"mean_headroom": pl.Float64, "headroom_ci_low": pl.Float64,
-                                                   "headroom_ci_high": pl.Float64})
+                                                   "headroom_ci_high": pl.Float64, "pooled_headroom": pl.Float64})
     comp = []
     for probe in results["probe"].unique(maintain_order=True).to_list():
         wide = (results.filter(pl.col("probe") == probe)

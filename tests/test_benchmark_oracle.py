@@ -164,6 +164,11 @@ def test_headroom_in_results_summary_and_report(oracle_run) -> None:
     hr = r.filter((pl.col("model") == "random") & (pl.col("probe") == "mlp") & (pl.col("task_class") == "planted")
                   )["headroom"].drop_nulls()
     assert row["n_headroom"] == hr.len() and row["mean_headroom"] == pytest.approx(hr.mean())
+    sub = r.filter((pl.col("model") == "random") & (pl.col("probe") == "mlp") & (pl.col("task_class") == "planted")
+                   & pl.col("headroom").is_not_null())
+    pooled = (sub["auroc"] - 0.5).sum() / (sub["oracle_auroc"] - 0.5).sum()
+    assert row["pooled_headroom"] == pytest.approx(pooled)
+    assert s.filter(pl.col("model") == "oracle")["pooled_headroom"][0] == pytest.approx(1.0)
     comp = res.comparisons.filter((pl.col("category") == "planted") & (pl.col("probe") == "mlp"))
     assert comp.height == 1 and comp["grouping"][0] == "truth_class"
     report = (res.out / "report.md").read_text()
