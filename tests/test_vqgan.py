@@ -383,3 +383,128 @@ def test_compute_spectrogram_matches_cache(archive: Path, tmp_path: Path) -> Non
     cached, _ = SpectrogramCache(tmp_path).load_or_compute(f)
     assert np.array_equal(direct.values, cached.values)
     assert direct.source_sha256 == cached.source_sha256 == rec.source_sha256
+
+
+# ---------------------------------------------------------------- clinical content
+
+
+def test_patch_stem_and_head_equal_their_convolutions() -> None:
+    from tokenizer.vqgan.model import PatchEmbed, PatchUnembed
+
+    torch.manual_seed(0)
+    stem, conv = PatchEmbed(19, 8, (4, 10)), torch.nn.Conv2d(19, 8, (4, 10), stride=(4, 10))
+    conv.load_state_dict(stem.state_dict())  # same parameters, same keys: checkpoints load either way
+    x = torch.randn(2, 19, 16, 40)
+    assert torch.allclose(stem(x), conv(x), atol=1e-5)
+    assert torch.allclose(stem(x.contiguous(memory_format=torch.channels_last)), conv(x), atol=1e-5)
+    head, convt = PatchUnembed(8, 19, (4, 10)), torch.nn.ConvTranspose2d(8, 19, (4, 10), stride=(4, 10))
+    convt.load_state_dict(head.state_dict())
+    z = torch.randn(2, 8, 4, 4)
+    assert torch.allclose(head(z), convt(z), atol=1e-5)
+
+
+def test_pooled_losses_see_a_shifted_peak_through_estimator_noise() -> None:
+    from tokenizer.vqgan.losses import pool_valid, pooled_losses
+
+    gen = torch.Generator().manual_seed(0)
+    cm = torch.ones(1, 19, dtype=torch.bool)
+    fm = torch.ones(1, 40, dtype=torch.bool)
+    f = torch.arange(32.0)[None, None, :, None]
+    clean = (0.3 * torch.exp(-0.5 * ((f - 10) / 1.5) ** 2)).expand(1, 19, 32, 40)
+    shifted = (0.3 * torch.exp(-0.5 * ((f - 14) / 1.5) ** 2)).expand(1, 19, 32, 40)
+    noisy = clean + 0.06 * torch.randn(1, 19, 32, 40, generator=gen)  # ~2.5 dB per bin-frame at scale 40
+    kw = {"pool": (2, 20), "residual_weight": 2.0}
+    same = pooled_losses(noisy, clean, cm, fm, **kw)
+    moved = pooled_losses(noisy, shifted, cm, fm, **kw)
+    # against the noisy target, the clean map loses far less than the shifted one (the noise averages out)
+    plain = interchannel_l1(noisy, shifted, cm, fm, 2.0)[0] / interchannel_l1(noisy, clean, cm, fm, 2.0)[0]
+    assert moved["pooled_l1"] / same["pooled_l1"] > 2 * plain
+    assert moved["freq_grad_l1"] / same["freq_grad_l1"] > 2 * plain
+    # padded frames do not enter the pooled maps
+    fm2 = fm.clone()
+    fm2[0, 30:] = False
+    junk = clean.clone()
+    junk[..., 30:] = 5.0
+    px, pxh, pfm = pool_valid(clean, junk, fm2, (2, 20))
+    assert pfm.tolist() == [[True, True]]
+    assert torch.allclose(px, pxh)
+    with pytest.raises(ValueError, match="pool"):
+        VQGANConfig.model_validate({**MICRO, "loss": {"pool": [0, 10]}})
+
+
+def _spectrum(peak_hz: float | None, n_frames: int = 120, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(19, 128, n_frames) dB: 1/f background, a posterior peak at ``peak_hz``, ±1 dB noise."""
+    rng = np.random.default_rng(seed)
+    freqs = np.arange(128) / 4.0
+    base = 20 - 10 * np.log10(np.maximum(freqs, 0.5))
+    spec = np.repeat(np.repeat(base[None, :, None], 19, 0), n_frames, 2)
+    if peak_hz is not None:
+        post = np.array([c in ("O1", "O2", "P3", "P4") for c in CANONICAL_CHANNELS])
+        spec[post] += (12 * np.exp(-0.5 * ((freqs - peak_hz) / 0.5) ** 2))[None, :, None]
+    return spec + rng.normal(0, 1, spec.shape), freqs
+
+
+def test_pdr_peak_found_and_a_shifted_decoding_fails() -> None:
+    from tokenizer.vqgan.evaluate import awake_epochs, pdr_peaks
+
+    orig, freqs = _spectrum(10.0)
+    good, _ = _spectrum(10.0, seed=1)
+    bad, _ = _spectrum(11.5, seed=2)
+    flat, _ = _spectrum(None, seed=3)
+    fm = np.ones(120, bool)
+    cm = np.ones(19, bool)
+    epochs = awake_epochs([(0.0, 120.0)], fm, epoch_s=50.0, margin_s=10.0)
+    assert [np.flatnonzero(e)[[0, -1]].tolist() for e in epochs] == [[10, 59], [60, 109]]
+    for decoded, ok in ((good, True), (bad, False), (flat, False)):
+        peaks = pdr_peaks(orig, decoded, freqs, cm, epochs)
+        assert peaks.shape == (2, 2)
+        assert np.allclose(peaks[:, 0], 10.0)
+        assert bool(np.all(np.abs(peaks[:, 0] - peaks[:, 1]) <= 0.5)) is ok
+    # an absent O1/O2 pair gives no epoch; invalid frames and short spans give none either
+    cm2 = cm.copy()
+    cm2[[CANONICAL_CHANNELS.index("O1"), CANONICAL_CHANNELS.index("O2")]] = False
+    assert pdr_peaks(orig, good, freqs, cm2, epochs).shape == (0, 2)
+    fm2 = fm.copy()
+    fm2[70] = False
+    assert len(awake_epochs([(0.0, 120.0)], fm2, epoch_s=50.0)) == 1
+    assert awake_epochs([(0.0, 60.0)], fm, epoch_s=50.0) == []
+
+
+def test_band_power_errors_per_channel_and_epoch() -> None:
+    from tokenizer.vqgan.evaluate import band_power_errors, epoch_band_power
+
+    orig, freqs = _spectrum(10.0, n_frames=35)
+    fm = np.ones(35, bool)
+    cm = np.ones(19, bool)
+    assert all(np.allclose(v, 0) for v in band_power_errors(orig, orig, freqs, cm, fm).values())
+    dec = orig.copy()
+    dec[:, (freqs >= 8) & (freqs < 13)] += 3.0  # alpha 3 dB too strong everywhere
+    dec[4] += 20.0  # Fz wrong in every band ...
+    cm[4] = False  # ... but absent
+    fm[12] = False  # the second 10-s epoch is not fully recorded
+    err = band_power_errors(orig, dec, freqs, cm, fm)
+    assert {b: v.size for b, v in err.items()} == {b: 18 * 2 for b in ("delta", "theta", "alpha", "beta")}
+    assert np.allclose(err["alpha"], 3.0) and np.allclose(err["theta"], 0) and np.allclose(err["beta"], 0)
+    # band power is the mean of linear power: 10 log10 of mean(10^(dB/10))
+    power, full = epoch_band_power(orig, freqs, fm, epoch_frames=10)
+    sel = (freqs >= 0.5) & (freqs < 4.0)
+    expected = 10 * np.log10(np.mean(10 ** (orig[0][sel][:, :10] / 10)))
+    assert power["delta"][0, 0] == pytest.approx(expected) and full.tolist() == [True, False, True]
+    with pytest.raises(ValueError, match="shape"):
+        band_power_errors(orig, dec[:, :, :20], freqs, cm, fm)
+
+
+def test_hemispheric_differences_left_minus_right() -> None:
+    from tokenizer.vqgan.evaluate import HOMOLOGOUS_PAIRS, hemispheric_differences
+
+    spec, freqs = _spectrum(None, n_frames=20)
+    left = np.array([c[-1] in "1357" for c in CANONICAL_CHANNELS])
+    spec[np.ix_(left, (freqs >= 0.5) & (freqs < 4.0))] += 6.0  # left-sided delta
+    cm = np.ones(19, bool)
+    cm[CANONICAL_CHANNELS.index("T4")] = False
+    d = hemispheric_differences(spec, freqs, cm, np.ones(20, bool))
+    t = [a for a, _ in HOMOLOGOUS_PAIRS].index("T3")
+    assert np.isnan(d["delta"][t]) and np.isnan(d["alpha"][t])
+    others = np.delete(np.arange(len(HOMOLOGOUS_PAIRS)), t)
+    assert np.allclose(d["delta"][others], 6.0, atol=0.6)
+    assert np.allclose(d["alpha"][others], 0.0, atol=0.6)

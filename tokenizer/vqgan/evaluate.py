@@ -1,4 +1,22 @@
-"""Reconstruction quality of a trained VQGAN: per-band error, codebook usage, perplexity."""
+"""Reconstruction quality of a trained VQGAN: what a neurologist reads, kept or lost.
+
+Raw quality (:func:`evaluate_reconstruction`): per-band error per bin and 1-s frame,
+codebook usage, perplexity. The per-bin-frame error includes the multitaper estimator's
+own noise (3 tapers: about ±2.5 dB per bin and frame), which no tokenizer should
+memorise, so it cannot fall far below ~2 dB however good the tokenizer is.
+
+Clinical content (decoded against original spectrogram, same frames):
+
+* :func:`band_power_errors`: band power per channel per epoch (default 10 s, one EEG
+  page: mean linear power over the band's bins and the epoch's frames, in dB), the
+  absolute difference per present channel and full epoch;
+* :func:`awake_epochs` and :func:`pdr_peaks`: the occipital (O1/O2) 4–13 Hz peak
+  frequency of both spectrograms in awake epochs (from the vigilance states);
+* :func:`hemispheric_differences`: left-minus-right band power (dB) of the homologous
+  pairs (:data:`HOMOLOGOUS_PAIRS`) over given frames.
+
+Bands are the repository's one table, :data:`tokenizer.multitaper.CANONICAL_BANDS`.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +26,20 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from tokenizer.contract import CANONICAL_CHANNELS
+from tokenizer.multitaper import CANONICAL_BANDS
 from tokenizer.spectrogram_cache import SessionSpectrogram
 from tokenizer.vqgan.model import VQGAN
 from tokenizer.windows import WindowSpec, iter_windows
 
-BANDS: dict[str, tuple[float, float]] = {"delta": (0.5, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0)}
+#: The band table (an alias of :data:`tokenizer.multitaper.CANONICAL_BANDS`).
+BANDS: dict[str, tuple[float, float]] = CANONICAL_BANDS
+#: Homologous left/right electrode pairs whose band-power differences a reader compares.
+HOMOLOGOUS_PAIRS: tuple[tuple[str, str], ...] = (
+    ("Fp1", "Fp2"), ("F3", "F4"), ("F7", "F8"), ("C3", "C4"), ("T3", "T4"), ("T5", "T6"), ("P3", "P4"), ("O1", "O2"))
+#: Electrodes and band of the posterior dominant rhythm peak.
+PDR_CHANNELS: tuple[str, ...] = ("O1", "O2")
+PDR_BAND: tuple[float, float] = (4.0, 13.0)
 
 
 @dataclass
@@ -113,3 +140,209 @@ def peak_frequency(spec_db: np.ndarray, freqs: np.ndarray, channels: list[int], 
     p = 10 ** (spec_db[channels][:, :, frame_mask].astype(np.float64) / 10)
     sel = (freqs >= band[0]) & (freqs <= band[1])
     return float(freqs[sel][np.argmax(p[:, sel].mean(axis=(0, 2)))])
+
+
+def _linear(spec_db: np.ndarray) -> np.ndarray:
+    return np.power(10.0, np.asarray(spec_db, dtype=np.float64) / 10.0)
+
+
+def epoch_band_power(
+    spec_db: np.ndarray, freqs: np.ndarray, frame_mask: np.ndarray, *, epoch_frames: int = 10,
+    bands: dict[str, tuple[float, float]] | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Band power per channel per epoch, in dB.
+
+    Parameters
+    ----------
+    spec_db : ndarray, (channels, bins, frames)
+        Spectrogram in dB.
+    freqs : ndarray, (bins,)
+        Bin frequencies (Hz).
+    frame_mask : ndarray, (frames,) bool
+        Valid frames.
+    epoch_frames : int
+        Frames per epoch (10: one 10-s EEG page at the contract's 1-s step); a trailing
+        partial epoch is dropped.
+    bands : dict, optional
+        ``{name: (low, high)}`` (half-open, Hz); default :data:`CANONICAL_BANDS`.
+
+    Returns
+    -------
+    power : dict of str to ndarray, (channels, epochs)
+        ``10 log10`` of the mean linear power over the band's bins and the epoch's frames.
+    full : ndarray, (epochs,) bool
+        Epochs whose frames are all valid (only those are compared).
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, ``epoch_frames < 1`` or a band holding no bin.
+    """
+    spec_db = np.asarray(spec_db)
+    freqs = np.asarray(freqs)
+    frame_mask = np.asarray(frame_mask, bool)
+    if spec_db.ndim != 3 or spec_db.shape[1] != freqs.shape[0] or spec_db.shape[2] != frame_mask.shape[0]:
+        raise ValueError(f"spectrogram (channels, {freqs.shape[0]} bins, {frame_mask.shape[0]} frames) expected, "
+                         f"found {spec_db.shape}")
+    if epoch_frames < 1:
+        raise ValueError(f"epoch_frames must be >= 1, found {epoch_frames}")
+    bands = CANONICAL_BANDS if bands is None else bands
+    n_ep = spec_db.shape[2] // epoch_frames
+    t = n_ep * epoch_frames
+    full = frame_mask[:t].reshape(n_ep, epoch_frames).all(1)
+    lin = _linear(spec_db[:, :, :t]).reshape(spec_db.shape[0], spec_db.shape[1], n_ep, epoch_frames).mean(3)
+    out = {}
+    for name, (lo, hi) in bands.items():
+        sel = (freqs >= lo) & (freqs < hi)
+        if not sel.any():
+            raise ValueError(f"band {name!r} ({lo}-{hi} Hz) holds no bin")
+        out[name] = 10 * np.log10(np.maximum(lin[:, sel].mean(1), 1e-30))
+    return out, full
+
+
+def band_power_errors(
+    original: np.ndarray, decoded: np.ndarray, freqs: np.ndarray, channel_mask: np.ndarray, frame_mask: np.ndarray,
+    *, epoch_frames: int = 10, bands: dict[str, tuple[float, float]] | None = None,
+) -> dict[str, np.ndarray]:
+    """Absolute band-power error (dB) per present channel and full epoch: the clinical error.
+
+    Parameters
+    ----------
+    original, decoded : ndarray, (channels, bins, frames)
+        Spectrograms in dB (same frames).
+    freqs, frame_mask, epoch_frames, bands
+        As in :func:`epoch_band_power`.
+    channel_mask : ndarray, (channels,) bool
+        Present electrodes.
+
+    Returns
+    -------
+    dict of str to ndarray
+        Per band, ``|decoded - original|`` of :func:`epoch_band_power`, flattened over
+        (present channel, full epoch); average them (pooled over sessions) for the mean
+        error.
+    """
+    if np.shape(original) != np.shape(decoded):
+        raise ValueError(f"original {np.shape(original)} and decoded {np.shape(decoded)} differ in shape")
+    po, full = epoch_band_power(original, freqs, frame_mask, epoch_frames=epoch_frames, bands=bands)
+    pd, _ = epoch_band_power(decoded, freqs, frame_mask, epoch_frames=epoch_frames, bands=bands)
+    cm = np.asarray(channel_mask, bool)
+    return {b: np.abs(pd[b] - po[b])[cm][:, full].ravel() for b in po}
+
+
+def awake_epochs(
+    spans: Iterable[tuple[float, float]], frame_mask: np.ndarray, *, step_s: float = 1.0, epoch_s: float = 60.0,
+    margin_s: float = 10.0,
+) -> list[np.ndarray]:
+    """Frame masks of consecutive epochs inside awake spans (for :func:`pdr_peaks`).
+
+    Parameters
+    ----------
+    spans : iterable of (start_s, stop_s)
+        Awake periods of the session (the truth's vigilance states).
+    frame_mask : ndarray, (frames,) bool
+        Valid frames; epochs with an invalid frame are skipped.
+    step_s : float
+        Seconds per spectrogram frame (the contract's ``spectrogram.step_s``).
+    epoch_s : float
+        Epoch length (60 s: long enough to hold eyes-closed stretches, which a routine
+        recording alternates with 8-20 s eyes-open blocks that attenuate the PDR).
+    margin_s : float
+        Seconds left out at both ends of a span (state transitions ramp over 10 s, and a
+        4-s taper frame reaches 2 s either side of its centre).
+
+    Returns
+    -------
+    list of ndarray, (frames,) bool
+        One mask per epoch, in time order.
+    """
+    frame_mask = np.asarray(frame_mask, bool)
+    if epoch_s <= 0 or step_s <= 0 or margin_s < 0:
+        raise ValueError(f"epoch_s and step_s must be positive and margin_s >= 0, found {epoch_s}, {step_s}, {margin_s}")
+    n = int(round(epoch_s / step_s))
+    out = []
+    for start, stop in spans:
+        a = int(np.ceil((start + margin_s) / step_s))
+        b = min(frame_mask.shape[0], int(np.floor((stop - margin_s) / step_s)))
+        for k in range(a, b - n + 1, n):
+            if frame_mask[k:k + n].all():
+                m = np.zeros_like(frame_mask)
+                m[k:k + n] = True
+                out.append(m)
+    return out
+
+
+def pdr_peaks(
+    original: np.ndarray, decoded: np.ndarray, freqs: np.ndarray, channel_mask: np.ndarray,
+    epochs: Iterable[np.ndarray], *, channels: tuple[str, ...] = PDR_CHANNELS,
+    channel_names: tuple[str, ...] = CANONICAL_CHANNELS, band: tuple[float, float] = PDR_BAND,
+) -> np.ndarray:
+    """Occipital peak frequency of original and decoded spectrograms per epoch.
+
+    Parameters
+    ----------
+    original, decoded : ndarray, (channels, bins, frames)
+        Spectrograms in dB.
+    freqs : ndarray, (bins,)
+    channel_mask : ndarray, (channels,) bool
+        Present electrodes (absent ones of ``channels`` are left out).
+    epochs : iterable of ndarray, (frames,) bool
+        Frames of each epoch (e.g. :func:`awake_epochs`).
+    channels, channel_names : tuple of str
+        Electrodes averaged (O1/O2) and the spectrogram's channel order.
+    band : (float, float)
+        Search band (Hz, inclusive): 4-13 Hz holds slowed PDRs too.
+
+    Returns
+    -------
+    ndarray, (epochs, 2)
+        Peak frequency (Hz) of the original and of the decoded spectrogram; empty
+        ``(0, 2)`` when no channel of ``channels`` is present.
+    """
+    idx = [channel_names.index(c) for c in channels if channel_mask[channel_names.index(c)]]
+    rows = [] if not idx else [
+        (peak_frequency(original, freqs, idx, m, band), peak_frequency(decoded, freqs, idx, m, band)) for m in epochs]
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+
+
+def hemispheric_differences(
+    spec_db: np.ndarray, freqs: np.ndarray, channel_mask: np.ndarray, frame_mask: np.ndarray, *,
+    pairs: tuple[tuple[str, str], ...] = HOMOLOGOUS_PAIRS, channel_names: tuple[str, ...] = CANONICAL_CHANNELS,
+    bands: dict[str, tuple[float, float]] | None = None,
+) -> dict[str, np.ndarray]:
+    """Left-minus-right band power (dB) of homologous pairs over the valid frames.
+
+    Parameters
+    ----------
+    spec_db : ndarray, (channels, bins, frames)
+        Spectrogram in dB.
+    freqs : ndarray, (bins,)
+    channel_mask : ndarray, (channels,) bool
+    frame_mask : ndarray, (frames,) bool
+        Frames averaged (a whole session, or one window's valid frames).
+    pairs, channel_names
+        Pairs (left, right) and the spectrogram's channel order.
+    bands : dict, optional
+        Default :data:`CANONICAL_BANDS`.
+
+    Returns
+    -------
+    dict of str to ndarray, (pairs,)
+        Per band, ``10 log10(P_left / P_right)`` of the mean linear band power; NaN for a
+        pair with an absent electrode or no valid frame.
+    """
+    bands = CANONICAL_BANDS if bands is None else bands
+    frame_mask = np.asarray(frame_mask, bool)
+    freqs = np.asarray(freqs)
+    out = {b: np.full(len(pairs), np.nan) for b in bands}
+    if not frame_mask.any():
+        return out
+    psd = _linear(np.asarray(spec_db)[:, :, frame_mask]).mean(2)
+    for k, (lft, rgt) in enumerate(pairs):
+        i, j = channel_names.index(lft), channel_names.index(rgt)
+        if not (channel_mask[i] and channel_mask[j]):
+            continue
+        for b, (lo, hi) in bands.items():
+            sel = (freqs >= lo) & (freqs < hi)
+            out[b][k] = 10 * np.log10(psd[i, sel].mean() / psd[j, sel].mean())
+    return out

@@ -67,6 +67,52 @@ def interchannel_l1(
     return mean_l1 + residual_weight * residual_l1, {"mean_l1": mean_l1, "residual_l1": residual_l1}
 
 
+def pool_valid(
+    x: torch.Tensor, x_hat: torch.Tensor, frame_mask: torch.Tensor, pool: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Average ``x`` and ``x_hat`` over ``pool = (bins, frames)`` blocks of valid frames.
+
+    Parameters
+    ----------
+    x, x_hat : Tensor, (B, C, F, T)
+    frame_mask : Tensor, (B, T), bool
+    pool : (int, int)
+        Block size; a trailing remainder of bins or frames is dropped.
+
+    Returns
+    -------
+    pooled_x, pooled_x_hat : Tensor, (B, C, F // pool[0], T // pool[1])
+        Means over each block's valid frames (0 where a block has none).
+    pooled_frame_mask : Tensor, (B, T // pool[1]), bool
+        Blocks holding at least one valid frame.
+    """
+    pf, pt = pool
+    fm = frame_mask[:, None, None, :].to(x.dtype)
+    share = F.avg_pool2d(fm.expand(-1, 1, x.shape[2], -1), (pf, pt))  # fraction of valid frames per block
+    den = share.clamp_min(1e-6)
+    px = F.avg_pool2d(x * fm, (pf, pt)) / den
+    pxh = F.avg_pool2d(x_hat * fm, (pf, pt)) / den
+    return px, pxh, share[:, 0, 0, :] > 0
+
+
+def pooled_losses(
+    x: torch.Tensor, x_hat: torch.Tensor, channel_mask: torch.Tensor, frame_mask: torch.Tensor, *,
+    pool: tuple[int, int], residual_weight: float,
+) -> dict[str, torch.Tensor]:
+    """Inter-channel L1 of pooled maps and of their frequency derivative (see :class:`LossConfig`).
+
+    Returns
+    -------
+    dict
+        ``pooled_l1``: :func:`interchannel_l1` of the :func:`pool_valid` maps;
+        ``freq_grad_l1``: the same of their first difference along frequency.
+    """
+    px, pxh, pfm = pool_valid(x, x_hat, frame_mask, pool)
+    pooled, _ = interchannel_l1(px, pxh, channel_mask, pfm, residual_weight)
+    grad, _ = interchannel_l1(px.diff(dim=2), pxh.diff(dim=2), channel_mask, pfm, residual_weight)
+    return {"pooled_l1": pooled, "freq_grad_l1": grad}
+
+
 def masked_l1(x: torch.Tensor, x_hat: torch.Tensor, channel_mask: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
     """Plain L1 over valid positions (for comparison and logging)."""
     cm, fm = _masks(x, channel_mask, frame_mask)

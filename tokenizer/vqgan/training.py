@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ from tokenizer.vqgan.losses import (
     hinge_d_loss,
     interchannel_l1,
     masked_l1,
+    pooled_losses,
 )
 from tokenizer.vqgan.model import CHECKPOINT_KIND, VQGAN, count_parameters
 from tokenizer.windows import WindowSpec, n_windows, window_input
@@ -282,6 +284,11 @@ class VQGANModule(L.LightningModule):
     def _set_lr(self, opt: torch.optim.Optimizer) -> float:
         o = self.config.optim
         factor = min(1.0, (self.g_step + 1) / o.warmup_steps) if o.warmup_steps else 1.0
+        if o.schedule == "cosine":
+            total = self.step_offset + self.trainer.max_steps
+            span = max(1, total - o.warmup_steps)
+            done = min(1.0, max(0.0, (self.g_step - o.warmup_steps) / span))
+            factor *= o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * done))
         base = (o.lr, o.disc_lr or o.lr)
         for group, lr in zip(opt.param_groups, base):
             group["lr"] = lr * factor
@@ -298,6 +305,10 @@ class VQGANModule(L.LightningModule):
 
         x_rec, q = self.model(x, fm)
         rec, parts = interchannel_l1(x, x_rec, cm, fm, cfg.loss.residual_weight)
+        if cfg.loss.pooled_weight or cfg.loss.freq_grad_weight:
+            pooled = pooled_losses(x, x_rec, cm, fm, pool=cfg.loss.pool, residual_weight=cfg.loss.residual_weight)
+            rec = rec + cfg.loss.pooled_weight * pooled["pooled_l1"] + cfg.loss.freq_grad_weight * pooled["freq_grad_l1"]
+            parts = {**parts, **pooled}
         rec = cfg.loss.rec_weight * rec
         g_total = rec + q.commit_loss
         metrics: dict[str, torch.Tensor | float] = {"rec": rec.detach(), **{k: v.detach() for k, v in parts.items()},
