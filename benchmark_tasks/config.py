@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from clef.patients import PatientSplit
+
 __all__ = [
     "CATEGORIES",
     "COVARIATES",
@@ -18,7 +20,6 @@ __all__ = [
     "MLPConfig",
     "MatchingConfig",
     "ProbeConfig",
-    "SplitConfig",
     "SuiteConfig",
 ]
 
@@ -69,36 +70,6 @@ class MatchingConfig(_Config):
         return tuple(dict.fromkeys(v))
 
 
-class SplitConfig(_Config):
-    """Patient-level splits from a salted hash of the patient id.
-
-    Attributes
-    ----------
-    salt : str
-        Changing it redraws the splits; the same salt always gives the same splits.
-    train, val, test : float
-        Fractions of patients (they must sum to 1; ``val`` may be 0).
-    """
-
-    salt: str = "clef-benchmark-v1"
-    train: float = Field(0.7, gt=0, lt=1)
-    val: float = Field(0.0, ge=0, lt=1)
-    test: float = Field(0.3, gt=0, lt=1)
-
-    @model_validator(mode="after")
-    def _sum(self) -> SplitConfig:
-        total = self.train + self.val + self.test
-        if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"split fractions must sum to 1, found train {self.train} + val {self.val} + "
-                             f"test {self.test} = {total:g}")
-        return self
-
-    @property
-    def fractions(self) -> dict[str, float]:
-        """Non-empty splits and their fractions, in order."""
-        return {k: v for k, v in (("train", self.train), ("val", self.val), ("test", self.test)) if v > 0}
-
-
 class GeneratorConfig(_Config):
     """Which tasks to generate.
 
@@ -141,7 +112,7 @@ class SuiteConfig(_Config):
 
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
-    splits: SplitConfig = Field(default_factory=SplitConfig)
+    splits: PatientSplit = Field(default_factory=PatientSplit)  # the platform's one patient split
 
 
 class MLPConfig(_Config):

@@ -1,55 +1,37 @@
-"""Patient-level splits (deterministic, from a salted hash) and the leak check.
+"""Patient-level splits of a suite and the leak check inside it.
 
-A patient's split is a function of ``sha256(salt + ":" + patient_id)`` alone: the same
-salt gives the same split on any machine, in any order, for any subset of patients, and
-every task of a suite shares it (a patient is in the same split for all tasks).
-:func:`check_no_leak` refuses a labels table in which a patient appears in two splits.
+A patient's split is the platform's one patient split (:class:`clef.patients.PatientSplit`,
+a function of a salted hash of the patient id alone), the same that ``clef align`` trains
+on: the same salt gives the same split on any machine, in any order, for any subset of
+patients, and every task of a suite shares it. :func:`check_no_leak` refuses a labels
+table in which a patient appears in two splits; leaks *across* stages (a checkpoint
+aligned on a test patient) are refused by :mod:`benchmark_tasks.leakage`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 
 import polars as pl
 
-from benchmark_tasks.config import SplitConfig
 from benchmark_tasks.tables import require_columns
+from clef.patients import SPLITS, PatientSplit
 
-__all__ = ["SPLITS", "SplitLeakError", "assign_splits", "check_no_leak", "split_of"]
-
-#: Split names, in order.
-SPLITS: tuple[str, ...] = ("train", "val", "test")
+__all__ = ["SplitLeakError", "assign_splits", "check_no_leak"]
 
 
 class SplitLeakError(ValueError):
     """A patient appears in more than one split: the benchmark refuses to run."""
 
 
-def _unit(salt: str, patient_id: str) -> float:
-    digest = hashlib.sha256(f"{salt}:{patient_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
-
-
-def split_of(patient_id: str, config: SplitConfig | None = None) -> str:
-    """The split of one patient (``train``, ``val`` or ``test``)."""
-    cfg = config or SplitConfig()
-    u = _unit(cfg.salt, patient_id)
-    edge = 0.0
-    for name, frac in cfg.fractions.items():
-        edge += frac
-        if u < edge:
-            return name
-    return list(cfg.fractions)[-1]
-
-
-def assign_splits(patient_ids: Iterable[str], config: SplitConfig | None = None) -> pl.DataFrame:
+def assign_splits(patient_ids: Iterable[str], config: PatientSplit | None = None) -> pl.DataFrame:
     """Split of every distinct patient.
 
     Parameters
     ----------
     patient_ids : iterable of str
-    config : SplitConfig, optional
+    config : PatientSplit, optional
+        Default: the platform's split.
 
     Returns
     -------
@@ -65,7 +47,8 @@ def assign_splits(patient_ids: Iterable[str], config: SplitConfig | None = None)
     bad = [p for p in ids if not p]
     if bad:
         raise ValueError("sessions without a patient id cannot be split by patient; drop them first")
-    return pl.DataFrame({"patient_id": ids, "split": [split_of(p, config) for p in ids]},
+    cfg = config or PatientSplit()
+    return pl.DataFrame({"patient_id": ids, "split": [cfg.of(p) for p in ids]},
                         schema={"patient_id": pl.String, "split": pl.String})
 
 

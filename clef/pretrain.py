@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from clef.config import OptimConfig, SessionConfig
+from clef.patients import PatientSplit, patient_record, session_record
 from clef.masking import random_token_mask, sample_mask_ratios
 from clef.model import (
     CHECKPOINT_KIND,
@@ -345,14 +346,16 @@ def load_session_module(path: str | Path, map_location: str = "cpu") -> MaskedTo
 
 
 class _SaveEvery(L.Callback):
-    def __init__(self, out: Path, every: int, tokenizer_dir: Path | None, digest: str) -> None:
+    def __init__(self, out: Path, every: int, tokenizer_dir: Path | None, digest: str,
+                 extra_meta: dict[str, Any] | None = None) -> None:
         self.out, self.every, self.tokenizer_dir, self.digest = out, every, tokenizer_dir, digest
+        self.extra_meta = extra_meta
         self._last = -1
 
     def _save(self, trainer: L.Trainer, module: MaskedTokenModule) -> None:
         if module.g_step != self._last and trainer.is_global_zero:
             save_session_checkpoint(module, self.out, tokenizer_dir=self.tokenizer_dir, data_digest=self.digest,
-                                    optimizer=trainer.optimizers[0])
+                                    optimizer=trainer.optimizers[0], extra_meta=self.extra_meta)
             self._last = module.g_step
 
     def on_train_batch_end(self, trainer: L.Trainer, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -385,6 +388,9 @@ def pretrain(
     max_steps: int | None = None,
     resume: bool = False,
     val_fraction: float = 0.1,
+    archive: str | Path | None = None,
+    exclude_test_patients: bool = False,
+    split: PatientSplit | None = None,
     trainer_kwargs: dict[str, Any] | None = None,
 ) -> PretrainResult:
     """Masked-token pretraining on a tokens folder; writes a checkpoint directory.
@@ -403,16 +409,40 @@ def pretrain(
         Continue from the checkpoint in ``out`` (weights, EMA, optimiser, step).
     val_fraction : float
         Sessions held out (by file hash) to measure masked-token accuracy.
+    archive : path, optional
+        The archive the tokens come from (:mod:`clef.align.archive` layout): names each
+        session's patient, so that the checkpoint records the patients it saw and
+        ``exclude_test_patients`` can leave some out.
+    exclude_test_patients : bool
+        Leave out the sessions of the ``test`` patients of ``split`` (needs ``archive``).
+        Stage 1 is self-supervised (no label is used), so training on the benchmark's test
+        sessions is allowed and reported as transductive; this makes it inductive.
+    split : PatientSplit, optional
+        The patient split (default: the platform's, :class:`clef.patients.PatientSplit`).
     trainer_kwargs : dict, optional
         Passed to ``lightning.Trainer`` (accelerator, devices, precision, num_nodes,
         strategy ...): distribution is Lightning's, not ours.
     """
     out = Path(out)
+    if exclude_test_patients and archive is None:
+        raise ValueError("exclude_test_patients needs the archive that names each session's patient")
+    split = split or PatientSplit()
     table = load_token_table(tokens_dir)
+    patient_of = _patients_of(table, archive) if archive is not None else None
+    if exclude_test_patients and patient_of is not None:
+        keep = np.array([split.of(patient_of.get(str(sha)) or f"session:{sha}") != "test" for sha in table.session])
+        log.info("stage 1 leaves out %d windows of test patients (%d kept)", int((~keep).sum()), int(keep.sum()))
+        if not keep.any():
+            raise ValueError("every session belongs to a test patient: nothing left to pretrain on")
+        table = table.subset(np.flatnonzero(keep))
     if max_steps is not None:
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_steps": max_steps})})
     cfg = cfg.with_data(table.vocab_size, table.grid)
     train_t, val_t = table.split_by_session(val_fraction)
+    trained = {"sessions": session_record(train_t.session.tolist()), "split": split.model_dump(),
+               "excluded": "test patients" if exclude_test_patients else None,
+               "patients": None if patient_of is None else
+               patient_record(p for p in {patient_of.get(str(sha)) for sha in train_t.session} if p)}
     baseline = val_t.most_common_code_frequency()
     contract = SignalContract.model_validate_json(json.dumps(_contract_of(table.manifest)))
     if resume:
@@ -434,15 +464,33 @@ def pretrain(
               "enable_model_summary": False, "log_every_n_steps": cfg.train.log_every,
               "val_check_interval": None, "check_val_every_n_epoch": None, **(trainer_kwargs or {})}
         trainer = L.Trainer(max_steps=remaining, callbacks=[_SaveEvery(out, cfg.train.checkpoint_every, tok_dir,
-                                                                       table.digest())], **kw)
+                                                                       table.digest(), {"trained_on": trained})],
+                            **kw)
         bs = cfg.train.batch_size
         train_dl = DataLoader(_Windows(train_t, module.context), batch_size=bs, shuffle=True, drop_last=len(train_t) > bs)
         trainer.fit(module, train_dataloaders=train_dl)
         module.evaluate(val_t)
         save_session_checkpoint(module, out, tokenizer_dir=tok_dir, data_digest=table.digest(),
-                                optimizer=trainer.optimizers[0] if trainer.optimizers else None)
+                                optimizer=trainer.optimizers[0] if trainer.optimizers else None,
+                                extra_meta={"trained_on": trained})
     return PretrainResult(out, module.g_step, module.last_metrics.get("val/masked_acc"), baseline,
                           count_parameters(module.encoder))
+
+
+def _patients_of(table: TokenTable, archive: str | Path) -> dict[str, str | None]:
+    """Patient id of each tokenized session (by file hash), from the archive's index."""
+    from clef.align.archive import index_archive  # the archive reader pulls in FHIR parsing
+
+    index = index_archive(archive)
+    out: dict[str, str | None] = {}
+    for sha, path in zip(table.session, table.path):
+        if str(sha) not in out:
+            s = index.match(str(path))
+            out[str(sha)] = s.patient_id if s else None
+    unknown = sum(v is None for v in out.values())
+    if unknown:
+        log.warning("%d of %d tokenized sessions have no patient in %s", unknown, len(out), archive)
+    return out
 
 
 def _contract_of(manifest: dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from tokenizer.checkpoint import CheckpointError, load_checkpoint
 
 SMALL = {"report": {"dim": 64, "depth": 2, "heads": 4}, "ehr": {"dim": 64, "depth": 2, "heads": 4},
          "loss": {"embed_dim": 64}, "train": {"batch_size": 16, "checkpoint_every": 40},
-         "optim": {"lr": 1e-3, "warmup_steps": 5}, "val_fraction": 0.25}
+         "optim": {"lr": 1e-3, "warmup_steps": 5}}
 STEPS = 80
 
 

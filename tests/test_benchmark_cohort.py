@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 from benchmark_tasks.cohort import COHORT_SCHEMA
-from benchmark_tasks.config import GeneratorConfig, MatchingConfig, SplitConfig, SuiteConfig
+from benchmark_tasks.config import GeneratorConfig, MatchingConfig, SuiteConfig
 from benchmark_tasks.suite import generate_suite, load_suite
 from benchmark_tasks.tasks import CohortIndex, TaskDefinition, candidate_tasks, held_out_status, membership
+from clef.patients import PatientSplit
 from ehr import PHENOTYPE_GROUPS, medication_groups_of, phenotypes_of
 from tests.test_benchmark_fakes import fhir_archive, fhir_cohort, fhir_suite  # noqa: F401  (fixtures)
 
@@ -152,7 +153,7 @@ def test_suite_files_and_yaml(fhir_suite: Path) -> None:
 
 def test_generation_is_deterministic(fhir_archive: Path, fhir_cohort: pl.DataFrame, tmp_path: Path) -> None:
     cfg = SuiteConfig(generator=GeneratorConfig(min_positives=8, min_positive_patients=4),
-                      matching=MatchingConfig(ratio=1), splits=SplitConfig(salt="s1"))
+                      matching=MatchingConfig(ratio=1), splits=PatientSplit(salt="s1"))
     a = generate_suite(fhir_archive, tmp_path / "a.yaml", cohort=fhir_cohort, config=cfg)
     b = generate_suite(fhir_archive, tmp_path / "b.yaml", cohort=fhir_cohort, config=cfg)
     assert a.labels.equals(b.labels) and a.splits.equals(b.splits)

@@ -8,9 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from benchmark_tasks.config import SplitConfig
-from benchmark_tasks.splits import SplitLeakError, assign_splits, check_no_leak, split_of
+from benchmark_tasks.splits import SplitLeakError, assign_splits, check_no_leak
 from benchmark_tasks.suite import SuiteDigestError, load_suite
+from clef.patients import PatientSplit
 from tests.test_benchmark_fakes import fhir_archive, fhir_suite  # noqa: F401  (fixtures)
 
 
@@ -27,18 +27,18 @@ def test_splits_deterministic_and_by_patient() -> None:
     a = assign_splits(ids)
     b = assign_splits(list(reversed(ids)) + ids[:10])  # any order, duplicates
     assert a.equals(b)
-    assert split_of("P00042") == a.filter(pl.col("patient_id") == "P00042")["split"][0]
+    assert PatientSplit().of("P00042") == a.filter(pl.col("patient_id") == "P00042")["split"][0]
     frac = a["split"].value_counts().with_columns(pl.col("count") / len(ids))
     f = dict(zip(frac["split"], frac["count"]))
     assert f["train"] == pytest.approx(0.7, abs=0.03) and f["test"] == pytest.approx(0.3, abs=0.03)
-    c = assign_splits(ids, SplitConfig(salt="other", train=0.6, val=0.2, test=0.2))
+    c = assign_splits(ids, PatientSplit(salt="other", train=0.6, val=0.2, test=0.2))
     assert set(c["split"]) == {"train", "val", "test"}
     assert not a.equals(c)
     # a subset of patients keeps its splits
     sub = assign_splits(ids[:100])
     assert sub.equals(a.filter(pl.col("patient_id").is_in(ids[:100])))
     with pytest.raises(ValueError, match="sum to 1"):
-        SplitConfig(train=0.5, test=0.3)
+        PatientSplit(train=0.5, test=0.3)
 
 
 def test_leak_check_refuses() -> None:
@@ -62,7 +62,7 @@ def test_suite_splits_are_by_patient(fhir_suite: Path) -> None:
     per_patient = suite.labels.group_by("patient_id").agg(pl.col("split").n_unique())
     assert per_patient["split"].max() == 1
     cfg = suite.spec.config.splits
-    assert all(split_of(p, cfg) == s for p, s in suite.splits.iter_rows())
+    assert all(cfg.of(p) == s for p, s in suite.splits.iter_rows())
 
 
 def test_leaked_suite_is_refused(fhir_suite: Path, tmp_path: Path) -> None:

@@ -7,12 +7,16 @@ from the stage-1 checkpoint the alignment starts from, never from this file.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from clef.config import OptimConfig, TrainConfig, load_yaml_config
+from clef.patients import PatientSplit
+
+log = logging.getLogger(__name__)
 
 
 class _Frozen(BaseModel):
@@ -128,9 +132,12 @@ class AlignConfig(_Frozen):
         sessions; all windows at evaluation).
     encoder_lr_scale : float
         Learning rate of the pretrained session transformer relative to ``optim.lr``.
-    val_fraction : float
-        Share of patients held out (by a salted hash of the patient id) to measure
-        retrieval; never seen in training or in the EHR vocabulary.
+    split : PatientSplit
+        The platform's patient split (:mod:`clef.patients`): only ``train`` patients are
+        trained on and enter the EHR vocabulary; the others (``val`` and ``test``) are the
+        held-out set on which retrieval is measured. Keep it equal to the benchmark
+        suite's split (the default of both), or ``clef benchmark run`` refuses the
+        checkpoint when a test patient was an alignment target.
     """
 
     name: str = "tiny"
@@ -141,7 +148,17 @@ class AlignConfig(_Frozen):
     train: TrainConfig = Field(default_factory=TrainConfig)
     max_windows: int = Field(2, gt=0)
     encoder_lr_scale: float = Field(0.3, gt=0)
-    val_fraction: float = Field(0.2, ge=0, lt=1)
+    split: PatientSplit = Field(default_factory=PatientSplit)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_val_fraction(cls, data: Any) -> Any:
+        # configurations saved before the shared split held out patients by ``val_fraction``
+        # under another salt; they still load, and their checkpoints carry no patient record
+        if isinstance(data, dict) and "val_fraction" in data:
+            data = {k: v for k, v in data.items() if k != "val_fraction"}
+            log.warning("align config: 'val_fraction' is obsolete (one patient split for every stage); ignored")
+        return data
 
 
 ALIGN_PRESETS = ("tiny", "base")

@@ -4,13 +4,14 @@
 for every session, its windows' rows in the tokens table, the summary of its report
 (PHI-scrubbed, electrographic content only, by :mod:`reports`) encoded once by the frozen
 text encoder, and the EHR tokens active at the session date (by :mod:`ehr`). Patients are
-split into training and held-out sets by a salted hash of their id; the EHR vocabulary is
-built from the training split only, without the held-out concepts.
+split by the platform's one patient split (:class:`clef.patients.PatientSplit`): only its
+``train`` patients are trained on, the others are held out (the benchmark's test patients
+among them); the EHR vocabulary is built from the training patients only, without the
+held-out concepts.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,14 +29,6 @@ from reports import ReportError, Summariser, process_report, read_report
 
 log = logging.getLogger(__name__)
 
-VAL_SALT = "clef-align-val"
-
-
-def is_held_out(key: str, fraction: float, salt: str = VAL_SALT) -> bool:
-    """Deterministic patient-level split: True for about ``fraction`` of keys."""
-    h = int(hashlib.sha256(f"{salt}:{key}".encode()).hexdigest()[:8], 16) / 2**32
-    return h < fraction
-
 
 @dataclass
 class AlignExample:
@@ -46,6 +39,10 @@ class AlignExample:
     session_id : str
     patient : int
         Index of the patient (sessions of one patient share it).
+    patient_id : str or None
+        The archive's patient id (None when unknown).
+    source_sha256 : str
+        Content hash of the session's file.
     rows : ndarray of int
         Rows of the tokens table holding this session's windows, in window order.
     summary : str or None
@@ -53,11 +50,13 @@ class AlignExample:
     ehr : list of str or None
         EHR tokens at the session date (None: no EHR).
     val : bool
-        Held-out patient.
+        Held-out patient (not in the ``train`` split).
     """
 
     session_id: str
     patient: int
+    patient_id: str | None
+    source_sha256: str
     rows: np.ndarray
     summary: str | None
     ehr: list[str] | None
@@ -151,6 +150,7 @@ def prepare_align_data(table: TokenTable, index: ArchiveIndex, cfg: AlignConfig,
     """
     rows_of: dict[str, list[int]] = {}
     sid_of_sha: dict[str, str | None] = {}
+    sha_of_sid: dict[str, str] = {}
     for r, (sha, path) in enumerate(zip(table.session, table.path)):
         if sha not in sid_of_sha:
             s = index.match(str(path))
@@ -158,6 +158,7 @@ def prepare_align_data(table: TokenTable, index: ArchiveIndex, cfg: AlignConfig,
         sid = sid_of_sha[sha]
         if sid is not None:
             rows_of.setdefault(sid, []).append(r)
+            sha_of_sid.setdefault(sid, str(sha))
     unmatched = sum(v is None for v in sid_of_sha.values())
     if not rows_of:
         raise ValueError(f"none of the {len(sid_of_sha)} tokenized sessions matches a session of {index.root} "
@@ -177,11 +178,13 @@ def prepare_align_data(table: TokenTable, index: ArchiveIndex, cfg: AlignConfig,
             c = cfg.ehr
             toks = ehr_tokens(rec.codes_at(s.start), max_icd=c.max_icd, max_atc=c.max_atc, held_out=c.held_out)
         rows = np.asarray(sorted(rows_of[sid], key=lambda r: int(table.window[r])), dtype=np.int64)
-        examples.append(AlignExample(sid, patients.setdefault(key, len(patients)), rows, summaries.get(sid), toks,
-                                     is_held_out(key, cfg.val_fraction)))
-    if cfg.val_fraction > 0 and (all(e.val for e in examples) or not any(e.val for e in examples)):
-        raise ValueError(f"the patient split left one side empty ({len(patients)} patients, val_fraction "
-                         f"{cfg.val_fraction}); use more patients or another val_fraction")
+        examples.append(AlignExample(sid, patients.setdefault(key, len(patients)), s.patient_id, sha_of_sid[sid], rows,
+                                     summaries.get(sid), toks, cfg.split.of(key) != "train"))
+    if all(e.val for e in examples):
+        raise ValueError(f"the patient split ({cfg.split.fractions}, salt {cfg.split.salt!r}) puts none of the "
+                         f"{len(patients)} patients in 'train': use more patients")
+    if not any(e.val for e in examples):
+        log.warning("the patient split holds out none of the %d patients: no held-out retrieval", len(patients))
     if vocab is None:
         vocab = CodeVocab.build([e.ehr for e in examples if e.ehr is not None and not e.val],
                                 min_count=cfg.ehr.min_count, held_out=cfg.ehr.held_out)

@@ -37,6 +37,7 @@ from clef.align.config import AlignConfig
 from clef.align.data import AlignData, collate, prepare_align_data
 from clef.align.module import AlignModule, retrieval_accuracy
 from clef.config import SessionConfig
+from clef.patients import patient_record, session_record
 from clef.pretrain import CHECKPOINT_KIND, TOKENIZER_SUBDIR, load_token_table
 from ehr import CodeVocab
 from reports import SummariserConfig, make_summariser
@@ -82,6 +83,21 @@ class AlignResult:
 
 
 # --------------------------------------------------------------------------- evaluation
+
+
+def trained_on(data: AlignData, cfg: AlignConfig, stage1_meta: dict[str, Any]) -> dict[str, Any]:
+    """What stage 2 learned from, for ``meta.json`` (see :mod:`clef.patients`).
+
+    ``supervised_patients``: the training patients whose report or EHR was a contrastive
+    target; ``sessions``: the training sessions (their tokens also feed the masked-token
+    term); ``split``: the patient split; ``stage1``: the record of the checkpoint it
+    started from (self-supervised: its sessions may include test patients, which the
+    benchmark reports as transductive).
+    """
+    train = [data.examples[i] for i in data.indices(False)]
+    supervised = [e.patient_id for e in train if e.patient_id and (e.summary is not None or e.ehr is not None)]
+    return {"split": cfg.split.model_dump(), "supervised_patients": patient_record(supervised),
+            "sessions": session_record(e.source_sha256 for e in train), "stage1": stage1_meta.get("trained_on")}
 
 
 @torch.no_grad()
@@ -343,7 +359,7 @@ def align(
         _init_from_stage1(module, init)
     digest = table.digest()
     extra = {"init_weights_sha256": stage1.meta.get("weights_sha256"), "data": data.stats,
-             "held_out_concepts": list(cfg.ehr.held_out)}
+             "held_out_concepts": list(cfg.ehr.held_out), "trained_on": trained_on(data, cfg, stage1.meta)}
     tok_dir = tok_ck if tok_ck.is_dir() else None
 
     def save(m: AlignModule, optimizer: torch.optim.Optimizer | None) -> None:

@@ -32,6 +32,11 @@ def pretrain(
     devices: str = typer.Option("auto", "--devices", help="Lightning devices: auto, N, -1 or 0,1."),
     precision: str = typer.Option("", "--precision", help="Lightning precision, e.g. bf16-mixed."),
     num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="Lightning nodes (multi-node)."),
+    archive: Path | None = typer.Option(None, "--archive", help="Archive the tokens come from: the checkpoint then "
+                                        "records the patients it saw (meta.json trained_on)."),
+    exclude_test_patients: bool = typer.Option(False, "--exclude-test-patients",
+                                               help="Leave out the sessions of the patient split's test patients "
+                                                    "(needs --archive): an inductive stage 1 for the benchmark."),
 ) -> None:
     """Masked-token pretraining of the session transformer (stage 1)."""
     from clef.config import load_config
@@ -48,10 +53,13 @@ def pretrain(
         recover_checkpoint(out)  # a run killed while replacing its checkpoint left the previous one aside
     if resume and not (out / "meta.json").is_file():
         fail(f"--resume: no checkpoint in {out}")
+    if exclude_test_patients and archive is None:
+        fail("--exclude-test-patients needs --archive (the archive names each session's patient)")
     try:
-        r = run(tokens, cfg, out, max_steps=max_steps or None, resume=resume,
+        r = run(tokens, cfg, out, max_steps=max_steps or None, resume=resume, archive=archive,
+                exclude_test_patients=exclude_test_patients,
                 trainer_kwargs=_trainer_kwargs(accelerator, devices, precision or None, num_nodes, True))
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     acc = "n/a" if r.val_masked_acc is None else f"{r.val_masked_acc:.3f}"
     err.print(f"checkpoint {r.checkpoint} at step {r.steps}: {r.parameters / 1e6:.2f}M parameters, held-out masked-token "
