@@ -36,7 +36,8 @@ class ModelConfig(_Frozen):
     context_s : float or None
         Seconds of signal one forward pass sees (the paper's context ablation, e.g. 80).
         None (default): the whole window (1280 s). When set, pretraining sees random crops
-        of that many seconds of token columns, and embedding encodes a window as
+        of that many seconds of token columns (``train.batch_size`` windows' worth of crops
+        per step, so both contexts see the same tokens per step), and embedding encodes a window as
         consecutive non-overlapping crops pooled like windows
         (:meth:`clef.model.SessionTransformer.embed_windows`). Must be a whole number of
         token columns that divides the window (:func:`clef.model.context_columns`).

@@ -466,7 +466,8 @@ def pretrain(
         trainer = L.Trainer(max_steps=remaining, callbacks=[_SaveEvery(out, cfg.train.checkpoint_every, tok_dir,
                                                                        table.digest(), {"trained_on": trained})],
                             **kw)
-        bs = cfg.train.batch_size
+        # a short context sees the same tokens per step as the full one: batch_size windows' worth of crops
+        bs = cfg.train.batch_size * (table.grid[1] // module.context if module.context else 1)
         train_dl = DataLoader(_Windows(train_t, module.context), batch_size=bs, shuffle=True, drop_last=len(train_t) > bs)
         trainer.fit(module, train_dataloaders=train_dl)
         module.evaluate(val_t)

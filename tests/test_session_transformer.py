@@ -286,9 +286,21 @@ def test_full_context_embeddings_are_unchanged(trained, fake_tokens):
         assert np.array_equal(got.vector, want.numpy().astype(np.float32))
 
 
-def test_short_context_pretraining_runs_and_embeds(fake_tokens, tmp_path):
+def test_short_context_pretraining_runs_and_embeds(fake_tokens, tmp_path, monkeypatch):
+    from clef.pretrain import MaskedTokenModule
+
+    shapes = []
+    masked_loss = MaskedTokenModule.masked_loss
+
+    def recorded(self, codes, valid, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        shapes.append(tuple(codes.shape))
+        return masked_loss(self, codes, valid, *args, **kwargs)
+
+    monkeypatch.setattr(MaskedTokenModule, "masked_loss", recorded)
     cfg = load_config("tiny", {**SMALL, "model": {**SMALL["model"], "context_s": 320}})
     r = pretrain(fake_tokens, cfg, tmp_path / "short", max_steps=8, trainer_kwargs={"enable_progress_bar": False})
+    # crops of 4 of the 16 columns, and 4 x 8 of them a step: the tokens of 8 whole windows
+    assert shapes[0] == (32, 4 * 4)
     meta = json.loads((r.checkpoint / "meta.json").read_text())
     assert r.steps == 8 and np.isfinite(meta["metrics"]["train/mtm_loss"]) and r.val_masked_acc is not None
     emb = Embedder(r.checkpoint)
