@@ -34,7 +34,8 @@ __all__ = [
 #: Smallest oracle AUROC gain over chance (``oracle - 0.5``) for which headroom is defined:
 #: below it the task has no ceiling worth dividing by (the label is not in the EEG, e.g. a
 #: negative control), a small denominator would turn noise into huge ratios, and the
-#: headroom is null (left out of means).
+#: headroom is null (left out of means). :func:`headroom` also asks the oracle's interval
+#: to exclude 0.5 when one is given.
 HEADROOM_MIN_GAIN = 0.05
 
 
@@ -145,8 +146,8 @@ def mean_ci(values: np.ndarray, *, n_boot: int = 2000, seed: int = 0,
     return m, float(lo), float(hi)
 
 
-def headroom(auc: float | np.ndarray, oracle_auc: float | np.ndarray, *,
-             min_gain: float = HEADROOM_MIN_GAIN) -> float | np.ndarray:
+def headroom(auc: float | np.ndarray, oracle_auc: float | np.ndarray, *, min_gain: float = HEADROOM_MIN_GAIN,
+             oracle_ci_low: float | np.ndarray | None = None) -> float | np.ndarray:
     """Share of the oracle's AUROC gain over chance a model captures, ``(AUROC - 0.5) / (oracle - 0.5)``.
 
     Parameters
@@ -159,6 +160,12 @@ def headroom(auc: float | np.ndarray, oracle_auc: float | np.ndarray, *,
         Headroom is undefined (NaN) where ``oracle_auc - 0.5 <= min_gain``, or where
         either AUROC is missing. It is not clipped: below 0 a model is worse than
         chance, above 1 it beat the oracle's probe (sampling noise of small tasks).
+    oracle_ci_low : float or ndarray, optional
+        Lower bound of the oracle's 95% interval: headroom is also undefined where it
+        is at most 0.5, i.e. where the ceiling cannot be told from chance (a ratio
+        over a denominator indistinguishable from 0 is noise; on the 200-patient
+        hospital one such task turned a band-power AUROC of 0.89 into a headroom of
+        6.5). A NaN bound (no bootstrap) does not apply this rule.
 
     Returns
     -------
@@ -170,6 +177,9 @@ def headroom(auc: float | np.ndarray, oracle_auc: float | np.ndarray, *,
     o = np.asarray(oracle_auc, dtype=float)
     gain = o - 0.5
     ok = np.isfinite(gain) & (gain > min_gain + 1e-9)  # 1e-9: an oracle of exactly 0.5 + min_gain is excluded
+    if oracle_ci_low is not None:
+        lo = np.asarray(oracle_ci_low, dtype=float)
+        ok &= ~(np.isfinite(lo) & (lo <= 0.5))
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(ok, (a - 0.5) / np.where(gain > 0, gain, 1.0), np.nan)
     return out if np.ndim(out) else float(out)

@@ -68,9 +68,10 @@ def _headroom_section(result: BenchmarkResult, names: Sequence[str], probe: str,
         out.append(f"The oracle (`{result.oracle}`) is an embedding of the synthetic hospital's hidden truth (planted "
                    "findings with severity and side, PDR, vigilance states, discharge and seizure counts, age), probed "
                    "like every model: each task's ceiling. Headroom captured = (AUROC − 0.5) / "
-                   f"(oracle AUROC − 0.5); undefined (–) where the oracle's AUROC is ≤ 0.5 + {min_gain:g} (the label "
-                   "is not in the EEG), and "
-                   "left out of the means. Not clipped: above 1 a model beat the oracle's probe on that test set.")
+                   f"(oracle AUROC − 0.5); undefined (–) where the oracle's AUROC is ≤ 0.5 + {min_gain:g} or its 95% "
+                   "interval reaches 0.5 (no ceiling distinguishable from chance: the label is not in the EEG, or "
+                   "the test set is too small), and left out of the means. Not clipped: above 1 a model beat the "
+                   "oracle's probe on that test set.")
     else:
         out.append("No oracle among the models (`--oracle HOSPITAL_DIR`): no headroom.")
     if classes:

@@ -21,8 +21,8 @@ Protocol
   :mod:`benchmark_tasks.baselines.oracle`, probed like every model), each row gets the
   oracle's AUROC on its task and probe and the **headroom captured**
   ``(AUROC - 0.5) / (oracle - 0.5)``, null where the oracle is within
-  :data:`~benchmark_tasks.metrics.HEADROOM_MIN_GAIN` of chance (such tasks are left out of
-  headroom means, and counted). Summaries give the mean of the per-task ratios with a
+  :data:`~benchmark_tasks.metrics.HEADROOM_MIN_GAIN` of chance or its 95% interval
+  contains 0.5 (such tasks are left out of headroom means, and counted). Summaries give the mean of the per-task ratios with a
   bootstrap interval over tasks, and the pooled ratio ``sum(AUROC - 0.5) / sum(oracle - 0.5)``
   over the same tasks (robust to a ceiling barely above the margin). With the suite's truth classes (``task_classes``:
   planted / negative / other, :mod:`benchmark_tasks.truth`), summaries and comparisons are
@@ -208,9 +208,11 @@ def _with_headroom(results: pl.DataFrame, oracle: str | None, min_gain: float) -
     """Fill ``oracle_auroc`` and ``headroom`` from the oracle's rows (same task and probe)."""
     if oracle is None or results.height == 0:
         return results
-    ref = results.filter(pl.col("model") == oracle).select("task", "probe", pl.col("auroc").alias("_oracle"))
+    ref = results.filter(pl.col("model") == oracle).select("task", "probe", pl.col("auroc").alias("_oracle"),
+                                                           pl.col("ci_low").alias("_oracle_low"))
     j = results.join(ref, on=["task", "probe"], how="left", maintain_order="left")
-    hr = headroom(j["auroc"].to_numpy(), j["_oracle"].fill_null(np.nan).to_numpy(), min_gain=min_gain)
+    hr = headroom(j["auroc"].to_numpy(), j["_oracle"].fill_null(np.nan).to_numpy(), min_gain=min_gain,
+                  oracle_ci_low=j["_oracle_low"].fill_null(np.nan).to_numpy())
     return j.with_columns(pl.col("_oracle").alias("oracle_auroc"),
                           pl.Series("headroom", hr).fill_nan(None)).select(list(RESULTS_SCHEMA))
 
@@ -272,7 +274,8 @@ def run_benchmark(suite: Suite | str | os.PathLike[str], models: Sequence[Embedd
         ``transductive``, ``note``): rendered in the report's validity card and written to
         ``run.json`` as given.
     headroom_min_gain : float
-        Headroom is null where the oracle's AUROC is at most ``0.5 + headroom_min_gain``.
+        Headroom is null where the oracle's AUROC is at most ``0.5 + headroom_min_gain``
+        (or its interval reaches down to 0.5).
 
     Returns
     -------

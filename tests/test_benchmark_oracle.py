@@ -118,6 +118,9 @@ def test_headroom_formula_and_its_undefined_case() -> None:
     assert np.isnan(headroom(0.7, float("nan")))
     out = headroom(np.array([0.6, 0.8, 0.7]), np.array([0.7, 1.0, 0.52]))
     np.testing.assert_allclose(out, [0.5, 0.6, np.nan])
+    # a ceiling whose interval reaches chance is no ceiling; without an interval (NaN) the rule does not apply
+    out = headroom(np.array([0.6, 0.6, 0.6]), np.array([0.7, 0.7, 0.7]), oracle_ci_low=np.array([0.55, 0.5, np.nan]))
+    np.testing.assert_allclose(out, [0.5, np.nan, 0.5])
     with pytest.raises(ValueError, match="min_gain"):
         headroom(0.7, 0.9, min_gain=-0.1)
 
@@ -150,11 +153,14 @@ def test_headroom_in_results_summary_and_report(oracle_run) -> None:
     orc = r.filter(pl.col("model") == "oracle")
     defined = orc.filter(pl.col("headroom").is_not_null())
     assert defined.height and np.allclose(defined["headroom"].to_numpy(), 1.0)
-    # undefined exactly where the oracle is within the margin of chance
-    assert (orc.filter(pl.col("headroom").is_null())["auroc"] <= 0.5 + HEADROOM_MIN_GAIN).all()
+    # undefined exactly where the oracle is within the margin of chance or its interval reaches 0.5
+    undefined = (pl.col("auroc") <= 0.5 + HEADROOM_MIN_GAIN) | (pl.col("ci_low") <= 0.5)
+    assert orc.filter(pl.col("headroom").is_null()).equals(orc.filter(undefined))
     rnd = r.filter(pl.col("model") == "random").join(orc.select("task", "probe", pl.col("auroc").alias("o")),
                                                      on=["task", "probe"])
-    expect = headroom(rnd["auroc"].to_numpy(), rnd["o"].to_numpy())
+    expect = headroom(rnd["auroc"].to_numpy(), rnd["o"].to_numpy(),
+                      oracle_ci_low=rnd.join(orc.select("task", "probe", "ci_low").rename({"ci_low": "olo"}),
+                                             on=["task", "probe"], maintain_order="left")["olo"].to_numpy())
     np.testing.assert_allclose(rnd["headroom"].fill_null(np.nan).to_numpy(), expect)
     np.testing.assert_allclose(rnd["oracle_auroc"].to_numpy(), rnd["o"].to_numpy())
     s = res.summary.filter((pl.col("grouping") == "truth_class") & (pl.col("category") == "planted")
