@@ -310,3 +310,13 @@ def test_short_context_pretraining_runs_and_embeds(fake_tokens, tmp_path, monkey
     assert all(e.n_windows == 2 and np.isfinite(e.vector).all() for e in out)
     assert out[0].window_tokens.tolist() == [64, 52]  # pooling weights stay the windows' valid tokens
     assert not np.allclose(out[0].vector, out[1].vector)
+
+
+def test_a_short_context_encoder_is_not_aligned():
+    from clef.align.config import AlignConfig
+    from clef.align.module import AlignModule
+    from tokenizer import SignalContract
+
+    cfg = load_config("tiny", {**SMALL, "model": {**SMALL["model"], "context_s": 320}}).with_data(64, (4, 16))
+    with pytest.raises(ValueError, match="short context"):
+        AlignModule(cfg, AlignConfig(), SignalContract(), text_dim=8, vocab_size=16)

@@ -104,6 +104,10 @@ class AlignModule(L.LightningModule):
     def __init__(self, session_cfg: SessionConfig, cfg: AlignConfig, contract: SignalContract, *, text_dim: int,
                  vocab_size: int, first_code_id: int = 2, step_offset: int = 0) -> None:
         super().__init__()
+        if session_cfg.model.context_s is not None:
+            # alignment encodes whole windows; a short-context encoder would see positions it never learned
+            raise ValueError(f"stage-1 checkpoint with a short context (context_s {session_cfg.model.context_s:g} s): "
+                             "alignment encodes whole windows; align a full-context stage-1 checkpoint")
         self.session_cfg = session_cfg
         self.cfg = cfg
         self.contract = contract
