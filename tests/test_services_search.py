@@ -204,3 +204,23 @@ def test_cli_index_and_search(syn) -> None:
         r = runner.invoke(app, args)
         assert r.exit_code == 2, (args, r.output)
         assert msg in " ".join(r.output.split()) and "Traceback" not in r.output, r.output
+
+
+def test_neighbour_agreement_against_the_base_rate(tmp_path: Path) -> None:
+    from services.demo import neighbour_agreement
+
+    info = synthetic_store(tmp_path / "store", n=400, dim=16, seed=3)
+    x, ids = info["vectors"], info["ids"]
+    rng = np.random.default_rng(0)
+    # "local": held by the sessions of a region of embedding space; "random": unrelated to it
+    local = x[:, 0] > np.quantile(x[:, 0], 0.8)
+    rand = rng.random(len(ids)) < 0.2
+    findings = {sid: [n for n, on in (("local", a), ("random", b)) if on] for sid, a, b in zip(ids, local, rand)}
+    agree = {a.finding: a for a in neighbour_agreement(CohortSearcher(tmp_path / "store"), findings, k=10)}
+    assert set(agree) == {"local", "random"}
+    assert agree["local"].queries == int(local.sum())
+    assert agree["local"].base_rate == pytest.approx(0.2, abs=0.02)
+    assert agree["local"].lift > 2.5
+    assert 0.5 < agree["random"].lift < 1.6
+    with pytest.raises(ValueError, match="k must be"):
+        neighbour_agreement(CohortSearcher(tmp_path / "store"), findings, k=0)
