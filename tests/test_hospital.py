@@ -107,6 +107,20 @@ def test_deterministic_per_seed(tmp_path):
         synthesize_hospital(tmp_path / "a", 3, seed=5, config=cfg)
 
 
+def test_without_eeg_the_cohort_files_are_those_of_the_full_hospital(tmp_path):
+    cfg = HospitalConfig(minutes_range=(1.0, 1.5))
+    full = synthesize_hospital(tmp_path / "full", 3, seed=3, config=cfg, workers=1)
+    bare = synthesize_hospital(tmp_path / "bare", 3, seed=3, config=cfg, workers=1, write_eeg=False)
+    assert not list(bare.out.rglob("*.edf")) and list(full.out.rglob("*.edf"))
+    assert (bare.n_sessions, bare.hours_of_eeg) == (full.n_sessions, full.hours_of_eeg)
+    rel = sorted(p.relative_to(full.out) for d in ("fhir", "reports") for p in (full.out / d).iterdir())
+    assert rel == sorted(p.relative_to(bare.out) for d in ("fhir", "reports") for p in (bare.out / d).iterdir())
+    for r in [*rel, "sessions.csv"]:
+        assert (bare.out / r).read_bytes() == (full.out / r).read_bytes(), r
+    assert load_truth(bare.out).equals(load_truth(full.out))
+    assert json.loads((bare.out / "hospital.json").read_text())["eeg_written"] is False
+
+
 # ---- the truth is in the signals: simple independent statistics on the written files ----
 
 def _psd(rec, picks=None):
