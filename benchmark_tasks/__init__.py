@@ -15,9 +15,11 @@ suite       :func:`generate_suite`, :func:`load_suite`, shipped suites (``suites
 embeddings  :class:`EmbeddingSet` from stores and checkpoints
 models      :func:`collect_models`: stores, checkpoints and baselines of a run
 probes      logistic and MLP probes, JSON probe files for serving
-metrics     AUROC, patient-bootstrap intervals, normalised score
+metrics     AUROC, patient-bootstrap intervals, normalised score, headroom, ECE and Brier score
 run         :func:`run_benchmark`: results, report, plots, probes
-baselines   band power, windowed short-window models, braindecode adapter
+card        the report's validity card: calibration and subgroup tables, stage-overlap audit
+truth       validation only: truth classes of a synthetic hospital's tasks (planted / negative / other)
+baselines   band power, windowed short-window models, braindecode adapter, the oracle (hidden truth)
 cli         ``clef tasks generate`` / ``clef benchmark run`` (a ``clef.cli_plugins`` entry point)
 
 Names are imported on first use, so ``import benchmark_tasks`` is cheap.
