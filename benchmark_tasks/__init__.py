@@ -16,6 +16,7 @@ embeddings  :class:`EmbeddingSet` from stores and checkpoints
 models      :func:`collect_models`: stores, checkpoints and baselines of a run
 probes      logistic and MLP probes, JSON probe files for serving
 metrics     AUROC, patient-bootstrap intervals, normalised score, headroom, ECE and Brier score
+power       patient-level interval of a mean AUROC over tasks; sizes a study (Hanley-McNeil)
 run         :func:`run_benchmark`: results, report, plots, probes
 card        the report's validity card: calibration and subgroup tables, stage-overlap audit
 truth       validation only: truth classes of a synthetic hospital's tasks (planted / negative / other)
