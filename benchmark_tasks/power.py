@@ -114,7 +114,8 @@ def patient_bootstrap_aurocs(predictions: pl.DataFrame, labels: pl.DataFrame, ta
         if len(np.unique(y)) != 2:
             raise ValueError(f"task {name!r}: its test predictions need both classes, found {np.unique(y).tolist()}")
         point[k] = auroc(y, s)
-        data.append((y, s, g["_p"].to_numpy()))
+        order = np.argsort(s, kind="mergesort")  # sorted once here, not once per chunk of resamples
+        data.append((y[order], s[order], g["_p"].to_numpy()[order]))
     n_p = len(patients)
     rng = np.random.default_rng(seed)
     boot = np.empty((n_boot, len(names)))
