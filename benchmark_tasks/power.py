@@ -28,7 +28,8 @@ import polars as pl
 
 from benchmark_tasks.metrics import _weighted_auroc, auroc
 
-__all__ = ["auroc_variance", "patient_bootstrap_aurocs", "patient_bootstrap_mean_auroc", "projected_half_width"]
+__all__ = ["auroc_variance", "patient_bootstrap_aurocs", "patient_bootstrap_mean_auroc",
+           "patient_bootstrap_mean_difference", "projected_half_width"]
 
 _PRED_COLUMNS = ("task", "session_id", "label", "score")
 
@@ -153,8 +154,13 @@ def patient_bootstrap_mean_auroc(predictions: pl.DataFrame, labels: pl.DataFrame
     """
     _check_level(level)
     _, point, boot = patient_bootstrap_aurocs(predictions, labels, tasks, n_boot=n_boot, seed=seed)
+    return _percentile_of_means(point, boot, level)
+
+
+def _percentile_of_means(point: np.ndarray, boot: np.ndarray, level: float) -> tuple[float, float, float]:
+    """Mean of ``point`` and the percentile interval of the per-resample means (NaN tasks left out)."""
     m = float(point.mean())
-    if n_boot == 0:
+    if boot.shape[0] == 0:
         return m, float("nan"), float("nan")
     ok = np.isfinite(boot)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -165,6 +171,44 @@ def patient_bootstrap_mean_auroc(predictions: pl.DataFrame, labels: pl.DataFrame
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
     return m, float(lo), float(hi)
+
+
+def patient_bootstrap_mean_difference(predictions_a: pl.DataFrame, predictions_b: pl.DataFrame, labels: pl.DataFrame,
+                                      tasks: Sequence[str] | None = None, *, n_boot: int = 1000, seed: int = 0,
+                                      level: float = 0.95) -> tuple[float, float, float]:
+    """Paired difference of two models' mean AUROC over tasks (A - B), resampling test patients.
+
+    Both models are scored on the same resamples (the same test sessions and seed give the
+    same draws), so what the two share (the patients, their difficulty) cancels in the
+    difference: the interval of "A beats B by x on these tasks" at the patient level.
+
+    Parameters
+    ----------
+    predictions_a, predictions_b : polars.DataFrame
+        Test predictions of the two models (one probe each), over the same task and session pairs.
+    labels, tasks, n_boot, seed, level
+        As for :func:`patient_bootstrap_mean_auroc`.
+
+    Returns
+    -------
+    diff, low, high : float
+
+    Raises
+    ------
+    ValueError
+        The two models were not scored on the same sessions of the tasks.
+    """
+    _check_level(level)
+    names = sorted(predictions_a["task"].unique().to_list()) if tasks is None else list(tasks)
+    key = ["task", "session_id"]
+    pairs_a = predictions_a.filter(pl.col("task").is_in(names)).select(key).sort(key)
+    pairs_b = predictions_b.filter(pl.col("task").is_in(names)).select(key).sort(key)
+    if not pairs_a.equals(pairs_b):
+        raise ValueError("the two models' predictions cover different task/session pairs; compare them on the "
+                         "same test sessions (a run's predictions.parquet, one probe)")
+    _, pa, ba = patient_bootstrap_aurocs(predictions_a, labels, names, n_boot=n_boot, seed=seed)
+    _, pb, bb = patient_bootstrap_aurocs(predictions_b, labels, names, n_boot=n_boot, seed=seed)
+    return _percentile_of_means(pa - pb, ba - bb, level)
 
 
 def auroc_variance(auc: float | np.ndarray, n_pos: float | np.ndarray, n_neg: float | np.ndarray

@@ -12,6 +12,7 @@ from benchmark_tasks.power import (
     auroc_variance,
     patient_bootstrap_aurocs,
     patient_bootstrap_mean_auroc,
+    patient_bootstrap_mean_difference,
     projected_half_width,
 )
 
@@ -69,6 +70,22 @@ def test_tasks_are_resampled_together_and_the_mean_tracks_them():
     assert np.quantile(boot.mean(1), 0.025) == pytest.approx(lo)
     # a mean over several tasks is more precise than any one of them
     assert hi - lo < min(np.quantile(boot[:, k], 0.975) - np.quantile(boot[:, k], 0.025) for k in range(2))
+
+
+def test_paired_difference_cancels_what_two_models_share():
+    pred, labels = _study(200, n_tasks=3, seed=2)
+    assert patient_bootstrap_mean_difference(pred, pred, labels, n_boot=200) == (0.0, 0.0, 0.0)
+    rng = np.random.default_rng(0)
+    weaker = pred.with_columns((pl.col("score") + pl.Series(rng.normal(0, 1.0, pred.height))).alias("score"))
+    d, lo, hi = patient_bootstrap_mean_difference(pred, weaker, labels, n_boot=300)
+    a = patient_bootstrap_mean_auroc(pred, labels, n_boot=0)[0]
+    b = patient_bootstrap_mean_auroc(weaker, labels, n_boot=0)[0]
+    assert d == pytest.approx(a - b) and 0 < lo < d < hi
+    # pairing: narrower than the two models' own intervals
+    _, alo, ahi = patient_bootstrap_mean_auroc(pred, labels, n_boot=300)
+    assert hi - lo < ahi - alo
+    with pytest.raises(ValueError, match="different task/session"):
+        patient_bootstrap_mean_difference(pred, weaker.head(100), labels)
 
 
 def test_inputs_are_checked():
