@@ -158,6 +158,43 @@ def count_sizes(out: Path, hospital: Path, sizes: list[int], seed: int, rates: d
     return rows
 
 
+def paired_of_runs(runs: list[Path], reference: str = "bandpower") -> list[dict[str, Any]]:
+    """Every model minus ``reference`` on planted tasks: paired patient-bootstrap vs the summary's task-bootstrap CI."""
+    import polars as pl
+
+    from benchmark_tasks.power import patient_bootstrap_mean_difference
+    from benchmark_tasks.suite import load_suite
+
+    out = []
+    for run in runs:
+        if not (run / "predictions.parquet").is_file():
+            continue
+        meta = json.loads((run / "run.json").read_text())
+        pred = pl.read_parquet(run / "predictions.parquet")
+        planted = sorted(t for t, c in meta.get("task_classes", {}).items() if c == "planted"
+                         and t in set(pred["task"].unique().to_list()))
+        if not planted or reference not in pred["model"].unique().to_list():
+            continue
+        labels = load_suite(meta["suite"]["path"]).labels
+        comp = pl.read_parquet(run / "comparisons.parquet").filter(pl.col("category") == "planted")
+        for probe in pred["probe"].unique(maintain_order=True).to_list():
+            ref = pred.filter((pl.col("model") == reference) & (pl.col("probe") == probe))
+            for model in pred["model"].unique(maintain_order=True).to_list():
+                if model == reference:
+                    continue
+                pa = pred.filter((pl.col("model") == model) & (pl.col("probe") == probe))
+                d, lo, hi = patient_bootstrap_mean_difference(pa, ref, labels, planted, n_boot=1000, seed=0)
+                c = comp.filter((pl.col("probe") == probe) & (((pl.col("model_a") == model) & (pl.col("model_b") == reference))
+                                | ((pl.col("model_a") == reference) & (pl.col("model_b") == model))))
+                task_ci = None
+                if c.height:
+                    sign = 1 if c["model_a"][0] == model else -1
+                    task_ci = sorted((sign * c["ci_low"][0], sign * c["ci_high"][0]))
+                out.append({"run": str(run), "model": model, "reference": reference, "probe": probe,
+                            "tasks": len(planted), "diff": d, "lo": lo, "hi": hi, "task_ci": task_ci})
+    return out
+
+
 def interval_of_runs(runs: list[Path]) -> list[dict[str, Any]]:
     """Patient-bootstrap interval of the planted mean on each run, next to the task-bootstrap one."""
     import polars as pl
@@ -327,6 +364,7 @@ def main() -> None:
     rates = edf_bytes_per_second(args.full_hospital)
     rows = count_sizes(out, hospital, sizes, args.seed, rates, state)
     intervals = interval_of_runs(args.runs)
+    paired = paired_of_runs(args.runs)
     state["bootstrap_timing"] = state.get("bootstrap_timing") or timing_of_bootstrap()
     studies = []
     for sd in args.studies:
@@ -353,7 +391,7 @@ def main() -> None:
                               "hours": round(hours), "edf_gb": round(gbh * hours, 1),
                               "spectrogram_cache_gb": round(cache_gbh * hours, 1)}
     state.update({"args": {k: str(v) for k, v in vars(args).items()}, "edf_bytes_per_s": rates, "sizes": rows,
-                  "intervals": intervals, "studies": studies, "projection": proj})
+                  "intervals": intervals, "paired": paired, "studies": studies, "projection": proj})
     tmp = state_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=1, default=float))
     tmp.replace(state_file)
@@ -387,6 +425,13 @@ def report(out: Path, st: dict[str, Any]) -> None:
                  f"{iv['mean']:.3f} | [{iv['lo']:.3f}, {iv['hi']:.3f}] | {iv['half_width']:.3f} | {tc} | "
                  f"{iv['design_effect']:.2f} | {iv['half_over_full_width']:.2f} ({iv['half_patients_tasks']}) | "
                  f"{iv['cpu_seconds']} |")
+    L += ["", "## Paired differences on planted tasks, model - band power: patients vs tasks resampled", "",
+          "| run | model | probe | tasks | mean difference | paired patient-bootstrap 95% CI | task-bootstrap CI |",
+          "|---|---|---|---|---|---|---|"]
+    for c in st.get("paired", []):
+        tc = f"[{c['task_ci'][0]:+.3f}, {c['task_ci'][1]:+.3f}]" if c["task_ci"] else "n/a"
+        L.append(f"| {c['run']} | {c['model']} | {c['probe']} | {c['tasks']} | {c['diff']:+.3f} | "
+                 f"[{c['lo']:+.3f}, {c['hi']:+.3f}] | {tc} |")
     pr = st["projection"]
     keys = sorted(pr["levels"])
     L += ["", "## Projected half-width of the planted mean (Hanley-McNeil x measured design effect)", "",
