@@ -21,10 +21,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from benchmark_tasks.baselines.oracle import oracle_embeddings
 from benchmark_tasks.config import GeneratorConfig, ProbeConfig, SuiteConfig
+from benchmark_tasks.leakage import audit_checkpoints
 from benchmark_tasks.models import ModelSources, collect_models
 from benchmark_tasks.run import BenchmarkResult, run_benchmark
 from benchmark_tasks.suite import NoTasksError, generate_suite
+from benchmark_tasks.truth import task_classes
 
 __all__ = ["DEMO_SUITE_CONFIG", "QUICK_SUITE_CONFIG", "demo_step"]
 
@@ -53,7 +56,10 @@ def _stage1_of(checkpoint: Path, out: Path) -> Path | None:
 
 def demo_step(hospital: Path, checkpoint: Path, out: Path, console: Any = None, *,
               quick: bool = False) -> BenchmarkResult | None:
-    """Generate the hospital's suite and run the benchmark: aligned, recon-only, random encoder, band power.
+    """Generate the hospital's suite and run the benchmark: aligned, recon-only, random encoder, band power, oracle.
+
+    The checkpoints are audited against the suite's test patients first (the validity
+    card's stage-overlap audit; a leak raises :class:`benchmark_tasks.leakage.StageLeakError`).
 
     Parameters
     ----------
@@ -93,10 +99,14 @@ def demo_step(hospital: Path, checkpoint: Path, out: Path, console: Any = None, 
     stage1 = _stage1_of(checkpoint, Path(out))
     if stage1 is not None:
         checkpoints.append(("recon_only", stage1))
+    audit = audit_checkpoints(suite, checkpoints, archive=hospital)  # the demo aligns on the suite's split
     models = collect_models(suite, ModelSources(checkpoints=checkpoints, bandpower=True, random_encoder=True),
                             archive=hospital, cache_dir=bench / "cache", progress=True)
+    # the synthetic hospital's hidden truth gives every task a ceiling (validation only)
+    models.append(oracle_embeddings(hospital, suite.labels["session_id"].unique().to_list()))
     cfg = ProbeConfig(n_bootstrap=50 if quick else 200)
-    res = run_benchmark(suite, models, bench / "results", config=cfg, progress=True)
+    res = run_benchmark(suite, models, bench / "results", config=cfg, progress=True,
+                        task_classes=task_classes(suite.tasks), stage_audit=audit)
     s = res.summary.filter(res.summary["probe"] == cfg.primary) if res.summary.height else res.summary
     t = Table(title=f"mean AUROC per category ({cfg.primary} probe; overall with its 95% CI over tasks)",
               title_justify="left")

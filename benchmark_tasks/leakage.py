@@ -12,10 +12,11 @@ split.
   many and one example patient hash). An aligned checkpoint without a record (trained
   before records existed) cannot be audited and is refused too, unless the caller accepts
   it explicitly (``allow_unaudited``), in which case the audit row says so.
-* **Self-supervised stages** (stage 1, masked tokens; the tokenizer) use no label.
-  Training them on the test sessions is allowed and reported as *transductive*, with the
-  number of test sessions (or patients) they saw; ``clef pretrain --exclude-test-patients``
-  makes stage 1 inductive.
+* **Self-supervised stages** (stage 1, masked tokens; the tokenizer inside the
+  checkpoint) use no label. Training them on the test sessions is allowed and reported as
+  *transductive*, with the number of test sessions (or patients) each saw; ``clef pretrain
+  --exclude-test-patients`` makes stage 1 inductive, and a tokenizer trained on an archive
+  without the test patients' files makes the tokenizer inductive.
 
 The audit rows go into the benchmark's validity card (``stage_audit`` of
 :func:`benchmark_tasks.run.run_benchmark`).
@@ -33,6 +34,7 @@ from typing import Any
 import polars as pl
 
 from benchmark_tasks.suite import Suite
+from clef.model import TOKENIZER_SUBDIR
 from clef.patients import RecordMismatchError, overlap
 from tokenizer.hashing import file_sha256
 
@@ -117,7 +119,8 @@ def audit_checkpoint(name: str, checkpoint: str | os.PathLike[str], suite: Suite
         One row of the audit: ``model``, ``stage``, ``n_test_patients``,
         ``n_test_sessions``, ``supervised_test_patients`` (stage 2; None for stage 1),
         ``stage1_test_patients`` / ``stage1_test_sessions`` (None: not recorded),
-        ``stage1_excluded``, ``transductive``, ``note``.
+        ``stage1_excluded``, ``tokenizer_test_sessions`` (the checkpoint's tokenizer),
+        ``transductive`` (a self-supervised stage saw test sessions), ``note``.
 
     Raises
     ------
@@ -136,7 +139,7 @@ def _audit(name: str, path: Path, suite: Suite, test: _TestSplit, allow_unaudite
     row: dict[str, Any] = {"model": name, "stage": stage, "n_test_patients": len(test.patients),
                            "n_test_sessions": len(test.sessions), "supervised_test_patients": None,
                            "stage1_test_patients": None, "stage1_test_sessions": None, "stage1_excluded": None,
-                           "transductive": None, "note": ""}
+                           "tokenizer_test_sessions": None, "transductive": None, "note": ""}
     if stage >= 2:
         sup = (record or {}).get("supervised_patients")
         if sup is None:
@@ -160,13 +163,21 @@ def _audit(name: str, path: Path, suite: Suite, test: _TestSplit, allow_unaudite
         record = (record or {}).get("stage1")
     row["stage1_test_patients"], row["stage1_test_sessions"] = _self_supervised(record, test)
     row["stage1_excluded"] = (record or {}).get("excluded") if record else None
-    seen = [v for v in (row["stage1_test_patients"], row["stage1_test_sessions"]) if v is not None]
-    row["transductive"] = bool(max(seen)) if seen else None
-    if row["transductive"] is None:
-        row["note"] = (row["note"] + "; " if row["note"] else "") + "stage 1 records no sessions: not audited"
-    elif row["transductive"]:
-        row["note"] = (row["note"] + "; " if row["note"] else "") + \
-            "transductive: stage 1 (self-supervised, no labels) saw test sessions"
+    tok_meta = path / TOKENIZER_SUBDIR / "meta.json"
+    tok_record = json.loads(tok_meta.read_text()).get("trained_on") if tok_meta.is_file() else None
+    row["tokenizer_test_sessions"] = _self_supervised(tok_record, test)[1]
+    notes = [row["note"]] if row["note"] else []
+    for stage, seen in (("stage 1", [row["stage1_test_patients"], row["stage1_test_sessions"]]),
+                        ("the tokenizer", [row["tokenizer_test_sessions"]])):
+        seen = [v for v in seen if v is not None]
+        if not seen:
+            notes.append(f"{stage} records no sessions: not audited")
+        elif max(seen):
+            notes.append(f"transductive: {stage} (self-supervised, no labels) saw test sessions")
+    known = [v for v in (row["stage1_test_patients"], row["stage1_test_sessions"], row["tokenizer_test_sessions"])
+             if v is not None]
+    row["transductive"] = bool(max(known)) if known else None
+    row["note"] = "; ".join(notes)
     return row
 
 

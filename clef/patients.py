@@ -13,8 +13,9 @@ Training records
     Every checkpoint says which data it learned from, in ``meta.json`` under
     ``trained_on``: the patients whose reports and EHR were supervised targets
     (``supervised_patients``), and, for the self-supervised stages, the sessions
-    (``sessions``, by file content) and their patients where the archive names them. A
-    record holds the count, a digest and the compact set of 16-hex keys. Patient keys are
+    (``sessions``, by file content, :func:`tokenizer.hashing.session_record`) and their
+    patients where the archive names them. A record holds the count, a digest and the
+    compact set of 16-hex keys. Patient keys are
     :func:`tokenizer.deid.patient_hash` values (salted with the installation's
     de-identification salt, never the raw id); ``salt_id`` fingerprints that salt so that a
     comparison made under another salt is refused instead of silently finding no overlap.
@@ -30,9 +31,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tokenizer.deid import get_salt, patient_hash
+from tokenizer.hashing import key_record
 
 __all__ = ["PATIENT_SPLIT_SALT", "SPLITS", "PatientSplit", "RecordMismatchError", "overlap", "patient_record",
-           "salt_id", "session_record"]
+           "salt_id"]
 
 #: Salt of the platform's patient split (the benchmark suites' historical salt, kept so that
 #: existing suites and the shipped example keep their splits).
@@ -92,12 +94,6 @@ def salt_id(salt: str | None = None) -> str:
     return hashlib.sha256(f"clef-salt-id\x00{get_salt(salt)}".encode()).hexdigest()[:12]
 
 
-def _record(keys: Iterable[str], **extra: Any) -> dict[str, Any]:
-    keys = sorted(set(keys))
-    return {"n": len(keys), "digest": hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16], "keys": keys,
-            **extra}
-
-
 def patient_record(patient_ids: Iterable[str], *, salt: str | None = None) -> dict[str, Any]:
     """Record of a set of patients: count, digest, salted 16-hex keys and the salt's fingerprint.
 
@@ -109,12 +105,7 @@ def patient_record(patient_ids: Iterable[str], *, salt: str | None = None) -> di
     salt : str, optional
         De-identification salt (default: the installation's, see :mod:`tokenizer.deid`).
     """
-    return _record((patient_hash(p, salt) for p in patient_ids if p), kind="patients", salt_id=salt_id(salt))
-
-
-def session_record(source_sha256: Iterable[str]) -> dict[str, Any]:
-    """Record of a set of sessions by file content: the first 16 hex digits of each SHA-256."""
-    return _record((s[:16] for s in source_sha256 if s), kind="sessions")
+    return key_record((patient_hash(p, salt) for p in patient_ids if p), kind="patients", salt_id=salt_id(salt))
 
 
 class RecordMismatchError(ValueError):
@@ -128,7 +119,7 @@ def overlap(record: Mapping[str, Any], *, patient_ids: Iterable[str] = (), sourc
     Parameters
     ----------
     record : mapping
-        A :func:`patient_record` or :func:`session_record`.
+        A :func:`patient_record` or a :func:`tokenizer.hashing.session_record`.
     patient_ids, source_sha256 : iterable of str
         What to look for (raw patient ids for a patient record, file SHA-256 for a
         session record).

@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from clef.config import OptimConfig, SessionConfig
-from clef.patients import PatientSplit, patient_record, session_record
 from clef.masking import random_token_mask, sample_mask_ratios
 from clef.model import (
     CHECKPOINT_KIND,
@@ -42,6 +41,7 @@ from clef.model import (
     context_columns,
     count_parameters,
 )
+from clef.patients import PatientSplit, patient_record
 from tokenizer.checkpoint import (
     load_checkpoint,
     load_training_state,
@@ -51,6 +51,7 @@ from tokenizer.checkpoint import (
     save_checkpoint,
 )
 from tokenizer.contract import SignalContract
+from tokenizer.hashing import session_record
 from tokenizer.tokens import read_tokens
 
 log = logging.getLogger(__name__)

@@ -100,7 +100,9 @@ def test_same_split_passes_and_stage1_on_test_sessions_is_reported_transductive(
     # the test fixture's stage 1 was pretrained on every session of the hospital but the ~10 %
     # it holds out to measure masked-token accuracy
     assert 0.7 * row["n_test_sessions"] < row["stage1_test_sessions"] <= row["n_test_sessions"]
-    assert row["transductive"] is True and "transductive" in row["note"]
+    assert row["tokenizer_test_sessions"] == row["n_test_sessions"]  # its tokenizer too: every session
+    assert row["transductive"] is True
+    assert "transductive: stage 1" in row["note"] and "transductive: the tokenizer" in row["note"]
 
 
 def test_checkpoint_aligned_under_another_split_is_refused(pipeline, index, suite, tmp_path: Path) -> None:
@@ -155,6 +157,7 @@ def test_stage1_can_exclude_test_patients(pipeline, hospital: Path, suite, tmp_p
     assert meta["trained_on"]["excluded"] == "test patients"
     row = audit_checkpoint("inductive", out, suite)
     assert row["stage"] == 1 and row["stage1_test_patients"] == 0 and row["stage1_test_sessions"] == 0
-    assert row["transductive"] is False
+    assert "stage 1" not in row["note"]  # stage 1 is inductive; its tokenizer (the fixture's) is not
+    assert row["transductive"] is True and "the tokenizer" in row["note"]
     with pytest.raises(ValueError, match="needs the archive"):
         pretrain(pipeline.tokens, cfg, tmp_path / "x", max_steps=1, exclude_test_patients=True)

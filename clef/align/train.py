@@ -37,7 +37,7 @@ from clef.align.config import AlignConfig
 from clef.align.data import AlignData, collate, prepare_align_data
 from clef.align.module import AlignModule, retrieval_accuracy
 from clef.config import SessionConfig
-from clef.patients import patient_record, session_record
+from clef.patients import patient_record
 from clef.pretrain import CHECKPOINT_KIND, TOKENIZER_SUBDIR, load_token_table
 from ehr import CodeVocab
 from reports import SummariserConfig, make_summariser
@@ -52,6 +52,7 @@ from tokenizer.checkpoint import (
     recover_checkpoint,
     save_checkpoint,
 )
+from tokenizer.hashing import session_record
 from tokenizer.tokens import tokenize_archive
 
 log = logging.getLogger(__name__)

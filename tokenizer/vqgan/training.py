@@ -64,6 +64,7 @@ from tokenizer.checkpoint import (
     save_checkpoint,
 )
 from tokenizer.contract import SignalContract
+from tokenizer.hashing import session_record
 from tokenizer.spectrogram_cache import CacheResult, SpectrogramCache, cache_archive, find_recordings
 from tokenizer.vqgan.config import BuildContext, VQGANConfig, build_context
 from tokenizer.vqgan.discriminator import PatchDiscriminator, logit_mask
@@ -417,8 +418,12 @@ class SafetensorsCheckpoint(L.Callback):
             return
         if trainer.is_global_zero:
             dm = trainer.datamodule
-            digest = dm.digest if isinstance(dm, ArchiveDataModule) else ""
-            save_training_checkpoint(module, self.out, digest=digest, optimizer=trainer.optimizers[0])
+            archive = isinstance(dm, ArchiveDataModule)
+            # what the tokenizer learned from, so a benchmark can report it as transductive
+            extra = ({"trained_on": {"sessions": session_record(s.source_sha256 for s in dm.sessions)}}
+                     if archive else None)
+            save_training_checkpoint(module, self.out, digest=dm.digest if archive else "",
+                                     optimizer=trainer.optimizers[0], extra_meta=extra)
         self._last_saved = module.g_step
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
