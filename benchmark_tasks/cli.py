@@ -136,7 +136,8 @@ def run(
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% intervals."),
     reference: str | None = typer.Option(None, "--reference", help="Baseline of the scatter plots."),
     device: str = typer.Option("cpu", "--device", help="Torch device for embedding (cpu, cuda)."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Processes for band-power features."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes for band-power features and the tokenizer "
+                                "rungs."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the figures."),
 ) -> None:
     """Probe frozen embeddings on every task of a suite, with baselines; write results, report, plots and probes."""

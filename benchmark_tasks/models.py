@@ -89,7 +89,7 @@ def collect_models(suite: Suite, sources: ModelSources, *, archive: str | os.Pat
     spectrogram_cache : path, optional
     device : str
     workers : int
-        Processes for band power.
+        Processes for band power and the tokenizer rungs.
     progress : bool
 
     Raises
@@ -140,7 +140,8 @@ def collect_models(suite: Suite, sources: ModelSources, *, archive: str | os.Pat
         for ck, rungs in by_ck.items():  # one pass through each tokenizer for all its rungs
             prefix = f"{ck.name}_" if len(by_ck) > 1 else ""
             out += tokenizer_rungs(ck, sessions, root, rungs=[r for r in RUNGS if r in rungs], cache_dir=cache,
-                                   spectrogram_cache=spectrogram_cache, progress=progress, prefix=prefix)
+                                   spectrogram_cache=spectrogram_cache, workers=workers, progress=progress,
+                                   prefix=prefix)
     for spec in sources.braindecode:
         from benchmark_tasks.baselines.bandpower import _signal_api
         from benchmark_tasks.baselines.braindecode_models import (

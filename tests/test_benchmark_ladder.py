@@ -127,3 +127,35 @@ def test_benchmark_models_run_each_tokenizer_once(pipeline, hospital: Path, tmp_
     sources.tokenizer_rungs.append(parse_rung_option(f"codes={other}"))
     names = [m.name for m in collect_models(suite, sources)]  # type: ignore[arg-type]
     assert names == [f"{pipeline.checkpoint.name}_decoded_bandpower", f"{pipeline.checkpoint.name}_codes", "tok2_codes"]
+
+
+def test_rungs_resume_after_a_killed_run_and_match_across_workers(pipeline, hospital: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import benchmark_tasks.baselines.tokenizer_rungs as rungs_module
+
+    sessions = _two_sessions(hospital)
+    serial = tokenizer_rungs(pipeline.checkpoint, sessions, hospital, rungs=("decoded_bandpower", "codes"))
+    parallel = tokenizer_rungs(pipeline.checkpoint, sessions, hospital, rungs=("decoded_bandpower", "codes"),
+                               workers=2)
+    for a, b in zip(serial, parallel):
+        assert a.session_ids == b.session_ids and np.array_equal(a.vectors, b.vectors, equal_nan=True)
+
+    monkeypatch.setattr(rungs_module, "SAVE_EVERY", 1)
+    reconstruct, seen, kill_at = Reconstructor.reconstruct, [], [2]
+
+    def killable(self: Reconstructor, path: Path, *, decode: bool = True) -> object:
+        seen.append(path)
+        if len(seen) == kill_at[0]:
+            raise KeyboardInterrupt  # not an unreadable file: the run dies
+        return reconstruct(self, path, decode=decode)
+
+    monkeypatch.setattr(Reconstructor, "reconstruct", killable)
+    with pytest.raises(KeyboardInterrupt):
+        tokenizer_rungs(pipeline.checkpoint, sessions, hospital, cache_dir=tmp_path)
+    assert pl.read_parquet(next(tmp_path.glob("tokenizer-rungs-v1-*.parquet"))).height == 1
+    seen.clear()
+    kill_at[0] = 0
+    done = tokenizer_rungs(pipeline.checkpoint, sessions, hospital, cache_dir=tmp_path)
+    assert len(seen) == 1  # only the session the killed run had not saved is computed again
+    assert [s.name for s in done] == list(RUNGS) and done[1].session_ids == serial[0].session_ids
+    assert np.array_equal(done[1].vectors, serial[0].vectors, equal_nan=True)  # decoded band power, as before

@@ -34,8 +34,10 @@ size and modification time; sparse code counts are stored, not the wide histogra
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,7 +51,7 @@ from benchmark_tasks.progress import track
 from benchmark_tasks.tables import require_columns, write_parquet_atomic
 
 if TYPE_CHECKING:
-    from clef.reconstruction import SessionReconstruction
+    from clef.reconstruction import Reconstructor, SessionReconstruction
 
 __all__ = ["FEATURE_VERSION", "OPTION_RUNGS", "RUNGS", "RungFeatures", "code_histogram_embeddings",
            "decoded_bandpower_embeddings", "parse_rung_option", "rung_features", "spectrogram_bandpower_embeddings",
@@ -122,10 +124,53 @@ def _histograms(index: list[np.ndarray], count: list[np.ndarray], n_codes: int, 
     return out
 
 
+#: Sessions computed between two writes of the cache (a killed run loses at most these).
+SAVE_EVERY = 100
+
+_WORKER: dict[str, Reconstructor] = {}
+
+
+def _row(recon: Reconstructor, sid: str, path: Path, key: str,
+         decode: bool) -> tuple[str, dict[str, object] | None, str]:
+    """One session's cache row, or the reason it failed (one bad file does not stop the run)."""
+    try:
+        f = rung_features(recon.reconstruct(path, decode=decode))
+    except Exception as exc:  # reported by the caller
+        return sid, None, f"{type(exc).__name__}: {exc}"
+    return sid, {"session_id": sid, "key": key, "input": f.input.tolist(),
+                 "decoded": None if f.decoded is None else f.decoded.tolist(),
+                 "code_index": f.code_index.tolist(), "code_count": f.code_count.tolist()}, ""
+
+
+def _init_worker(checkpoint: str, spectrogram_cache: str | None, batch_size: int) -> None:
+    import torch
+
+    from clef.reconstruction import Reconstructor
+
+    torch.set_num_threads(1)  # one core per worker process
+    _WORKER["recon"] = Reconstructor(checkpoint, cache_dir=spectrogram_cache, batch_size=batch_size)
+
+
+def _work(item: tuple[str, Path, str, bool]) -> tuple[str, dict[str, object] | None, str]:
+    return _row(_WORKER["recon"], *item)
+
+
+def _rows(recon: Reconstructor, todo: list[tuple[str, Path, str]], decode: bool, workers: int, checkpoint: str,
+          spectrogram_cache: str | None, batch_size: int) -> Iterator[tuple[str, dict[str, object] | None, str]]:
+    if workers <= 1 or len(todo) <= 1:
+        for sid, path, key in todo:
+            yield _row(recon, sid, path, key, decode)
+        return
+    # spawned, not forked: the parent holds torch's threads and a loaded model
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(checkpoint, spectrogram_cache, batch_size)) as ex:
+        yield from ex.map(_work, [(sid, path, key, decode) for sid, path, key in todo])
+
+
 def tokenizer_rungs(checkpoint: str | os.PathLike[str], sessions: pl.DataFrame, archive: str | os.PathLike[str], *,
                     rungs: Sequence[str] = RUNGS, cache_dir: str | os.PathLike[str] | None = None,
                     spectrogram_cache: str | os.PathLike[str] | None = None, batch_size: int = 4,
-                    progress: bool = False, prefix: str = "") -> list[EmbeddingSet]:
+                    workers: int = 1, progress: bool = False, prefix: str = "") -> list[EmbeddingSet]:
     """Embedding sets of the tokenizer's rungs, from one pass per session.
 
     Parameters
@@ -138,11 +183,14 @@ def tokenizer_rungs(checkpoint: str | os.PathLike[str], sessions: pl.DataFrame, 
     rungs : sequence of str
         Among :data:`RUNGS`; the decoder runs only when ``decoded_bandpower`` is asked for.
     cache_dir : path, optional
-        Folder of the per-session cache; sessions already there (same file) are not recomputed.
+        Folder of the per-session cache; sessions already there (same file) are not
+        recomputed. Written every :data:`SAVE_EVERY` sessions, so a killed run resumes.
     spectrogram_cache : path, optional
         The tokenizer's spectrogram cache.
     batch_size : int
         Windows per encoder/decoder pass.
+    workers : int
+        Processes (one torch thread each); 1: in this process.
     progress : bool
     prefix : str
         Prepended to the set names (several tokenizers in one run).
@@ -156,13 +204,15 @@ def tokenizer_rungs(checkpoint: str | os.PathLike[str], sessions: pl.DataFrame, 
     Raises
     ------
     ValueError
-        An unknown rung or an empty list.
+        An unknown rung, an empty list, or ``workers`` below 1.
     FileNotFoundError
         No tokenizer in ``checkpoint``.
     """
     unknown = [r for r in rungs if r not in RUNGS]
     if unknown or not rungs:
         raise ValueError(f"rungs among {list(RUNGS)} expected, found {list(rungs)}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, found {workers}")
     require_columns(sessions, ("session_id", "path"), "sessions for the tokenizer rungs")
     from clef.reconstruction import Reconstructor
 
@@ -192,22 +242,28 @@ def tokenizer_rungs(checkpoint: str | os.PathLike[str], sessions: pl.DataFrame, 
     if missing:
         log.warning("tokenizer rungs: %d of %d session files not found under %s", missing, rows.height, root)
     failed: list[str] = []
-    for sid, p, key in track(todo, "tokenizer rungs", enabled=progress):
-        try:
-            f = rung_features(recon.reconstruct(p, decode=decode))
-        except Exception as exc:  # one unreadable file does not stop the run
-            failed.append(f"{sid}: {type(exc).__name__}: {exc}")
+    new = 0
+
+    def save() -> None:
+        if cache_file is not None and new:
+            merged = {**cached, **result}
+            write_parquet_atomic(pl.DataFrame([merged[s] for s in sorted(merged)], schema=_SCHEMA), cache_file)
+
+    rows_iter = _rows(recon, todo, decode, workers, str(checkpoint),
+                      None if spectrogram_cache is None else str(spectrogram_cache), batch_size)
+    for sid, row, msg in track(rows_iter, "tokenizer rungs", total=len(todo), enabled=progress):
+        if row is None:
+            failed.append(f"{sid}: {msg}")
             continue
-        result[sid] = {"session_id": sid, "key": key, "input": f.input.tolist(),
-                       "decoded": None if f.decoded is None else f.decoded.tolist(),
-                       "code_index": f.code_index.tolist(), "code_count": f.code_count.tolist()}
+        result[sid] = row
+        new += 1
+        if new % SAVE_EVERY == 0:
+            save()
+    save()
     for msg in failed[:10]:
         log.warning("tokenizer rungs: %s", msg)
     if failed:
         log.warning("tokenizer rungs: %d sessions failed", len(failed))
-    if cache_file is not None and todo and result:
-        merged = {**cached, **result}
-        write_parquet_atomic(pl.DataFrame([merged[s] for s in sorted(merged)], schema=_SCHEMA), cache_file)
     ids = sorted(result)
     out = []
     for rung in rungs:
