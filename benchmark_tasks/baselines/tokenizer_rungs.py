@@ -23,12 +23,14 @@ one pass of each session through a trained tokenizer (:class:`clef.reconstructio
     frequency a code sits. Wide: 8 × 512 = 4096 with the tiny tokenizer, 16 × 8192 =
     131 072 with base (use it with the tiny one).
 
-``benchmark_tasks.baselines.bandpower`` computes its features from a Welch-like
-multitaper PSD of the signal with non-overlapping 4 s frames and no clipping; the first
-rung here differs from it only in the spectrogram it reads (1 s steps, clipped), so that
-the first two rungs are the same function of two spectrograms. Per-session results are
-cached in ``CACHE/tokenizer-rungs-v1-<tokenizer id>.parquet`` keyed by the file's path,
-size and modification time; sparse code counts are stored, not the wide histograms.
+The classic baseline (``benchmark_tasks.baselines.bandpower``) reads the recording itself
+and computes the same features from its own multitaper spectrogram: the contract's tapers
+(4 s, 1 Hz bandwidth) but non-overlapping 4 s frames, not clipped. It is not the
+tokenizer's input, so the first rung recomputes the features on that input (1 s steps,
+clipped to ``clip_db``); the first two rungs are then one function of two spectrograms
+on the same frames. Per-session results are cached in
+``CACHE/tokenizer-rungs-v1-<tokenizer id>.parquet`` keyed by the file's path, size and
+modification time; sparse code counts are stored, not the wide histograms.
 """
 
 from __future__ import annotations
@@ -266,6 +268,9 @@ def tokenizer_rungs(checkpoint: str | os.PathLike[str], sessions: pl.DataFrame, 
         log.warning("tokenizer rungs: %d sessions failed", len(failed))
     ids = sorted(result)
     out = []
+    if "code_rows" in rungs and recon.grid[0] * recon.n_codes > 50_000:
+        log.warning("code_rows: %d x %d = %d values per session (dense); probes on it need memory and time",
+                    recon.grid[0], recon.n_codes, recon.grid[0] * recon.n_codes)
     for rung in rungs:
         if rung in ("input_bandpower", "decoded_bandpower"):
             col = "input" if rung == "input_bandpower" else "decoded"
