@@ -386,9 +386,11 @@ def main() -> None:
     for name, n in proj["targets"].items():
         if n is None:
             continue
-        hours = hpp * n
-        proj["cost"][name] = {"patients": n, "sessions": round(largest["sessions"] / largest["patients"] * n),
-                              "hours": round(hours), "edf_gb": round(gbh * hours, 1),
+        row = next((r for r in rows if r["patients"] == n), None)  # measured, else scaled from the largest
+        hours = row["hours"] if row else hpp * n
+        sessions = row["sessions"] if row else round(largest["sessions"] / largest["patients"] * n)
+        proj["cost"][name] = {"patients": n, "sessions": sessions, "hours": round(hours),
+                              "edf_gb": round(row["edf_gb"] if row else gbh * hours, 1),
                               "spectrogram_cache_gb": round(cache_gbh * hours, 1)}
     state.update({"args": {k: str(v) for k, v in vars(args).items()}, "edf_bytes_per_s": rates, "sizes": rows,
                   "intervals": intervals, "paired": paired, "studies": studies, "projection": proj})
