@@ -508,3 +508,30 @@ def test_hemispheric_differences_left_minus_right() -> None:
     others = np.delete(np.arange(len(HOMOLOGOUS_PAIRS)), t)
     assert np.allclose(d["delta"][others], 6.0, atol=0.6)
     assert np.allclose(d["alpha"][others], 0.0, atol=0.6)
+
+
+def test_training_on_time_crops_with_the_clinical_terms_then_whole_windows(archive: Path, tmp_path: Path) -> None:
+    from tokenizer.tokens import Tokenizer
+    from tokenizer.vqgan.training import train_tokenizer
+
+    data = json.loads(json.dumps(MICRO))
+    data["data"].update(crop_frames=160, keep_sessions=2)  # two token columns of 80 frames; 2 sessions in memory
+    data["loss"] = {"pooled_weight": 1.0, "freq_grad_weight": 1.0, "pool": [2, 20]}
+    data["optim"].update(schedule="cosine", warmup_steps=2)
+    data["train"].update(max_steps=6, log_every=1)
+    cfg = VQGANConfig.model_validate(data)
+    out = tmp_path / "ckpt"
+    train_tokenizer(archive, cfg, out, cache_dir=tmp_path / "cache", accelerator="cpu", devices=1,
+                    enable_progress_bar=False)
+    import csv
+
+    rows = [r for r in csv.DictReader(open(tmp_path / "ckpt.logs" / "from_step_0" / "metrics.csv")) if r.get("train/lr")]
+    lrs = [float(r["train/lr"]) for r in rows]
+    assert lrs[1] == pytest.approx(3e-3) and lrs[-1] < 0.5 * max(lrs)  # warm-up, then the cosine decay
+    assert all(float(r["train/pooled_l1"]) > 0 and float(r["train/freq_grad_l1"]) > 0 for r in rows)
+    # the weights tokenize whole windows
+    tok = Tokenizer.from_checkpoint(out).tokenize_file(find_recordings(archive)[2], SpectrogramCache(tmp_path / "cache"))
+    assert tok.codes.shape == (2, 8, 16)
+    for bad in (100, 2000):
+        with pytest.raises(ValueError, match="crop_frames"):
+            build_context(VQGANConfig.model_validate({**data, "data": {"crop_frames": bad}}))

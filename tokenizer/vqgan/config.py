@@ -213,10 +213,22 @@ class OptimConfig(_Strict):
 
 
 class DataConfig(_Strict):
-    """Loader settings."""
+    """Loader settings.
+
+    ``crop_frames``: train on random crops of this many frames of each window (a
+    multiple of the time downsampling) instead of whole windows. The encoder and decoder
+    are convolutional in time (without ``attn_mid``), so the weights apply to whole
+    windows unchanged; a step costs ``crop_frames / window_frames`` of a whole-window
+    step, which on a CPU buys several times more optimiser steps per minute.
+    ``keep_sessions``: spectrograms kept in memory per loader process (least recently
+    used first out; float16, about 12 MB per 40-min session): a crop then costs no file
+    read. 0 reads every item from the cache.
+    """
 
     batch_size: int = Field(8, ge=1)
     num_workers: int = Field(2, ge=0)
+    crop_frames: int | None = Field(None, ge=1)
+    keep_sessions: int = Field(0, ge=0)
 
 
 class TrainConfig(_Strict):
@@ -354,6 +366,10 @@ def build_context(config: VQGANConfig, contract: SignalContract | None = None) -
     n_freqs = contract.spectrogram.n_freqs
     frames = window_frames(contract)
     ff, ft = config.model.factor
+    crop = config.data.crop_frames
+    if crop is not None and (crop % ft or crop > frames or config.model.attn_mid):
+        raise ValueError(f"config {config.name!r}: data.crop_frames={crop} must be a multiple of the time "
+                         f"downsampling ({ft}), at most {frames}, and needs model.attn_mid off")
     if n_freqs % ff or frames % ft:
         raise ValueError(
             f"config {config.name!r}: the input ({n_freqs} bins × {frames} frames) must be divisible by the "

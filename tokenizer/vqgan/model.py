@@ -252,15 +252,18 @@ class VQGAN(nn.Module):
 
     def _check_input(self, x: torch.Tensor) -> None:
         expected = (self.ctx.n_channels, self.ctx.n_freqs, self.ctx.window_frames)
-        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+        crop = self.config.data.crop_frames
+        ok_frames = x.ndim == 4 and (x.shape[3] == expected[2] or (
+            self.training and crop is not None and x.shape[3] == crop))
+        if x.ndim != 4 or tuple(x.shape[1:3]) != expected[:2] or not ok_frames:
             raise ValueError(f"input of shape (B, {expected[0]}, {expected[1]}, {expected[2]}) expected, "
                              f"found {tuple(x.shape)}")
 
     def encode(self, x: torch.Tensor, frame_mask: torch.Tensor | None = None) -> QuantizerOutput:
-        """Encode and quantise windows ``x``; ``frame_mask`` ``(B, frames)`` marks valid frames."""
+        """Encode and quantise windows ``x`` (training crops too); ``frame_mask`` ``(B, frames)`` marks valid frames."""
         self._check_input(x)
         z = self.encoder(x)
-        mask = None if frame_mask is None else token_mask(frame_mask, self.ctx.grid)
+        mask = None if frame_mask is None else token_mask(frame_mask, (self.ctx.grid[0], z.shape[3]))
         return self.quantizer(z, mask)
 
     def decode(self, z_q: torch.Tensor) -> torch.Tensor:

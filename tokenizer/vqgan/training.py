@@ -43,7 +43,8 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -158,19 +159,46 @@ class ArchiveWindowDataset(Dataset):
     ``channel_mask`` ``(channels,)`` bool.
     """
 
-    def __init__(self, sessions: list[IndexedSession], spec: WindowSpec) -> None:
+    def __init__(self, sessions: list[IndexedSession], spec: WindowSpec, *, crop_frames: int | None = None,
+                 crop_step: int = 1, keep_sessions: int = 0) -> None:
         self.sessions = sessions
         self.spec = spec
+        self.crop_frames = crop_frames
+        self.crop_step = crop_step
+        self.keep_sessions = keep_sessions
+        self._kept: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
         self.items = [(k, w) for k, s in enumerate(sessions) for w in s.windows]
 
     def __len__(self) -> int:
         return len(self.items)
 
+    def _load(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if k in self._kept:
+            self._kept.move_to_end(k)
+            return self._kept[k]
+        with np.load(self.sessions[k].cache_file, allow_pickle=False) as z:
+            arrays = (z["values"], z["frame_mask"].astype(bool), z["channel_mask"].astype(bool))
+        if self.keep_sessions:
+            self._kept[k] = arrays
+            while len(self._kept) > self.keep_sessions:
+                self._kept.popitem(last=False)
+        return arrays
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         k, w = self.items[i]
-        with np.load(self.sessions[k].cache_file, allow_pickle=False) as z:
-            values, fm, cm = z["values"], z["frame_mask"].astype(bool), z["channel_mask"].astype(bool)
-        x, mask = window_input(values, fm, cm, w, self.spec)
+        values, fm, cm = self._load(k)
+        if self.crop_frames is None:
+            x, mask = window_input(values, fm, cm, w, self.spec)
+        else:  # a random crop (on the token-column grid) holding valid frames, converted alone
+            c, step, wf = self.crop_frames, self.crop_step, self.spec.window_frames
+            lo = w * wf
+            wmask = np.zeros(wf, dtype=bool)
+            wmask[: min(wf, fm.shape[0] - lo)] = fm[lo:lo + wf]
+            starts = [a for a in range(0, wf - c + 1, step) if wmask[a:a + c].any()]
+            a = starts[int(torch.randint(len(starts), ()))] if starts else 0
+            # the crop as window 0 of a c-frame spec (same clipping, scaling and masking)
+            x, mask = window_input(values[:, :, lo + a:lo + a + c], fm[lo + a:lo + a + c], cm, 0,
+                                   replace(self.spec, window_frames=c))
         return {"x": torch.from_numpy(x), "frame_mask": torch.from_numpy(mask), "channel_mask": torch.from_numpy(cm)}
 
 
@@ -193,8 +221,12 @@ class ArchiveDataModule(L.LightningDataModule):
 
     def __init__(self, archive: str | Path, contract: SignalContract, *, cache_dir: str | Path | None = None,
                  batch_size: int = 8, num_workers: int = 0, scale_db: float = 40.0,
-                 on_file: Callable[[CacheResult], None] | None = None) -> None:
+                 on_file: Callable[[CacheResult], None] | None = None, crop_frames: int | None = None,
+                 crop_step: int = 1, keep_sessions: int = 0) -> None:
         super().__init__()
+        self.crop_frames = crop_frames
+        self.crop_step = crop_step
+        self.keep_sessions = keep_sessions
         self.on_file = on_file
         self.archive = Path(archive)
         self.cache = SpectrogramCache(cache_dir, contract)
@@ -220,7 +252,8 @@ class ArchiveDataModule(L.LightningDataModule):
         return data_digest(self.sessions)
 
     def train_dataloader(self) -> DataLoader:
-        ds = ArchiveWindowDataset(self.sessions, self.spec)
+        ds = ArchiveWindowDataset(self.sessions, self.spec, crop_frames=self.crop_frames, crop_step=self.crop_step,
+                                  keep_sessions=self.keep_sessions)
         return DataLoader(ds, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
                           drop_last=len(ds) >= self.batch_size, persistent_workers=self.num_workers > 0,
                           pin_memory=torch.cuda.is_available())
@@ -509,7 +542,9 @@ def train_tokenizer(
         log.info("checkpoint already at step %d >= max_steps %d; nothing to do", module.step_offset, total)
         return out
     dm = ArchiveDataModule(archive, contract, cache_dir=cache_dir, batch_size=config.data.batch_size,
-                           num_workers=config.data.num_workers, scale_db=config.input.scale_db)
+                           num_workers=config.data.num_workers, scale_db=config.input.scale_db,
+                           crop_frames=config.data.crop_frames, crop_step=module.ctx.frames_per_token,
+                           keep_sessions=config.data.keep_sessions)
     if int(os.environ.get("LOCAL_RANK", "0")) == 0:
         index_archive(archive, dm.cache, on_file=on_file)  # spectrograms first, with the caller's progress
     log_dir = Path(log_dir) if log_dir is not None else out.with_name(out.name + ".logs")
