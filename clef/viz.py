@@ -99,7 +99,9 @@ def _region_rows(values: np.ndarray, channels: tuple[str, ...], channel_mask: np
 
 def plot_session_spectrogram(values: np.ndarray, freqs: np.ndarray, frame_mask: np.ndarray, channel_mask: np.ndarray,
                              channels: tuple[str, ...], out: str | Path, *, title: str = "",
-                             reconstruction: np.ndarray | None = None, vmin: float = -20.0, vmax: float = 30.0) -> Path:
+                             reconstruction: np.ndarray | None = None, vmin: float = -20.0, vmax: float = 30.0,
+                             fmax: float | None = None, spectrum_frames: np.ndarray | None = None,
+                             spectrum_channels: tuple[str, ...] = ("O1", "O2")) -> Path:
     """Whole-session multitaper spectrogram, per region and hemisphere (a compressed spectral array).
 
     Parameters
@@ -117,9 +119,17 @@ def plot_session_spectrogram(values: np.ndarray, freqs: np.ndarray, frame_mask: 
     title : str
         Figure title (never PHI).
     reconstruction : ndarray, optional
-        A decoded spectrogram of the same shape, drawn beside the original.
+        A decoded spectrogram of the same shape, drawn beside the original, and below
+        both the mean spectrum of ``spectrum_channels`` over ``spectrum_frames`` of each
+        (where a posterior dominant rhythm shows as a peak, or does not).
     vmin, vmax : float
         Colour scale (dB).
+    fmax : float, optional
+        Highest frequency shown (default: all rows); 20 Hz makes alpha and slowing legible.
+    spectrum_frames : ndarray of bool, optional
+        Frames of the spectrum panel (e.g. awake frames); default every valid frame.
+    spectrum_channels : tuple of str
+        Electrodes averaged in the spectrum panel (default O1/O2).
 
     Returns
     -------
@@ -128,7 +138,13 @@ def plot_session_spectrogram(values: np.ndarray, freqs: np.ndarray, frame_mask: 
     out = Path(out)
     sets = [("original", values)] + ([("tokenizer reconstruction", reconstruction)] if reconstruction is not None else [])
     n_cols = 2 * len(sets)
-    fig, axes = plt.subplots(4, n_cols, figsize=(6.5 * len(sets) + 1, 9), sharex=True, sharey=True, squeeze=False)
+    n_rows = 4 + (reconstruction is not None)
+    fig = plt.figure(figsize=(6.5 * len(sets) + 1, 9 + 2.5 * (reconstruction is not None)))
+    gs = fig.add_gridspec(n_rows, n_cols, height_ratios=[1.0] * 4 + [1.3] * (n_rows - 4), hspace=0.55)
+    axes = np.empty((4, n_cols), dtype=object)
+    for r in range(4):
+        for c in range(n_cols):
+            axes[r, c] = fig.add_subplot(gs[r, c], sharex=axes[0, 0], sharey=axes[0, 0])
     minutes = np.arange(values.shape[2]) / 60.0
     im = None
     for s, (label, v) in enumerate(sets):
@@ -145,9 +161,23 @@ def plot_session_spectrogram(values: np.ndarray, freqs: np.ndarray, frame_mask: 
                 ax.set_ylabel("Hz")
             if k // 2 == 3:
                 ax.set_xlabel("minutes")
-    axes[0, 0].set_ylim(freqs[0], freqs[-1])
+    axes[0, 0].set_ylim(freqs[0], fmax if fmax is not None else freqs[-1])
     if im is not None:
-        fig.colorbar(im, ax=axes, shrink=0.6, label="power (dB µV²/Hz)")
+        fig.colorbar(im, ax=list(axes.ravel()), shrink=0.6, label="power (dB µV²/Hz)")
+    if reconstruction is not None:
+        ax = fig.add_subplot(gs[4, :])
+        frames = frame_mask if spectrum_frames is None else (np.asarray(spectrum_frames, bool) & frame_mask)
+        ks = [channels.index(c) for c in spectrum_channels if c in channels and channel_mask[channels.index(c)]]
+        if ks and frames.any():
+            for (label, v), style in zip(sets, ("k-", "r--")):
+                lin = np.power(10.0, v[ks][:, :, frames].astype(np.float64) / 10).mean(axis=(0, 2))
+                ax.plot(freqs, 10 * np.log10(lin), style, label=label)
+            ax.legend(fontsize=8)
+        ax.set_xlim(freqs[0], fmax if fmax is not None else freqs[-1])
+        ax.set_xlabel("Hz")
+        ax.set_ylabel("dB")
+        ax.set_title(f"mean spectrum {'/'.join(spectrum_channels)}"
+                     + (" (selected frames)" if spectrum_frames is not None else ""), fontsize=9)
     fig.suptitle(title or "session spectrogram (multitaper, 4 s windows, 1 s step)")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
