@@ -251,6 +251,26 @@ def interval_of_runs(runs: list[Path]) -> list[dict[str, Any]]:
     return out
 
 
+def oracle_runs(out: Path, hospital: Path, sizes: list[int]) -> list[Path]:
+    """Probe the oracle alone (it needs only the hidden truth, no EEG) on each size's suite: measured intervals at scale."""
+    from benchmark_tasks.baselines.oracle import oracle_embeddings
+    from benchmark_tasks.run import run_benchmark
+    from benchmark_tasks.suite import load_suite
+    from benchmark_tasks.truth import task_classes
+
+    dirs = []
+    for n in sizes:
+        res = out / f"oracle_{n}"
+        if not (res / "run.json").is_file():
+            t0, c0 = time.perf_counter(), _cpu_s()
+            suite = load_suite(out / "suites" / f"n{n}.yaml")
+            oracle = oracle_embeddings(hospital, suite.labels["session_id"].unique().to_list())
+            run_benchmark(suite, [oracle], res, task_classes=task_classes(suite.tasks), plots=False)
+            print(f"[oracle] {n} patients: {time.perf_counter() - t0:.0f} s wall, {_cpu_s() - c0:.0f} s CPU", flush=True)
+        dirs.append(res)
+    return dirs
+
+
 def timing_of_bootstrap() -> dict[str, float]:
     """CPU seconds of the patient bootstrap at the brief's size: 237 tasks, 3000 test sessions, 1000 resamples."""
     import polars as pl
@@ -344,6 +364,8 @@ def main() -> None:
     ap.add_argument("--hospital", type=Path, default=None,
                     help="Use this hospital (seed --seed, at least the largest size) instead of synthesizing one")
     ap.add_argument("--runs", type=Path, nargs="*", default=[], help="Benchmark results folders (predictions)")
+    ap.add_argument("--oracle-sizes", default="", help="Sizes at which to probe the oracle alone (truth only, no EEG) "
+                    "and measure the interval, to check the projection")
     ap.add_argument("--studies", type=Path, nargs="*", default=[], help="validity_study.py output folders (CPU, disk)")
     args = ap.parse_args()
     os.environ.setdefault("CLEF_DEID_SALT", "bench")
@@ -363,7 +385,10 @@ def main() -> None:
         hospital = cohort_hospital(out, max(sizes), args.seed, args.workers, state)
     rates = edf_bytes_per_second(args.full_hospital)
     rows = count_sizes(out, hospital, sizes, args.seed, rates, state)
+    oracle_dirs = oracle_runs(out, hospital, _ints(args.oracle_sizes)) if args.oracle_sizes else []
     intervals = interval_of_runs(args.runs)
+    # the projection's level and design effect come from --runs; the oracle runs check it
+    checks = interval_of_runs(oracle_dirs)
     paired = paired_of_runs(args.runs)
     state["bootstrap_timing"] = state.get("bootstrap_timing") or timing_of_bootstrap()
     studies = []
@@ -380,6 +405,18 @@ def main() -> None:
     largest = max(rows, key=lambda r: r["patients"])
     hpp, gbh = largest["hours"] / largest["patients"], largest["edf_gb"] / largest["hours"]
     proj = project(rows, intervals, _ints(args.project), (hpp, gbh))
+    from benchmark_tasks.power import projected_half_width
+
+    ref = {(iv["model"], iv["probe"]): iv["design_effect"] for iv in intervals}
+    for chk in checks:
+        n = int(Path(chk["run"]).name.split("_")[-1])
+        row = next(r for r in rows if r["patients"] == n)
+        cnt = [row["planted_counts"][t] for t in row["planted_counts"]]
+        pos, neg = np.array([c[0] for c in cnt], float), np.array([c[1] for c in cnt], float)
+        deff = ref.get((chk["model"], chk["probe"]))
+        chk["patients"] = n
+        chk["projected_half_width"] = (projected_half_width(np.full(len(pos), chk["mean"]), pos, neg, design_effect=deff)
+                                       if deff else None)
     cache_gbh = max([s["disk_gb"]["cache"] / s["hours"] for s in studies if s["hours"] and s["disk_gb"]["cache"]],
                     default=float("nan"))
     proj["cost"] = {}
@@ -393,7 +430,7 @@ def main() -> None:
                               "edf_gb": round(row["edf_gb"] if row else gbh * hours, 1),
                               "spectrogram_cache_gb": round(cache_gbh * hours, 1)}
     state.update({"args": {k: str(v) for k, v in vars(args).items()}, "edf_bytes_per_s": rates, "sizes": rows,
-                  "intervals": intervals, "paired": paired, "studies": studies, "projection": proj})
+                  "intervals": intervals, "oracle_checks": checks, "paired": paired, "studies": studies, "projection": proj})
     tmp = state_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=1, default=float))
     tmp.replace(state_file)
@@ -434,6 +471,14 @@ def report(out: Path, st: dict[str, Any]) -> None:
         tc = f"[{c['task_ci'][0]:+.3f}, {c['task_ci'][1]:+.3f}]" if c["task_ci"] else "n/a"
         L.append(f"| {c['run']} | {c['model']} | {c['probe']} | {c['tasks']} | {c['diff']:+.3f} | "
                  f"[{c['lo']:+.3f}, {c['hi']:+.3f}] | {tc} |")
+    if st.get("oracle_checks"):
+        L += ["", "## Check: the oracle probed alone at each size (measured) vs the projection at its measured level", "",
+              "| patients | probe | planted tasks | mean AUROC | patient-bootstrap 95% CI | measured half-width | "
+              "projected (design effect of --runs) | design effect here |", "|---|---|---|---|---|---|---|---|"]
+        for c in st["oracle_checks"]:
+            pj = f"{c['projected_half_width']:.3f}" if c.get("projected_half_width") else "n/a"
+            L.append(f"| {c['patients']} | {c['probe']} | {c['tasks']} | {c['mean']:.3f} | [{c['lo']:.3f}, {c['hi']:.3f}] | "
+                     f"{c['half_width']:.3f} | {pj} | {c['design_effect']:.2f} |")
     pr = st["projection"]
     keys = sorted(pr["levels"])
     L += ["", "## Projected half-width of the planted mean (Hanley-McNeil x measured design effect)", "",
