@@ -135,7 +135,8 @@ def count_sizes(out: Path, hospital: Path, sizes: list[int], seed: int, rates: d
         if yaml_path.is_file():
             suite = load_suite(yaml_path)
         else:
-            suite = generate_suite(None, yaml_path, name=f"power_{n}", cohort=cohort.filter(pl.col("patient_id").is_in(ids)))
+            sub = cohort.filter(pl.col("patient_id").is_in(ids))
+            suite = generate_suite(None, yaml_path, name=f"power_{n}", cohort=sub)
         suite_s = time.perf_counter() - t0, _cpu_s() - c0
         classes = task_classes(suite.tasks)
         lab = suite.labels.filter(pl.col("split") == "test").group_by("task").agg(
@@ -184,8 +185,9 @@ def paired_of_runs(runs: list[Path], reference: str = "bandpower") -> list[dict[
                     continue
                 pa = pred.filter((pl.col("model") == model) & (pl.col("probe") == probe))
                 d, lo, hi = patient_bootstrap_mean_difference(pa, ref, labels, planted, n_boot=1000, seed=0)
-                c = comp.filter((pl.col("probe") == probe) & (((pl.col("model_a") == model) & (pl.col("model_b") == reference))
-                                | ((pl.col("model_a") == reference) & (pl.col("model_b") == model))))
+                pair = (((pl.col("model_a") == model) & (pl.col("model_b") == reference))
+                        | ((pl.col("model_a") == reference) & (pl.col("model_b") == model)))
+                c = comp.filter((pl.col("probe") == probe) & pair)
                 task_ci = None
                 if c.height:
                     sign = 1 if c["model_a"][0] == model else -1
@@ -247,12 +249,13 @@ def interval_of_runs(runs: list[Path]) -> list[dict[str, Any]]:
                         "task_ci": [s["ci_low"][0], s["ci_high"][0]] if s.height else None,
                         "per_task_var_over_hm": ratio,
                         "design_effect": deff, "half_patients_tasks": len(keep),
-                        "half_over_full_width": (hhi - hlo) / (fhi - flo), "seconds": round(secs[0], 2), "cpu_seconds": round(secs[1], 2)})
+                        "half_over_full_width": (hhi - hlo) / (fhi - flo), "seconds": round(secs[0], 2),
+                        "cpu_seconds": round(secs[1], 2)})
     return out
 
 
 def oracle_runs(out: Path, hospital: Path, sizes: list[int]) -> list[Path]:
-    """Probe the oracle alone (it needs only the hidden truth, no EEG) on each size's suite: measured intervals at scale."""
+    """Probe the oracle alone (hidden truth only, no EEG) on each size's suite: intervals measured at scale."""
     from benchmark_tasks.baselines.oracle import oracle_embeddings
     from benchmark_tasks.run import run_benchmark
     from benchmark_tasks.suite import load_suite
@@ -266,7 +269,8 @@ def oracle_runs(out: Path, hospital: Path, sizes: list[int]) -> list[Path]:
             suite = load_suite(out / "suites" / f"n{n}.yaml")
             oracle = oracle_embeddings(hospital, suite.labels["session_id"].unique().to_list())
             run_benchmark(suite, [oracle], res, task_classes=task_classes(suite.tasks), plots=False)
-            print(f"[oracle] {n} patients: {time.perf_counter() - t0:.0f} s wall, {_cpu_s() - c0:.0f} s CPU", flush=True)
+            print(f"[oracle] {n} patients: {time.perf_counter() - t0:.0f} s wall, {_cpu_s() - c0:.0f} s CPU",
+                  flush=True)
         dirs.append(res)
     return dirs
 
@@ -415,8 +419,8 @@ def main() -> None:
         pos, neg = np.array([c[0] for c in cnt], float), np.array([c[1] for c in cnt], float)
         deff = ref.get((chk["model"], chk["probe"]))
         chk["patients"] = n
-        chk["projected_half_width"] = (projected_half_width(np.full(len(pos), chk["mean"]), pos, neg, design_effect=deff)
-                                       if deff else None)
+        chk["projected_half_width"] = (projected_half_width(np.full(len(pos), chk["mean"]), pos, neg,
+                                                            design_effect=deff) if deff else None)
     cache_gbh = max([s["disk_gb"]["cache"] / s["hours"] for s in studies if s["hours"] and s["disk_gb"]["cache"]],
                     default=float("nan"))
     proj["cost"] = {}
@@ -430,7 +434,8 @@ def main() -> None:
                               "edf_gb": round(row["edf_gb"] if row else gbh * hours, 1),
                               "spectrogram_cache_gb": round(cache_gbh * hours, 1)}
     state.update({"args": {k: str(v) for k, v in vars(args).items()}, "edf_bytes_per_s": rates, "sizes": rows,
-                  "intervals": intervals, "oracle_checks": checks, "paired": paired, "studies": studies, "projection": proj})
+                  "intervals": intervals, "oracle_checks": checks, "paired": paired, "studies": studies,
+                  "projection": proj})
     tmp = state_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=1, default=float))
     tmp.replace(state_file)
@@ -455,7 +460,8 @@ def report(out: Path, st: dict[str, Any]) -> None:
         cells = [str(r["planted_counts"][t][0]) if t in r["planted_counts"] else "-" for r in st["sizes"]]
         L.append(f"| {t} | " + " | ".join(cells) + f" | {need[t]} |")
     L += ["", "## Interval of the planted mean on existing runs (1000 resamples)", "",
-          "| run | model | probe | planted tasks | test sessions | mean AUROC | patient-bootstrap 95% CI | half-width | "
+          "| run | model | probe | planted tasks | test sessions | mean AUROC | patient-bootstrap 95% CI | "
+          "half-width | "
           "task-bootstrap CI (summary) | design effect | width on half the test patients / all (tasks) | CPU s |",
           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for iv in st["intervals"]:
@@ -472,12 +478,14 @@ def report(out: Path, st: dict[str, Any]) -> None:
         L.append(f"| {c['run']} | {c['model']} | {c['probe']} | {c['tasks']} | {c['diff']:+.3f} | "
                  f"[{c['lo']:+.3f}, {c['hi']:+.3f}] | {tc} |")
     if st.get("oracle_checks"):
-        L += ["", "## Check: the oracle probed alone at each size (measured) vs the projection at its measured level", "",
+        L += ["", "## Check: the oracle probed alone at each size (measured) vs the projection at its measured level",
+              "",
               "| patients | probe | planted tasks | mean AUROC | patient-bootstrap 95% CI | measured half-width | "
               "projected (design effect of --runs) | design effect here |", "|---|---|---|---|---|---|---|---|"]
         for c in st["oracle_checks"]:
             pj = f"{c['projected_half_width']:.3f}" if c.get("projected_half_width") else "n/a"
-            L.append(f"| {c['patients']} | {c['probe']} | {c['tasks']} | {c['mean']:.3f} | [{c['lo']:.3f}, {c['hi']:.3f}] | "
+            L.append(f"| {c['patients']} | {c['probe']} | {c['tasks']} | {c['mean']:.3f} | "
+                     f"[{c['lo']:.3f}, {c['hi']:.3f}] | "
                      f"{c['half_width']:.3f} | {pj} | {c['design_effect']:.2f} |")
     pr = st["projection"]
     keys = sorted(pr["levels"])
@@ -489,7 +497,8 @@ def report(out: Path, st: dict[str, Any]) -> None:
                  f"{r['ge30']} | {r['hours']:.0f} | {r['edf_gb']:.0f} | "
                  + " | ".join(f"{r['half_width'][k]:.3f}" for k in keys) + " |")
     L += ["", "## Sizes that reach the targets, and what they hold", "",
-          "| target | patients | sessions | hours of EEG | EDF GB | spectrogram cache GB |", "|---|---|---|---|---|---|"]
+          "| target | patients | sessions | hours of EEG | EDF GB | spectrogram cache GB |",
+          "|---|---|---|---|---|---|"]
     for name, c in pr.get("cost", {}).items():
         L.append(f"| {name} | {c['patients']} | {c['sessions']} | {c['hours']} | {c['edf_gb']} | "
                  f"{c['spectrogram_cache_gb']} |")
