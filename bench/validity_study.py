@@ -311,7 +311,9 @@ def write_ladder(out: Path, state: dict[str, Any]) -> None:
     for k, v in state["stages"].items():
         lines.append(f"- {k}: {v.get('wall_s', 0):.0f} s / {v.get('cpu_s', 0):.0f} s "
                      f"{ {a: b for a, b in v.items() if a not in ('done', 'wall_s', 'cpu_s')} }")
-    lines += ["", "| rung | planted mean AUROC [95% CI] | tasks | headroom captured (mean / pooled) | "
+    lines += ["", "Intervals: over tasks, then (· patients) over resamples of the test patients shared by every "
+              "task and model (paired for differences).", "",
+              "| rung | planted mean AUROC [95% CI] | tasks | headroom captured (mean / pooled) | "
               "negative controls mean AUROC | controls' CIs containing 0.5 |", "|---|---|---|---|---|---|"]
     r = results.filter(pl.col("probe") == probe)
     for m in order:
@@ -325,7 +327,9 @@ def write_ladder(out: Path, state: dict[str, Any]) -> None:
             if not row.height:
                 return "n/a"
             x = row.row(0, named=True)
-            return f"{x['mean_auroc']:.3f} [{x['ci_low']:.3f}, {x['ci_high']:.3f}]"
+            pat = ("" if x.get("patient_ci_low") is None else
+                   f" · patients [{x['patient_ci_low']:.3f}, {x['patient_ci_high']:.3f}]")
+            return f"{x['mean_auroc']:.3f} [{x['ci_low']:.3f}, {x['ci_high']:.3f}]{pat}"
 
         hr = "n/a"
         if p.height and p["mean_headroom"][0] is not None:
@@ -344,7 +348,12 @@ def write_ladder(out: Path, state: dict[str, Any]) -> None:
         x = row.row(0, named=True)
         sign = 1 if x["model_a"] == a else -1
         lo, hi = sorted((sign * x["ci_low"], sign * x["ci_high"]))
-        lines.append(f"- {a} − {b}: {sign * x['mean_diff']:+.3f} [{lo:+.3f}, {hi:+.3f}] over {x['n_tasks']} tasks")
+        pat = ""
+        if x.get("patient_ci_low") is not None:
+            plo, phi = sorted((sign * x["patient_ci_low"], sign * x["patient_ci_high"]))
+            pat = f" · patients [{plo:+.3f}, {phi:+.3f}]"
+        lines.append(f"- {a} − {b}: {sign * x['mean_diff']:+.3f} [{lo:+.3f}, {hi:+.3f}]{pat} over {x['n_tasks']} "
+                     "tasks")
     (out / "ladder.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

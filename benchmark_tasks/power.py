@@ -28,7 +28,7 @@ import polars as pl
 
 from benchmark_tasks.metrics import _weighted_auroc, auroc
 
-__all__ = ["auroc_variance", "patient_bootstrap_aurocs", "patient_bootstrap_mean_auroc",
+__all__ = ["auroc_variance", "mean_interval", "patient_bootstrap_aurocs", "patient_bootstrap_mean_auroc",
            "patient_bootstrap_mean_difference", "projected_half_width"]
 
 _PRED_COLUMNS = ("task", "session_id", "label", "score")
@@ -154,11 +154,15 @@ def patient_bootstrap_mean_auroc(predictions: pl.DataFrame, labels: pl.DataFrame
     """
     _check_level(level)
     _, point, boot = patient_bootstrap_aurocs(predictions, labels, tasks, n_boot=n_boot, seed=seed)
-    return _percentile_of_means(point, boot, level)
+    return mean_interval(point, boot, level)
 
 
-def _percentile_of_means(point: np.ndarray, boot: np.ndarray, level: float) -> tuple[float, float, float]:
-    """Mean of ``point`` and the percentile interval of the per-resample means (NaN tasks left out)."""
+def mean_interval(point: np.ndarray, boot: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``point`` (tasks) and the percentile interval of the per-resample means (NaN tasks left out).
+
+    ``boot`` is ``(n_boot, n_tasks)`` from :func:`patient_bootstrap_aurocs`; a difference of
+    two models' arrays (same resamples) gives the paired interval.
+    """
     m = float(point.mean())
     if boot.shape[0] == 0:
         return m, float("nan"), float("nan")
@@ -208,7 +212,7 @@ def patient_bootstrap_mean_difference(predictions_a: pl.DataFrame, predictions_b
                          "same test sessions (a run's predictions.parquet, one probe)")
     _, pa, ba = patient_bootstrap_aurocs(predictions_a, labels, names, n_boot=n_boot, seed=seed)
     _, pb, bb = patient_bootstrap_aurocs(predictions_b, labels, names, n_boot=n_boot, seed=seed)
-    return _percentile_of_means(pa - pb, ba - bb, level)
+    return mean_interval(pa - pb, ba - bb, level)
 
 
 def auroc_variance(auc: float | np.ndarray, n_pos: float | np.ndarray, n_neg: float | np.ndarray

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -38,6 +38,12 @@ def _ci(m: float, lo: float, hi: float) -> str:
     if not np.isfinite(lo):
         return _f(m)
     return f"{_f(m)} [{_f(lo, 2)}, {_f(hi, 2)}]"
+
+
+def _patients(row: Mapping[str, Any]) -> str:
+    """`` · patients [lo, hi]``: the interval over test-patient resamples, when the row has one."""
+    lo, hi = row.get("patient_ci_low"), row.get("patient_ci_high")
+    return "" if lo is None or hi is None else f" · patients [{_f(lo)}, {_f(hi)}]"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -234,7 +240,9 @@ def write_report(result: BenchmarkResult, suite: Suite, models: Sequence[Embeddi
             f"{config.mlp.epochs} epochs, at least {config.mlp.min_steps} steps, batch {config.mlp.batch_size}) over "
             f"{config.seeds} seed(s), AUROC averaged over seeds.",
             f"* 95% intervals: percentile bootstrap over test patients ({config.n_bootstrap} resamples); category "
-            "means: bootstrap over tasks. Normalised score = 2·(AUROC − 0.5): 0 chance, 1 perfect.",
+            "means and paired differences: first over tasks (how much tasks differ), then, after 'patients', over "
+            "the same resamples of test patients for every task and model (the precision of this mean on these "
+            "tasks; paired for differences). Normalised score = 2·(AUROC − 0.5): 0 chance, 1 perfect.",
             ""]
     out += [f"## Summary ({probe} probe)", ""]
     summ = result.summary
@@ -245,8 +253,8 @@ def write_report(result: BenchmarkResult, suite: Suite, models: Sequence[Embeddi
         for name in names:
             g = ({x["category"]: x for x in sub.filter(pl.col("model") == name).iter_rows(named=True)}
                  if sub.height else {})
-            rows.append([name] + [(_ci(g[c]["mean_auroc"], g[c]["ci_low"], g[c]["ci_high"]) + f" (n={g[c]['n_tasks']})")
-                                  if c in g else "–" for c in cats]
+            rows.append([name] + [(_ci(g[c]["mean_auroc"], g[c]["ci_low"], g[c]["ci_high"]) + _patients(g[c])
+                                   + f" (n={g[c]['n_tasks']})") if c in g else "–" for c in cats]
                         + [_f(g["overall"]["mean_score"]) if "overall" in g else "–"])
         if pr != probe:
             out += ["", f"{pr} probe:", ""]
@@ -257,7 +265,8 @@ def write_report(result: BenchmarkResult, suite: Suite, models: Sequence[Embeddi
         out += ["", f"## Paired differences ({probe} probe, AUROC of A − B over the same tasks)", ""]
         out.append(_table(["A", "B", "category", "tasks", "mean diff [95% CI]", "A better", "B better"],
                           [[x["model_a"], x["model_b"], x["category"], str(x["n_tasks"]),
-                            _ci(x["mean_diff"], x["ci_low"], x["ci_high"]), str(x["wins_a"]), str(x["wins_b"])]
+                            _ci(x["mean_diff"], x["ci_low"], x["ci_high"]) + _patients(x), str(x["wins_a"]),
+                            str(x["wins_b"])]
                            for x in c.iter_rows(named=True)]))
     out += _headroom_section(result, names, probe, headroom_min_gain)
     out += ["", "## Held-out concepts", ""]

@@ -68,6 +68,7 @@ from benchmark_tasks.card import CALIBRATION_SCHEMA, SUBGROUP_SCHEMA, calibratio
 from benchmark_tasks.config import CATEGORIES, ProbeConfig
 from benchmark_tasks.embeddings import EmbeddingSet
 from benchmark_tasks.metrics import HEADROOM_MIN_GAIN, bootstrap_auroc, headroom, mean_ci, normalised_score
+from benchmark_tasks.power import mean_interval, patient_bootstrap_aurocs
 from benchmark_tasks.probes import fit_logistic_probe, fit_mlp_probe
 from benchmark_tasks.progress import track
 from benchmark_tasks.suite import Suite, load_suite
@@ -157,17 +158,57 @@ def _groups(with_classes: bool) -> list[tuple[str, str, pl.Expr]]:
     return out
 
 
-def _summaries(results: pl.DataFrame, models: list[str], n_boot: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _patient_resamples(predictions: pl.DataFrame, labels: pl.DataFrame, n_boot: int
+                       ) -> dict[tuple[str, str], tuple[dict[str, int], np.ndarray, np.ndarray]]:
+    """Per (model, probe): task column, point AUROCs and AUROCs under shared test-patient resamples.
+
+    Every model and probe is scored on the same test sessions and drawn with the same
+    seed, so the resamples are the same patients for all of them: a difference of two
+    models' arrays is the paired resample.
+    """
+    out = {}
+    if n_boot <= 0 or predictions.height == 0:
+        return out
+    for (model, probe), p in predictions.group_by(["model", "probe"], maintain_order=True):
+        tasks, point, boot = patient_bootstrap_aurocs(p, labels, n_boot=n_boot, seed=0)
+        out[(model, probe)] = ({t: i for i, t in enumerate(tasks)}, point, boot)
+    return out
+
+
+def _patient_ci(boots: dict, key: tuple[str, str], tasks: list[str], other: tuple[str, str] | None = None
+                ) -> tuple[float | None, float | None]:
+    """Interval over test-patient resamples of the mean over ``tasks`` (of a paired difference with ``other``)."""
+    if key not in boots or (other is not None and other not in boots):
+        return None, None
+    col, point, boot = boots[key]
+    idx = [col[t] for t in tasks if t in col]
+    if len(idx) != len(tasks):
+        return None, None
+    b = boot[:, idx]
+    if other is not None:
+        col_o, _, boot_o = boots[other]
+        if any(t not in col_o for t in tasks):
+            return None, None
+        b = b - boot_o[:, [col_o[t] for t in tasks]]
+    _, lo, hi = mean_interval(np.zeros(len(idx)), b)
+    return (None, None) if not np.isfinite(lo) else (lo, hi)
+
+
+def _summaries(results: pl.DataFrame, models: list[str], n_boot: int, predictions: pl.DataFrame | None = None,
+               labels: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     rows = []
     if results.height == 0:
         return (pl.DataFrame(schema={"model": pl.String}), pl.DataFrame(schema={"model_a": pl.String}))
     groups = _groups(results["task_class"].is_not_null().any())
+    boots = (_patient_resamples(predictions, labels, n_boot)
+             if predictions is not None and labels is not None else {})
     for (model, probe), g in results.group_by(["model", "probe"], maintain_order=True):
         for grouping, cat, where in groups:
             sub = g.filter(where)
             if sub.height == 0:
                 continue
             m, lo, hi = mean_ci(sub["auroc"].to_numpy(), n_boot=max(n_boot, 200), seed=_task_seed(cat))
+            plo, phi = _patient_ci(boots, (model, probe), sub["task"].to_list())
             with_hr = sub.filter(pl.col("headroom").is_not_null() & pl.col("headroom").is_not_nan())
             hr = with_hr["headroom"].to_numpy()
             hm, hlo, hhi = mean_ci(hr, n_boot=max(n_boot, 200), seed=_task_seed("headroom" + cat))
@@ -177,12 +218,14 @@ def _summaries(results: pl.DataFrame, models: list[str], n_boot: int) -> tuple[p
                       if len(hr) else None)
             rows.append({"model": model, "probe": probe, "grouping": grouping, "category": cat,
                          "n_tasks": sub.height, "mean_auroc": m, "ci_low": lo, "ci_high": hi,
+                         "patient_ci_low": plo, "patient_ci_high": phi,
                          "median_auroc": float(sub["auroc"].median()), "mean_score": float(normalised_score(m)),
                          "sd_auroc": float(sub["auroc"].std() or 0.0), "n_headroom": len(hr),
                          "mean_headroom": hm if len(hr) else None, "headroom_ci_low": hlo if len(hr) else None,
                          "headroom_ci_high": hhi if len(hr) else None, "pooled_headroom": pooled})
-    summary = pl.DataFrame(rows, schema_overrides={"mean_headroom": pl.Float64, "headroom_ci_low": pl.Float64,
-                                                   "headroom_ci_high": pl.Float64, "pooled_headroom": pl.Float64})
+    ci_types = {k: pl.Float64 for k in ("mean_headroom", "headroom_ci_low", "headroom_ci_high", "pooled_headroom",
+                                         "patient_ci_low", "patient_ci_high")}
+    summary = pl.DataFrame(rows, schema_overrides=ci_types)
     comp = []
     for probe in results["probe"].unique(maintain_order=True).to_list():
         wide = (results.filter(pl.col("probe") == probe)
@@ -192,16 +235,18 @@ def _summaries(results: pl.DataFrame, models: list[str], n_boot: int) -> tuple[p
                 if a not in wide.columns or b not in wide.columns:
                     continue
                 for grouping, cat, where in groups:
-                    sub = wide.filter(where)
-                    d = (sub[a] - sub[b]).drop_nulls().to_numpy()
+                    sub = wide.filter(where).filter(pl.col(a).is_not_null() & pl.col(b).is_not_null())
+                    d = (sub[a] - sub[b]).to_numpy()
                     if len(d) == 0:
                         continue
                     m, lo, hi = mean_ci(d, n_boot=max(n_boot, 200), seed=_task_seed(cat + a + b))
+                    plo, phi = _patient_ci(boots, (a, probe), sub["task"].to_list(), other=(b, probe))
                     comp.append({"probe": probe, "model_a": a, "model_b": b, "grouping": grouping, "category": cat,
                                  "n_tasks": len(d),
-                                 "mean_diff": m, "ci_low": lo, "ci_high": hi, "wins_a": int((d > 0).sum()),
+                                 "mean_diff": m, "ci_low": lo, "ci_high": hi, "patient_ci_low": plo,
+                                 "patient_ci_high": phi, "wins_a": int((d > 0).sum()),
                                  "wins_b": int((d < 0).sum())})
-    return summary, pl.DataFrame(comp)
+    return summary, pl.DataFrame(comp, schema_overrides={"patient_ci_low": pl.Float64, "patient_ci_high": pl.Float64})
 
 
 def _with_headroom(results: pl.DataFrame, oracle: str | None, min_gain: float) -> pl.DataFrame:
@@ -402,9 +447,9 @@ def run_benchmark(suite: Suite | str | os.PathLike[str], models: Sequence[Embedd
                 preds.append(pl.DataFrame({"model": m.name, "probe": "mlp", "task": task.name, "session_id": te_ids,
                                            "label": yte.astype(np.int8), "score": scores.mean(0)}))
     results = _with_headroom(pl.DataFrame(rows, schema=RESULTS_SCHEMA), oracle, headroom_min_gain)
-    summary, comparisons = _summaries(results, names, cfg.n_bootstrap)
-    heldout = _heldout_table(results, cfg.primary)
     predictions = pl.concat(preds) if preds else pl.DataFrame()
+    summary, comparisons = _summaries(results, names, cfg.n_bootstrap, predictions, s.labels)
+    heldout = _heldout_table(results, cfg.primary)
     calibration = calibration_table(predictions) if preds else pl.DataFrame(schema=CALIBRATION_SCHEMA)
     subgroups = subgroup_table(predictions, s.cohort) if preds else pl.DataFrame(schema=SUBGROUP_SCHEMA)
     files = [write_parquet_atomic(results, out / "results.parquet"),

@@ -79,6 +79,29 @@ def test_planted_findings_are_found_and_noise_is_chance(run_out) -> None:
     assert comp["mean_diff"][0] > 0.2
 
 
+def test_means_have_an_interval_over_test_patients(run_out) -> None:
+    from benchmark_tasks.power import patient_bootstrap_mean_auroc, patient_bootstrap_mean_difference
+
+    suite, res = run_out
+    s = res.summary.filter((pl.col("model") == "planted") & (pl.col("probe") == "logistic")
+                           & (pl.col("category") == "finding")).row(0, named=True)
+    preds = res.predictions.filter((pl.col("model") == "planted") & (pl.col("probe") == "logistic"))
+    tasks = res.results.filter((pl.col("model") == "planted") & (pl.col("probe") == "logistic")
+                               & (pl.col("category") == "finding"))["task"].to_list()
+    # the run draws its resamples from every test patient of the suite (shared by all tasks and
+    # models), the direct call from this category's patients only: two draws of one interval
+    _, lo, hi = patient_bootstrap_mean_auroc(preds, suite.labels, tasks, n_boot=QUICK.n_bootstrap, seed=0)
+    assert (s["patient_ci_low"], s["patient_ci_high"]) == pytest.approx((lo, hi), abs=0.03)
+    assert s["patient_ci_low"] <= s["mean_auroc"] <= s["patient_ci_high"]
+    c = res.comparisons.filter((pl.col("model_a") == "planted") & (pl.col("model_b") == "noise")
+                               & (pl.col("probe") == "logistic") & (pl.col("category") == "finding")).row(0, named=True)
+    noise = res.predictions.filter((pl.col("model") == "noise") & (pl.col("probe") == "logistic"))
+    _, dlo, dhi = patient_bootstrap_mean_difference(preds, noise, suite.labels, tasks, n_boot=QUICK.n_bootstrap)
+    assert (c["patient_ci_low"], c["patient_ci_high"]) == pytest.approx((dlo, dhi), abs=0.05)
+    assert c["patient_ci_low"] > 0  # the planted model beats noise on these patients
+    assert "· patients [" in (res.out / "report.md").read_text()
+
+
 def test_served_probes(run_out) -> None:
     suite, res = run_out
     task = suite.tasks[0].name
