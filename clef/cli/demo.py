@@ -32,8 +32,11 @@ class DemoSize:
     minutes_range : tuple of float, optional
         Redraw every session's duration in this range (minutes); None keeps the
         population model's realistic spread.
+    tokenizer_config : str
+        VQGAN preset (``clinical``: keeps the PDR and slowing; ``tiny``: seconds, for
+        smoke tests).
     tokenizer_steps : int, optional
-        VQGAN steps (None: the ``tiny`` preset's).
+        VQGAN steps (None: the preset's).
     pretrain_steps : int
         Masked-token pretraining steps of the session transformer.
     session_overrides : dict
@@ -47,6 +50,7 @@ class DemoSize:
 
     patients: int = 40
     minutes_range: tuple[float, float] | None = None
+    tokenizer_config: str = "clinical"
     tokenizer_steps: int | None = None
     pretrain_steps: int = 200
     session_overrides: dict[str, Any] | None = None
@@ -57,7 +61,7 @@ class DemoSize:
 #: The demo as documented: a 40-patient hospital, ~15 min on 2 cores.
 FULL_DEMO = DemoSize(session_overrides={"train": {"batch_size": 8}})
 #: ``clef demo --quick``: every stage and output, a handful of steps each (a smoke test, ~2-3 min).
-QUICK_DEMO = DemoSize(patients=16, minutes_range=(2.0, 4.0), tokenizer_steps=8, pretrain_steps=10,
+QUICK_DEMO = DemoSize(patients=16, minutes_range=(2.0, 4.0), tokenizer_config="tiny", tokenizer_steps=8, pretrain_steps=10,
                       session_overrides={"model": {"dim": 64, "depth": 2, "heads": 4}, "train": {"batch_size": 8},
                                          "optim": {"warmup_steps": 2}},
                       align_steps=6, quick=True)
@@ -156,8 +160,29 @@ def demo_hospital(out: Path, patients: int = 40, seed: int = 0,
     return hosp
 
 
+def reconstruction_example(truth: "object") -> dict:
+    """The session the reconstruction figure shows: an adult with a PDR, awake and drowsy, with slowing if any.
+
+    Preference order: focal slowing, then any other slowing finding, then no finding;
+    among those, the longest awake time (the PDR) with some drowsiness (intermittent
+    theta/delta); the first session of the truth table when none qualifies.
+    """
+    rows = list(truth.iter_rows(named=True))  # type: ignore[attr-defined]
+
+    def awake_s(r: dict, state: str = "awake") -> float:
+        return sum(s["stop_s"] - s["start_s"] for s in r["states"] if s["state"] == state)
+
+    def rank(r: dict) -> tuple:
+        names = set(r["finding_names"])
+        slowing = 2 if "focal_slowing" in names else 1 if names & {"mild_slowing", "generalized_slowing"} else 0
+        return (slowing, awake_s(r, "drowsy") > 0, awake_s(r))
+
+    ok = [r for r in rows if r["pdr_hz"] is not None and r["age_years"] >= 18 and awake_s(r) > 0]
+    return max(ok, key=rank) if ok else rows[0]
+
+
 def demo_train(out: Path, hosp: Path, size: DemoSize = FULL_DEMO) -> "object":
-    """Train the tiny tokenizer, show a reconstruction, tokenize, pretrain, embed the hospital."""
+    """Train the tokenizer, show a reconstruction, tokenize, pretrain, embed the hospital."""
     import numpy as np
     import polars as pl
     import torch
@@ -177,20 +202,27 @@ def demo_train(out: Path, hosp: Path, size: DemoSize = FULL_DEMO) -> "object":
     from clef.config import load_config
 
     light = load_config("tiny", size.session_overrides or {})
-    trained = train_all(hosp / "edf", runs, cache_dir=runs / "cache", session_config=light,
-                        tokenizer_steps=size.tokenizer_steps, pretrain_steps=size.pretrain_steps,
+    trained = train_all(hosp / "edf", runs, cache_dir=runs / "cache", tokenizer_config=size.tokenizer_config,
+                        session_config=light, tokenizer_steps=size.tokenizer_steps, pretrain_steps=size.pretrain_steps,
                         on_stage=lambda s: console.print(f"[cyan]{s}[/] ({time.perf_counter() - t0:.0f} s)"))
     model = VQGAN.from_checkpoint(str(trained.tokenizer))
     truth = load_truth(hosp)
     cache = SpectrogramCache(runs / "cache", model.ctx.contract)
-    row = truth.filter(pl.col("finding_names").list.len() == 0).row(0, named=True)
+    row = reconstruction_example(truth)
     spec, _ = cache.load_or_compute(hosp / row["path"])
     rep, (recon,) = evaluate_reconstruction(model, [spec])
+    awake = np.zeros(spec.n_frames, bool)
+    for st in row["states"]:
+        if st["state"] == "awake":
+            awake[int(st["start_s"]):int(st["stop_s"])] = True
+    findings = ", ".join(row["finding_names"]) or "no finding"
     png = plot_session_spectrogram(spec.values, np.asarray(model.ctx.freqs), spec.frame_mask, spec.channel_mask,
                                    model.ctx.contract.channels, out / "plots" / f"tokenizer_reconstruction_{row['session_id']}.png",
-                                   reconstruction=recon, title=f"{row['session_id']}: original vs tiny-tokenizer reconstruction")
-    console.print(f"tokenizer: {model.ctx.n_tokens} tokens per 1280 s window; reconstruction error "
-                  + ", ".join(f"{b} {v:.1f} dB" for b, v in rep.band_error_db.items()) + f" → {png}")
+                                   reconstruction=recon, fmax=20.0, spectrum_frames=awake if awake.any() else None,
+                                   title=f"{row['session_id']} ({findings}; PDR {row['pdr_hz']} Hz): original vs "
+                                         f"'{model.config.name}' tokenizer reconstruction")
+    console.print(f"tokenizer '{model.config.name}': {model.ctx.n_tokens} tokens per 1280 s window; reconstruction error "
+                  "per bin and 1-s frame " + ", ".join(f"{b} {v:.1f} dB" for b, v in rep.band_error_db.items()) + f" → {png}")
     p = trained.pretrain
     console.print(f"tokens: {trained.tokenize.tokenized} sessions tokenized; session transformer "
                   f"{p.parameters / 1e6:.2f}M parameters, held-out masked-token accuracy "
