@@ -388,7 +388,7 @@ def test_demo_wrote_every_kind_of_output(demo_run: DemoRun) -> None:
     suite = load_suite(out / "benchmark" / "suite.yaml")
     suite.verify()
     results = pl.read_parquet(out / "benchmark" / "results" / "results.parquet")
-    assert set(results["model"]) == {"aligned", "recon_only", "random_encoder", "bandpower"}
+    assert set(results["model"]) == {"aligned", "recon_only", "random_encoder", "bandpower", "oracle"}
     assert set(results["task"]) <= {t.name for t in suite.tasks} and results["auroc"].is_between(0, 1).all()
     report = (out / "benchmark" / "results" / "report.md").read_text()
     assert "aligned" in report and "bandpower" in report
