@@ -54,7 +54,8 @@ def generate(
     control_exclusion: str = typer.Option("ever", "--control-exclusion",
                                           help="ever: controls' records never carry the task's codes; session: "
                                                "only not at the session."),
-    salt: str = typer.Option("clef-benchmark-v1", "--salt", help="Salt of the patient-split hash."),
+    salt: str = typer.Option("clef-benchmark-v1", "--salt", help="Salt of the patient-split hash (keep the default: "
+                             "'clef align' trains on the same split, so no test patient is an alignment target)."),
     train: float = typer.Option(0.7, "--train", help="Fraction of patients in train."),
     val: float = typer.Option(0.0, "--val", help="Fraction of patients in val (joins training in probing)."),
     test: float = typer.Option(0.3, "--test", help="Fraction of patients in test."),
@@ -69,9 +70,10 @@ def generate(
     from pydantic import ValidationError
 
     from benchmark_tasks.cohort import build_cohort
-    from benchmark_tasks.config import GeneratorConfig, MatchingConfig, SplitConfig, SuiteConfig
+    from benchmark_tasks.config import GeneratorConfig, MatchingConfig, SuiteConfig
     from benchmark_tasks.suite import generate_suite
     from clef.cli import err
+    from clef.patients import PatientSplit
 
     try:
         cfg = SuiteConfig(
@@ -79,7 +81,7 @@ def generate(
                                       min_positives=min_positives, min_positive_patients=min_patients,
                                       icd_categories=icd_categories, atc_level=atc_level or None),
             matching=MatchingConfig(ratio=ratio, caliper=caliper or None, control_exclusion=control_exclusion),
-            splits=SplitConfig(salt=salt, train=train, val=val, test=test))
+            splits=PatientSplit(salt=salt, train=train, val=val, test=test))
     except ValidationError as exc:
         _fail("invalid option: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
         return
@@ -139,6 +141,9 @@ def run(
     workers: int = typer.Option(1, "--workers", min=1, help="Processes for band-power features and the tokenizer "
                                 "rungs."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the figures."),
+    allow_unaudited: bool = typer.Option(False, "--allow-unaudited", help="Accept aligned checkpoints that record "
+                                         "no training patients (made before training records); the report's "
+                                         "stage-overlap audit marks them NOT audited."),
 ) -> None:
     """Probe frozen embeddings on every task of a suite, with baselines; write results, report, plots and probes."""
     from pydantic import ValidationError
@@ -162,6 +167,14 @@ def run(
     except (FileNotFoundError, ValueError) as exc:
         _fail(f"refusing to run: {exc}")
         return
+    from benchmark_tasks.leakage import audit_checkpoints
+
+    try:  # before any embedding: a checkpoint aligned on a test patient is refused at once
+        audit = audit_checkpoints(suite, [_name_path(c) for c in checkpoint], archive=archive,
+                                  allow_unaudited=allow_unaudited)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(f"refusing to run: {exc}")
+        return
     try:
         sources = ModelSources(
             embeddings=[_name_path(e) for e in embeddings], models=list(model),
@@ -178,7 +191,7 @@ def run(
             models = [*models, oracle_embeddings(oracle, suite.labels["session_id"].unique().to_list())]
             classes = task_classes(suite.tasks)
         result = run_benchmark(suite, models, out, config=cfg, reference=reference, progress=True, plots=plots,
-                               task_classes=classes)
+                               task_classes=classes, stage_audit=audit)
     except (FileNotFoundError, ValueError, KeyError, ImportError) as exc:
         _fail(str(exc).strip("'\""))
         return
