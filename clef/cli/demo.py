@@ -251,7 +251,7 @@ def demo_align(out: Path, hosp: Path, trained: "object", steps: int = 100) -> "o
     console.print(f"report {example.session_id}: {len(processed.scrubbed)} characters after PHI scrubbing; "
                   f"findings present: {', '.join(present) or 'none'}")
     console.print(f"  summary: {processed.summary[:300]}")
-    cfg = load_align_config("tiny", {"val_fraction": 0.3, "train": {"batch_size": 16}})
+    cfg = load_align_config("tiny", {"train": {"batch_size": 16}})
     r = align(trained.checkpoint, index, cfg, out / "runs" / "aligned", tokens=trained.tokens,  # type: ignore[attr-defined]
               max_steps=steps, trainer_kwargs={"enable_progress_bar": False})
     st, ret = r.stats, r.retrieval
