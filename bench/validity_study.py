@@ -42,6 +42,7 @@ import json
 import logging
 import os
 import resource
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -86,11 +87,21 @@ class Study:
             return
         print(f"[{stage}] ...", flush=True)
         t0, c0 = time.perf_counter(), _cpu_s()
-        facts = fn() or {}
-        prev = self.state["stages"].get(stage, {})
+        prev = self.state["stages"].setdefault(stage, {})
+        try:
+            facts = fn() or {}
+        except BaseException:
+            # an interrupted try (crash, Ctrl-C, SIGTERM) keeps its time for the resumed stage;
+            # a SIGKILL cannot be caught: that try's time is lost and the stage's figure is low
+            prev["partial_wall_s"] = prev.get("partial_wall_s", 0) + time.perf_counter() - t0
+            prev["partial_cpu_s"] = prev.get("partial_cpu_s", 0) + _cpu_s() - c0
+            prev["interrupted_tries"] = prev.get("interrupted_tries", 0) + 1
+            self._save()
+            raise
         # a resumed stage adds its time to what the interrupted tries had recorded
         rec = {"done": True, "wall_s": prev.get("partial_wall_s", 0) + time.perf_counter() - t0,
-               "cpu_s": prev.get("partial_cpu_s", 0) + _cpu_s() - c0, **facts}
+               "cpu_s": prev.get("partial_cpu_s", 0) + _cpu_s() - c0,
+               "interrupted_tries": prev.get("interrupted_tries", 0), **facts}
         self.state["stages"][stage] = rec
         self._save()
         print(f"[{stage}] {rec['wall_s']:.0f} s wall, {rec['cpu_s']:.0f} s CPU {facts or ''}", flush=True)
@@ -139,6 +150,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--stop-after", choices=STAGES, default=None)
     args = ap.parse_args()
+    # a session's end or `kill` sends SIGTERM: leave through the stage's bookkeeping
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.environ.setdefault("CLEF_DEID_SALT", "bench")
     os.environ.setdefault("CLEF_HOME", str(args.out / "home"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
