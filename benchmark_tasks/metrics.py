@@ -28,6 +28,7 @@ __all__ = [
     "headroom",
     "mean_ci",
     "normalised_score",
+    "percentile_interval",
     "reliability_bins",
 ]
 
@@ -118,12 +119,7 @@ def bootstrap_auroc(y: np.ndarray, scores: Sequence[np.ndarray] | np.ndarray, gr
         w = counts[:, g]
         stats.append(np.mean([_weighted_auroc(y, s, w) for s in arr], axis=0))
     boot = np.concatenate(stats)
-    boot = boot[np.isfinite(boot)]
-    if len(boot) == 0:
-        return point, float("nan"), float("nan")
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
-    return point, float(lo), float(hi)
+    return percentile_interval(point, boot, level)
 
 
 def mean_ci(values: np.ndarray, *, n_boot: int = 2000, seed: int = 0,
@@ -141,9 +137,21 @@ def mean_ci(values: np.ndarray, *, n_boot: int = 2000, seed: int = 0,
         return m, float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     boot = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(1)
+    return percentile_interval(m, boot, level)
+
+
+def percentile_interval(point: float, draws: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """``(point, low, high)``: the percentile interval of bootstrap ``draws`` (non-finite draws ignored).
+
+    The bounds are NaN when no draw is finite.
+    """
+    draws = np.asarray(draws, dtype=float)
+    draws = draws[np.isfinite(draws)]
+    if len(draws) == 0:
+        return point, float("nan"), float("nan")
     alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
-    return m, float(lo), float(hi)
+    lo, hi = np.quantile(draws, [alpha, 1.0 - alpha])
+    return point, float(lo), float(hi)
 
 
 def headroom(auc: float | np.ndarray, oracle_auc: float | np.ndarray, *, min_gain: float = HEADROOM_MIN_GAIN,

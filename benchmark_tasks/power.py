@@ -26,7 +26,7 @@ from statistics import NormalDist
 import numpy as np
 import polars as pl
 
-from benchmark_tasks.metrics import _weighted_auroc, auroc
+from benchmark_tasks.metrics import _weighted_auroc, auroc, percentile_interval
 
 __all__ = ["auroc_variance", "mean_interval", "patient_bootstrap_aurocs", "patient_bootstrap_mean_auroc",
            "patient_bootstrap_mean_difference", "projected_half_width"]
@@ -169,12 +169,7 @@ def mean_interval(point: np.ndarray, boot: np.ndarray, level: float = 0.95) -> t
     ok = np.isfinite(boot)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(ok, boot, 0.0).sum(1) / ok.sum(1)
-    means = means[np.isfinite(means)]
-    if len(means) == 0:
-        return m, float("nan"), float("nan")
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
-    return m, float(lo), float(hi)
+    return percentile_interval(m, means, level)
 
 
 def patient_bootstrap_mean_difference(predictions_a: pl.DataFrame, predictions_b: pl.DataFrame, labels: pl.DataFrame,
