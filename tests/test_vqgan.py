@@ -311,6 +311,40 @@ def test_model_shapes_and_parameter_counts() -> None:
         assert count_parameters(m) > 0
 
 
+def test_hemisphere_layout_keeps_sides_apart_and_mirrors() -> None:
+    """Each side is its own image on its own token rows; swapping the sides swaps the rows."""
+    data = json.loads(json.dumps(MICRO))
+    data["model"]["layout"] = "hemispheres"
+    model = VQGAN(build_context(VQGANConfig.model_validate(data))).eval()
+    sides = model.ctx.hemispheres
+    names = [CANONICAL_CHANNELS[i] for i in sides.right[:sides.n_lateral]]
+    assert model.ctx.grid == (16, 16) and model.ctx.image_channels == 11
+    assert names == ["Fp2", "F8", "F4", "T4", "C4", "T6", "P4", "O2"]  # homologues of the left order
+    x = torch.rand(2, 19, 128, 1280) * 2 - 1
+    fm = torch.ones(2, 1280, dtype=torch.bool)
+    codes, tmask = model.tokenize(x, fm)
+    assert codes.shape == tmask.shape == (2, 16, 16)
+    mirrored = x.clone()
+    mirrored[:, list(sides.left[:8])], mirrored[:, list(sides.right[:8])] = x[:, list(sides.right[:8])], x[:, list(sides.left[:8])]
+    swapped, _ = model.tokenize(mirrored, fm)
+    assert torch.equal(swapped[:, :8], codes[:, 8:]) and torch.equal(swapped[:, 8:], codes[:, :8])
+    # a change on the left only moves left rows
+    louder = x.clone()
+    louder[:, list(sides.left[:8])] += 0.8
+    changed, _ = model.tokenize(louder, fm)
+    assert torch.equal(changed[:, 8:], codes[:, 8:]) and not torch.equal(changed[:, :8], codes[:, :8])
+    # the decoder writes each lateral channel from its side, the midline as the mean of both sides
+    y = torch.arange(2 * 11, dtype=torch.float32).reshape(2, 11, 1, 1).expand(2, 11, 2, 3)
+    merged = sides.merge(y, 19)
+    fz = CANONICAL_CHANNELS.index("Fz")
+    assert merged[0, CANONICAL_CHANNELS.index("O1"), 0, 0] == 7 and merged[0, CANONICAL_CHANNELS.index("O2"), 0, 0] == 18
+    assert merged[0, fz, 0, 0] == (8 + 19) / 2
+    assert model.decode_codes(codes).shape == x.shape
+    with pytest.raises(ValueError, match="homologue"):
+        build_context(VQGANConfig.model_validate(data), SignalContract(channels=("Fp1", "F3", "Fz", "F4", "C3"),
+                                                                       min_channels=2))
+
+
 # ---------------------------------------------------------------- checkpoints and training
 
 

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tokenizer.contract import SignalContract
+from tokenizer.vqgan.layout import HemisphereLayout, Layout
 
 #: Folder of the shipped configurations (``tiny.yaml``, ``base.yaml``).
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -66,6 +67,12 @@ class ModelConfig(_Strict):
         GroupNorm groups (the largest divisor of a layer's width not above this is used).
     dropout : float
         Dropout inside residual blocks.
+    layout : {"joint", "hemispheres"}
+        Channel grouping (:mod:`tokenizer.vqgan.layout`): ``joint`` encodes all channels
+        as one image (the CLEF reference); ``hemispheres`` encodes each side (its lateral
+        electrodes plus the midline) with shared weights and stacks the two token grids
+        along the frequency rows, which doubles the tokens per window and keeps
+        left/right differences.
     """
 
     patch: tuple[int, int] = (1, 1)
@@ -76,6 +83,7 @@ class ModelConfig(_Strict):
     z_dim: int = Field(32, gt=0)
     norm_groups: int = Field(32, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
+    layout: Layout = "joint"
 
     @model_validator(mode="after")
     def _lengths(self) -> "ModelConfig":
@@ -312,7 +320,11 @@ class BuildContext:
     n_channels, n_freqs, window_frames : int
         Input shape ``(n_channels, n_freqs, window_frames)``.
     grid : (int, int)
-        Latent ``(freq, time)`` grid; ``grid[0] * grid[1]`` tokens per window.
+        Token ``(row, time)`` grid; ``grid[0] * grid[1]`` tokens per window. Rows are
+        frequency bands (``joint``), or the left side's bands then the right side's
+        (``hemispheres``).
+    hemispheres : HemisphereLayout or None
+        The side grouping of a ``hemispheres`` layout.
     """
 
     config: VQGANConfig
@@ -321,6 +333,12 @@ class BuildContext:
     n_freqs: int
     window_frames: int
     grid: tuple[int, int]
+    hemispheres: HemisphereLayout | None = None
+
+    @property
+    def image_channels(self) -> int:
+        """Input feature maps of the encoder (one side's channels under ``hemispheres``)."""
+        return self.hemispheres.n_image_channels if self.hemispheres else self.n_channels
 
     @property
     def n_tokens(self) -> int:
@@ -375,5 +393,7 @@ def build_context(config: VQGANConfig, contract: SignalContract | None = None) -
             f"config {config.name!r}: the input ({n_freqs} bins × {frames} frames) must be divisible by the "
             f"downsampling ({ff} × {ft}) given by model.patch={config.model.patch} and "
             f"model.down={config.model.down}")
+    sides = HemisphereLayout.from_channels(contract.channels) if config.model.layout == "hemispheres" else None
+    rows = n_freqs // ff * (2 if sides else 1)
     return BuildContext(config=config, contract=contract, n_channels=contract.n_channels, n_freqs=n_freqs,
-                        window_frames=frames, grid=(n_freqs // ff, frames // ft))
+                        window_frames=frames, grid=(rows, frames // ft), hemispheres=sides)

@@ -24,6 +24,7 @@ from torch import nn
 
 from tokenizer.checkpoint import load_checkpoint
 from tokenizer.vqgan.config import BuildContext, VQGANConfig, build_context
+from tokenizer.vqgan.layout import stack_sides, unstack_sides
 from tokenizer.vqgan.quantizer import QuantizerOutput, VectorQuantizerEMA
 
 #: ``kind`` of VQGAN checkpoints (see :mod:`tokenizer.checkpoint`).
@@ -162,7 +163,7 @@ class Encoder(nn.Module):
         super().__init__()
         m = ctx.config.model
         g = m.norm_groups
-        self.conv_in = _stem(ctx.n_channels, m.channels[0], m.patch)
+        self.conv_in = _stem(ctx.image_channels, m.channels[0], m.patch)
         levels = []
         for i, ch in enumerate(m.channels):
             blocks: list[nn.Module] = [ResBlock(ch, ch, g, m.dropout) for _ in range(m.num_res_blocks[i])]
@@ -197,7 +198,7 @@ class Decoder(nn.Module):
             levels.append(nn.Sequential(*blocks))
         self.levels = nn.Sequential(*levels)
         self.norm_out = _norm(m.channels[0], g)
-        self.conv_out = _head(m.channels[0], ctx.n_channels, m.patch)
+        self.conv_out = _head(m.channels[0], ctx.image_channels, m.patch)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.levels(self.mid(self.conv_in(z)))
@@ -262,17 +263,21 @@ class VQGAN(nn.Module):
     def encode(self, x: torch.Tensor, frame_mask: torch.Tensor | None = None) -> QuantizerOutput:
         """Encode and quantise windows ``x`` (training crops too); ``frame_mask`` ``(B, frames)`` marks valid frames."""
         self._check_input(x)
-        z = self.encoder(x)
+        sides = self.ctx.hemispheres
+        z = stack_sides(self.encoder(sides.split(x))) if sides else self.encoder(x)
         mask = None if frame_mask is None else token_mask(frame_mask, (self.ctx.grid[0], z.shape[3]))
         return self.quantizer(z, mask)
 
     def decode(self, z_q: torch.Tensor) -> torch.Tensor:
         """Reconstruct windows from quantised latents."""
+        sides = self.ctx.hemispheres
+        if sides:
+            return sides.merge(self.decoder(unstack_sides(z_q)), self.ctx.n_channels)
         return self.decoder(z_q)
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """Reconstruct windows from code indices ``(B, grid_f, grid_t)``."""
-        return self.decoder(self.quantizer.lookup(codes.long()))
+        return self.decode(self.quantizer.lookup(codes.long()))
 
     def forward(self, x: torch.Tensor, frame_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, QuantizerOutput]:
         """Reconstruction and quantiser output."""
