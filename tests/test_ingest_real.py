@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from tokenizer import (
-    BipolarMontageError,
     NoEEGChannelsError,
     NoSignalsError,
     SignalContract,
@@ -32,11 +31,13 @@ EXPECTED = {
     "eegmmidb_bci2000_overlap_annot.edf": ("EDF+C", 128, 19, [], ["Fc5.", "T10.", "Iz.."], 38, None),
     "header_only_white_noise/e2b_aaaaaaac_s001_t000_sample.edf": ("EDF+C", 250, 19, [], ["EEG EKG-LE", "PHOTIC PH", "EEG A1-LE"], 0, None),
     "header_only_white_noise/e2b_PN00-5_sample.edf": ("EDF+C", 512, 19, [], ["EKG EKG", "SPO2", "MK"], 0, None),
+    # CHB-MIT double banana, converted to potentials: the midline chain is not connected (masked)
+    "header_only_white_noise/e2b_chb01_01_sample.edf": ("EDF+C", 256, 16, ["Fz", "Cz", "Pz"],
+                                                        ["FZ-CZ", "CZ-PZ", "P7-T7", "T8-P8"], 0, None),
 }
 ERRORS = {
     "sleepedf_SC4001EC-Hypnogram.edf": NoSignalsError,
     "hmc_SN001_annotations_only.edf": NoSignalsError,
-    "header_only_white_noise/e2b_chb01_01_sample.edf": BipolarMontageError,
 }
 
 
@@ -63,9 +64,18 @@ def test_real_file_maps_as_expected(real_dir, name):
     assert np.isfinite(rec.data).all()
 
 
-def test_bipolar_montage_is_refused_with_a_clear_message(real_dir):
-    with pytest.raises(BipolarMontageError, match="bipolar montage .*FP1-F7.*referential"):
-        read_recording(real_dir / "header_only_white_noise/e2b_chb01_01_sample.edf")
+def test_chb_mit_double_banana_is_converted_to_average_referenced_potentials(real_dir):
+    rec = read_recording(real_dir / "header_only_white_noise/e2b_chb01_01_sample.edf")
+    m = rec.summary()["montage"]
+    assert m["kind"] == "bipolar" and m["reference"] == "average"
+    assert (m["derivations"], m["derivations_used"], m["electrodes_recovered"]) == (23, 19, 16)
+    assert m["masked"] == ["Fz", "Cz", "Pz"] and m["duplicates"] == ["P7-T7", "T8-P8"]
+    # T7/T8/P7/P8 are T3/T4/T5/T6; FT9 and FT10 link the two sides but are not returned
+    assert rec.channel_report.mapped["T3"] == "F7-T7, T7-P7, T7-FT9"
+    assert rec.channel_report.excluded["P7-T7"] == "repeats the derivation 'T7-P7' (dropped)"
+    np.testing.assert_allclose(rec.data[rec.channel_mask].sum(axis=0), 0, atol=1e-3)  # common average
+    # the sample is white noise, not EEG: its derivations cannot agree around the montage's loops
+    assert m["loop_residual"] > 0.05 and any("disagree around" in w for w in rec.warnings)
 
 
 @pytest.mark.parametrize("name", ["sleepedf_SC4001EC-Hypnogram.edf", "hmc_SN001_annotations_only.edf"])

@@ -43,7 +43,8 @@ def write_awkward_examples(out_dir: str | Path, seed: int = 0, seconds: float = 
        electrodes missing, one channel with a blank unit.
     4. ``biosemi_512Hz.bdf``: BDF+ at 512 Hz, 24-bit, inverted physical range on one
        channel, accelerometer at another rate.
-    5. ``bipolar_only.edf``: a bipolar montage (refused: the model is referential).
+    5. ``bipolar_only.edf``: a bipolar montage of two unconnected temporal chains (refused:
+       five connected electrodes cannot be converted to potentials; see ``tokenizer.montage``).
     6. ``hypnogram_annotations_only.edf``: annotations, no signals (refused).
 
     Returns
@@ -98,7 +99,7 @@ def write_awkward_examples(out_dir: str | Path, seed: int = 0, seconds: float = 
     files.append(write_edf(out / "biosemi_512Hz.bdf", sigs, fmt="BDF+C", start=start,
                            annotations=[(10.0, None, "Trigger 1")]))
 
-    # 5. bipolar only
+    # 5. bipolar only, two temporal chains with no derivation between them
     fs = 256
     x = _eeg(20, fs, rng)
     pairs = [("Fp1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1"), ("Fp2", "F8"), ("F8", "T4"), ("T4", "T6"), ("T6", "O2")]
