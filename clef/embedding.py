@@ -30,7 +30,7 @@ from clef.model import (
     context_columns,
     pre_ln_inference,  # re-exported: baselines in benchmark_tasks encode with it too  # noqa: F401
 )
-from tokenizer import ContractMismatchError, Recording, read_recording
+from tokenizer import ChannelMap, ContractMismatchError, Recording, read_recording
 from tokenizer.checkpoint import CheckpointError, load_checkpoint
 from tokenizer.spectrogram_cache import SpectrogramCache
 from tokenizer.tokens import Tokenizer, Tokens
@@ -91,10 +91,12 @@ class Embedder:
         Windows per forward pass.
     cache_dir : path, optional
         Spectrogram cache for EDF sources.
+    channel_map : ChannelMap, optional
+        A site's channel aliases EDF sources are read with (``clef embed --channel-map``).
     """
 
     def __init__(self, checkpoint: str | Path, *, device: str = "cpu", batch_size: int = 8,
-                 cache_dir: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None, channel_map: ChannelMap | None = None) -> None:
         ck = load_checkpoint(checkpoint, kind=CHECKPOINT_KIND, map_location="cpu")
         self.path = Path(checkpoint)
         self.cfg = SessionConfig.model_validate(ck.config)
@@ -108,6 +110,7 @@ class Embedder:
         #: token columns one forward pass sees (None: whole windows)
         self.context_columns = context_columns(self.cfg.model, self.contract.window_s)
         self._cache_dir = cache_dir
+        self.channel_map = channel_map
         self._tokenizer: Tokenizer | None = None
 
     @property
@@ -133,9 +136,11 @@ class Embedder:
                                             f"checkpoint's ({self.contract.digest()}); differences: "
                                             "re-read it with the checkpoint's contract")
             return self.tokenizer.tokenize_recording(source)
-        cache = SpectrogramCache(self._cache_dir, self.contract) if self._cache_dir else None
+        cache = (SpectrogramCache(self._cache_dir, self.contract, channel_map=self.channel_map)
+                 if self._cache_dir else None)
         if cache is None:
-            return self.tokenizer.tokenize_recording(read_recording(source, self.contract))
+            return self.tokenizer.tokenize_recording(read_recording(source, self.contract,
+                                                                    channel_map=self.channel_map))
         return self.tokenizer.tokenize_file(source, cache)
 
     @torch.no_grad()

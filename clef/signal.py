@@ -8,14 +8,20 @@ band-power baseline) is defined in ``tokenizer`` and reached through this module
 
 from tokenizer import (
            CANONICAL_CHANNELS,
+           ChannelMap,
+           ChannelMapError,
            IngestError,
            SignalContract,
+           map_channels,
            read_header,
            read_recording,
 )
+from tokenizer.channels import SCHEMES as REFERENCE_SCHEMES
+from tokenizer.channels import reference_scheme
 from tokenizer.deid import deidentify
 from tokenizer.hashing import file_sha256
 from tokenizer.multitaper import CANONICAL_BANDS, multitaper_spectrogram
 
-__all__ = ["CANONICAL_BANDS", "CANONICAL_CHANNELS", "IngestError", "SignalContract", "deidentify", "file_sha256",
-           "multitaper_spectrogram", "read_header", "read_recording"]
+__all__ = ["CANONICAL_BANDS", "CANONICAL_CHANNELS", "ChannelMap", "ChannelMapError", "IngestError", "REFERENCE_SCHEMES",
+           "SignalContract", "deidentify", "file_sha256", "map_channels", "multitaper_spectrogram", "read_header",
+           "read_recording", "reference_scheme"]

@@ -81,6 +81,9 @@ class SessionOut(_Out):
     age_years: float | None = Field(None, description="Age at recording; 90 means 90 or older.")
     duration_s: float | None = None
     n_windows: int | None = None
+    reference: str | None = Field(None, description="Reference scheme the channel labels name, as recorded: REF, LE, "
+                                                    "AVG, MAST, EAR, CZ, bipolar, unknown or mixed.")
+
 
 
 class NeighbourOut(SessionOut):
@@ -117,7 +120,8 @@ class ProbabilitiesOut(_Out):
 
 # Parameter types (module level: endpoint annotations are resolved in this namespace).
 K = Annotated[int, Query(ge=1, description="Neighbours to return.")]
-Filters = Annotated[list[str], Query(description="KEY=VALUE: site=S01[,S02], sex=F, setting=emu, age=40-60.")]
+Filters = Annotated[list[str], Query(description="KEY=VALUE: site=S01[,S02], sex=F, setting=emu, age=40-60, "
+                                                 "reference=LE.")]
 Tasks = Annotated[list[str] | None, Query(description="Tasks to score (default: all).")]
 Upload = Annotated[UploadFile, File(description="An EDF/EDF+/BDF file.")]
 

@@ -32,7 +32,7 @@ from typing import Callable, Iterator
 import polars as pl
 
 from services.assist import DriverAssist, InHand, SharedQueue, process_in_hand
-from services.config import EmbedConfig
+from services.config import EmbedConfig, load_channel_map
 from services.discovery import ArchiveFile, discover
 from services.headers import HeaderError, HeaderFacts, read_header_facts
 from services.schemas import DONE, FAILED
@@ -147,7 +147,7 @@ class _Recorder:
                 "session_id": sid, "source_sha256": sha, "path": r.rel, "format": r.facts.format,
                 "duration_s": r.facts.duration_s, "n_windows": int(r.windows.shape[0]), "sex": r.facts.sex,
                 "age_years": r.facts.age_years, "patient_hash": r.facts.patient_hash, "site": f.site,
-                "setting": f.setting})
+                "setting": f.setting, "reference": r.facts.reference})
             self.session_ids.add(sid)
             self.session_path[sha] = r.rel
             self.sid_of[sha] = sid
@@ -254,6 +254,7 @@ def _run_local(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig, known: 
     assist = DriverAssist(embedder, queue, known, in_hand) if embedder is not None else None
     n_pool = cfg.workers - 1 if assist is not None else cfg.workers
     model_id = embedder.model_id if embedder is not None else None
+    channel_map = embedder.channel_map if embedder is not None else load_channel_map(cfg)
     # files handed to the pool ahead of time: none beyond one per process while the driver
     # embeds too (a file queued in the pool cannot go to the driver when it runs out of work)
     window = n_pool if assist is not None else 2 * n_pool
@@ -263,7 +264,7 @@ def _run_local(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig, known: 
             running: dict[Future, WorkItem] = {}
             pool = ProcessPoolExecutor(n_pool, mp_context=ctx, initializer=init_worker,
                                        initargs=(checkpoint, cfg.device, cfg.batch_size, cache, known, os.getpid(),
-                                                 model_id))
+                                                 model_id, channel_map))
             it: WorkItem | None = None
             try:
                 while True:
@@ -348,6 +349,7 @@ def embed_archive(
     """
     cfg = config or EmbedConfig()
     t0 = time.perf_counter()
+    channel_map = load_channel_map(cfg)  # a malformed map fails before any file is read
     archive = Path(archive)
     files = discover(archive, site_level=cfg.site_level)
     if cfg.engine == "local" and cfg.workers > 1 and files:
@@ -358,7 +360,7 @@ def embed_archive(
         raise FileNotFoundError(f"checkpoint {checkpoint}: expected a checkpoint folder, found "
                                 + ("a file" if Path(checkpoint).exists() else "nothing"))
     driver = FileEmbedder(checkpoint, device=cfg.device if cfg.engine == "local" else "cpu",
-                          batch_size=cfg.batch_size, cache_dir=cfg.cache_dir)
+                          batch_size=cfg.batch_size, cache_dir=cfg.cache_dir, channel_map=channel_map)
     _ = driver.embedder.tokenizer  # a checkpoint without its tokenizer fails here, once
     summary.model_id = driver.model_id
     dim = int(driver.embedder.cfg.model.dim)

@@ -65,6 +65,10 @@ def embed(
     model_workers: int | None = typer.Option(None, "--model-workers", min=1,
                                              help="Ray: session-model workers, one GPU each (default: one per "
                                                   "GPU, or --workers on a CPU-only cluster)."),
+    channel_map: Path | None = typer.Option(None, "--channel-map",
+                                            help="A site's channel aliases: CSV 'label,site' (or YAML/JSON "
+                                                 "'label: site'); a site is one of the 19 10-20 sites or 'exclude'. "
+                                                 "Checked before any file is read."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar with ETA."),
 ) -> None:
@@ -75,7 +79,7 @@ def embed(
         _fail(f"--engine must be local or ray, found {engine!r}")
     cfg = EmbedConfig(engine=engine, workers=workers, retry_failed=retry_failed, part_size=part_size,  # type: ignore[arg-type]
                       device=device, cache_dir=cache, site_level=site_level, ray_address=ray_address,
-                      model_workers=model_workers)
+                      model_workers=model_workers, channel_map=channel_map)
 
     def run() -> Any:
         from services.batch import embed_archive
@@ -123,7 +127,14 @@ def search(
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint to embed --edf with."),
     k: int = typer.Option(50, "-k", "--k", min=1, help="Neighbours to return."),
     filters: list[str] = typer.Option([], "--filter", help="KEY=VALUE (site=S01[,S02], sex=F, setting=emu, "
-                                                           "age=40-60); repeatable, combined with AND."),
+                                                           "age=40-60, reference=LE); repeatable, combined with "
+                                                           "AND."),
+    reference: str | None = typer.Option(None, "--reference",
+                                         help="Only sessions recorded against this reference (REF, LE, AVG, MAST, "
+                                              "EAR, CZ, bipolar, unknown, mixed; several comma-separated): the "
+                                              "same as --filter reference=..."),
+    channel_map: Path | None = typer.Option(None, "--channel-map", help="Channel aliases to read --edf with (as "
+                                                                        "given to 'clef embed')."),
     per_patient: bool = typer.Option(False, "--per-patient", help="At most one session per patient (the query's "
                                                                   "patient excluded)."),
     model: str | None = typer.Option(None, "--model", help="Model id (default: the store's only model, or the "
@@ -142,13 +153,16 @@ def search(
         from services.headers import HeaderError, read_header_facts
         from services.search import CohortSearcher, parse_filters
 
-        fs = parse_filters(filters)
+        fs = parse_filters([*filters, *([f"reference={reference}"] if reference is not None else [])])
         if session is not None:
             s = CohortSearcher(store, model)
             return s, s.search_session(session, k, fs, per_patient=per_patient)
         from clef.embedding import Embedder
 
-        emb_model = Embedder(checkpoint)  # type: ignore[arg-type]
+        from clef.signal import ChannelMap
+
+        aliases = ChannelMap.load(channel_map) if channel_map is not None else None
+        emb_model = Embedder(checkpoint, channel_map=aliases)  # type: ignore[arg-type]
         if model is not None and model != emb_model.model_id:
             raise ValueError(f"--model {model} differs from the checkpoint's model {emb_model.model_id}")
         s = CohortSearcher(store, emb_model.model_id)
@@ -173,12 +187,14 @@ def search(
     from rich.table import Table
 
     t = Table(title=f"{len(found)} nearest to {session or edf}", title_justify="left")
-    for col in ("#", "session", "cosine", "distance", "site", "setting", "sex", "age", "windows", "patient"):
+    for col in ("#", "session", "cosine", "distance", "site", "setting", "sex", "age", "reference", "windows",
+                "patient"):
         t.add_column(col, justify="right" if col in ("#", "cosine", "distance", "age", "windows") else "left")
     for n in found:
         t.add_row(str(n.rank), n.session_id, f"{n.score:.4f}", f"{n.distance:.4f}", n.site or "", n.setting or "",
                   n.sex or "",
-                  "" if n.age_years is None else f"{n.age_years:.0f}", str(n.n_windows or ""), n.patient_hash or "")
+                  "" if n.age_years is None else f"{n.age_years:.0f}", n.reference or "", str(n.n_windows or ""),
+                  n.patient_hash or "")
     Console().print(t)
     if len(found) < k:
         err.print(f"{len(found)} of {k} found: no more sessions pass the filters", highlight=False)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from clef.signal import ChannelMap
 
 
 class EmbedConfig(BaseModel):
@@ -45,6 +48,9 @@ class EmbedConfig(BaseModel):
         new local instance.
     ray_chunk : int
         Ray only: files per Ray dataset (bounded driver memory on huge archives).
+    channel_map : Path, optional
+        A site's channel aliases (CSV ``label,site`` or YAML/JSON; see
+        ``clef.signal.ChannelMap.load``), read before any file.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -62,6 +68,17 @@ class EmbedConfig(BaseModel):
     site_level: int | None = Field(None, ge=0)
     ray_address: str | None = None
     ray_chunk: int = Field(5000, ge=1)
+    channel_map: Path | None = None
+
+
+def load_channel_map(cfg: EmbedConfig) -> ChannelMap | None:
+    """The channel map ``cfg`` names, validated (``ChannelMapError``, a ``ValueError``, names
+    the file and line), or None."""
+    if cfg.channel_map is None:
+        return None
+    from clef.signal import ChannelMap
+
+    return ChannelMap.load(cfg.channel_map)
 
 
 class IndexConfig(BaseModel):

@@ -1,7 +1,8 @@
 """Header facts of an EDF/BDF file, read without loading any signal.
 
 Only de-identified facts leave this module: format, nominal duration, sex, age at
-recording (90 means 90 or older) and the salted patient hash. The raw header fields
+recording (90 means 90 or older), the salted patient hash and the reference scheme the
+channel labels name. The raw header fields
 (names, patient ids, birthdates, recording dates) are never returned.
 """
 
@@ -9,6 +10,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from clef.signal import ChannelMap
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,10 @@ class HeaderFacts:
     sex : str or None
     age_years : float or None
     patient_hash : str or None
+    reference : str or None
+        Reference scheme of the channels mapped onto the montage, from their labels as
+        recorded (``REF``, ``LE``, ``AVG``, ``MAST``, ``EAR``, ``CZ``, ``bipolar``,
+        ``unknown``, ``mixed``: ``clef.signal.REFERENCE_SCHEMES``).
     """
 
     format: str
@@ -31,6 +40,7 @@ class HeaderFacts:
     sex: str | None
     age_years: float | None
     patient_hash: str | None
+    reference: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """Plain dict."""
@@ -45,8 +55,17 @@ class HeaderError(Exception):
         super().__init__(message)
 
 
-def read_header_facts(path: str | Path) -> HeaderFacts:
+def read_header_facts(path: str | Path, *, channels: Sequence[str] | None = None,
+                      channel_map: ChannelMap | None = None) -> HeaderFacts:
     """Read and de-identify the header of ``path`` (no signal is loaded).
+
+    Parameters
+    ----------
+    path : path
+    channels : sequence of str, optional
+        Montage the reference is detected on (default: the 19 canonical channels).
+    channel_map : ChannelMap, optional
+        A site's channel aliases (as the file is read with).
 
     Raises
     ------
@@ -54,12 +73,14 @@ def read_header_facts(path: str | Path) -> HeaderFacts:
         The file is not a readable EDF/BDF file; ``kind`` names why (``not_edf``,
         ``empty_file``, ``truncated``, ``corrupt_header`` ...).
     """
-    from clef.signal import IngestError, deidentify, read_header
+    from clef.signal import CANONICAL_CHANNELS, IngestError, deidentify, map_channels, read_header
 
     try:
         h = read_header(path)
     except IngestError as exc:
         raise HeaderError(exc.kind, str(exc)) from None
     deid, _ = deidentify(h.patient, h.recording, h.startdate)
+    mapping = map_channels([s.label for s in h.signals], tuple(channels or CANONICAL_CHANNELS),
+                           [s.is_annotation for s in h.signals], channel_map=channel_map)
     return HeaderFacts(format=h.format, duration_s=float(h.duration_s), sex=deid.sex, age_years=deid.age_years,
-                       patient_hash=deid.patient_hash)
+                       patient_hash=deid.patient_hash, reference=mapping.reference)

@@ -22,12 +22,15 @@ import logging
 import os
 import pickle
 from dataclasses import asdict
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from services.config import EmbedConfig
+from services.config import EmbedConfig, load_channel_map
 from services.worker import FileEmbedder, FileResult, WorkItem
+
+if TYPE_CHECKING:
+    from clef.signal import ChannelMap
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +42,11 @@ class RayUnavailableError(RuntimeError):
 class _Prepare:
     """CPU stage (a Ray actor): hash, header, read + spectrogram + tokens."""
 
-    def __init__(self, checkpoint: str, known: frozenset[str], batch_size: int, cache_dir: str | None) -> None:
+    def __init__(self, checkpoint: str, known: frozenset[str], batch_size: int, cache_dir: str | None,
+                 channel_map: ChannelMap | None = None) -> None:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        self.fe = FileEmbedder(checkpoint, device="cpu", batch_size=batch_size, cache_dir=cache_dir)
+        self.fe = FileEmbedder(checkpoint, device="cpu", batch_size=batch_size, cache_dir=cache_dir,
+                               channel_map=channel_map)
         self.known = known
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -123,6 +128,7 @@ def run_ray(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig, known: fro
         model_batch = cfg.model_batch_files or (4 if gpus else 1)
         model_res: dict[str, float] = {"num_gpus": 1} if gpus else {"num_cpus": 1}
         cache = str(cfg.cache_dir) if cfg.cache_dir else None
+        channel_map = load_channel_map(cfg)
         log.info("ray: %d CPU worker(s) for read + spectrogram + tokens, %d model worker(s) on %s",
                  cfg.workers, n_model, device)
         for a in range(0, len(items), cfg.ray_chunk):
@@ -130,7 +136,8 @@ def run_ray(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig, known: fro
             ds = ray.data.from_items([asdict(i) for i in chunk], override_num_blocks=len(chunk))
             ds = ds.map_batches(_Prepare, batch_size=1, num_cpus=1, compute=ActorPoolStrategy(size=cfg.workers),
                                 fn_constructor_kwargs={"checkpoint": checkpoint, "known": known,
-                                                       "batch_size": cfg.batch_size, "cache_dir": cache})
+                                                       "batch_size": cfg.batch_size, "cache_dir": cache,
+                                                       "channel_map": channel_map})
             ds = ds.map_batches(_Finish, batch_size=model_batch,
                                 compute=ActorPoolStrategy(size=n_model),
                                 fn_constructor_kwargs={"checkpoint": checkpoint, "device": device,

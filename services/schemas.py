@@ -39,6 +39,10 @@ column             type            meaning
 ``site``           str             ``sessions.csv``'s site, else the ``site_level``-th
                                    directory of the path when configured, else null
 ``setting``        str             ``sessions.csv``'s care setting (routine, EMU, ICU), or null
+``reference``      str             reference scheme the channel labels name, as recorded:
+                                   ``REF``, ``LE``, ``AVG``, ``MAST``, ``EAR``, ``CZ``,
+                                   ``bipolar``, ``unknown`` or ``mixed``; null in parts
+                                   written before the column existed
 =================  ==============  ====================================================
 
 ``embeddings`` (one row per (file content, model))
@@ -74,7 +78,7 @@ MANIFEST_SCHEMA: dict[str, pl.DataType] = {
 SESSIONS_SCHEMA: dict[str, pl.DataType] = {
     "session_id": pl.String(), "source_sha256": pl.String(), "path": pl.String(), "format": pl.String(),
     "duration_s": pl.Float64(), "n_windows": pl.Int32(), "sex": pl.String(), "age_years": pl.Float64(),
-    "patient_hash": pl.String(), "site": pl.String(), "setting": pl.String(),
+    "patient_hash": pl.String(), "site": pl.String(), "setting": pl.String(), "reference": pl.String(),
 }
 
 EMBEDDINGS_SCHEMA: dict[str, pl.DataType] = {
@@ -90,4 +94,4 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
 DONE, FAILED = "done", "failed"
 
 #: Session metadata that may leave the store in API responses (no path, no patient hash).
-PUBLIC_SESSION_FIELDS = ("session_id", "site", "setting", "sex", "age_years", "duration_s", "n_windows")
+PUBLIC_SESSION_FIELDS = ("session_id", "site", "setting", "sex", "age_years", "duration_s", "n_windows", "reference")

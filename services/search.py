@@ -12,8 +12,10 @@ Filters (``KEY=VALUE``, combined with AND; string values case-insensitive)::
     site=S01            site=S01,S03         (any of)
     sex=F               setting=emu
     age=40-60           age=40-  age=-18  age=45   (inclusive years; 45 means [45, 46))
+    reference=LE        reference=REF,AVG    (the reference scheme the labels name:
+                        REF, LE, AVG, MAST, EAR, CZ, bipolar, unknown, mixed)
 
-Sessions of unknown site / sex / age do not pass a filter on that field. The query
+Sessions of unknown site / sex / age / reference do not pass a filter on that field. The query
 session itself is never returned; with ``per_patient``, the query's own patient neither.
 """
 
@@ -33,7 +35,7 @@ from services.store import EmbeddingStore, StoreError
 
 log = logging.getLogger(__name__)
 
-FILTER_KEYS = ("site", "sex", "setting", "age")
+FILTER_KEYS = ("site", "sex", "setting", "age", "reference")
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)?\s*(-)?\s*(\d+(?:\.\d+)?)?\s*$")
 
 
@@ -48,7 +50,7 @@ class Filter:
     Attributes
     ----------
     key : str
-        ``site``, ``sex``, ``setting`` or ``age``.
+        ``site``, ``sex``, ``setting``, ``age`` or ``reference``.
     values : tuple of str
         Accepted values (lower case) for string keys.
     low, high : float
@@ -95,7 +97,7 @@ def parse_filter(text: str) -> Filter:
         values = tuple(v.strip().lower() for v in value.split(",") if v.strip())
         if not values:
             raise FilterError(f"filter {key}: at least one value expected, found {value!r}")
-        return Filter(key, values)
+        return Filter(key, _references(values) if key == "reference" else values)
     m = _AGE.match(value)
     if not m or (m.group(1) is None and m.group(3) is None) or (m.group(2) is None and m.group(3) is not None):
         raise FilterError(f"filter age: a range in years expected (40-60, 40-, -18 or 45), found {value!r}")
@@ -106,6 +108,21 @@ def parse_filter(text: str) -> Filter:
     if hi < lo:
         raise FilterError(f"filter age: low <= high expected, found {value!r}")
     return Filter("age", low=lo, high=hi)
+
+
+def _references(values: Sequence[str]) -> tuple[str, ...]:
+    """Reference filter values as stored (``LER`` → ``le``); a word naming no scheme is an
+    error, not a filter that silently matches nothing."""
+    from clef.signal import REFERENCE_SCHEMES, reference_scheme
+
+    out = []
+    for v in values:
+        scheme = reference_scheme(v)
+        if scheme is None:
+            raise FilterError(f"filter reference: one of {', '.join(REFERENCE_SCHEMES)} (or a shared reference "
+                              f"electrode such as CZ) expected, found {v!r}")
+        out.append(scheme.lower())
+    return tuple(out)
 
 
 def parse_filters(texts: Sequence[str]) -> list[Filter]:
@@ -135,6 +152,7 @@ class Neighbour:
     patient_hash: str | None
     source_sha256: str
     path: str | None
+    reference: str | None = None
 
     def to_dict(self, *, public: bool = False) -> dict[str, Any]:
         """Dict; ``public`` drops the local-only fields (patient hash, path, content hash)."""
@@ -301,7 +319,8 @@ class CohortSearcher:
         return Neighbour(rank=rank, session_id=m["session_id"], score=round(score, 6), distance=round(1.0 - score, 6),
                          site=m.get("site"), setting=m.get("setting"), sex=m.get("sex"), age_years=m.get("age_years"),
                          n_windows=m.get("n_windows"), duration_s=m.get("duration_s"),
-                         patient_hash=m.get("patient_hash"), source_sha256=m["source_sha256"], path=m.get("path"))
+                         patient_hash=m.get("patient_hash"), source_sha256=m["source_sha256"], path=m.get("path"),
+                         reference=m.get("reference"))
 
     def search_session(self, session_id: str, k: int = 50, filters: Sequence[Filter] = (), *,
                        per_patient: bool = False) -> list[Neighbour]:

@@ -124,7 +124,17 @@ class EmbeddingStore:
 
     def _read_part(self, part: Path, columns: list[str] | None) -> pl.DataFrame:
         try:
-            return pl.read_parquet(part, columns=columns)
+            # Columns added to a table later (sessions.reference) are null in older parts.
+            expected = SCHEMAS.get(part.parent.name, {})
+            present = pl.read_parquet_schema(part)
+            absent = [c for c in (columns or expected) if c not in present and c in expected]
+            if not absent:
+                return pl.read_parquet(part, columns=columns)
+            df = pl.read_parquet(part, columns=[c for c in columns if c in present] if columns else None)
+            df = df.with_columns(pl.lit(None, dtype=expected[c]).alias(c) for c in absent)
+            if columns:
+                return df.select(columns)
+            return df.select([c for c in expected if c in df.columns] + [c for c in df.columns if c not in expected])
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise StoreError(f"store {self.path}: part {part.relative_to(self.path)} is unreadable (corrupted or "
                              f"tampered with: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "

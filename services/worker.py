@@ -15,12 +15,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
 from clef.signal import file_sha256
 from services.headers import HeaderError, HeaderFacts, read_header_facts
+
+if TYPE_CHECKING:
+    from clef.signal import ChannelMap
 
 log = logging.getLogger(__name__)
 
@@ -90,18 +93,32 @@ class FileEmbedder:
         Spectrogram cache (none by default: an archive's spectrograms are large).
     threads : int
         Torch intra-op threads (1: parallelism comes from the workers).
+    channel_map : ChannelMap, optional
+        A site's channel aliases (``clef embed --channel-map``).
     """
 
     def __init__(self, checkpoint: str | Path, *, device: str = "cpu", batch_size: int = 8,
-                 cache_dir: str | Path | None = None, threads: int = 1) -> None:
+                 cache_dir: str | Path | None = None, threads: int = 1,
+                 channel_map: ChannelMap | None = None) -> None:
         import torch
 
         from clef.embedding import Embedder
 
         self._restore = (limit_threads(threads), torch.get_num_threads())
         torch.set_num_threads(max(1, threads))
-        self.embedder = Embedder(checkpoint, device=device, batch_size=batch_size, cache_dir=cache_dir)
+        self.embedder = Embedder(checkpoint, device=device, batch_size=batch_size, cache_dir=cache_dir,
+                                 channel_map=channel_map)
         self.model_id = self.embedder.model_id
+
+    @property
+    def channel_map(self) -> ChannelMap | None:
+        """The channel aliases files are read with."""
+        return self.embedder.channel_map
+
+    @channel_map.setter
+    def channel_map(self, value: ChannelMap | None) -> None:
+        # set after loading too: a worker forked from a preloaded embedder gets the run's map
+        self.embedder.channel_map = value
 
     def restore_threads(self) -> None:
         """Give the process back the thread settings it had before (for in-process use)."""
@@ -125,7 +142,8 @@ class FileEmbedder:
             r.seconds = time.perf_counter() - t0
             return r
         try:
-            r.facts = read_header_facts(item.path)
+            r.facts = read_header_facts(item.path, channels=self.embedder.contract.channels,
+                                        channel_map=self.channel_map)
             r.tokens = self.embedder.tokens_of(item.path)
         except HeaderError as exc:
             return self._fail(r, exc.kind, one_line(exc, item.path, item.rel), t0)
@@ -234,16 +252,18 @@ def _exit_with_driver(driver_pid: int | None = None) -> None:
 
 
 def init_worker(checkpoint: str, device: str, batch_size: int, cache_dir: str | None, known: frozenset[str],
-                driver_pid: int | None = None, model_id: str | None = None) -> None:
+                driver_pid: int | None = None, model_id: str | None = None,
+                channel_map: ChannelMap | None = None) -> None:
     """Pool initializer: exit with the driver (``driver_pid``, default the parent), load the
     checkpoint once per process (or take the fork server's, when it preloaded this one
-    with the weights ``model_id``), one torch thread."""
+    with the weights ``model_id``), one torch thread, the run's ``channel_map``."""
     _exit_with_driver(driver_pid)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     preload = sys.modules.get("services.pool_preload")  # only in workers forked from the fork server
     fe = preload.take(checkpoint, batch_size, cache_dir, model_id) if preload and device == "cpu" else None
     if fe is None:
         fe = FileEmbedder(checkpoint, device=device, batch_size=batch_size, cache_dir=cache_dir)
+    fe.channel_map = channel_map
     _WORKER["embedder"] = fe
     _WORKER["known"] = known
 

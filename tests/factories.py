@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -49,3 +49,40 @@ def eeg_signals(
 def make_edf(path: Path, signals: Sequence[EDFSignal] | None = None, **kw) -> Path:
     """Write ``signals`` (default: 19 referential channels, 20 s, 256 Hz) to ``path``."""
     return write_edf(path, signals if signals is not None else eeg_signals(), **kw)
+
+
+# -- labels as other systems write them (issue 17) ------------------------------------------
+
+def relabel(src: Path, dst: Path, labels: Mapping[str, str] | Callable[[str], str] | Sequence[str]) -> Path:
+    """Copy an EDF/BDF file with its channel labels rewritten in the header bytes (data untouched).
+
+    ``labels`` is ``{old: new}`` (others kept), a function of the old label, or the new
+    labels of the signals in file order (annotation channels always keep theirs).
+    """
+    raw = bytearray(Path(src).read_bytes())
+    n = int(raw[252:256].decode("ascii").strip())
+    signals = 0
+    for i in range(n):
+        at = 256 + 16 * i
+        old = raw[at:at + 16].decode("latin-1").strip()
+        if old.lower() in ("edf annotations", "bdf annotations"):
+            continue
+        if callable(labels):
+            new = labels(old)
+        elif isinstance(labels, Mapping):
+            new = labels.get(old, old)
+        else:
+            new = labels[signals]
+        signals += 1
+        if len(new) > 16:
+            raise ValueError(f"an EDF label holds 16 characters, found {new!r}")
+        raw[at:at + 16] = new.encode("latin-1").ljust(16)
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    Path(dst).write_bytes(bytes(raw))
+    return Path(dst)
+
+
+def biosemi_abc_labels(groups: str = "ABCDEFGH") -> list[str]:
+    """Electrode names of a BioSemi ABC cap: ``A1``..``A32``, ``B1``.. for each group
+    (``ABCD``: the 128 cap, ``ABCDEFGH``: the 256 cap)."""
+    return [f"{g}{k}" for g in groups for k in range(1, 33)]

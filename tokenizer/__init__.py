@@ -3,7 +3,14 @@
 This package imports nothing else of the platform (DESIGN.md §3).
 """
 
-from tokenizer.channels import CANONICAL_ALIASES, classify_label, map_channels, normalise_label
+from tokenizer.channels import (
+    CANONICAL_ALIASES,
+    ChannelMap,
+    ChannelMapError,
+    classify_label,
+    map_channels,
+    normalise_label,
+)
 from tokenizer.contract import CANONICAL_CHANNELS, FilterParams, SignalContract, SpectrogramParams
 from tokenizer.deid import Deidentified
 from tokenizer.edf_data import Annotation
@@ -12,6 +19,7 @@ from tokenizer.errors import (
     BipolarMontageError,
     ContractMismatchError,
     CorruptHeaderError,
+    DenseCapError,
     EmptyFileError,
     IngestError,
     NoDataRecordsError,
@@ -27,7 +35,8 @@ from tokenizer.ingest import file_sha256, read_recording
 from tokenizer.recording import ChannelReport, Recording
 
 __all__ = [
-    "Annotation", "BipolarMontageError", "CANONICAL_ALIASES", "CANONICAL_CHANNELS", "ChannelReport",
+    "Annotation", "BipolarMontageError", "CANONICAL_ALIASES", "CANONICAL_CHANNELS", "ChannelMap", "ChannelMapError",
+    "ChannelReport", "DenseCapError",
     "ContractMismatchError", "CorruptHeaderError", "Deidentified", "EDFHeader", "EmptyFileError",
     "FilterParams", "IngestError", "NoDataRecordsError", "NoEEGChannelsError", "NoSignalsError",
     "NotEDFError", "Recording", "SignalContract", "SignalHeader", "SpectrogramParams",

@@ -79,6 +79,13 @@ class BipolarMontageError(IngestError):
     kind = "bipolar_montage"
 
 
+class DenseCapError(IngestError):
+    """A dense cap named by electrode position (BioSemi ABC ``A1``..``H32``, EGI ``E1``..``E256``):
+    its names are not 10-20 sites, so it is not mapped by name."""
+
+    kind = "dense_cap"
+
+
 class TooFewChannelsError(IngestError):
     """Fewer canonical electrodes than the contract's minimum."""
 

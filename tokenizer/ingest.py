@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tokenizer.channels import ChannelMapping, map_channels
+from tokenizer.channels import ChannelMap, ChannelMapping, map_channels
 from tokenizer.contract import SignalContract
 from tokenizer.deid import deidentify
 from tokenizer.edf_data import (
@@ -26,6 +26,7 @@ from tokenizer.errors import (
     BipolarMontageError,
     ContractMismatchError,
     CorruptHeaderError,
+    DenseCapError,
     NoEEGChannelsError,
     NoSignalsError,
     TooFewChannelsError,
@@ -53,13 +54,19 @@ MAX_GAP_S = 24 * 3600.0
 FILTER_BLOCK = 5
 
 
-def plan_channels(header: EDFHeader, contract: SignalContract) -> ChannelMapping:
+def plan_channels(header: EDFHeader, contract: SignalContract, *,
+                  channel_map: ChannelMap | None = None) -> ChannelMapping:
     """Map a file's channels onto the contract montage, or raise a clear error.
+
+    ``channel_map`` holds a site's own aliases (:class:`tokenizer.channels.ChannelMap`).
 
     Raises
     ------
     NoSignalsError
         The file has only annotation channels.
+    DenseCapError
+        A dense cap named by position (BioSemi ABC, EGI) that the channel map does not
+        map to enough 10-20 sites.
     BipolarMontageError
         Only bipolar derivations (``FP1-F7`` ...) were found.
     NoEEGChannelsError
@@ -75,8 +82,17 @@ def plan_channels(header: EDFHeader, contract: SignalContract) -> ChannelMapping
             "(an annotation-only file such as a hypnogram or scoring file)"
         )
     labels = [s.label for s in header.signals]
-    mapping = map_channels(labels, contract.channels, [s.is_annotation for s in header.signals])
+    mapping = map_channels(labels, contract.channels, [s.is_annotation for s in header.signals],
+                           channel_map=channel_map)
     n = len(mapping.mapped)
+    if mapping.dense_cap is not None and n < contract.min_channels:
+        how = ("give a channel map (--channel-map) naming its electrodes nearest the 10-20 sites" if n == 0 else
+               f"the channel map maps {n} of them ({', '.join(mapping.mapped)}), fewer than the "
+               f"{contract.min_channels} required")
+        raise DenseCapError(
+            p, f"expected 10-20 electrode names, found a {mapping.dense_cap}: its names are cap positions (its C3, "
+            f"F8 or A1 are not the 10-20 sites or ear references of those names), so it is not mapped by name; {how}"
+        )
     if n == 0:
         if mapping.bipolar:
             raise BipolarMontageError(
@@ -146,6 +162,7 @@ def read_recording(
     *,
     salt: str | None = None,
     n_jobs: int | None = None,
+    channel_map: ChannelMap | None = None,
 ) -> Recording:
     """Read an EDF/EDF+/BDF/BDF+ file into a canonical :class:`Recording`.
 
@@ -166,6 +183,9 @@ def read_recording(
         Threads used to preprocess channels in parallel (default :func:`default_jobs`: up
         to 2, the cores of a laptop, and no more than torch's intra-op threads when torch
         is loaded, so that a one-thread worker of a batch job reads on one thread too).
+    channel_map : ChannelMap, optional
+        A site's aliases of local labels (``ChannelMap.load("site_map.csv")``); the aliases
+        applied are reported in ``Recording.channel_report.aliases``.
 
     Returns
     -------
@@ -181,7 +201,7 @@ def read_recording(
     contract = contract or SignalContract()
     header = read_header(path)
     p = header.path
-    mapping = plan_channels(header, contract)
+    mapping = plan_channels(header, contract, channel_map=channel_map)
     warnings: list[str] = list(header.warnings)
     warnings += mapping.warnings
     suffix = Path(p).suffix.lower()
@@ -312,6 +332,9 @@ def read_recording(
         mapped=dict(mapping.labels),
         missing=list(mapping.missing),
         excluded=dict(mapping.excluded),
+        aliases=dict(mapping.aliases),
+        reference=mapping.reference,
+        reference_counts=mapping.reference_counts,
         units={c: sigs[c].unit for c in sigs},
     )
     for w in warnings:

@@ -26,12 +26,23 @@ class ChannelReport:
         ``{source label: reason}`` for every channel not used.
     units : dict
         ``{canonical name: unit as written in the header}``.
+    aliases : dict
+        ``{source label: target}`` applied from a channel map (empty without one).
+    reference : str
+        Reference scheme of the mapped channels, from their labels as recorded
+        (:data:`tokenizer.channels.SCHEMES`: ``REF``, ``LE``, ``AVG``, ``MAST``, ``EAR``,
+        ``CZ``, ``bipolar``, ``unknown`` or ``mixed``).
+    reference_counts : dict
+        ``{scheme: number of mapped channels}`` (several when ``reference`` is ``mixed``).
     """
 
     mapped: dict[str, str]
     missing: list[str]
     excluded: dict[str, str]
     units: dict[str, str]
+    aliases: dict[str, str] = field(default_factory=dict)
+    reference: str = "unknown"
+    reference_counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -142,8 +153,11 @@ class Recording:
                 "missing": list(self.channel_report.missing),
                 "excluded": list(self.channel_report.excluded),
                 "excluded_reasons": dict(self.channel_report.excluded),
+                "aliases": dict(self.channel_report.aliases),
             },
             "units": dict(self.channel_report.units),
+            "reference": self.channel_report.reference,
+            "reference_counts": dict(self.channel_report.reference_counts),
             "segments": [list(s) for s in self.segments],
             "annotations": len(self.annotations),
             "deid": self.deid.to_dict(),

@@ -7,8 +7,9 @@ Key
     SHA-256 of ``{file sha256, contract digest, spectrogram parameters, spectrogram code
     version, cache format}``. The contract digest covers the montage, rate, filters and
     spectrogram parameters; the code version is a hash of the source of
-    :mod:`tokenizer.multitaper` (any edit there invalidates, conservatively). Changing
-    any of these gives another key, so a stale entry is never read.
+    :mod:`tokenizer.multitaper` (any edit there invalidates, conservatively). A site's
+    channel map (:class:`tokenizer.channels.ChannelMap`), when one is used, adds its
+    digest. Changing any of these gives another key, so a stale entry is never read.
 Files
     ``<root>/<key[:2]>/<key>.npz`` (uncompressed, no pickled objects) holding ``values``
     ``(channels, bins, T)`` float16 dB already clipped to the contract's ``clip_db``
@@ -35,6 +36,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from tokenizer import multitaper
+from tokenizer.channels import ChannelMap
 from tokenizer.contract import SignalContract
 from tokenizer.deid import clef_home
 from tokenizer.errors import IngestError, UnreadableFileError
@@ -82,7 +84,7 @@ def spectrogram_code_version() -> str:
     return hashlib.sha256(src).hexdigest()[:16]
 
 
-def cache_key(source_sha256: str, contract: SignalContract) -> str:
+def cache_key(source_sha256: str, contract: SignalContract, channel_map: ChannelMap | None = None) -> str:
     """Cache key of a file's spectrogram under ``contract`` (see the module docstring)."""
     payload = {
         "file_sha256": source_sha256,
@@ -91,6 +93,8 @@ def cache_key(source_sha256: str, contract: SignalContract) -> str:
         "code": spectrogram_code_version(),
         "format": CACHE_FORMAT,
     }
+    if channel_map is not None and len(channel_map):
+        payload["channel_map"] = channel_map.digest()  # absent without one: existing keys unchanged
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -152,15 +156,19 @@ class SpectrogramCache:
         Cache directory (default :func:`default_cache_dir`).
     contract : SignalContract, optional
         Contract used to read files and compute spectrograms (default: base).
+    channel_map : ChannelMap, optional
+        A site's channel aliases files are read with (part of the cache key).
     """
 
-    def __init__(self, root: str | Path | None = None, contract: SignalContract | None = None) -> None:
+    def __init__(self, root: str | Path | None = None, contract: SignalContract | None = None, *,
+                 channel_map: ChannelMap | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
         self.contract = contract or SignalContract()
+        self.channel_map = channel_map
 
     def path_for(self, source_sha256: str) -> Path:
         """Cache file of a source file's content."""
-        key = cache_key(source_sha256, self.contract)
+        key = cache_key(source_sha256, self.contract, self.channel_map)
         return self.root / key[:2] / f"{key}.npz"
 
     def get(self, source_sha256: str) -> SessionSpectrogram | None:
@@ -213,7 +221,7 @@ class SpectrogramCache:
         cached = self.get(sha) if use_cache else None
         if cached is not None:
             return cached, True
-        rec = read_recording(path, self.contract)
+        rec = read_recording(path, self.contract, channel_map=self.channel_map)
         spec = compute_spectrogram(rec, self.contract)
         self.put(spec)
         return spec, False

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
+from tokenizer.channels import ChannelMap
 from tokenizer.checkpoint import remove_stale_temps
 from tokenizer.contract import SignalContract
 from tokenizer.errors import ContractMismatchError, IngestError, UnreadableFileError
@@ -302,6 +303,7 @@ def tokenize_archive(
     retry_errors: bool = False,
     on_file: Callable[[str, str], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    channel_map: ChannelMap | None = None,
 ) -> TokenizeSummary:
     """Tokenize every EDF/BDF file under ``archive`` into Parquet parts in ``out`` (resumable).
 
@@ -328,6 +330,8 @@ def tokenize_archive(
         or ``error``.
     on_start : callable, optional
         ``on_start(n_files)`` once the archive is listed.
+    channel_map : ChannelMap, optional
+        A site's channel aliases the files are read with.
 
     Returns
     -------
@@ -344,7 +348,7 @@ def tokenize_archive(
     for stale in remove_stale_temps(out, ".*.tmp-*"):  # half-written parts of a run that was killed
         log.info("removed %s, left by an interrupted run", stale.name)
     _check_manifest(out, tok, checkpoint)
-    cache = SpectrogramCache(cache_dir, tok.contract)
+    cache = SpectrogramCache(cache_dir, tok.contract, channel_map=channel_map)
     done = _done_hashes(out)
     old_errors = read_errors(out)
     failed_sha = set() if retry_errors else set(old_errors["source_sha256"].drop_nulls().to_list())

@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from tokenizer import IngestError
+from tokenizer import ChannelMap, ChannelMapError, IngestError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="CLEF: clinical session-scale EEG embeddings.")
@@ -61,6 +62,22 @@ def fail(message: str, code: int = 2) -> None:
     """Print one error line on stderr and exit with ``code``."""
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+#: Help of the ``--channel-map`` option of the commands that read recordings.
+CHANNEL_MAP_HELP = ("A site's channel aliases: CSV 'label,site' (or YAML/JSON 'label: site'); a site is one of the "
+                    "19 10-20 sites or 'exclude'. Checked before any file is read.")
+
+
+def load_channel_map(path: Path | None) -> ChannelMap | None:
+    """The ``--channel-map`` file, validated now (one error line naming the file and line)."""
+    if path is None:
+        return None
+    try:
+        return ChannelMap.load(path)
+    except ChannelMapError as exc:
+        fail(str(exc))
+        raise  # unreachable: fail exits
 
 
 from clef.cli import align as _align  # noqa: E402,F401  (registers commands)

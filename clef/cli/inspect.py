@@ -10,17 +10,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from clef.cli import app, err
-from tokenizer import IngestError, Recording, SignalContract, read_recording
+from clef.cli import CHANNEL_MAP_HELP, app, err, load_channel_map
+from tokenizer import ChannelMap, IngestError, Recording, SignalContract, read_recording
+from tokenizer.channels import SCHEMES
 
 log = logging.getLogger(__name__)
 out = Console()
 
 
-def inspect_file(path: Path, contract: SignalContract) -> tuple[dict, Recording | None]:
-    """Read one file; return its JSON record and the recording (None on failure)."""
+def inspect_file(path: Path, contract: SignalContract,
+                 channel_map: ChannelMap | None = None) -> tuple[dict, Recording | None]:
+    """Read one file (with a site's ``channel_map``); return its JSON record and the recording (None on failure)."""
     try:
-        rec = read_recording(path, contract)
+        rec = read_recording(path, contract, channel_map=channel_map)
     except IngestError as exc:
         return {"path": str(path), "ok": False, "error": str(exc), "error_kind": exc.kind, "format": None,
                 "duration_s": None, "sfreq_in": None, "channels": None, "annotations": None,
@@ -47,6 +49,14 @@ def _print_human(rec: dict) -> None:
     out.print(t)
     if ch["missing"]:
         out.print(f"[yellow]missing (masked):[/] {', '.join(ch['missing'])}")
+    counts = rec.get("reference_counts") or {}
+    scheme = rec.get("reference", "unknown")
+    out.print(f"reference: [bold]{scheme}[/] ({SCHEMES.get(scheme, 'a shared scalp electrode')}"
+              + (f": {', '.join(f'{s} {n}' for s, n in counts.items())})" if len(counts) > 1 else ")"),
+              highlight=False)
+    if ch.get("aliases"):
+        out.print(f"channel map applied to {len(ch['aliases'])}: "
+                  + "; ".join(f"{k} → {v}" for k, v in ch["aliases"].items()), highlight=False)
     if ch["excluded"]:
         out.print(f"excluded ({len(ch['excluded'])}): " + "; ".join(f"{k} [dim]({v})[/]" for k, v in ch["excluded_reasons"].items()))
     for w in rec["warnings"]:
@@ -60,12 +70,14 @@ def inspect(
     plot: Path | None = typer.Option(None, "--plot", help="PNG of a 10 s clinical page, plus NAME_spectrogram.png with the whole-session spectrogram (NAME_<stem>... when several files)."),
     start: float = typer.Option(0.0, "--start", help="Start of the plotted page (s)."),
     notch: float = typer.Option(60.0, "--notch", help="Mains frequency for the notch (50 or 60 Hz)."),
+    channel_map: Path | None = typer.Option(None, "--channel-map", help=CHANNEL_MAP_HELP),
 ) -> None:
-    """Show format, channel mapping, units, annotations, de-identified facts and problems."""
+    """Show format, channel mapping, reference, units, annotations, de-identified facts and problems."""
+    aliases = load_channel_map(channel_map)
     contract = SignalContract(filters={"notch_freq": notch})
     failed = 0
     for f in files:
-        rec, recording = inspect_file(f, contract)
+        rec, recording = inspect_file(f, contract, aliases)
         if as_json:
             print(json.dumps(rec), flush=True)
             if not rec["ok"]:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from clef.cli import app, err, fail, quiet_training_logs
+from clef.cli import CHANNEL_MAP_HELP, app, err, fail, load_channel_map, quiet_training_logs
 from tokenizer import SignalContract
 
 log = logging.getLogger(__name__)
@@ -116,10 +116,13 @@ def tokenize_cmd(
     device: str = typer.Option("cpu", "--device", help="Torch device of the encoder (cpu, cuda, cuda:1 ...)."),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Windows encoded together."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="Retry files that failed in an earlier run."),
+    channel_map: Path | None = typer.Option(None, "--channel-map", help=CHANNEL_MAP_HELP),
 ) -> None:
     """Turn every recording of an archive into VQGAN tokens (one Parquet row per file and window)."""
     from tokenizer.checkpoint import CheckpointError
     from tokenizer.tokens import tokenize_archive
+
+    aliases = load_channel_map(channel_map)
 
     with _progress() as progress:
         task = progress.add_task("tokenize", total=None, note="")
@@ -136,7 +139,7 @@ def tokenize_cmd(
         try:
             summary = tokenize_archive(archive, checkpoint, out, cache_dir=cache, part_size=part_size, device=device,
                                        batch_size=batch_size, retry_errors=retry_errors, on_file=on_file,
-                                       on_start=on_start)
+                                       on_start=on_start, channel_map=aliases)
         except (FileNotFoundError, CheckpointError, ValueError) as exc:
             fail(str(exc))
             return
