@@ -18,10 +18,10 @@ from tokenizer import (
 )
 from tokenizer.channels import SCHEMES as REFERENCE_SCHEMES
 from tokenizer.channels import reference_scheme
-from tokenizer.deid import deidentify
+from tokenizer.deid import anonymous_id, deidentify, known_patient_hash
 from tokenizer.hashing import file_sha256
 from tokenizer.multitaper import CANONICAL_BANDS, multitaper_spectrogram
 
 __all__ = ["CANONICAL_BANDS", "CANONICAL_CHANNELS", "ChannelMap", "ChannelMapError", "IngestError", "REFERENCE_SCHEMES",
-           "SignalContract", "deidentify", "file_sha256", "map_channels", "multitaper_spectrogram", "read_header",
-           "read_recording", "reference_scheme"]
+           "SignalContract", "anonymous_id", "deidentify", "file_sha256", "known_patient_hash", "map_channels",
+           "multitaper_spectrogram", "read_header", "read_recording", "reference_scheme"]

@@ -13,6 +13,19 @@ import numpy as np  # noqa: E402
 from tokenizer import Recording  # noqa: E402
 
 
+def annotation_label(text: str, width: int = 30) -> str:
+    """Annotation text as it may be drawn: PHI scrubbed (technicians type names, MRNs and
+    dates into annotations), then cut to ``width`` characters.
+
+    The scrubber is the reports' (:func:`reports.phi.scrub_phi`), called here rather than
+    in the reader because ``tokenizer`` may not import ``reports``; annotation text is
+    drawn nowhere else and never written to any table.
+    """
+    from reports.phi import scrub_phi  # the reports package loads its models' code: only when drawn
+
+    return scrub_phi(text).text[:width]
+
+
 def plot_page(rec: Recording, out: str | Path, *, start_s: float = 0.0, page_s: float = 10.0,
               sensitivity_uv_per_mm: float = 7.0, title: str | None = None) -> Path:
     """Draw a clinical EEG page: the canonical channels stacked, referential montage.
@@ -58,7 +71,7 @@ def plot_page(rec: Recording, out: str | Path, *, start_s: float = 0.0, page_s: 
     for ann in rec.annotations:
         if start_s <= ann.onset <= start_s + page_s:
             ax.axvline(ann.onset, color="tab:blue", lw=0.8, ls="--")
-            ax.text(ann.onset, spacing * 0.8, ann.text[:30], color="tab:blue", fontsize=7, rotation=0)
+            ax.text(ann.onset, spacing * 0.8, annotation_label(ann.text), color="tab:blue", fontsize=7, rotation=0)
     ax.set_yticks([-k * spacing for k in range(len(rec.channels))])
     ax.set_yticklabels(rec.channels)
     ax.set_xlim(t[0], t[0] + page_s)

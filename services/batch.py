@@ -146,7 +146,8 @@ class _Recorder:
             self.rows["sessions"].append({
                 "session_id": sid, "source_sha256": sha, "path": r.rel, "format": r.facts.format,
                 "duration_s": r.facts.duration_s, "n_windows": int(r.windows.shape[0]), "sex": r.facts.sex,
-                "age_years": r.facts.age_years, "patient_hash": r.facts.patient_hash, "site": f.site,
+                # the archive's patient (sessions.csv / FHIR) takes precedence over the header's
+                "age_years": r.facts.age_years, "patient_hash": f.patient_hash or r.facts.patient_hash, "site": f.site,
                 "setting": f.setting, "reference": r.facts.reference})
             self.session_ids.add(sid)
             self.session_path[sha] = r.rel
@@ -351,7 +352,7 @@ def embed_archive(
     t0 = time.perf_counter()
     channel_map = load_channel_map(cfg)  # a malformed map fails before any file is read
     archive = Path(archive)
-    files = discover(archive, site_level=cfg.site_level)
+    files = discover(archive, site_level=cfg.site_level, anonymous_ids=cfg.anonymous_ids)
     if cfg.engine == "local" and cfg.workers > 1 and files:
         start_pool_early(pool_context(), checkpoint, device=cfg.device, batch_size=cfg.batch_size,
                          cache_dir=cfg.cache_dir)
@@ -365,7 +366,7 @@ def embed_archive(
     summary.model_id = driver.model_id
     dim = int(driver.embedder.cfg.model.dim)
     try:
-        with StoreWriter(store, archive) as writer:
+        with StoreWriter(store, archive, anonymous_ids=cfg.anonymous_ids) as writer:
             reader = EmbeddingStore(store)
             by_rel = {f.rel: f for f in files}
             rec = _Recorder(writer, reader, driver.model_id, dim, str(Path(checkpoint).resolve()), by_rel, cfg,

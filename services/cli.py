@@ -65,6 +65,9 @@ def embed(
     model_workers: int | None = typer.Option(None, "--model-workers", min=1,
                                              help="Ray: session-model workers, one GPU each (default: one per "
                                                   "GPU, or --workers on a CPU-only cluster)."),
+    anonymous_ids: bool = typer.Option(False, "--anonymous-ids",
+                                       help="Store salted hashes (CLEF_DEID_SALT) instead of session ids and paths, "
+                                            "so file and folder names reach no table, search result or response."),
     channel_map: Path | None = typer.Option(None, "--channel-map",
                                             help="A site's channel aliases: CSV 'label,site' (or YAML/JSON "
                                                  "'label: site'); a site is one of the 19 10-20 sites or 'exclude'. "
@@ -79,7 +82,7 @@ def embed(
         _fail(f"--engine must be local or ray, found {engine!r}")
     cfg = EmbedConfig(engine=engine, workers=workers, retry_failed=retry_failed, part_size=part_size,  # type: ignore[arg-type]
                       device=device, cache_dir=cache, site_level=site_level, ray_address=ray_address,
-                      model_workers=model_workers, channel_map=channel_map)
+                      model_workers=model_workers, anonymous_ids=anonymous_ids, channel_map=channel_map)
 
     def run() -> Any:
         from services.batch import embed_archive
@@ -172,8 +175,10 @@ def search(
             raise ValueError(str(exc)) from None
         e = emb_model.embed(edf)  # type: ignore[arg-type]
         row = s.row_of_sha(e.source_sha256)
+        # a stored file's patient is the store's (sessions.csv / FHIR first), else the header's
+        patient = s.meta["patient_hash"][row] if row is not None else facts.patient_hash
         return s, s.search(e.vector, k, fs, per_patient=per_patient, exclude_rows=[row] if row is not None else [],
-                           exclude_patient=facts.patient_hash if per_patient else None)
+                           exclude_patient=patient if per_patient else None)
 
     searcher, found = _guard(run)
     if searcher.index_action != "loaded":

@@ -48,6 +48,9 @@ class EmbedConfig(BaseModel):
         new local instance.
     ray_chunk : int
         Ray only: files per Ray dataset (bounded driver memory on huge archives).
+    anonymous_ids : bool
+        Store salted hashes instead of session ids and paths (the installation's
+        de-identification salt); a store is written either always or never this way.
     channel_map : Path, optional
         A site's channel aliases (CSV ``label,site`` or YAML/JSON; see
         ``clef.signal.ChannelMap.load``), read before any file.
@@ -68,6 +71,7 @@ class EmbedConfig(BaseModel):
     site_level: int | None = Field(None, ge=0)
     ray_address: str | None = None
     ray_chunk: int = Field(5000, ge=1)
+    anonymous_ids: bool = False
     channel_map: Path | None = None
 
 

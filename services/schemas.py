@@ -27,7 +27,9 @@ column             type            meaning
 ``session_id``     str             the archive's session id: ``sessions.csv``'s id for
                                    the path when the archive has one, else the file
                                    stem (the relative path without suffix when two
-                                   files share a stem)
+                                   files share a stem); with ``--anonymous-ids`` its
+                                   salted hash, and ``path`` (here and in the
+                                   manifest) the salted hash of the path
 ``source_sha256``  str             SHA-256 of the file's bytes
 ``path``           str             path relative to the archive root
 ``format``         str             ``EDF``, ``EDF+C``, ``EDF+D``, ``BDF`` ...
@@ -35,7 +37,10 @@ column             type            meaning
 ``n_windows``      int32           1280 s windows embedded
 ``sex``            str             ``M``, ``F`` or null (from the de-identified header)
 ``age_years``      float64         age at recording, 90 means 90 or older; null if unknown
-``patient_hash``   str             salted hash of the header's patient id (16 hex); null
+``patient_hash``   str             salted hash (16 hex) of the patient id from
+                                   ``sessions.csv`` or FHIR, else the header's; null
+                                   when unknown or a placeholder (``0``, ``X``,
+                                   ``No_Name`` ...): such a session is its own patient
 ``site``           str             ``sessions.csv``'s site, else the ``site_level``-th
                                    directory of the path when configured, else null
 ``setting``        str             ``sessions.csv``'s care setting (routine, EMU, ICU), or null

@@ -64,13 +64,22 @@ class StoreWriter:
         Store folder (created when absent).
     archive : path
         Archive root the manifest paths are relative to (recorded in ``store.json``).
+    anonymous_ids : bool
+        The rows hold salted hashes instead of session ids and paths (``clef embed
+        --anonymous-ids``): recorded in ``store.json`` (the archive root as a hash too), and
+        a store written one way refuses the other, which would store every file twice.
 
     Use as a context manager: the lock is taken on entry and released on exit.
     """
 
-    def __init__(self, path: str | Path, archive: str | Path) -> None:
+    def __init__(self, path: str | Path, archive: str | Path, *, anonymous_ids: bool = False) -> None:
         self.path = Path(path)
         self.archive = str(Path(archive).resolve())
+        self.anonymous_ids = bool(anonymous_ids)
+        if self.anonymous_ids:
+            from clef.signal import anonymous_id
+
+            self.archive = anonymous_id(self.archive, "archive")
         self._lock_fd: int | None = None
         self._next = 0
 
@@ -102,8 +111,14 @@ class StoreWriter:
         if info and info.get("schema") != STORE_SCHEMA:
             self.close()
             raise StoreError(f"store {self.path}: schema {STORE_SCHEMA} expected, found {info.get('schema')}")
+        if info and bool(info.get("anonymous_ids", False)) != self.anonymous_ids:
+            self.close()
+            was = "with" if info.get("anonymous_ids") else "without"
+            raise StoreError(f"store {self.path}: written {was} --anonymous-ids; embed into it the same way, or "
+                             "into a new store (mixing would store every file under two ids)")
         if not info:
-            info = {"schema": STORE_SCHEMA, "created": utc_now().isoformat(), "archive": self.archive, "models": {}}
+            info = {"schema": STORE_SCHEMA, "created": utc_now().isoformat(), "archive": self.archive, "models": {},
+                    "anonymous_ids": self.anonymous_ids}
             write_json_atomic(self.path / "store.json", info)
         elif info.get("archive") not in (None, self.archive):
             log.warning("store %s was built from archive %s; now embedding %s (paths are relative to each root)",

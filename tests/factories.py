@@ -51,6 +51,52 @@ def make_edf(path: Path, signals: Sequence[EDFSignal] | None = None, **kw) -> Pa
     return write_edf(path, signals if signals is not None else eeg_signals(), **kw)
 
 
+# -- real files damaged the way archives damage them (issue 17) ----------------------------
+
+def copy_real(src: Path, dst: Path) -> Path:
+    """A writable copy of a (read-only) real file."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(Path(src).read_bytes())
+    return dst
+
+
+def set_patient_field(path: Path, text: str) -> Path:
+    """Rewrite the 80-byte patient field (EDF+: ``code sex birthdate name``), as a device
+    that was given no ID writes it (Nihon Kohden ``0 X 01-JAN-2019 No_Name``, NeuroCom ``0``)."""
+    raw = bytearray(path.read_bytes())
+    raw[8:88] = text.encode("latin-1").ljust(80)[:80]
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def set_record_count(path: Path, n: int) -> Path:
+    """Write ``n`` (e.g. -1, "unknown" while recording) into the header's record count."""
+    raw = bytearray(path.read_bytes())
+    raw[236:244] = str(n).encode().ljust(8)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def cut_mid_record(path: Path, complete: int, fraction: float = 0.5) -> Path:
+    """Cut a file after ``complete`` whole data records and ``fraction`` of the next, as a
+    crashed recorder or a half-finished copy leaves it (the header still announces all)."""
+    from tokenizer import read_header
+
+    h = read_header(path)
+    path.write_bytes(path.read_bytes()[: h.header_bytes + complete * h.record_bytes + int(fraction * h.record_bytes)])
+    return path
+
+
+def keep_records(path: Path, n: int) -> Path:
+    """Keep only the first ``n`` data records and say so in the header: a complete file of
+    ``n`` records (a recording stopped after a few seconds)."""
+    from tokenizer import read_header
+
+    h = read_header(path)
+    path.write_bytes(path.read_bytes()[: h.header_bytes + n * h.record_bytes])
+    return set_record_count(path, n)
+
+
 # -- labels as other systems write them (issue 17) ------------------------------------------
 
 def relabel(src: Path, dst: Path, labels: Mapping[str, str] | Callable[[str], str] | Sequence[str]) -> Path:

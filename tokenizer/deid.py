@@ -40,7 +40,8 @@ class Deidentified:
     age_years : float or None
         Age at recording, 2 decimals; 90.0 means 90 or older.
     patient_hash : str or None
-        Salted SHA-256 (16 hex digits) of the patient ID; None when the file has none.
+        Salted SHA-256 (16 hex digits) of the patient ID; None when the file has none or
+        only a placeholder (``0``, ``X``, ``No_Name`` ...: see :func:`is_placeholder_id`).
     """
 
     sex: Literal["M", "F"] | None
@@ -78,9 +79,65 @@ def get_salt(salt: str | None = None) -> str:
 
 
 def patient_hash(patient_id: str, salt: str | None = None) -> str:
-    """Salted SHA-256 of a patient ID (16 hex digits); case and whitespace normalised."""
+    """Salted SHA-256 of a patient ID (16 hex digits); case and whitespace normalised.
+
+    Hashes whatever it is given: use :func:`known_patient_hash` for IDs read from files
+    or tables, where placeholders must not become a patient.
+    """
     key = " ".join(patient_id.split()).upper()
     return hashlib.sha256(f"{get_salt(salt)}\x00{key}".encode()).hexdigest()[:16]
+
+
+#: Normalised words that stand for "no patient ID" (case, spaces, ``_ - . /`` ignored).
+#: Devices write these when no ID was entered (Nihon Kohden ``No_Name``, anonymisers
+#: ``Anonymous``); hashed, they would make strangers one patient.
+PLACEHOLDER_IDS: frozenset[str] = frozenset({
+    "", "NONAME", "ANONYMOUS", "ANON", "ANONYMIZED", "ANONYMISED", "DEIDENTIFIED", "REDACTED", "UNKNOWN", "UNK",
+    "NONE", "NULL", "NIL", "NA", "NOTAVAILABLE", "NOTSPECIFIED", "NOID", "PATIENT", "PATIENTID", "ID",
+})
+_PLACEHOLDER_RUNS = re.compile(r"^(?:0+|X+|\?+)$")  # 0, 00000000 (NeuroCom, Nihon Kohden), X (EDF+), ???
+
+
+def is_placeholder_id(text: str) -> bool:
+    """True when a patient ID is blank or a placeholder (``0``, ``000``, ``X``, ``No_Name``,
+    ``Anonymous``, ``unknown``, ``N/A`` ...), in every whitespace-separated part.
+
+    Parameters
+    ----------
+    text : str
+        A patient ID as written (PHI; never logged).
+    """
+    parts = text.split() or [""]
+    for part in parts:
+        key = re.sub(r"[\s_\-./]", "", part).upper()
+        if key not in PLACEHOLDER_IDS and not _PLACEHOLDER_RUNS.match(key):
+            return False
+    return True
+
+
+def known_patient_hash(patient_id: str | None, salt: str | None = None) -> str | None:
+    """Salted hash of a patient ID, or None when the ID is missing, blank or a placeholder.
+
+    The one rule for every source of patient identity (EDF header, ``sessions.csv``,
+    FHIR): a session whose patient is unknown gets no hash, so it is never merged with
+    another unknown patient's session.
+    """
+    if patient_id is None or is_placeholder_id(patient_id):
+        return None
+    return patient_hash(patient_id, salt)
+
+
+def anonymous_id(text: str, kind: str, salt: str | None = None) -> str:
+    """Salted SHA-256 (16 hex digits) of a session id, path or other local name.
+
+    ``kind`` (``"session"``, ``"path"`` ...) separates the name spaces, so a path and a
+    session id that are the same text do not get the same hash. Unlike
+    :func:`patient_hash` the text is hashed exactly (paths are case-sensitive). Whoever
+    holds the salt can recompute the id of a known name; nobody else can invert it.
+    """
+    if not kind or "\x00" in kind:
+        raise ValueError(f"kind must be a non-empty name without NUL, found {kind!r}")
+    return hashlib.sha256(f"{get_salt(salt)}\x00{kind}\x00{text}".encode()).hexdigest()[:16]
 
 
 def parse_edfplus_date(text: str) -> date | None:
@@ -138,12 +195,20 @@ def deidentify(patient_field: str, recording_field: str, startdate: str, *, salt
         parts[2].upper() == "X" or parse_edfplus_date(parts[2]) is not None
     )
     if looks_plus:
-        pid = None if parts[0].upper() == "X" else parts[0]
+        pid = parts[0]  # EDF+ subfields: code sex birthdate name; only the code identifies
         s = parts[1].upper()
         sex = s if s in ("M", "F") else None  # type: ignore[assignment]
         birth = parse_edfplus_date(parts[2])
-    elif patient_field.strip() and patient_field.strip().upper() not in ("X", "X X X X"):
-        pid = patient_field.strip()
+    else:
+        pid = patient_field.strip()  # plain EDF: the whole field is the local identification
+    if is_placeholder_id(pid):
+        # The value is one of PLACEHOLDER_IDS (not PHI), so it may be shown.
+        shown = " ".join(pid.split())
+        warnings.append(
+            (f"patient ID in the header is a placeholder ({shown!r})" if shown else "no patient ID in the header")
+            + ": no patient hash; this session counts as its own patient"
+        )
+        pid = None
     age: float | None = None
     if birth is not None:
         rec = recording_date(recording_field, startdate)
@@ -155,4 +220,4 @@ def deidentify(patient_field: str, recording_field: str, startdate: str, *, salt
                 warnings.append("implausible age from header dates: age left unknown")
             else:
                 age = min(round(years, 2), _AGE_CAP)
-    return Deidentified(sex, age, patient_hash(pid, salt) if pid else None), warnings
+    return Deidentified(sex, age, known_patient_hash(pid, salt)), warnings
