@@ -314,7 +314,7 @@ class Reads:
 
 
 EDF_CASES: list[tuple[Callable[[Path], Path], Fails | Reads]] = [
-    (truncated_mid_record, Fails(TruncatedFileError, "3 complete records")),
+    (truncated_mid_record, Reads("the last 7 s are lost", 19)),  # its 3 complete records (strict: refused)
     (truncated_in_signal_headers, Fails(TruncatedFileError, "5376-byte header")),
     (header_length_lies, Fails(CorruptHeaderError, "header length field says 5120")),
     (header_length_not_a_number, Fails(CorruptHeaderError, "'header bytes' should be a number")),
@@ -525,7 +525,7 @@ def test_report_corpus(tmp_path: Path, caplog: pytest.LogCaptureFixture, name: s
 
 #: Bad files put into the archive: relative path → (builder, manifest error_kind, word in the error).
 BATCH_BAD: dict[str, tuple[Callable[[Path], Path], str, str]] = {
-    "bad/truncated.edf": (truncated_mid_record, "truncated", "truncated"),
+    "bad/truncated.edf": (truncated_mid_record, "too_short", "too short"),  # 3 complete 1-s records
     "bad/header_lies.edf": (header_length_lies, "corrupt_header", "header length field"),
     "bad/zero_records.edf": (zero_records, "no_data_records", "header says 0"),
     "bad/flat_physical.edf": (physical_min_equals_max, "corrupt_header", "physical minimum and maximum"),

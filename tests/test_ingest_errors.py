@@ -38,9 +38,10 @@ def _patch(path, offset, text):
 def test_truncated_file(tmp_path):
     p = _good(tmp_path)
     p.write_bytes(p.read_bytes()[:-1000])
-    with pytest.raises(TruncatedFileError, match=r"announces 10 data records .* truncated") as e:
-        read_recording(p)
+    with pytest.raises(TruncatedFileError, match=r"announces 10 data records .* truncated.*strict") as e:
+        read_recording(p, strict=True)
     assert str(p) in str(e.value)
+    assert read_recording(p).truncated_tail_s == 1.0  # without strict: the 9 complete records
 
 
 def test_truncated_header(tmp_path):

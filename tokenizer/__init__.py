@@ -27,6 +27,7 @@ from tokenizer.errors import (
     NoSignalsError,
     NotEDFError,
     TooFewChannelsError,
+    TooShortError,
     TruncatedFileError,
     UnitError,
     UnreadableFileError,
@@ -40,6 +41,6 @@ __all__ = [
     "ContractMismatchError", "CorruptHeaderError", "Deidentified", "EDFHeader", "EmptyFileError",
     "FilterParams", "IngestError", "NoDataRecordsError", "NoEEGChannelsError", "NoSignalsError",
     "NotEDFError", "Recording", "SignalContract", "SignalHeader", "SpectrogramParams",
-    "TooFewChannelsError", "TruncatedFileError", "UnitError", "UnreadableFileError",
+    "TooFewChannelsError", "TooShortError", "TruncatedFileError", "UnitError", "UnreadableFileError",
     "classify_label", "file_sha256", "map_channels", "normalise_label", "read_header", "read_recording",
 ]

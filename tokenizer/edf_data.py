@@ -30,7 +30,8 @@ class Annotation:
     text: str
 
 
-def read_digital(header: EDFHeader, signals: Iterable[SignalHeader]) -> dict[int, np.ndarray]:
+def read_digital(header: EDFHeader, signals: Iterable[SignalHeader],
+                 n_records: int | None = None) -> dict[int, np.ndarray]:
     """Read the digital samples of some signals, all records, in bounded chunks.
 
     Parameters
@@ -39,6 +40,8 @@ def read_digital(header: EDFHeader, signals: Iterable[SignalHeader]) -> dict[int
         Parsed header of the file.
     signals : iterable of SignalHeader
         Signals to read.
+    n_records : int, optional
+        Read only the first ``n_records`` records (default: all).
 
     Returns
     -------
@@ -49,10 +52,11 @@ def read_digital(header: EDFHeader, signals: Iterable[SignalHeader]) -> dict[int
     sigs = list(signals)
     if not sigs:
         return {}
+    total = header.n_records if n_records is None else max(0, min(int(n_records), header.n_records))
     bps = header.bytes_per_sample
     rec_bytes = header.record_bytes
     out: dict[int, np.ndarray] = {
-        s.index: np.empty(header.n_records * s.samples_per_record, dtype=np.int16 if bps == 2 else np.int32)
+        s.index: np.empty(total * s.samples_per_record, dtype=np.int16 if bps == 2 else np.int32)
         for s in sigs
     }
     offsets = {s.index: header.sample_offset(s) for s in sigs}
@@ -60,8 +64,8 @@ def read_digital(header: EDFHeader, signals: Iterable[SignalHeader]) -> dict[int
     with open(header.path, "rb") as f:
         f.seek(header.header_bytes)
         done = 0
-        while done < header.n_records:
-            k = min(per_chunk, header.n_records - done)
+        while done < total:
+            k = min(per_chunk, total - done)
             raw = np.frombuffer(f.read(k * rec_bytes), dtype=np.uint8)
             if raw.size < k * rec_bytes:  # the header check makes this unreachable unless the file shrank
                 raise CorruptHeaderError(header.path, "file ended while reading data records")

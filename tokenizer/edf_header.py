@@ -10,6 +10,7 @@ header problems as typed errors. The format is small and fully specified
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from tokenizer.errors import (
 _EDF_MAGIC = b"0       "
 _BDF_MAGIC = b"\xffBIOSEMI"
 _ANNOTATION_LABELS = ("edf annotations", "bdf annotations")
+#: Start of every EDF+/BDF+ data record's first annotation signal: the time-keeping TAL.
+_TIME_KEEPING = re.compile(rb"^[+-]\d+(?:\.\d*)?\x14\x14")
 
 #: Width in bytes of each per-signal header field, in file order.
 _SIGNAL_FIELDS: tuple[tuple[str, int], ...] = (
@@ -93,6 +96,8 @@ class EDFHeader:
     signals: tuple[SignalHeader, ...]
     file_size: int
     warnings: tuple[str, ...] = ()
+    #: Seconds announced by the header but not read: records lost to an incomplete tail.
+    truncated_tail_s: float = 0.0
 
     @property
     def is_plus(self) -> bool:
@@ -157,15 +162,28 @@ def _number(text: str, name: str, path: str, *, integer: bool = False) -> float:
     return value
 
 
-def read_header(path: str | Path) -> EDFHeader:
+def read_header(path: str | Path, *, strict: bool = False) -> EDFHeader:
     """Parse and validate the header of an EDF/EDF+/BDF/BDF+ file.
 
-    Only the header is read (plus the file size), so archives can be indexed quickly.
+    Only the header is read (plus the file size, and for a file cut short the start of
+    two data records), so archives can be indexed quickly.
+
+    A file that ends inside its data (a crashed or half-copied recording) keeps its
+    complete records: ``n_records`` counts them, the lost tail is a warning and
+    ``truncated_tail_s``, as MNE reads such files. For EDF+/BDF+ the time-keeping
+    annotation must sit where the header puts it in the first and last complete record,
+    else the header, not the copy, is wrong (samples per record, BDF magic on EDF data)
+    and the file is refused. A record count of -1 ("unknown", allowed by the spec only
+    while recording: the writer never closed the file) is derived from the file size,
+    and a partial last record counts as a lost tail.
 
     Parameters
     ----------
     path : str or Path
         File to read.
+    strict : bool
+        Refuse files cut short and files whose record count is -1 instead of reading
+        their complete records.
 
     Returns
     -------
@@ -248,6 +266,7 @@ def read_header(path: str | Path) -> EDFHeader:
     bytes_per_sample = 3 if bdf else 2
     record_bytes = sum(s.samples_per_record for s in signals) * bytes_per_sample
     data_bytes = size - expected_header
+    tail_s = 0.0
     if n_records == -1:
         # Allowed by the spec while recording; derive the count from the file size.
         n_records = data_bytes // record_bytes if record_bytes else 0
@@ -256,7 +275,17 @@ def read_header(path: str | Path) -> EDFHeader:
                 p, f"expected at least one data record, header says -1 (unknown) and the file holds "
                 f"{data_bytes} bytes of data, less than one {record_bytes}-byte record"
             )
+        if strict:
+            raise TruncatedFileError(
+                p, f"header says -1 data records (unknown: the recording was never closed) and the file holds "
+                f"{n_records} complete records; strict mode refuses it"
+            )
         warnings.append(f"number of data records was -1 (unknown); derived {n_records} from the file size")
+        if data_bytes % record_bytes:
+            tail_s = record_duration
+            warnings.append(f"incomplete last data record ({data_bytes % record_bytes} of {record_bytes} bytes) "
+                            f"dropped: {tail_s:g} s lost")
+            data_bytes = n_records * record_bytes  # not "trailing bytes" below
     elif n_records < -1:
         raise CorruptHeaderError(p, f"number of data records must be >= 0, found {n_records}")
     if n_records == 0:
@@ -264,11 +293,22 @@ def read_header(path: str | Path) -> EDFHeader:
     expected_data = n_records * record_bytes
     if data_bytes < expected_data:
         complete = data_bytes // record_bytes if record_bytes else 0
-        raise TruncatedFileError(
-            p,
-            f"header announces {n_records} data records ({expected_data} bytes), "
-            f"file holds {data_bytes} bytes ({complete} complete records): the file is truncated",
-        )
+        cut = (f"header announces {n_records} data records ({expected_data} bytes), "
+               f"file holds {data_bytes} bytes ({complete} complete records): the file is truncated")
+        if strict:
+            raise TruncatedFileError(p, f"{cut}; strict mode refuses it")
+        if complete == 0:
+            raise TruncatedFileError(p, cut)
+        misplaced = _misplaced_record(p, expected_header, record_bytes, bytes_per_sample, signals, (0, complete - 1))
+        if misplaced is not None:
+            raise TruncatedFileError(
+                p, f"{cut}, and record {misplaced + 1} has no time-keeping annotation where the header puts it, "
+                "so the header (samples per record, sample size), not only the copy, is wrong"
+            )
+        tail_s = (n_records - complete) * record_duration
+        warnings.append(f"incomplete data: the header announces {n_records} data records, the file holds {complete} "
+                        f"complete ones; the last {tail_s:g} s are lost (a crashed or half-copied recording)")
+        n_records, expected_data, data_bytes = complete, complete * record_bytes, complete * record_bytes
     extra = data_bytes - expected_data
     if extra >= record_bytes > 0 and extra % record_bytes:
         # More than a record too much, and not whole records (a stale record count): the
@@ -303,7 +343,28 @@ def read_header(path: str | Path) -> EDFHeader:
         signals=signals,
         file_size=size,
         warnings=tuple(warnings),
+        truncated_tail_s=float(tail_s),
     )
+
+
+def _misplaced_record(p: str, header_bytes: int, record_bytes: int, bps: int, signals: tuple[SignalHeader, ...],
+                      records: tuple[int, ...]) -> int | None:
+    """First of ``records`` whose time-keeping annotation is not where the header puts it.
+
+    None when all are in place, or when the file has no annotation signal (plain EDF/BDF
+    carries nothing that could tell a wrong header from a short copy).
+    """
+    ann = next((s for s in signals if s.is_annotation), None)
+    if ann is None:
+        return None
+    start = sum(s.samples_per_record for s in signals[: ann.index]) * bps
+    n = min(ann.samples_per_record * bps, 64)
+    with open(p, "rb") as f:
+        for r in records:
+            f.seek(header_bytes + r * record_bytes + start)
+            if not _TIME_KEEPING.match(f.read(n)):
+                return r
+    return None
 
 
 def _parse_signals(raw: bytes, ns: int, p: str, bdf: bool) -> tuple[SignalHeader, ...]:

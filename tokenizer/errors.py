@@ -98,6 +98,12 @@ class UnitError(IngestError):
     kind = "bad_unit"
 
 
+class TooShortError(IngestError):
+    """The recording holds no continuous stretch as long as one spectrogram window."""
+
+    kind = "too_short"
+
+
 class ContractMismatchError(IngestError):
     """A recording does not satisfy the signal contract it is checked against."""
 

@@ -142,6 +142,56 @@ def _check_rates(header: EDFHeader, sigs: dict[str, SignalHeader], rates: dict[s
             ) from None
 
 
+def check_signals(header: EDFHeader, sigs: dict[str, SignalHeader],
+                  contract: SignalContract) -> tuple[dict[str, float], dict[str, float], list[str]]:
+    """Check the units and rates of the EEG signals a file is read from, from its header.
+
+    Parameters
+    ----------
+    header : EDFHeader
+    sigs : dict
+        ``{canonical name: signal}`` to be read.
+    contract : SignalContract
+
+    Returns
+    -------
+    scales : dict
+        ``{name: factor to µV}``.
+    rates : dict
+        ``{name: sampling rate in Hz}``.
+    warnings : list of str
+
+    Raises
+    ------
+    UnitError
+        A unit that is not a voltage.
+    CorruptHeaderError
+        A physical range beyond :data:`MAX_ABS_UV`.
+    ContractMismatchError
+        A rate the contract cannot use.
+    """
+    p = header.path
+    warnings: list[str] = []
+    scales: dict[str, float] = {}
+    for c, s in sigs.items():
+        scale = unit_scale(s.unit)
+        if scale is None:
+            raise UnitError(
+                p, f"EEG channel '{s.label}' has unit '{s.unit}'; expected a voltage (nV, uV/µV, mV or V)"
+            )
+        if s.unit.strip() == "":
+            warnings.append(f"channel '{s.label}' has a blank unit; taken as uV")
+        if max(abs(s.physical_min), abs(s.physical_max)) * scale > MAX_ABS_UV:
+            raise CorruptHeaderError(
+                p, f"physical range of EEG channel '{s.label}' is [{s.physical_min:g}, {s.physical_max:g}] "
+                f"{s.unit or 'uV'}; expected one within ±{MAX_ABS_UV:g} µV (a corrupt calibration field)"
+            )
+        scales[c] = scale
+    rates = {c: header.sfreq_of(s) for c, s in sigs.items()}
+    _check_rates(header, sigs, rates, contract)
+    return scales, rates, warnings
+
+
 def default_jobs() -> int:
     """Threads :func:`read_recording` preprocesses with by default.
 
@@ -162,6 +212,7 @@ def read_recording(
     *,
     salt: str | None = None,
     n_jobs: int | None = None,
+    strict: bool = False,
     channel_map: ChannelMap | None = None,
 ) -> Recording:
     """Read an EDF/EDF+/BDF/BDF+ file into a canonical :class:`Recording`.
@@ -183,6 +234,10 @@ def read_recording(
         Threads used to preprocess channels in parallel (default :func:`default_jobs`: up
         to 2, the cores of a laptop, and no more than torch's intra-op threads when torch
         is loaded, so that a one-thread worker of a batch job reads on one thread too).
+    strict : bool
+        Refuse a file cut short inside its data, or whose record count is -1, instead of
+        reading its complete records (the lost tail is then a warning and
+        ``Recording.truncated_tail_s``; see :func:`tokenizer.edf_header.read_header`).
     channel_map : ChannelMap, optional
         A site's aliases of local labels (``ChannelMap.load("site_map.csv")``); the aliases
         applied are reported in ``Recording.channel_report.aliases``.
@@ -199,7 +254,7 @@ def read_recording(
         A subclass naming the file, what was expected and what was found.
     """
     contract = contract or SignalContract()
-    header = read_header(path)
+    header = read_header(path, strict=strict)
     p = header.path
     mapping = plan_channels(header, contract, channel_map=channel_map)
     warnings: list[str] = list(header.warnings)
@@ -210,24 +265,8 @@ def read_recording(
         warnings.append(f"file extension is '{suffix}' but the content is {kind}; read as {kind}")
 
     sigs: dict[str, SignalHeader] = {c: header.signals[i] for c, i in mapping.mapped.items()}
-    scales: dict[str, float] = {}
-    for c, s in sigs.items():
-        scale = unit_scale(s.unit)
-        if scale is None:
-            raise UnitError(
-                p, f"EEG channel '{s.label}' has unit '{s.unit}'; expected a voltage (nV, uV/µV, mV or V)"
-            )
-        if s.unit.strip() == "":
-            warnings.append(f"channel '{s.label}' has a blank unit; taken as uV")
-        if max(abs(s.physical_min), abs(s.physical_max)) * scale > MAX_ABS_UV:
-            raise CorruptHeaderError(
-                p, f"physical range of EEG channel '{s.label}' is [{s.physical_min:g}, {s.physical_max:g}] "
-                f"{s.unit or 'uV'}; expected one within ±{MAX_ABS_UV:g} µV (a corrupt calibration field)"
-            )
-        scales[c] = scale
-
-    rates = {c: header.sfreq_of(s) for c, s in sigs.items()}
-    _check_rates(header, sigs, rates, contract)
+    scales, rates, notes = check_signals(header, sigs, contract)
+    warnings += notes
     sfreq_in = Counter(rates.values()).most_common(1)[0][0]
     if len(set(rates.values())) > 1:
         odd = sorted({f"{r:g}" for r in rates.values() if r != sfreq_in})
@@ -355,4 +394,5 @@ def read_recording(
         segments=seg_s,
         warnings=tuple(warnings),
         contract_digest=contract.digest(),
+        truncated_tail_s=header.truncated_tail_s,
     )

@@ -9,7 +9,7 @@ import numpy as np
 from tokenizer.contract import SignalContract
 from tokenizer.deid import Deidentified
 from tokenizer.edf_data import Annotation
-from tokenizer.errors import ContractMismatchError
+from tokenizer.errors import ContractMismatchError, TooShortError
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,9 @@ class Recording:
         Everything the reader had to decide (free of PHI).
     contract_digest : str
         Digest of the contract the data satisfies.
+    truncated_tail_s : float
+        Seconds the header announced but the file did not hold (an incomplete last
+        record: a crashed or half-copied recording); 0 for a complete file.
     """
 
     data: np.ndarray
@@ -99,6 +102,7 @@ class Recording:
     segments: tuple[tuple[float, float], ...]
     warnings: tuple[str, ...] = field(default_factory=tuple)
     contract_digest: str = ""
+    truncated_tail_s: float = 0.0
 
     @property
     def n_samples(self) -> int:
@@ -136,6 +140,25 @@ class Recording:
         if problems:
             raise ContractMismatchError(self.source_path, "; ".join(problems))
 
+    @property
+    def longest_segment_s(self) -> float:
+        """Length (s) of the longest continuous segment (the whole file when continuous)."""
+        return max((b - a for a, b in self.segments), default=0.0)
+
+    def check_long_enough(self, contract: SignalContract) -> None:
+        """Raise :class:`~tokenizer.TooShortError` unless a continuous segment holds one
+        spectrogram window of ``contract`` (4 s in base): shorter recordings have no
+        spectrogram frame, so nothing to tokenize or embed.
+        """
+        need = contract.spectrogram.window_s
+        have = self.longest_segment_s
+        if have < need:
+            where = "recording" if len(self.segments) <= 1 else f"longest of its {len(self.segments)} segments"
+            raise TooShortError(
+                self.source_path, f"expected at least one {need:g} s spectrogram window of continuous signal, "
+                f"found {have:g} s (the {where}): too short to embed"
+            )
+
     def summary(self) -> dict[str, object]:
         """JSON-ready description (the ``clef inspect --json`` record), free of PHI."""
         return {
@@ -161,5 +184,6 @@ class Recording:
             "segments": [list(s) for s in self.segments],
             "annotations": len(self.annotations),
             "deid": self.deid.to_dict(),
+            "truncated_tail_s": round(self.truncated_tail_s, 3),
             "warnings": list(self.warnings),
         }

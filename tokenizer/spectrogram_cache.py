@@ -129,9 +129,12 @@ def compute_spectrogram(rec: Recording, contract: SignalContract) -> SessionSpec
 
     Raises
     ------
+    TooShortError
+        No continuous segment is as long as one taper window.
     SpectrogramError
-        The recording is shorter than one taper window.
+        No spectrogram can be computed for another reason.
     """
+    rec.check_long_enough(contract)
     sp = contract.spectrogram
     try:
         spec = multitaper.multitaper_spectrogram(
