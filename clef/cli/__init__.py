@@ -81,6 +81,7 @@ def load_channel_map(path: Path | None) -> ChannelMap | None:
 
 
 from clef.cli import align as _align  # noqa: E402,F401  (registers commands)
+from clef.cli import audit as _audit  # noqa: E402,F401
 from clef.cli import demo as _demo  # noqa: E402,F401
 from clef.cli import inspect as _inspect  # noqa: E402,F401
 from clef.cli import pretrain as _pretrain  # noqa: E402,F401

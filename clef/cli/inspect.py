@@ -19,15 +19,28 @@ out = Console()
 
 
 def inspect_file(path: Path, contract: SignalContract,
-                 channel_map: ChannelMap | None = None) -> tuple[dict, Recording | None]:
-    """Read one file (with a site's ``channel_map``); return its JSON record and the recording (None on failure)."""
+                 channel_map: ChannelMap | None = None, *, strict: bool = False) -> tuple[dict, Recording | None]:
+    """Read one file (with a site's ``channel_map``); return its JSON record and the recording (None on failure).
+
+    A file read but too short for one spectrogram window is ``ok: false`` (``too_short``)
+    with its record kept; the mains frequency found in the raw signal is reported and
+    compared with the contract's notch (:func:`clef.audit.recording_checks`).
+    """
     try:
-        rec = read_recording(path, contract, channel_map=channel_map)
+        rec = read_recording(path, contract, channel_map=channel_map, strict=strict)
     except IngestError as exc:
         return {"path": str(path), "ok": False, "error": str(exc), "error_kind": exc.kind, "format": None,
                 "duration_s": None, "sfreq_in": None, "channels": None, "annotations": None,
                 "deid": None, "warnings": []}, None
-    return rec.summary(), rec
+    from clef.audit import recording_checks
+
+    summary = rec.summary()
+    mains, notes, problem = recording_checks(rec, contract)
+    summary["mains"] = mains.to_dict()
+    summary["warnings"] = list(summary["warnings"]) + notes
+    if problem is not None:
+        summary.update(ok=False, error=str(problem), error_kind=problem.kind)
+    return summary, rec
 
 
 def _print_human(rec: dict) -> None:
@@ -41,6 +54,9 @@ def _print_human(rec: dict) -> None:
               f"(recorded {rec['recorded_s']:.1f} s)  EEG rate {rec['sfreq_in']:g} Hz → {rec['sfreq_out']:g} Hz  "
               f"annotations {rec['annotations']}  segments {len(rec['segments'])}")
     out.print(f"de-identified: sex={d['sex']} age={d['age_years']} patient_hash={d['patient_hash']}")
+    mains = (rec.get("mains") or {}).get("detected_hz")
+    out.print(f"mains in the signal: {f'{mains:g} Hz' if mains else 'none'}"
+              + (f"  [yellow]lost tail {rec['truncated_tail_s']:g} s[/]" if rec.get("truncated_tail_s") else ""))
     t = Table(box=None, show_header=False, pad_edge=False)
     items = [f"[bold]{c}[/] ← {src} [dim]{rec['units'].get(c, '')}[/]" for c, src in ch["mapped"].items()]
     for row in range(0, len(items), 4):
@@ -71,13 +87,16 @@ def inspect(
     start: float = typer.Option(0.0, "--start", help="Start of the plotted page (s)."),
     notch: float = typer.Option(60.0, "--notch", help="Mains frequency for the notch (50 or 60 Hz)."),
     channel_map: Path | None = typer.Option(None, "--channel-map", help=CHANNEL_MAP_HELP),
+    strict: bool = typer.Option(False, "--strict", help="Refuse a file cut short inside its data (a crashed or "
+                                                        "half-copied recording) instead of reading its complete "
+                                                        "records."),
 ) -> None:
     """Show format, channel mapping, reference, units, annotations, de-identified facts and problems."""
     aliases = load_channel_map(channel_map)
     contract = SignalContract(filters={"notch_freq": notch})
     failed = 0
     for f in files:
-        rec, recording = inspect_file(f, contract, aliases)
+        rec, recording = inspect_file(f, contract, aliases, strict=strict)
         if as_json:
             print(json.dumps(rec), flush=True)
             if not rec["ok"]:
