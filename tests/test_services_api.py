@@ -150,7 +150,7 @@ def test_stored_session_endpoints(served) -> None:
     c, sid = served["client"], served["ids"][0]
     meta = c.get(f"/sessions/{sid}").json()
     assert meta["session_id"] == sid and set(meta) == {"session_id", "site", "setting", "sex", "age_years",
-                                                       "duration_s", "n_windows"}
+                                                       "duration_s", "n_windows", "reference"}
     probs = c.get(f"/sessions/{sid}/probabilities").json()
     x = served["store"].vector(sid, served["model"])
     assert probs["probabilities"] == {t: pytest.approx(p(x), abs=1e-6) for t, p in served["probes"].items()}
