@@ -51,6 +51,58 @@ def make_edf(path: Path, signals: Sequence[EDFSignal] | None = None, **kw) -> Pa
     return write_edf(path, signals if signals is not None else eeg_signals(), **kw)
 
 
+#: CHB-MIT's double banana on the 19 10-20 electrodes, labelled as CHB-MIT labels it (T7/P7
+#: for T3/T5): the four temporal and parasagittal chains, the midline chain (connected to
+#: nothing else, so masked), the repeats ``P7-T7`` (``T7-P7`` reversed) and a second
+#: ``T8-P8``, and the bridge between the temporal chains, CHB-MIT's ``T7-FT9``,
+#: ``FT9-FT10``, ``FT10-T8`` taken as one ``T7-T8`` (a 10-20 file has no FT9/FT10). Without
+#: that bridge a double banana is three unconnected groups and cannot be converted.
+DOUBLE_BANANA: tuple[str, ...] = (
+    "FP1-F7", "F7-T7", "T7-P7", "P7-O1", "FP1-F3", "F3-C3", "C3-P3", "P3-O1",
+    "FP2-F4", "F4-C4", "C4-P4", "P4-O2", "FP2-F8", "F8-T8", "T8-P8", "P8-O2",
+    "FZ-CZ", "CZ-PZ", "P7-T7", "T7-T8", "T8-P8",
+)
+#: The central transverse chain of TUH's TCP montage that links the midline to both sides.
+CENTRAL_CHAIN: tuple[str, ...] = ("T7-C3", "C3-CZ", "CZ-C4", "C4-T8")
+
+
+def write_bipolar_edf(path: Path, source: Path, derivations: Sequence[str] = DOUBLE_BANANA, *,
+                      flip: Sequence[str] = (), flat: Sequence[str] = ()) -> Path:
+    """Re-montage a referential EDF as bipolar derivations, written with pyedflib.
+
+    Each derivation ``A-B`` is the source's physical ``A`` minus ``B`` at the source rate
+    (channels found by their canonical 10-20 name; T7/T8/P7/P8 are T3/T4/T5/T6). A label
+    in ``flip`` is written with the opposite polarity (a mislabelled derivation), one in
+    ``flat`` as zeros (a disconnected input).
+    """
+    import pyedflib
+
+    from tokenizer.channels import classify_label
+
+    with pyedflib.EdfReader(str(source)) as f:
+        by_name = {}
+        for i, label in enumerate(f.getSignalLabels()):
+            kind, name, _ = classify_label(label, CANONICAL_CHANNELS)
+            if kind == "canonical" and name not in by_name:
+                by_name[name] = (f.readSignal(i), f.getSampleFrequency(i))
+    headers, samples = [], []
+    for label in derivations:
+        a, b = (classify_label(side, CANONICAL_CHANNELS)[1] for side in label.split("-"))
+        (xa, fs), (xb, _) = by_name[a], by_name[b]
+        x = (xb - xa) if label in flip else (xa - xb)
+        if label in flat:
+            x = np.zeros_like(x)
+        top = float(np.ceil(np.abs(x).max() * 1.05 + 1.0))
+        headers.append({"label": label, "dimension": "uV", "sample_frequency": fs, "physical_max": top,
+                        "physical_min": -top, "digital_max": 32767, "digital_min": -32768,
+                        "transducer": "", "prefilter": ""})
+        samples.append(x)
+    with pyedflib.EdfWriter(str(path), len(headers), file_type=pyedflib.FILETYPE_EDFPLUS) as w:
+        w.setSignalHeaders(headers)
+        w.writeSamples(samples)
+    return path
+
+
 # -- real files damaged the way archives damage them (issue 17) ----------------------------
 
 def copy_real(src: Path, dst: Path) -> Path:

@@ -74,7 +74,7 @@ class NoEEGChannelsError(IngestError):
 
 
 class BipolarMontageError(IngestError):
-    """Only bipolar derivations were found; the model needs referential channels."""
+    """A bipolar montage that cannot be converted to potentials (too few connected electrodes)."""
 
     kind = "bipolar_montage"
 

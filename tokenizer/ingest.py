@@ -23,7 +23,6 @@ from tokenizer.edf_data import (
 )
 from tokenizer.edf_header import EDFHeader, SignalHeader, read_header
 from tokenizer.errors import (
-    BipolarMontageError,
     ContractMismatchError,
     CorruptHeaderError,
     DenseCapError,
@@ -33,6 +32,7 @@ from tokenizer.errors import (
     UnitError,
 )
 from tokenizer.hashing import file_sha256
+from tokenizer.montage import plan_bipolar
 from tokenizer.preprocess import (
     plan_filter,
     resample_channel,
@@ -68,7 +68,8 @@ def plan_channels(header: EDFHeader, contract: SignalContract, *,
         A dense cap named by position (BioSemi ABC, EGI) that the channel map does not
         map to enough 10-20 sites.
     BipolarMontageError
-        Only bipolar derivations (``FP1-F7`` ...) were found.
+        A bipolar montage (``FP1-F7`` ...) that cannot be converted to potentials
+        (see :func:`tokenizer.montage.plan_bipolar`).
     NoEEGChannelsError
         No channel maps to the montage.
     TooFewChannelsError
@@ -93,12 +94,11 @@ def plan_channels(header: EDFHeader, contract: SignalContract, *,
             p, f"expected 10-20 electrode names, found a {mapping.dense_cap}: its names are cap positions (its C3, "
             f"F8 or A1 are not the 10-20 sites or ear references of those names), so it is not mapped by name; {how}"
         )
+    # Converted from its derivations (average reference) when too few referential channels;
+    # refused with the reason when the derivations cannot be converted.
+    if plan_bipolar(p, labels, [s.is_annotation for s in header.signals], mapping, contract) is not None:
+        return mapping
     if n == 0:
-        if mapping.bipolar:
-            raise BipolarMontageError(
-                p, f"expected referential EEG channels (e.g. 'EEG Fp1-REF'), found a bipolar montage "
-                f"({len(mapping.bipolar)} derivations such as '{mapping.bipolar[0]}'); the model is referential"
-            )
         found = ", ".join(f"'{s.label}'" for s in header.data_signals[:8])
         raise NoEEGChannelsError(
             p, f"expected channels of the 10-20 montage ({', '.join(contract.channels[:4])} ...), "
@@ -257,6 +257,9 @@ def read_recording(
     header = read_header(path, strict=strict)
     p = header.path
     mapping = plan_channels(header, contract, channel_map=channel_map)
+    # A bipolar file is read derivation by derivation and converted to potentials below.
+    montage = plan_bipolar(p, [s.label for s in header.signals], [s.is_annotation for s in header.signals],
+                           mapping, contract)
     warnings: list[str] = list(header.warnings)
     warnings += mapping.warnings
     suffix = Path(p).suffix.lower()
@@ -264,7 +267,8 @@ def read_recording(
     if suffix in (".edf", ".bdf") and suffix[1:].upper() != kind:
         warnings.append(f"file extension is '{suffix}' but the content is {kind}; read as {kind}")
 
-    sigs: dict[str, SignalHeader] = {c: header.signals[i] for c, i in mapping.mapped.items()}
+    sources = montage.sources if montage is not None else mapping.mapped
+    sigs: dict[str, SignalHeader] = {c: header.signals[i] for c, i in sources.items()}
     scales, rates, notes = check_signals(header, sigs, contract)
     warnings += notes
     sfreq_in = Counter(rates.values()).most_common(1)[0][0]
@@ -304,9 +308,10 @@ def read_recording(
     last = segments[-1]
     timeline_s = last[2] + (last[1] - last[0]) * header.record_duration
     n_out = int(np.ceil(round(timeline_s * sf_out, 6)))
-    data = np.zeros((contract.n_channels, n_out), dtype=np.float32)
+    n_rows = max(contract.n_channels, len(sigs))  # a bipolar file may have more derivations than electrodes
+    data = np.zeros((n_rows, n_out), dtype=np.float32)
     sample_mask = np.zeros(n_out, dtype=bool)
-    channel_mask = np.zeros(contract.n_channels, dtype=bool)
+    channel_mask = np.zeros(n_rows, dtype=bool)
 
     digital = read_digital(header, sigs.values())
     plans = {r: plan_filter(r, sf_out, contract.filters) for r in set(rates.values())}
@@ -320,7 +325,7 @@ def read_recording(
         seg_bounds.append((first, stop, start_out, stop_out))
         sample_mask[start_out:stop_out] = True
 
-    order = {c: k for k, c in enumerate(contract.channels)}
+    order = {c: k for k, c in enumerate(contract.channels if montage is None else sigs)}
 
     def resample(c: str) -> str | None:
         s = sigs[c]
@@ -356,6 +361,10 @@ def read_recording(
         list(ex.map(filt, jobs))
     digital.clear()  # free the raw samples before building the Recording
     warnings += [n for n in notes if n]
+    if montage is not None:  # filtered derivations → potentials (both steps linear: they commute)
+        units = {c: s.unit for c, s in sigs.items()}
+        data, channel_mask, converted = montage.convert(data, channel_mask, units, contract)
+        warnings += converted.warnings
     used = int(channel_mask.sum())
     if used < contract.min_channels:
         raise TooFewChannelsError(
@@ -375,7 +384,7 @@ def read_recording(
         reference=mapping.reference,
         reference_counts=mapping.reference_counts,
         units={c: sigs[c].unit for c in sigs},
-    )
+    ) if montage is None else converted.report
     for w in warnings:
         log.info("%s: %s", os.path.basename(p), w)
     return Recording(
@@ -395,4 +404,5 @@ def read_recording(
         warnings=tuple(warnings),
         contract_digest=contract.digest(),
         truncated_tail_s=header.truncated_tail_s,
+        montage=converted.summary if montage is not None else None,
     )

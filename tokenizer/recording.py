@@ -85,6 +85,10 @@ class Recording:
     truncated_tail_s : float
         Seconds the header announced but the file did not hold (an incomplete last
         record: a crashed or half-copied recording); 0 for a complete file.
+    montage : dict or None
+        For a file converted from a bipolar montage (:mod:`tokenizer.montage`): derivations
+        found and used, electrodes recovered and masked, repeats dropped, loop residual;
+        None for a referential file.
     """
 
     data: np.ndarray
@@ -103,6 +107,7 @@ class Recording:
     warnings: tuple[str, ...] = field(default_factory=tuple)
     contract_digest: str = ""
     truncated_tail_s: float = 0.0
+    montage: dict[str, object] | None = None
 
     @property
     def n_samples(self) -> int:
@@ -185,5 +190,6 @@ class Recording:
             "annotations": len(self.annotations),
             "deid": self.deid.to_dict(),
             "truncated_tail_s": round(self.truncated_tail_s, 3),
+            "montage": dict(self.montage) if self.montage else {"kind": "referential"},
             "warnings": list(self.warnings),
         }
