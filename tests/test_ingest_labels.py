@@ -127,7 +127,8 @@ def test_channel_map_maps_a_sites_own_labels(real_dir, tmp_path, suffix):
     s = rec.summary()
     assert s["channels"]["aliases"] == {**sites, "POL E": "exclude"}
     assert s["channels"]["mapped"]["C3"] == next(k for k, v in sites.items() if v == "C3")
-    assert re.fullmatch(rf"excluded by the channel map \(.*site{suffix} line \d+\)", s["channels"]["excluded_reasons"]["POL E"])
+    assert re.fullmatch(rf"excluded by the channel map \(.*site{suffix} line \d+\)",
+                        s["channels"]["excluded_reasons"]["POL E"])
     assert s["reference"] == "unknown"  # 'EEG In07' names no reference
 
 
@@ -140,7 +141,8 @@ def test_channel_map_matches_bare_names_and_new_temporal_names():
 
 
 @pytest.mark.parametrize("name, text, message", [
-    ("m.csv", "label,site\nEEG X1,C3\nEEG X2,Cx3\n", r"m\.csv line 3: target 'Cx3' of 'EEG X2' is not one of the 19 sites"),
+    ("m.csv", "label,site\nEEG X1,C3\nEEG X2,Cx3\n",
+     r"m\.csv line 3: target 'Cx3' of 'EEG X2' is not one of the 19 sites"),
     ("m.csv", "EEG X1,C3\n\n# a comment\neeg  x1,C4\n", r"m\.csv line 4: label 'eeg  x1' given twice \(first .*line 1"),
     ("m.csv", "EEG X1,C3,extra\n", r"m\.csv line 1: two columns 'label,site' expected, found 3"),
     ("m.csv", ",C3\n", r"m\.csv line 1: a local label expected"),

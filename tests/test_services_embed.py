@@ -137,10 +137,10 @@ def test_failed_files_are_retried_only_when_asked(archive: Path, svc_checkpoint:
     flaky = sorted((archive / "edf").rglob("*.edf"))[1]
     real = worker.read_header_facts
 
-    def broken(path):  # noqa: ANN001,ANN202 - a transient failure (e.g. a network file system)
+    def broken(path, **kw):  # noqa: ANN001,ANN003,ANN202 - a transient failure (e.g. a network file system)
         if Path(path) == flaky:
             raise HeaderError("unreadable", f"{path}: cannot read the file (Input/output error)")
-        return real(path)
+        return real(path, **kw)
 
     monkeypatch.setattr(worker, "read_header_facts", broken)
     s = embed_archive(archive, svc_checkpoint, store, EmbedConfig(part_size=100), progress=False)

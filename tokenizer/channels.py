@@ -9,11 +9,11 @@ case-insensitively. The reference each channel was recorded against is kept
 (:data:`REFERENCE_SCHEMES`), so a file's reference scheme can be reported and filtered on.
 
 Non-EEG channels are excluded and reported with a reason; a bipolar montage is
-recognised so it can be converted to potentials (:mod:`tokenizer.montage`) or refused. Dense caps whose electrodes are named by position
-(BioSemi ABC ``A1``..``H32``, EGI ``E1``..``E256``) are recognised from the label set and
-never mapped by name: their ``C3`` or ``A1`` are cap positions, not the 10-20 sites or
-ear references of the same name. A site's own labels are mapped with a
-:class:`ChannelMap` (``--channel-map FILE``).
+recognised so it can be converted to potentials (:mod:`tokenizer.montage`) or refused.
+Dense caps whose electrodes are named by position (BioSemi ABC ``A1``..``H32``, EGI
+``E1``..``E256``) are recognised from the label set and never mapped by name: their ``C3``
+or ``A1`` are cap positions, not the 10-20 sites or ear references of the same name. A
+site's own labels are mapped with a :class:`ChannelMap` (``--channel-map FILE``).
 """
 
 from __future__ import annotations
@@ -413,13 +413,13 @@ def map_channels(labels: Sequence[str], canonical: Sequence[str], annotation: Se
             continue
         key = _unique_key(label, excluded)
         alias = channel_map.lookup(label) if channel_map is not None else None
-        if alias is not None:
+        if alias is not None and channel_map is not None:
             aliases[label] = alias.target
             name = None if alias.target == EXCLUDE else _canonical_name(alias.target.lower(), canonical)
             kind = "canonical" if name is not None else "excluded"
-            reason = (f"excluded by the channel map ({channel_map.where(alias)})" if alias.target == EXCLUDE  # type: ignore[union-attr]
-                      else f"the channel map ({channel_map.where(alias)}) maps it to {alias.target}, "  # type: ignore[union-attr]
-                           "which is not in the contract montage")
+            where = channel_map.where(alias)
+            reason = (f"excluded by the channel map ({where})" if alias.target == EXCLUDE
+                      else f"the channel map ({where}) maps it to {alias.target}, which is not in the contract montage")
         else:
             kind, name, reason = classify_label(label, canonical, common_reference=common)
             if dense is not None and kind in ("canonical", "extra_eeg", "reference", "bipolar"):
