@@ -94,7 +94,6 @@ class SessionOut(_Out):
                                                     "AVG, MAST, EAR, CZ, bipolar, unknown or mixed.")
 
 
-
 class NeighbourOut(SessionOut):
     rank: int
     score: float = Field(description="Cosine similarity.")
