@@ -21,6 +21,7 @@ path, size and modification time.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -241,7 +242,9 @@ def bandpower_embeddings(sessions: pl.DataFrame, archive: str | os.PathLike[str]
     failed: list[str] = []
     if todo:
         if workers > 1 and len(todo) > 1:
-            with ProcessPoolExecutor(max_workers=workers) as ex:
+            # spawned, not forked: a caller that has run torch holds its thread pool, and a
+            # forked child waiting on those threads' locks never starts (seen in the validity study)
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as ex:
                 outs: Any = ex.map(_one, todo, chunksize=4)
                 for sid, vec, msg in track(outs, "band power", total=len(todo), enabled=progress):
                     (result.__setitem__(sid, (keys[sid], vec)) if vec is not None else failed.append(f"{sid}: {msg}"))
