@@ -149,6 +149,12 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--stop-after", choices=STAGES, default=None)
+    ap.add_argument("--hospital", type=Path, default=None, help="Reuse a hospital another study wrote (linked, "
+                    "not copied) instead of synthesizing one: two studies on one hospital share its suite and "
+                    "test patients, so their rungs can be compared.")
+    ap.add_argument("--tokenizer", type=Path, default=None, help="A tokenizer checkpoint trained elsewhere (for "
+                    "example on a separate synthetic hospital), used as is instead of training one; recorded in "
+                    "study.json. Inductive only if it never saw this hospital's sessions.")
     args = ap.parse_args()
     # a session's end or `kill` sends SIGTERM: leave through the stage's bookkeeping
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -176,6 +182,15 @@ def main() -> None:
     def hospital_stage() -> dict[str, Any]:
         from clef.synthetic.hospital import synthesize_hospital
 
+        if args.hospital is not None:
+            source = args.hospital.resolve()
+            if not (source / "sessions.csv").is_file():
+                raise SystemExit(f"--hospital {args.hospital}: no sessions.csv (not a synthetic hospital)")
+            if hospital.is_symlink():
+                hospital.unlink()
+            hospital.symlink_to(source, target_is_directory=True)
+            sessions = (source / "sessions.csv").read_text().count("\n") - 1
+            return {"reused": str(source), "sessions": sessions}
         s = synthesize_hospital(hospital, args.patients, seed=args.seed, workers=args.threads, overwrite=True)
         return {"patients": args.patients, "sessions": s.n_sessions, "hours": round(s.hours_of_eeg, 1)}
 
@@ -190,6 +205,28 @@ def main() -> None:
         from tokenizer.vqgan.config import load_config
         from tokenizer.vqgan.training import train_tokenizer
 
+        if args.tokenizer is not None:
+            source = args.tokenizer.resolve()
+            if not (source / "meta.json").is_file():
+                raise SystemExit(f"--tokenizer {args.tokenizer}: no meta.json (not a tokenizer checkpoint)")
+            if tok_ck.is_symlink():
+                tok_ck.unlink()
+            tok_ck.symlink_to(source, target_is_directory=True)
+            from tokenizer.hashing import file_sha256
+
+            meta = json.loads((source / "meta.json").read_text())
+            seen = set(meta.get("trained_on", {}).get("sessions", {}).get("keys", []))
+            if not seen:
+                raise SystemExit(f"--tokenizer {args.tokenizer}: meta.json does not record the sessions it trained on")
+            # by content, not by id: another synthetic hospital reuses the ids P000001...
+            patients = _patients(hospital)
+            ours = {rel: file_sha256(hospital / rel)[:16] for rel in patients}
+            test = {rel for rel, pid in patients.items() if pid is not None and split.of(pid) == "test"}
+            overlap = sorted(rel for rel, key in ours.items() if key in seen)
+            keep = ("config_name", "step", "grid", "n_tokens", "training_data_digest")
+            return {"reused": str(source), **{k: meta.get(k) for k in keep}, "train_sessions": len(seen),
+                    "sessions_of_this_hospital_seen": len(overlap),
+                    "test_sessions_seen": len(set(overlap) & test), "inductive": not (set(overlap) & test)}
         src = hospital / "edf"
         n = None
         if not args.transductive:
