@@ -11,7 +11,7 @@ import numpy as np
 
 def make_file(path: Path, seconds: int, sfreq: int = 256, seed: int = 0) -> Path:
     """A 19-channel EEG-like EDF (alpha with a posterior maximum, random walk, noise); reused if present."""
-    from clef.synthetic.edf_writer import EDFSignal, write_edf
+    from tokenizer.edf_writer import EDFSignal, write_edf
     from tokenizer import CANONICAL_CHANNELS
 
     if path.exists():

@@ -60,7 +60,7 @@ NUMBER_WORDS = ("0", "-0", "-1", "1", "+5", " 5", "5 ", "1e3", "1E3", "1e308", "
 
 def seed_files(tmp: Path) -> dict[str, bytes]:
     """Valid files to mutate, written by the project's EDF writer."""
-    from clef.synthetic.edf_writer import EDFSignal, write_edf
+    from tokenizer.edf_writer import EDFSignal, write_edf
     from tokenizer import CANONICAL_CHANNELS
 
     rng = np.random.default_rng(0)

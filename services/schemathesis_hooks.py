@@ -7,7 +7,7 @@ kind ``not_edf``), and the success path of the uploads would go untested. Loaded
 (``SCHEMATHESIS_HOOKS=services.schemathesis_hooks schemathesis run ...``) or through
 :func:`register` (the in-suite test, tests/test_services_openapi.py), this module makes
 the positive test cases upload small synthetic recordings (19 referential 10-20 channels,
-8-40 s, 128-256 Hz, EDF+ or BDF+, written by :func:`clef.synthetic.edf_writer.write_edf`;
+8-40 s, 128-256 Hz, EDF+ or BDF+, written by :func:`tokenizer.edf_writer.write_edf`;
 no patient identity). Negative test cases keep sending whatever schemathesis generates.
 
 Needs ``schemathesis`` and ``hypothesis`` (the ``dev`` extra).
@@ -38,7 +38,7 @@ def edf_bytes(seconds: int, sfreq: int, *, bdf: bool = False, seed: int = 0) -> 
     seed : int
         Noise seed.
     """
-    from clef.synthetic.edf_writer import EDFSignal, write_edf
+    from tokenizer.edf_writer import EDFSignal, write_edf
     from tokenizer import CANONICAL_CHANNELS
 
     rng = np.random.default_rng(seed)

@@ -7,8 +7,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from clef.synthetic.edf_writer import EDFSignal, write_edf
 from tokenizer import CANONICAL_CHANNELS
+from tokenizer.edf_writer import EDFSignal, write_edf
 
 STYLES = {
     "ref": lambda c: f"EEG {c.upper()}-REF",

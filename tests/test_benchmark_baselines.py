@@ -26,9 +26,9 @@ CHANNELS = ("Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T3", "C3", "Cz", "C4", 
 @pytest.fixture(scope="module")
 def tiny_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two 60 s EDF sessions: a normal one (9.5 Hz PDR) and one with diffuse slowing; and one bad file."""
-    from clef.synthetic.edf_writer import EDFSignal, write_edf
     from clef.synthetic.eeg import simulate_eeg
     from clef.synthetic.spec import PlantedFinding, SessionSpec
+    from tokenizer.edf_writer import EDFSignal, write_edf
 
     root = tmp_path_factory.mktemp("bp_archive")
     specs = {"S1": SessionSpec("S1", 60.0, 30.0, "routine", (), 60.0, 1),

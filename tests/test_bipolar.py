@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from clef.cli.inspect import inspect_file
-from clef.synthetic.edf_writer import EDFSignal
 from tests.factories import CENTRAL_CHAIN, DOUBLE_BANANA, eeg_signals, make_edf, write_bipolar_edf
 from tokenizer import (
     CANONICAL_CHANNELS,
@@ -15,6 +14,7 @@ from tokenizer import (
     SignalContract,
     read_recording,
 )
+from tokenizer.edf_writer import EDFSignal
 from tokenizer.montage import bipolar_to_average, derivation_pair
 from tokenizer.multitaper import multitaper_spectrogram
 

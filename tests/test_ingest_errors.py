@@ -21,7 +21,7 @@ from tokenizer import (
     read_header,
     read_recording,
 )
-from clef.synthetic.edf_writer import EDFSignal
+from tokenizer.edf_writer import EDFSignal
 
 
 def _good(tmp_path, name="good.edf", **kw):

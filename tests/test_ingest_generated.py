@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from clef.synthetic.edf_writer import EDFSignal, write_edf
 from tests.factories import STYLES, eeg_signals, make_edf
 from tokenizer import CANONICAL_CHANNELS, SignalContract, TooFewChannelsError, UnitError, read_recording
+from tokenizer.edf_writer import EDFSignal, write_edf
 
 
 def _amp_at(x: np.ndarray, fs: float, f0: float) -> float:

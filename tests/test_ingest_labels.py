@@ -18,7 +18,6 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from clef.synthetic.edf_writer import EDFSignal, write_edf
 from tests.factories import biosemi_abc_labels, eeg_signals, relabel
 from tokenizer import (
     CANONICAL_CHANNELS,
@@ -32,6 +31,7 @@ from tokenizer import (
     read_recording,
 )
 from tokenizer.channels import map_channels
+from tokenizer.edf_writer import EDFSignal, write_edf
 from tokenizer.ingest import plan_channels
 
 NK = "nk_chtypes_edfplusC.edf"  # Nihon Kohden, 'EEG Fp1-Ref' ..., 5 s at 200 Hz

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from clef.synthetic.edf_writer import EDFSignal, write_edf
 from tokenizer import CANONICAL_CHANNELS, SignalContract, read_recording
+from tokenizer.edf_writer import EDFSignal, write_edf
 from tokenizer.spectrogram_cache import SpectrogramCache, cache_key, compute_spectrogram, find_recordings
 from tokenizer.vqgan import (
     VQGAN,

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
-from clef.synthetic.edf_writer import EDFSignal, write_edf
 from tokenizer.contract import CANONICAL_CHANNELS
+from tokenizer.edf_writer import EDFSignal, write_edf
 
 _NEW = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}
 

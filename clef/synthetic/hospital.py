@@ -35,12 +35,12 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from clef.synthetic.edf_writer import EDFSignal, write_edf
 from clef.synthetic.eeg import EEGSimConfig, simulate_eeg
 from clef.synthetic.fhir import patient_bundle, validate_bundle
 from clef.synthetic.population import Patient, Population, PopulationConfig, SessionTruth, generate_population
 from clef.synthetic.reports import write_report
 from tokenizer.contract import CANONICAL_CHANNELS
+from tokenizer.edf_writer import EDFSignal, write_edf
 
 log = logging.getLogger(__name__)
 
