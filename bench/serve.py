@@ -89,7 +89,7 @@ def build_store(args: argparse.Namespace) -> tuple[Path, Path, Path, Path]:
     from services.config import EmbedConfig, IndexConfig
     from services.discovery import discover
     from services.index import ensure_index
-    from services.probes import Probe, save_probe
+    from benchmark_tasks.probes import LogisticProbe, TaskProbe, save_probe
     from services.store import EmbeddingStore
 
     checkpoint = args.checkpoint or default_checkpoint("tiny")
@@ -117,8 +117,8 @@ def build_store(args: argparse.Namespace) -> tuple[Path, Path, Path, Path]:
         st = EmbeddingStore(store)
         rng = np.random.default_rng(0)
         for task in ("dx_epilepsy", "rx_benzodiazepines", "eeg_focal_slowing"):
-            save_probe(probes, Probe(task, rng.normal(size=ci.dim), 0.1, np.zeros(ci.dim), np.ones(ci.dim),
-                                     st.resolve_model(None), {"category": "bench"}))
+            save_probe(probes, TaskProbe(task, LogisticProbe(rng.normal(size=ci.dim), 0.1, np.zeros(ci.dim), np.ones(ci.dim)),
+                                         st.resolve_model(None), {"category": "bench"}))
     return store, checkpoint, probes, Path(args.edf)
 
 

@@ -4,6 +4,10 @@ Both probes standardise their inputs with the training sessions' mean and scale;
 missing values (NaN, e.g. band powers of an absent electrode) are imputed with the
 training mean, i.e. 0 after standardisation, and a constant feature gets scale 1.
 
+This module is the one scorer and the one reader of the probe JSON format: the
+benchmark writes probes with :meth:`LogisticProbe.save`, the HTTP service reads them
+with :func:`load_probes` and scores with the same :meth:`LogisticProbe.predict_proba`.
+
 Serving format (``RESULTS_DIR/probes/[<model>/]<task>.json``, no pickles)::
 
     {"format_version": 1, "kind": "logistic", "task": ..., "category": ..., "model": ...,
@@ -13,13 +17,20 @@ Serving format (``RESULTS_DIR/probes/[<model>/]<task>.json``, no pickles)::
     probability = 1 / (1 + exp(-(((x - mean) / scale) · coef + intercept)))
 
 with NaN entries of ``(x - mean) / scale`` replaced by 0 (:meth:`LogisticProbe.predict_proba`).
+``coef`` and ``intercept`` are required; ``mean`` and ``scale`` default to 0 and 1;
+``"schema": "clef.probe/1"`` (an older writer's tag) is accepted in place of
+``format_version``. The service reads ``RESULTS_DIR/probes/*.json`` only (one model's
+probes); ``auroc`` (or ``auroc_test``), ``category``, ``n_train``, ``description`` and
+``model`` are shown to its users.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +42,27 @@ __all__ = [
     "PROBE_FORMAT_VERSION",
     "LogisticProbe",
     "MLPProbe",
+    "TaskProbe",
     "cross_validated_auroc",
     "fit_logistic_probe",
     "fit_mlp_probe",
     "load_probe",
+    "load_probes",
+    "save_probe",
     "standardiser",
 ]
 
+log = logging.getLogger(__name__)
+
 PROBE_FORMAT_VERSION = 1
+#: The tag an older writer put in place of ``format_version``; still read.
+PROBE_SCHEMA = "clef.probe/1"
+#: Metadata of a probe file shown to the service's users.
+_SHOWN = ("category", "auroc", "n_train", "description", "model")
+_TASK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$")
+#: Logits are clipped here before the sigmoid: exp(60) is far from overflow, and the
+#: clip moves no probability by more than 1e-26 (sigmoid(60) is 1 in double precision).
+_LOGIT_CLIP = 60.0
 
 
 def cross_validated_auroc(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, n_splits: int = 5, c: float = 0.1,
@@ -140,8 +164,13 @@ class LogisticProbe:
         return _standardise(x, self.mean, self.scale) @ self.coef + self.intercept
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Probability of the positive class, ``(n,)``."""
-        return 1.0 / (1.0 + np.exp(-self.decision_function(x)))
+        """Probability of the positive class, ``(n,)``.
+
+        Logits are clipped to ±60 first: an embedding far outside the training range
+        would otherwise overflow ``exp`` (a RuntimeWarning, and an ``inf`` on the way to
+        a probability of 0), while the clip moves no probability by more than 1e-26.
+        """
+        return 1.0 / (1.0 + np.exp(-np.clip(self.decision_function(x), -_LOGIT_CLIP, _LOGIT_CLIP)))
 
     def to_dict(self, **meta: Any) -> dict[str, Any]:
         """The JSON-ready serving form (keys ``coef``, ``intercept``, ``mean``, ``scale`` + ``meta``)."""
@@ -158,33 +187,159 @@ class LogisticProbe:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LogisticProbe:
-        """Rebuild a probe from :meth:`to_dict` output.
+        """Rebuild a probe from :meth:`to_dict` output (see the module docstring for the format).
 
         Raises
         ------
         ValueError
-            Missing keys or inconsistent lengths.
+            Another format or kind, missing keys, inconsistent lengths, non-finite values
+            or a scale that is not positive.
         """
-        missing = [k for k in ("coef", "intercept", "mean", "scale") if k not in d]
+        if d.get("schema", PROBE_SCHEMA) != PROBE_SCHEMA:
+            raise ValueError(f"probe JSON: schema {PROBE_SCHEMA} expected, found {d.get('schema')!r}")
+        if d.get("format_version", PROBE_FORMAT_VERSION) != PROBE_FORMAT_VERSION:
+            raise ValueError(f"probe JSON: format_version {PROBE_FORMAT_VERSION} expected, found "
+                             f"{d.get('format_version')!r}")
+        if d.get("kind", "logistic") != "logistic":
+            raise ValueError(f"probe JSON: kind 'logistic' expected, found {d.get('kind')!r}")
+        missing = [k for k in ("coef", "intercept") if k not in d]
         if missing:
-            raise ValueError(f"probe JSON: expected keys coef, intercept, mean, scale; missing {missing}")
-        coef, mean, scale = (np.asarray(d[k], dtype=np.float64) for k in ("coef", "mean", "scale"))
+            raise ValueError(f"probe JSON: expected keys coef, intercept (mean, scale optional); missing {missing}")
+        coef = np.asarray(d["coef"], dtype=np.float64)
+        mean = np.asarray(d["mean"], dtype=np.float64) if "mean" in d else np.zeros(coef.shape)
+        scale = np.asarray(d["scale"], dtype=np.float64) if "scale" in d else np.ones(coef.shape)
         if not (coef.ndim == 1 and coef.shape == mean.shape == scale.shape):
             raise ValueError(f"probe JSON: coef, mean and scale must be vectors of one length, found "
                              f"{coef.shape}, {mean.shape}, {scale.shape}")
-        return cls(coef, float(d["intercept"]), mean, scale)
+        intercept = float(d["intercept"])
+        if not (np.all(np.isfinite(coef)) and np.all(np.isfinite(mean)) and np.all(np.isfinite(scale))
+                and np.isfinite(intercept)):
+            raise ValueError("probe JSON: non-finite values")
+        if np.any(scale <= 0):
+            raise ValueError("probe JSON: scale must be > 0")
+        return cls(coef, intercept, mean, scale)
 
 
 def load_probe(path: str | os.PathLike[str]) -> tuple[LogisticProbe, dict[str, Any]]:
-    """Read a probe JSON: the probe and its metadata (task, category, model ...)."""
+    """Read a probe JSON: the probe and its metadata (task, category, model ...).
+
+    Raises
+    ------
+    ValueError
+        Unreadable file or not a probe (:meth:`LogisticProbe.from_dict`).
+    """
     p = Path(path)
     try:
         d = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{p}: not a probe JSON ({exc})") from None
     if not isinstance(d, dict):
         raise ValueError(f"{p}: expected a JSON object, found {type(d).__name__}")
-    return LogisticProbe.from_dict(d), {k: v for k, v in d.items() if k not in ("coef", "mean", "scale")}
+    try:
+        probe = LogisticProbe.from_dict(d)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{p}: {exc}") from None
+    return probe, {k: v for k, v in d.items() if k not in ("coef", "mean", "scale")}
+
+
+@dataclass(frozen=True)
+class TaskProbe:
+    """A served probe: the task it predicts, its :class:`LogisticProbe` and what users see of it.
+
+    Call it on ``(dim,)`` (a float) or ``(n, dim)`` (an array) embeddings.
+
+    Attributes
+    ----------
+    task : str
+    probe : LogisticProbe
+    model_id : str or None
+        The embedding model the probe was fitted on.
+    info : dict
+        Fields shown to users (``category``, ``auroc``, ...).
+    """
+
+    task: str
+    probe: LogisticProbe
+    model_id: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        """Embedding width."""
+        return self.probe.dim
+
+    def __call__(self, x: np.ndarray) -> float | np.ndarray:
+        """Probability of the positive class."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"probe {self.task}: embeddings of width {self.dim} expected, found {x.shape[-1]}")
+        if x.ndim == 1:
+            return float(self.probe.predict_proba(x[None])[0])
+        return self.probe.predict_proba(x)
+
+
+def _task_probe(path: Path) -> TaskProbe:
+    probe, meta = load_probe(path)
+    task = str(meta.get("task") or path.stem)
+    if not _TASK.match(task):
+        raise ValueError(f"task name of letters, digits and _.:+- expected, found {task!r}")
+    info = {k: meta[k] for k in _SHOWN if k in meta}
+    if "auroc" not in info and isinstance(meta.get("auroc_test"), (int, float)):
+        info["auroc"] = float(meta["auroc_test"])
+    return TaskProbe(task, probe, meta.get("model_id"), info)
+
+
+def load_probes(results_dir: str | os.PathLike[str] | None, *, model_id: str | None = None,
+                dim: int | None = None) -> dict[str, TaskProbe]:
+    """The probes of ``RESULTS_DIR/probes/*.json`` that can score a model's embeddings.
+
+    An unreadable probe, or one fitted on another model or width, is skipped with a
+    warning naming the file and the reason.
+
+    Parameters
+    ----------
+    results_dir : path or None
+        Benchmark results folder; None, missing or empty gives ``{}``.
+    model_id : str, optional
+        Keep only probes fitted on this model (probes without ``model_id`` are kept).
+    dim : int, optional
+        Keep only probes of this width.
+
+    Returns
+    -------
+    dict
+        ``{task: TaskProbe}``, sorted by task.
+    """
+    if results_dir is None:
+        return {}
+    folder = Path(results_dir) / "probes"
+    if not folder.is_dir():
+        log.info("no probes folder in %s: no tasks", results_dir)
+        return {}
+    probes: dict[str, TaskProbe] = {}
+    for f in sorted(folder.glob("*.json")):
+        try:
+            p = _task_probe(f)
+        except ValueError as exc:
+            log.warning("probe %s skipped: %s", f.name, exc)
+            continue
+        if model_id is not None and p.model_id not in (None, model_id):
+            log.warning("probe %s skipped: fitted on model %s, serving %s", f.name, p.model_id, model_id)
+            continue
+        if dim is not None and p.dim != dim:
+            log.warning("probe %s skipped: width %d expected, found %d", f.name, dim, p.dim)
+            continue
+        if p.task in probes:
+            log.warning("probe %s skipped: task %s defined twice", f.name, p.task)
+            continue
+        probes[p.task] = p
+    return dict(sorted(probes.items()))
+
+
+def save_probe(results_dir: str | os.PathLike[str], probe: TaskProbe) -> Path:
+    """Write a served probe where :func:`load_probes` reads it (``RESULTS_DIR/probes/<task>.json``)."""
+    return probe.probe.save(Path(results_dir) / "probes" / f"{probe.task}.json", task=probe.task,
+                            model_id=probe.model_id, **probe.info)
 
 
 def fit_logistic_probe(x: np.ndarray, y: np.ndarray, *, c: float = 0.1, seed: int = 0) -> LogisticProbe:

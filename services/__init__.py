@@ -13,7 +13,7 @@ Public entry points
 - :func:`services.index.ensure_index` / :func:`services.index.build_index`: FAISS index.
 - :func:`services.search.search_similar`: cohort search with filters and per-patient
   de-duplication.
-- :func:`services.probes.load_probes`: task probes saved by the benchmark.
+- :func:`benchmark_tasks.probes.load_probes`: task probes saved by the benchmark (scored as it scores them).
 - :func:`services.api.create_app`: the FastAPI application.
 """
 

@@ -47,11 +47,11 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from benchmark_tasks.probes import TaskProbe, load_probes
 from services.auth import ApiKeys, load_api_keys
 from services.config import ServeConfig
 from services.headers import HeaderError, HeaderFacts, read_header_facts
 from services.index import index_signature
-from services.probes import Probe, load_probes
 from services.schemas import PUBLIC_SESSION_FIELDS
 from services.search import CohortSearcher, FilterError, parse_filters
 from services.store import EmbeddingStore, StoreError
@@ -271,7 +271,7 @@ class ServiceState:
         self._checked = time.monotonic()
         self._failed: tuple[tuple[Any, ...], float] | None = None  # signature whose load failed, and when
         self.generation = 0  # searchers loaded since start-up
-        self.probes: dict[str, Probe] = load_probes(cfg.probes, model_id=self.model_id, dim=self.searcher.index.dim)
+        self.probes: dict[str, TaskProbe] = load_probes(cfg.probes, model_id=self.model_id, dim=self.searcher.index.dim)
         self.lock = threading.Lock()  # one embedding at a time: bounded memory and CPU
         self.max_bytes = int(cfg.max_upload_mb * 2**20)
         log.info("serving model %s: %d sessions, %d probe task(s)", self.model_id, self.searcher.index.n,

@@ -6,16 +6,17 @@ import json
 import socket
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
+from benchmark_tasks.probes import LogisticProbe, TaskProbe, load_probes, save_probe
 from services.auth import ApiKeyError, ApiKeys, load_api_keys
 from services.batch import embed_archive
 from services.config import EmbedConfig, ServeConfig
-from services.probes import Probe, load_probes, save_probe
 from services.store import EmbeddingStore
 from tests.test_services_support import make_archive, svc_checkpoint, svc_hospital  # noqa: F401 (fixtures)
 
@@ -48,13 +49,13 @@ def served(svc_hospital: Path, svc_checkpoint: Path, tmp_path_factory: pytest.Te
     results = root / "results"
     probes = {}
     for task in ("epilepsy", "benzodiazepines"):
-        p = Probe(task, rng.normal(size=x.shape[1]), 0.1, x.mean(0), x.std(0) + 1e-3, model, {"category": "disease",
-                                                                                               "auroc": 0.7})
+        p = TaskProbe(task, LogisticProbe(rng.normal(size=x.shape[1]), 0.1, x.mean(0), x.std(0) + 1e-3), model,
+                      {"category": "disease", "auroc": 0.7})
         save_probe(results, p)
         probes[task] = p
     (results / "probes" / "broken.json").write_text("{not json")
-    save_probe(results, Probe("other_model", np.ones(x.shape[1]), 0.0, np.zeros(x.shape[1]), np.ones(x.shape[1]),
-                              "f" * 16))
+    save_probe(results, TaskProbe("other_model", LogisticProbe(np.ones(x.shape[1]), 0.0, np.zeros(x.shape[1]),
+                                                               np.ones(x.shape[1])), "f" * 16))
     cfg = ServeConfig(store=store, checkpoint=svc_checkpoint, probes=results, max_upload_mb=MAX_MB, max_k=20)
     app = create_app(cfg, [KEY])
     port = _free_port()
@@ -132,17 +133,19 @@ def test_load_probes_tolerates_absent_and_empty_folders(tmp_path: Path) -> None:
 
 
 def test_probes_written_by_the_benchmark_are_served_identically(tmp_path: Path) -> None:
-    try:
-        from benchmark_tasks.probes import LogisticProbe
-    except ImportError as exc:  # the benchmark stage is optional here
-        pytest.skip(f"benchmark_tasks.probes not importable: {exc}")
     rng = np.random.default_rng(1)
     lp = LogisticProbe(rng.normal(size=6), -0.2, rng.normal(size=6), rng.uniform(0.5, 2, 6))
     lp.save(tmp_path / "probes" / "G40.json", task="G40", category="disease", model_id="a" * 16, auroc_test=0.77)
     probes = load_probes(tmp_path, model_id="a" * 16, dim=6)
-    x = rng.normal(size=(5, 6))
+    x = np.concatenate([rng.normal(size=(5, 6)), 1e4 * lp.coef[None], -1e4 * lp.coef[None]])  # and far outside
+    x[0, 2] = np.nan
     assert list(probes) == ["G40"] and probes["G40"].info == {"category": "disease", "auroc": 0.77}
-    assert np.allclose(probes["G40"](x), lp.predict_proba(x))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow on the way to 0 or 1
+        served = probes["G40"](x)
+        assert np.array_equal(served, lp.predict_proba(x))
+        assert [probes["G40"](row) for row in x] == pytest.approx(served.tolist(), abs=0, rel=1e-12)
+    assert served[-2] == 1.0 and 0.0 < served[-1] < 1e-25
     assert load_probes(tmp_path, model_id="b" * 16) == {}
 
 

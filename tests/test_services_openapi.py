@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from benchmark_tasks.probes import LogisticProbe, TaskProbe, save_probe
 from services.batch import embed_archive
 from services.config import EmbedConfig, ServeConfig
-from services.probes import Probe, save_probe
 from services.store import EmbeddingStore
 from tests.test_services_support import make_archive, svc_checkpoint, svc_hospital  # noqa: F401 (fixtures)
 
@@ -53,8 +53,9 @@ def served(svc_hospital: Path, svc_checkpoint: Path, tmp_path_factory: pytest.Te
     ids, x = st.matrix(model)
     rng = np.random.default_rng(0)
     for task in ("epilepsy", "benzodiazepines"):
-        save_probe(root / "results", Probe(task, rng.normal(size=x.shape[1]), 0.1, x.mean(0), x.std(0) + 1e-3, model,
-                                           {"category": "disease", "auroc": 0.7}))
+        save_probe(root / "results", TaskProbe(task, LogisticProbe(rng.normal(size=x.shape[1]), 0.1, x.mean(0),
+                                                                   x.std(0) + 1e-3), model,
+                                               {"category": "disease", "auroc": 0.7}))
     cfg = ServeConfig(store=root / "store", checkpoint=svc_checkpoint, probes=root / "results",
                       max_upload_mb=MAX_UPLOAD_MB, max_k=MAX_K, reload_seconds=0)
     return {"app": create_app(cfg, [KEY]), "ids": list(ids)}
