@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def build_checkpoint(name: str, tmp: Path) -> Path:
@@ -60,7 +58,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from bench.common import best_of, make_file
+    from common import best_of, make_file
     from benchmark_tasks.baselines.windowed import LabramShaped, WindowedEmbedder
     from clef.embedding import Embedder
     from clef.model import count_parameters

@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "out" / "embed_archive"
 ALIGNED = ROOT / "bench" / "out" / "align" / "aligned_tiny_300"
 TARGET = 1.8
@@ -108,7 +107,7 @@ def default_checkpoint(size: str) -> Path:
         return ALIGNED
     ck = OUT / "ckpt" / f"st_{size}"
     if not (ck / "meta.json").is_file():
-        from bench.embed import build_checkpoint
+        from embed import build_checkpoint
 
         shutil.rmtree(OUT / "ckpt", ignore_errors=True)
         (OUT / "ckpt").mkdir(parents=True)

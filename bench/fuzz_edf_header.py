@@ -41,7 +41,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "out" / "fuzz_edf_header"
 
 #: Fixed header fields: name, offset, width (EDF specification).

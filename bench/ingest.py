@@ -24,12 +24,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from common import best_of, make_file
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "out"
 
-from bench.common import best_of, make_file  # noqa: E402
 
 
 def run_ours(path: Path, n_jobs: int = 1) -> np.ndarray:
@@ -61,7 +60,6 @@ def band_rel_error(a: np.ndarray, b: np.ndarray, sfreq: float = 200.0) -> float:
 
 _MEM_CHILD = r"""
 import json, sys, psutil
-sys.path.insert(0, {root!r})
 which, path = sys.argv[1], sys.argv[2]
 import numpy, scipy.signal, mne
 from tokenizer import read_recording
@@ -74,13 +72,12 @@ else:
     d = raw.get_data()
 # VmHWM (not ru_maxrss, which Linux carries over from the parent across exec)
 peak = int([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]) * 1024
-print(json.dumps({{"base": base, "peak": peak, "shape": list(d.shape)}}))
+print(json.dumps({"base": base, "peak": peak, "shape": list(d.shape)}))
 """
 
 
 def measure_memory(path: Path, which: str) -> dict:
-    code = _MEM_CHILD.format(root=str(ROOT))
-    r = subprocess.run([sys.executable, "-c", code, which, str(path)], capture_output=True, text=True, check=True)
+    r = subprocess.run([sys.executable, "-c", _MEM_CHILD, which, str(path)], capture_output=True, text=True, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 

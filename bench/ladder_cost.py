@@ -26,17 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def build(name: str, tmp: Path, context_s: float) -> tuple[Path, Path]:
     """Random-weight checkpoints of config ``name``: full context and ``context_s`` (same tokenizer)."""
-    from bench.embed import build_checkpoint
+    from embed import build_checkpoint
     from clef.config import load_config
     from clef.pretrain import MaskedTokenModule, save_session_checkpoint
     from tokenizer import SignalContract
@@ -61,7 +59,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from bench.common import best_of, make_file
+    from common import best_of, make_file
     from benchmark_tasks.baselines.bandpower import bandpower_features
     from benchmark_tasks.baselines.tokenizer_rungs import _histograms, rung_features
     from clef.embedding import Embedder

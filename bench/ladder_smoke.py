@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 SMALL = {"model": {"dim": 64, "depth": 2, "heads": 4}, "train": {"batch_size": 8},
          "optim": {"lr": 2e-3, "warmup_steps": 10}}

@@ -42,7 +42,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 SITES = ("north", "south", "east", "west")
 SETTINGS = ("routine", "emu", "icu")

@@ -47,7 +47,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "out" / "serve"
 
 
@@ -84,7 +83,7 @@ def pad_store(store: Path, n: int, seed: int = 0, part: int = 5000) -> int:
 
 def build_store(args: argparse.Namespace) -> tuple[Path, Path, Path, Path]:
     """Store, checkpoint, probes folder and upload file (built under bench/out/serve/ unless given)."""
-    from bench.embed_archive import default_checkpoint, sub_archive, synthetic_archive
+    from embed_archive import default_checkpoint, sub_archive, synthetic_archive
     from services.batch import embed_archive
     from services.config import EmbedConfig, IndexConfig
     from services.discovery import discover

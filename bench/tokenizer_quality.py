@@ -44,14 +44,12 @@ import argparse
 import hashlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "out" / "tokenizer_quality"
 SPLIT_SALT = "clef-tokenizer-quality"
 MIN_POSITIVES = 8

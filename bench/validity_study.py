@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 STAGES = ("hospital", "tokenizer", "tokens", "stage1", "stage1_short", "aligned", "aligned_heldout",
           "aligned_leaky", "suite", "benchmark")

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/tokenizer.py [--minutes 20] [--repeats 3] [--threads 2] [--device cpu]
+    python bench/tokenizer_speed.py [--minutes 20] [--repeats 3] [--threads 2] [--device cpu]
 
 On a generated 20-minute 19-channel 256 Hz EDF (one 1280 s window), timed separately,
 best of ``--repeats`` after one warm-up:
@@ -21,16 +21,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import tempfile
 from pathlib import Path
 
+from common import best_of, make_file
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "out"
-
-from bench.common import best_of, make_file  # noqa: E402
 
 
 def main() -> None:
