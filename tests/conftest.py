@@ -1,11 +1,15 @@
-"""Shared fixtures: isolated CLEF home and salt, real-data folder, file factories."""
+"""Shared fixtures: isolated CLEF home and salt, real-data folder, hospital and pipeline,
+services and benchmark data. Builders live in ``tests/factories.py``."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import polars as pl
 import pytest
+
+from tests.factories import build_fhir_archive, cohort_of, small_suite
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_edf"
 
@@ -76,3 +80,43 @@ def pipeline(hospital: Path, tmp_path_factory: pytest.TempPathFactory):
                       cache_dir=out / "cache")
         assert r.pretrain.baseline_acc <= 0.9, f"the tiny tokenizer collapsed twice: {r.pretrain}"
     return r
+
+
+# -- services: a hospital and a checkpoint, overridable while developing ----------------------
+#
+# While developing, ``CLEF_TEST_CHECKPOINT`` and ``CLEF_TEST_HOSPITAL`` can point at a
+# checkpoint and a synthetic hospital built once elsewhere, to skip the (minutes-long)
+# ``pipeline`` fixture.
+
+@pytest.fixture(scope="session")
+def svc_hospital(request: pytest.FixtureRequest) -> Path:
+    """A synthetic hospital (the ``hospital`` fixture's, or ``CLEF_TEST_HOSPITAL``)."""
+    env = os.environ.get("CLEF_TEST_HOSPITAL")
+    return Path(env) if env else request.getfixturevalue("hospital")
+
+
+@pytest.fixture(scope="session")
+def svc_checkpoint(request: pytest.FixtureRequest) -> Path:
+    """A trained session-transformer checkpoint (the ``pipeline`` fixture's, or ``CLEF_TEST_CHECKPOINT``)."""
+    env = os.environ.get("CLEF_TEST_CHECKPOINT")
+    return Path(env) if env else request.getfixturevalue("pipeline").checkpoint
+
+
+# -- benchmark: the FHIR-only archive, its cohort and a small suite ---------------------------
+
+@pytest.fixture(scope="session")
+def fhir_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The FHIR-only archive of :func:`tests.factories.build_fhir_archive` (built once per test session)."""
+    return build_fhir_archive(tmp_path_factory.getbasetemp() / "bench_fhir_archive")
+
+
+@pytest.fixture(scope="session")
+def fhir_cohort(fhir_archive: Path) -> pl.DataFrame:
+    """Cohort table of the FHIR-only archive."""
+    return cohort_of(fhir_archive)
+
+
+@pytest.fixture(scope="session")
+def fhir_suite(fhir_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of a generated suite YAML of the FHIR-only archive (its tables beside it)."""
+    return small_suite(fhir_archive, tmp_path_factory.getbasetemp() / "bench_suite")

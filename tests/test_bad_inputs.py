@@ -32,7 +32,6 @@ from ehr import load_fhir
 from reports.errors import ReportError
 from reports.pipeline import read_report
 from tests.factories import eeg_signals, make_edf
-from tests.test_services_support import svc_checkpoint, svc_hospital  # noqa: F401 (fixtures)
 from tokenizer import (
     ContractMismatchError,
     CorruptHeaderError,

@@ -15,7 +15,7 @@ from benchmark_tasks.embeddings import EmbeddingSet
 from benchmark_tasks.metrics import auroc, brier_score, expected_calibration_error, reliability_bins
 from benchmark_tasks.run import run_benchmark
 from benchmark_tasks.suite import load_suite
-from tests.test_benchmark_fakes import fhir_archive, fhir_suite, planted_vectors  # noqa: F401  (fixtures)
+from tests.factories import planted_vectors
 
 
 def test_ece_of_a_calibrated_predictor_is_zero() -> None:

@@ -15,7 +15,6 @@ from benchmark_tasks.suite import generate_suite, load_suite
 from benchmark_tasks.tasks import CohortIndex, TaskDefinition, candidate_tasks, held_out_status, membership
 from clef.patients import PatientSplit
 from ehr import PHENOTYPE_GROUPS, medication_groups_of, phenotypes_of
-from tests.test_benchmark_fakes import fhir_archive, fhir_cohort, fhir_suite  # noqa: F401  (fixtures)
 
 
 def test_cohort_matches_truth(fhir_archive: Path, fhir_cohort: pl.DataFrame) -> None:

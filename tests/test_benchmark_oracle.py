@@ -17,7 +17,6 @@ from benchmark_tasks.run import run_benchmark
 from benchmark_tasks.suite import load_suite
 from benchmark_tasks.tasks import TaskDefinition
 from benchmark_tasks.truth import task_class, task_classes
-from tests.test_benchmark_fakes import fhir_archive, fhir_suite  # noqa: F401  (fixtures)
 
 QUICK = ProbeConfig(seeds=2, n_bootstrap=200, mlp=MLPConfig(min_steps=60, hidden=32, lr=3e-3))
 

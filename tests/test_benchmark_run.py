@@ -15,14 +15,7 @@ from benchmark_tasks.embeddings import EmbeddingSet, load_embeddings
 from benchmark_tasks.run import RESULTS_SCHEMA, run_benchmark
 from benchmark_tasks.splits import SplitLeakError
 from benchmark_tasks.suite import load_suite
-from tests.test_benchmark_fakes import (  # noqa: F401  (fixtures)
-    fhir_archive,
-    fhir_cohort,
-    fhir_suite,
-    planted_vectors,
-    write_store,
-)
-from tests.test_benchmark_splits import copy_suite
+from tests.factories import copy_suite, planted_vectors, write_store
 
 QUICK = ProbeConfig(seeds=2, n_bootstrap=200, mlp=MLPConfig(min_steps=60, hidden=32, lr=3e-3))
 FINDINGS = ("normal", "generalized_slowing", "mild_slowing", "focal_slowing", "pdr_slowing", "ied_focal",

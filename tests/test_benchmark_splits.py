@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import polars as pl
@@ -11,15 +10,7 @@ import pytest
 from benchmark_tasks.splits import SplitLeakError, assign_splits, check_no_leak
 from benchmark_tasks.suite import SuiteDigestError, load_suite
 from clef.patients import PatientSplit
-from tests.test_benchmark_fakes import fhir_archive, fhir_suite  # noqa: F401  (fixtures)
-
-
-def copy_suite(src: Path, dst: Path) -> Path:
-    """Copy a suite YAML and its table folder."""
-    dst.mkdir(parents=True, exist_ok=True)
-    shutil.copy(src, dst / src.name)
-    shutil.copytree(src.parent / src.stem, dst / src.stem)
-    return dst / src.name
+from tests.factories import copy_suite
 
 
 def test_splits_deterministic_and_by_patient() -> None:

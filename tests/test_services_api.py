@@ -18,7 +18,7 @@ from services.auth import ApiKeyError, ApiKeys, load_api_keys
 from services.batch import embed_archive
 from services.config import EmbedConfig, ServeConfig
 from services.store import EmbeddingStore
-from tests.test_services_support import make_archive, svc_checkpoint, svc_hospital  # noqa: F401 (fixtures)
+from tests.factories import make_archive
 
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")

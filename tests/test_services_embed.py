@@ -20,7 +20,7 @@ from services.config import EmbedConfig
 from services.discovery import discover
 from services.headers import HeaderError
 from services.store import EmbeddingStore
-from tests.test_services_support import make_archive, svc_checkpoint, svc_hospital  # noqa: F401 (fixtures)
+from tests.factories import make_archive
 
 N = 12  # sessions copied from the hospital (+ 2 broken files + 1 copy)
 

@@ -25,7 +25,7 @@ from benchmark_tasks.probes import LogisticProbe, TaskProbe, save_probe
 from services.batch import embed_archive
 from services.config import EmbedConfig, ServeConfig
 from services.store import EmbeddingStore
-from tests.test_services_support import make_archive, svc_checkpoint, svc_hospital  # noqa: F401 (fixtures)
+from tests.factories import make_archive
 
 pytest.importorskip("fastapi")
 schemathesis = pytest.importorskip("schemathesis")

@@ -16,12 +16,7 @@ from services.config import EmbedConfig, ServeConfig
 from services.index import build_index, ensure_index, index_dir, index_signature
 from services.store import EmbeddingStore
 from services.store_writer import StoreWriter, utc_now
-from tests.test_services_support import (  # noqa: F401
-    make_archive,
-    svc_checkpoint,
-    svc_hospital,
-    synthetic_store,
-)
+from tests.factories import make_archive, synthetic_store
 
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")

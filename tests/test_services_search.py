@@ -15,7 +15,7 @@ from services.index import build_index, ensure_index, load_index
 from services.search import CohortSearcher, FilterError, parse_filter, parse_filters
 from services.store import EmbeddingStore
 from services.store_writer import StoreWriter, utc_now
-from tests.test_services_support import synthetic_store
+from tests.factories import synthetic_store
 
 pytest.importorskip("faiss")
 

@@ -11,7 +11,7 @@ import pytest
 
 from services.store import EmbeddingStore, StoreError, vectors_of
 from services.store_writer import StoreWriter, utc_now
-from tests.test_services_support import synthetic_store
+from tests.factories import synthetic_store
 
 
 def _rows(i: int, model: str = "a" * 16, dim: int = 4) -> tuple[dict, dict, dict]:

@@ -14,7 +14,7 @@ from clef.embedding import Embedder
 from clef.masking import random_token_mask, sample_mask_ratios
 from clef.model import SessionTransformer, aggregate_windows, count_parameters, pre_ln_inference
 from clef.pretrain import load_token_table, pretrain
-from tests.tokens_factory import write_fake_tokens
+from tests.factories import write_fake_tokens, write_topic_tokens
 from tokenizer.checkpoint import CheckpointError
 from tokenizer.tokens import Tokens
 
@@ -206,7 +206,6 @@ def test_pretrained_embeddings_beat_a_random_encoder_on_a_planted_class(tmp_path
     0.1 margin asserted here is not a coin flip.
     """
     from benchmark_tasks.probes import cross_validated_auroc
-    from tests.tokens_factory import write_topic_tokens
 
     torch.set_num_threads(1)
     tokens = write_topic_tokens(tmp_path / "tokens", seed=0)

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from tests.test_vqgan import MICRO, micro_config, write_archive
+from tests.factories import MICRO, micro_config, write_archive
 from tokenizer import SignalContract
 from tokenizer.checkpoint import save_checkpoint
 from tokenizer.spectrogram_cache import SpectrogramCache

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.factories import MICRO, micro_config, write_archive
 from tokenizer import CANONICAL_CHANNELS, SignalContract, read_recording
-from tokenizer.edf_writer import EDFSignal, write_edf
 from tokenizer.spectrogram_cache import SpectrogramCache, cache_key, compute_spectrogram, find_recordings
 from tokenizer.vqgan import (
     VQGAN,
@@ -26,56 +26,6 @@ from tokenizer.vqgan import (
     shipped_configs,
 )
 from tokenizer.windows import WindowSpec, n_windows, split_windows, token_mask_np
-
-FS = 200.0
-
-#: A very small model for fast tests: 8 × 16 tokens per 1280 s window (freq /16, time /80).
-MICRO = {
-    "name": "micro",
-    "model": {"patch": [8, 16], "channels": [8, 8], "num_res_blocks": [0, 1], "down": [[2, 5]],
-              "attn_mid": False, "z_dim": 4, "norm_groups": 4},
-    "quantizer": {"n_codes": 32, "dim": 4, "decay": 0.8, "kmeans_iters": 3, "usage_window": 5},
-    "discriminator": {"ndf": 4, "n_layers": 1, "start_step": 4},
-    "optim": {"lr": 3e-3, "warmup_steps": 0},
-    "data": {"batch_size": 2, "num_workers": 0},
-    "train": {"max_steps": 6, "checkpoint_every": 3, "log_every": 2},
-}
-
-
-def micro_config(**train: int) -> VQGANConfig:
-    """The micro configuration, with ``train`` overrides."""
-    data = json.loads(json.dumps(MICRO))
-    data["train"].update(train)
-    return VQGANConfig.model_validate(data)
-
-
-def eeg(seconds: float, *, peak_hz: float, seed: int, left_slow: bool = False) -> np.ndarray:
-    """(19, n) µV: a rhythm at ``peak_hz`` with a posterior maximum, noise, optional left-sided delta."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * FS)
-    t = np.arange(n) / FS
-    post = np.array([0.3 if c.startswith(("Fp", "F")) else 1.0 for c in CANONICAL_CHANNELS])
-    x = 20 * post[:, None] * np.sin(2 * np.pi * peak_hz * t + rng.uniform(0, 6, (19, 1)))
-    x += rng.normal(0, 4, (19, n))
-    if left_slow:
-        left = np.array([c[-1] in "1357" for c in CANONICAL_CHANNELS])
-        x[left] += 40 * np.sin(2 * np.pi * 1.5 * t)
-    return x
-
-
-def write_archive(root: Path, durations: tuple[float, ...] = (300.0, 1280.0, 1500.0), *, missing: bool = True) -> list[Path]:
-    """A tiny archive: one EDF per duration with different spectral content (and one with 2 electrodes missing)."""
-    root.mkdir(parents=True, exist_ok=True)
-    peaks = (10.0, 6.0, 18.0, 9.0)
-    paths = []
-    for k, seconds in enumerate(durations):
-        x = eeg(seconds, peak_hz=peaks[k % len(peaks)], seed=k, left_slow=k == 1)
-        sigs = [EDFSignal(f"EEG {c}-REF", x[i], FS) for i, c in enumerate(CANONICAL_CHANNELS)
-                if not (missing and k == 0 and c in ("Fz", "Pz"))]
-        sub = root / ("site_a" if k % 2 else "site_b")
-        sub.mkdir(exist_ok=True)
-        paths.append(write_edf(sub / f"session_{k}.{'EDF' if k == 2 else 'edf'}", sigs))
-    return paths
 
 
 @pytest.fixture(scope="module")
