@@ -69,7 +69,7 @@ def main() -> None:
     from clef.align import align, evaluate_retrieval, index_archive, load_align_config
     from clef.align.data import prepare_align_data
     from clef.align.module import AlignModule
-    from clef.align.train import _init_from_stage1
+    from clef.align.train import init_from_stage1
     from reports import SummariserConfig, make_summariser
 
     held = [c.strip() for c in args.held_out.split(",") if c.strip()]
@@ -89,7 +89,7 @@ def main() -> None:
     ck = load_checkpoint(stage1)
     control = AlignModule(SessionConfig.model_validate(ck.config), cfg, ck.contract, text_dim=data.text_dim,
                           vocab_size=len(data.vocab), first_code_id=data.vocab.first_code_id)
-    _init_from_stage1(control, stage1)
+    init_from_stage1(control, stage1)
     r0 = evaluate_retrieval(control, data, val=True)
 
     st = r2.stats

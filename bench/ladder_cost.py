@@ -61,7 +61,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from common import best_of, make_file
     from benchmark_tasks.baselines.bandpower import bandpower_features
-    from benchmark_tasks.baselines.tokenizer_rungs import _histograms, rung_features
+    from benchmark_tasks.baselines.tokenizer_rungs import code_histograms, rung_features
     from clef.embedding import Embedder
     from clef.reconstruction import Reconstructor
     from tokenizer.vqgan.evaluate import reconstruct_session
@@ -89,8 +89,8 @@ def main() -> None:
                 "encode": best_of(lambda: rec.tokenizer.tokenize_spectrogram(spec), args.repeats),
                 "encode+decode": best_of(lambda: reconstruct_session(model, spec, batch_size=rec.batch_size),
                                          args.repeats),
-                "histograms": best_of(lambda: [_histograms([idx.code_index], [idx.code_count], rec.n_codes,
-                                                           rec.grid[0], per_row=pr) for pr in (False, True)],
+                "histograms": best_of(lambda: [code_histograms([idx.code_index], [idx.code_count], rec.n_codes,
+                                                               rec.grid[0], per_row=pr) for pr in (False, True)],
                                       args.repeats),
                 "stage 1 full": best_of(lambda: ef.embed_tokens([toks]), args.repeats),
                 "stage 1 short": best_of(lambda: es.embed_tokens([toks]), args.repeats),

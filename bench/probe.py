@@ -49,9 +49,13 @@ SETTINGS = ("routine", "emu", "icu")
 
 def icd_pool(n_categories: int, rng: np.random.Generator) -> list[str]:
     """Real ICD-10-CM leaf codes: one per curated phenotype prefix, plus ``n_categories`` random categories."""
-    from ehr.codes import PHENOTYPE_GROUPS, _cm
+    import warnings
 
-    cm = _cm()
+    from ehr.codes import PHENOTYPE_GROUPS
+
+    with warnings.catch_warnings():  # its import warns on Python 3.11+
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import simple_icd_10_cm as cm
 
     def leaf(code: str) -> str | None:
         if not cm.is_valid_item(code):
@@ -265,25 +269,14 @@ def main() -> int:
                                                                               // args.reference_tasks)]
         sample = sample[:args.reference_tasks]
         t0 = time.perf_counter()
-        run_benchmark(_subsuite(suite, sample), [emb], args.out / "results_sample", config=cfg, plots=False)
+        run_benchmark(suite.subset([t.name for t in sample]), [emb], args.out / "results_sample", config=cfg,
+                      plots=False)
         ours = (time.perf_counter() - t0) / len(sample)
         naive = naive_reference(suite, emb, sample, args.seeds, args.bootstrap)
         print(f"same {len(sample)} tasks (sizes spread): ours {ours:.2f} s/task, naive sklearn path {naive:.2f} "
               f"s/task: {naive / ours:.1f}x")
     print(f"total wall {t_cohort + t_gen + t_run:.0f} s (cohort {t_cohort:.0f}, generate {t_gen:.0f}, run {t_run:.0f})")
     return 0
-
-
-def _subsuite(suite, tasks: list):  # noqa: ANN001,ANN202
-    """The same suite restricted to ``tasks`` (same files, verified; labels of the other tasks dropped in memory)."""
-    import polars as pl
-
-    from benchmark_tasks.suite import Suite
-
-    sub = Suite(suite.spec.model_copy(update={"tasks": tasks}), suite.path)
-    sub._tables = {t: suite.table(t) for t in ("splits", "balance", "cohort")}
-    sub._tables["labels"] = suite.labels.filter(pl.col("task").is_in([t.name for t in tasks]))
-    return sub
 
 
 if __name__ == "__main__":

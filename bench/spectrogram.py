@@ -26,7 +26,6 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable  # noqa: E402
@@ -35,13 +34,7 @@ import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 import scipy.fft  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tokenizer.multitaper import (  # noqa: E402
-    _CPU_CHUNK_BYTES,
-    _tapers,
-    multitaper_spectrogram,
-)
+from tokenizer.multitaper import default_chunk_frames, dpss_tapers, multitaper_spectrogram  # noqa: E402
 
 SFREQ, N_CH, SECONDS, WIN_S = 200.0, 19, 1280, 4.0
 
@@ -80,10 +73,10 @@ def main() -> None:
         padded = np.pad(data, ((0, 0), (n_win, n_win)))
         frames = np.stack([padded[:, s + n_win:s + 2 * n_win] for s in starts], axis=1)
         frames64 = frames.astype(np.float64)
-        tapers = _tapers(n_win, WIN_S / 2)[0].astype(np.float32)
+        tapers = dpss_tapers(n_win, WIN_S / 2)[0].astype(np.float32)
         centred = frames - frames.mean(axis=-1, keepdims=True)
         tapered = np.ascontiguousarray(centred[:, :, None, :] * tapers)
-        chunk = max(1, _CPU_CHUNK_BYTES // (N_CH * len(tapers) * (n_win // 2 + 1) * 8))
+        chunk = default_chunk_frames(N_CH, len(tapers), n_win)
 
         def run_mne() -> np.ndarray:
             return mne.time_frequency.psd_array_multitaper(

@@ -183,6 +183,34 @@ class Suite:
                 return t
         raise KeyError(f"suite {self.name} has no task {name!r}")
 
+    def subset(self, names: list[str]) -> Suite:
+        """This suite restricted to the tasks ``names``, in memory.
+
+        The tables are read once and shared; the labels of the other tasks are dropped. The
+        files on disk are untouched (``path`` still names the whole suite).
+
+        Parameters
+        ----------
+        names : list of str
+            Task names of this suite.
+
+        Returns
+        -------
+        Suite
+
+        Raises
+        ------
+        KeyError
+            For a name that is not one of this suite's tasks.
+        """
+        keep = set(names)
+        if unknown := keep - {t.name for t in self.spec.tasks}:
+            raise KeyError(f"suite {self.name} has no tasks {sorted(unknown)}")
+        tables = {t: self.table(t) for t in ("splits", "balance", "cohort")}
+        tables["labels"] = self.labels.filter(pl.col("task").is_in(sorted(keep)))
+        spec = self.spec.model_copy(update={"tasks": [t for t in self.spec.tasks if t.name in keep]})
+        return Suite(spec, self.path, tables)
+
     def file(self, table: str) -> Path:
         """Path of one of the suite's tables."""
         return self.path.parent / getattr(self.spec.files, table)

@@ -20,7 +20,7 @@ from clef.align import (
 )
 from clef.align.data import collate, prepare_align_data
 from clef.align.module import AlignModule, contrastive_loss, retrieval_accuracy
-from clef.align.train import _init_from_stage1
+from clef.align.train import init_from_stage1
 from clef.config import SessionConfig
 from clef.embedding import Embedder
 from clef.pretrain import load_token_table
@@ -148,7 +148,7 @@ def test_alignment_learns_and_records_held_out_retrieval(aligned, data, pipeline
     ck = load_checkpoint(pipeline.checkpoint)
     control = AlignModule(SessionConfig.model_validate(ck.config), cfg, ck.contract, text_dim=data.text_dim,
                           vocab_size=len(data.vocab), first_code_id=data.vocab.first_code_id)
-    _init_from_stage1(control, pipeline.checkpoint)
+    init_from_stage1(control, pipeline.checkpoint)
     trained_train = evaluate_retrieval(module, data, val=False)
     control_train = evaluate_retrieval(control, data, val=False)
     # on the sessions it was trained on, retrieval is far above chance and above untrained towers

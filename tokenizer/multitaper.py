@@ -104,8 +104,23 @@ class Spectrogram:
 
 
 @functools.lru_cache(maxsize=8)
-def _tapers(n_win: int, half_nbw: float) -> tuple[np.ndarray, np.ndarray]:
-    """Low-bias DPSS tapers ``(K, n_win)`` float64 and their eigenvalues, as MNE builds them."""
+def dpss_tapers(n_win: int, half_nbw: float) -> tuple[np.ndarray, np.ndarray]:
+    """Low-bias DPSS tapers, as MNE builds them (read-only, cached).
+
+    Parameters
+    ----------
+    n_win : int
+        Window length in samples.
+    half_nbw : float
+        Half the time-bandwidth product (``bandwidth * window_s / 2``).
+
+    Returns
+    -------
+    tapers : ndarray, float64, shape (K, n_win)
+        The tapers whose concentration ratio exceeds 0.9 (the most concentrated one when none does).
+    ratios : ndarray, float64, shape (K,)
+        Their concentration ratios (eigenvalues).
+    """
     tapers, ratios = dpss(n_win, half_nbw, int(2 * half_nbw), sym=False, return_ratios=True)
     keep = ratios > 0.9
     if not keep.any():  # MNE's fallback: keep the lowest-bias taper
@@ -114,6 +129,27 @@ def _tapers(n_win: int, half_nbw: float) -> tuple[np.ndarray, np.ndarray]:
     tapers.flags.writeable = False
     ratios.flags.writeable = False
     return tapers, ratios
+
+
+def default_chunk_frames(n_channels: int, n_tapers: int, n_win: int, *, on_gpu: bool = False) -> int:
+    """Frames per batch of :func:`multitaper_spectrogram` when ``chunk_frames`` is None.
+
+    Small batches on a CPU keep the working set in its caches; a GPU wants big ones.
+
+    Parameters
+    ----------
+    n_channels, n_tapers, n_win : int
+        Channels, tapers and window length in samples.
+    on_gpu : bool
+        For a tensor on a GPU.
+
+    Returns
+    -------
+    int
+        At least 1.
+    """
+    per_frame = max(n_channels, 1) * n_tapers * (n_win // 2 + 1) * 8  # complex64 FFT output
+    return max(1, (_GPU_CHUNK_BYTES if on_gpu else _CPU_CHUNK_BYTES) // per_frame)
 
 
 def _validate(
@@ -272,13 +308,11 @@ def multitaper_spectrogram(
     times, starts, frame_mask = _frame_layout(
         n_samples, sfreq, window_s, step_s, n_win, n_frames, sample_mask
     )
-    tapers, eigvals = _tapers(n_win, bandwidth * window_s / 2)
+    tapers, eigvals = dpss_tapers(n_win, bandwidth * window_s / 2)
     scale = _scale(eigvals, sfreq, first, stop, n_win)
-    if chunk_frames is None:  # small chunks stay in CPU caches; a GPU wants big ones
-        on_gpu = is_torch and data.device.type != "cpu"
-        target = _GPU_CHUNK_BYTES if on_gpu else _CPU_CHUNK_BYTES
-        per_frame = max(n_ch, 1) * len(tapers) * (n_win // 2 + 1) * 8
-        chunk_frames = max(1, target // per_frame)
+    if chunk_frames is None:
+        chunk_frames = default_chunk_frames(n_ch, len(tapers), n_win,
+                                            on_gpu=is_torch and data.device.type != "cpu")
     logger.debug(
         "multitaper: %d ch x %d frames, %d tapers, window %d samples, bins %d:%d, "
         "chunks of %d frames", n_ch, len(times), len(tapers), n_win, first, stop, chunk_frames,

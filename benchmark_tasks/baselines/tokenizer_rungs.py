@@ -55,7 +55,7 @@ from benchmark_tasks.tables import require_columns, write_parquet_atomic
 if TYPE_CHECKING:
     from clef.reconstruction import Reconstructor, SessionReconstruction
 
-__all__ = ["FEATURE_VERSION", "OPTION_RUNGS", "RUNGS", "RungFeatures", "code_histogram_embeddings",
+__all__ = ["FEATURE_VERSION", "OPTION_RUNGS", "RUNGS", "RungFeatures", "code_histogram_embeddings", "code_histograms",
            "decoded_bandpower_embeddings", "parse_rung_option", "rung_features", "spectrogram_bandpower_embeddings",
            "tokenizer_rungs"]
 
@@ -112,9 +112,28 @@ def rung_features(rec: SessionReconstruction) -> RungFeatures:
     return RungFeatures(_session_features(rec.original, rec), decoded, index.astype(np.int32), count.astype(np.int32))
 
 
-def _histograms(index: list[np.ndarray], count: list[np.ndarray], n_codes: int, grid_f: int,
-                per_row: bool) -> np.ndarray:
-    """Dense normalised histograms ``(sessions, n_codes)`` or ``(sessions, grid_f * n_codes)``."""
+def code_histograms(index: list[np.ndarray], count: list[np.ndarray], n_codes: int, grid_f: int,
+                    per_row: bool) -> np.ndarray:
+    """Dense normalised code histograms of sessions (the bag-of-codes rungs).
+
+    Parameters
+    ----------
+    index, count : list of ndarray
+        Per session, the token indices present (``row * n_codes + code``, as
+        :class:`RungFeatures` holds them) and how often each occurs.
+    n_codes : int
+        Codebook size.
+    grid_f : int
+        Rows of the token grid.
+    per_row : bool
+        One histogram per grid row (``code_rows``) instead of one over the whole grid (``codes``).
+
+    Returns
+    -------
+    ndarray, float32
+        ``(sessions, n_codes)``, or ``(sessions, grid_f * n_codes)`` with ``per_row``; each row sums to 1
+        (0 for a session without tokens).
+    """
     width = grid_f * n_codes if per_row else n_codes
     out = np.zeros((len(index), width), dtype=np.float32)
     for i, (idx, cnt) in enumerate(zip(index, count)):
@@ -276,9 +295,9 @@ def tokenizer_rungs(checkpoint: str | os.PathLike[str], sessions: pl.DataFrame, 
             col = "input" if rung == "input_bandpower" else "decoded"
             vectors = np.array([result[s][col] for s in ids], dtype=np.float64).reshape(len(ids), -1)
         else:
-            vectors = _histograms([np.asarray(result[s]["code_index"], np.int64) for s in ids],
-                                  [np.asarray(result[s]["code_count"], np.int64) for s in ids], recon.n_codes,
-                                  recon.grid[0], per_row=rung == "code_rows")
+            vectors = code_histograms([np.asarray(result[s]["code_index"], np.int64) for s in ids],
+                                      [np.asarray(result[s]["code_count"], np.int64) for s in ids], recon.n_codes,
+                                      recon.grid[0], per_row=rung == "code_rows")
         out.append(EmbeddingSet(prefix + rung, ids, vectors, kind=rung, model_id=recon.model_id,
                                 source=str(recon.path), baseline=True))
     return out

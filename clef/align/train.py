@@ -247,7 +247,18 @@ def load_align_module(path: str | Path, map_location: str = "cpu") -> tuple[Alig
     return module, vocab
 
 
-def _init_from_stage1(module: AlignModule, init: Path) -> None:
+def init_from_stage1(module: AlignModule, init: Path) -> None:
+    """Load a stage-1 checkpoint's encoder (and its masked-token head, when saved) into ``module``.
+
+    The alignment towers keep their initial weights: the module is what stage 2 starts from.
+
+    Parameters
+    ----------
+    module : AlignModule
+        A freshly built module of the checkpoint's session configuration.
+    init : Path
+        The stage-1 (masked-token) checkpoint folder.
+    """
     ck = load_checkpoint(init, kind=CHECKPOINT_KIND)
     module.encoder.load_state_dict(ck.state_dict)
     ts = load_training_state(init)
@@ -357,7 +368,7 @@ def align(
         L.seed_everything(cfg.train.seed, workers=True, verbose=False)  # the towers' initial weights too
         module = AlignModule(session_cfg, cfg, stage1.contract, text_dim=data.text_dim, vocab_size=len(data.vocab),
                              first_code_id=data.vocab.first_code_id)
-        _init_from_stage1(module, init)
+        init_from_stage1(module, init)
     digest = table.digest()
     extra = {"init_weights_sha256": stage1.meta.get("weights_sha256"), "data": data.stats,
              "held_out_concepts": list(cfg.ehr.held_out), "trained_on": trained_on(data, cfg, stage1.meta)}
