@@ -121,7 +121,7 @@ def stage_costs(files: list[Path], checkpoint: Path) -> dict[str, float]:
     import torch
 
     from clef.embedding import Embedder
-    from services.headers import read_header_facts
+    from tokenizer.header_facts import read_header_facts
     from services.worker import file_sha256, limit_threads
     from tokenizer import read_recording
     from tokenizer.spectrogram_cache import compute_spectrogram
@@ -373,7 +373,7 @@ def main() -> None:
 
     files = discover(archive)
     hours = 0.0
-    from services.headers import read_header_facts
+    from tokenizer.header_facts import read_header_facts
 
     for f in files:
         hours += read_header_facts(f.path).duration_s / 3600

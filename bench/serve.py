@@ -230,7 +230,7 @@ def main() -> None:
 
     ids = load_index(store).session_ids
     upload = edf.read_bytes()
-    from services.headers import read_header_facts
+    from tokenizer.header_facts import read_header_facts
 
     facts = read_header_facts(edf)
     key = secrets.token_urlsafe(24)

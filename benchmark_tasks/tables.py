@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from clef.signal import file_sha256  # re-exported: the suite digests its tables with it
+from tokenizer.hashing import file_sha256
 
 __all__ = ["file_sha256", "require_columns", "write_json_atomic", "write_parquet_atomic", "write_text_atomic"]
 

@@ -50,11 +50,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from benchmark_tasks.probes import TaskProbe, load_probes
 from services.auth import ApiKeys, load_api_keys
 from services.config import ServeConfig
-from services.headers import HeaderError, HeaderFacts, read_header_facts
 from services.index import index_signature
 from services.schemas import PUBLIC_SESSION_FIELDS
 from services.search import CohortSearcher, FilterError, parse_filters
 from services.store import EmbeddingStore, StoreError
+from tokenizer.errors import IngestError
+from tokenizer.header_facts import HeaderFacts, read_header_facts
 
 log = logging.getLogger(__name__)
 
@@ -449,10 +450,11 @@ def create_app(cfg: ServeConfig, keys: list[str] | None = None) -> FastAPI:
             path = save_upload(upload, folder)
             try:
                 facts = read_header_facts(path)
+            except IngestError as exc:
+                raise ApiError(422, f"{exc.kind}: {str(exc).replace(str(path), 'upload')}", exc.kind) from None
+            try:
                 with state.lock:
                     emb = state.embedder.embed(path)
-            except HeaderError as exc:
-                raise ApiError(422, f"{exc.kind}: {str(exc).replace(str(path), 'upload')}", exc.kind) from None
             except Exception as exc:  # noqa: BLE001 - ingest errors carry a kind; others are bugs
                 kind = getattr(exc, "kind", None)
                 if not isinstance(kind, str):

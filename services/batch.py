@@ -34,7 +34,8 @@ import polars as pl
 from services.assist import DriverAssist, InHand, SharedQueue, process_in_hand
 from services.config import EmbedConfig, load_channel_map
 from services.discovery import ArchiveFile, discover
-from services.headers import HeaderError, HeaderFacts, read_header_facts
+from tokenizer.errors import IngestError
+from tokenizer.header_facts import HeaderFacts, read_header_facts
 from services.schemas import DONE, FAILED
 from services.store import EmbeddingStore, StoreError
 from services.store_writer import StoreWriter, utc_now
@@ -443,10 +444,10 @@ def _after_a_death(items: list[WorkItem], in_hand: InHand, rec: _Recorder,
     return [it for it in items if InHand.key(it) != key]
 
 
-def _header_or_error(item: WorkItem) -> HeaderFacts | HeaderError:
+def _header_or_error(item: WorkItem) -> HeaderFacts | IngestError:
     try:
         return read_header_facts(item.path)
-    except HeaderError as exc:
+    except IngestError as exc:
         return exc
 
 
@@ -463,7 +464,7 @@ def _index_headers(items: list[WorkItem], rec: _Recorder,
         facts = list(pool.map(_header_or_error, items))
     keep, durations = [], {}
     for it, f in zip(items, facts):
-        if isinstance(f, HeaderError):
+        if isinstance(f, IngestError):
             message = one_line(f, it.path, it.rel)
             rec.record(FileResult(rel=it.rel, size=it.size, mtime_ns=it.mtime_ns, status=FAILED, error_kind=f.kind,
                                   error=message, seconds=0.0))

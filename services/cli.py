@@ -153,7 +153,6 @@ def search(
         _fail("--edf needs --checkpoint (the model that embedded the store)")
 
     def run() -> Any:
-        from services.headers import HeaderError, read_header_facts
         from services.search import CohortSearcher, parse_filters
 
         fs = parse_filters([*filters, *([f"reference={reference}"] if reference is not None else [])])
@@ -162,7 +161,9 @@ def search(
             return s, s.search_session(session, k, fs, per_patient=per_patient)
         from clef.embedding import Embedder
 
-        from clef.signal import ChannelMap
+        from tokenizer.channels import ChannelMap
+        from tokenizer.errors import IngestError
+        from tokenizer.header_facts import read_header_facts
 
         aliases = ChannelMap.load(channel_map) if channel_map is not None else None
         emb_model = Embedder(checkpoint, channel_map=aliases)  # type: ignore[arg-type]
@@ -171,7 +172,7 @@ def search(
         s = CohortSearcher(store, emb_model.model_id)
         try:
             facts = read_header_facts(edf)  # type: ignore[arg-type]
-        except HeaderError as exc:
+        except IngestError as exc:
             raise ValueError(str(exc)) from None
         e = emb_model.embed(edf)  # type: ignore[arg-type]
         row = s.row_of_sha(e.source_sha256)

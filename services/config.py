@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from clef.signal import ChannelMap
+    from tokenizer.channels import ChannelMap
 
 
 class EmbedConfig(BaseModel):
@@ -53,7 +53,7 @@ class EmbedConfig(BaseModel):
         de-identification salt); a store is written either always or never this way.
     channel_map : Path, optional
         A site's channel aliases (CSV ``label,site`` or YAML/JSON; see
-        ``clef.signal.ChannelMap.load``), read before any file.
+        ``tokenizer.channels.ChannelMap.load``), read before any file.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -80,7 +80,7 @@ def load_channel_map(cfg: EmbedConfig) -> ChannelMap | None:
     the file and line), or None."""
     if cfg.channel_map is None:
         return None
-    from clef.signal import ChannelMap
+    from tokenizer.channels import ChannelMap
 
     return ChannelMap.load(cfg.channel_map)
 

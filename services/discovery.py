@@ -11,12 +11,12 @@ else it is unknown.
 The patient of a session is the archive's when it names one: ``sessions.csv``'s
 ``patient_id``, else the patient of the FHIR ``Procedure`` whose identifier is the session
 id (``fhir/`` beside ``sessions.csv`` or in the root, read only when some file still lacks
-a patient). Only its salted hash is kept (:func:`clef.signal.known_patient_hash`: blank
+a patient). Only its salted hash is kept (:func:`tokenizer.deid.known_patient_hash`: blank
 and placeholder ids give none); files without one fall back on the header's patient ID.
 Encounter ids and dates in ``sessions.csv`` are never used.
 
 With ``anonymous_ids`` the session id and the relative path of every file are replaced by
-salted hashes (:func:`clef.signal.anonymous_id`, kinds ``session`` and ``path``, with the
+salted hashes (:func:`tokenizer.deid.anonymous_id`, kinds ``session`` and ``path``, with the
 installation's de-identification salt) before anything downstream sees them, so file and
 folder names (MRNs, dates, patient numbers) reach no table, message or response.
 """
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
-from clef.signal import anonymous_id, known_patient_hash
+from tokenizer.deid import anonymous_id, known_patient_hash
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from clef.signal import file_sha256
+from tokenizer.hashing import file_sha256
 from services.config import IndexConfig
 from services.store import EmbeddingStore, StoreError, vectors_of
 from services.store_writer import utc_now, write_json_atomic

@@ -27,7 +27,7 @@ import scipy.signal  # noqa: E402,F401
 import torch  # noqa: E402,F401
 
 import clef.model  # noqa: E402,F401
-import clef.signal  # noqa: E402,F401
+import tokenizer  # noqa: E402,F401
 from services.worker import CHECKPOINT_ENV, FileEmbedder, preload_key  # noqa: E402
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from services.config import EmbedConfig, load_channel_map
 from services.worker import FileEmbedder, FileResult, WorkItem
 
 if TYPE_CHECKING:
-    from clef.signal import ChannelMap
+    from tokenizer.channels import ChannelMap
 
 log = logging.getLogger(__name__)
 

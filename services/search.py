@@ -113,7 +113,8 @@ def parse_filter(text: str) -> Filter:
 def _references(values: Sequence[str]) -> tuple[str, ...]:
     """Reference filter values as stored (``LER`` → ``le``); a word naming no scheme is an
     error, not a filter that silently matches nothing."""
-    from clef.signal import REFERENCE_SCHEMES, reference_scheme
+    from tokenizer.channels import SCHEMES as REFERENCE_SCHEMES
+    from tokenizer.channels import reference_scheme
 
     out = []
     for v in values:

@@ -77,7 +77,7 @@ class StoreWriter:
         self.archive = str(Path(archive).resolve())
         self.anonymous_ids = bool(anonymous_ids)
         if self.anonymous_ids:
-            from clef.signal import anonymous_id
+            from tokenizer.deid import anonymous_id
 
             self.archive = anonymous_id(self.archive, "archive")
         self._lock_fd: int | None = None

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
-from clef.signal import file_sha256
-from services.headers import HeaderError, HeaderFacts, read_header_facts
+from tokenizer.errors import IngestError
+from tokenizer.hashing import file_sha256
+from tokenizer.header_facts import HeaderFacts, read_header_facts
 
 if TYPE_CHECKING:
-    from clef.signal import ChannelMap
+    from tokenizer.channels import ChannelMap
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class FileEmbedder:
             r.facts = read_header_facts(item.path, channels=self.embedder.contract.channels,
                                         channel_map=self.channel_map)
             r.tokens = self.embedder.tokens_of(item.path)
-        except HeaderError as exc:
+        except IngestError as exc:
             return self._fail(r, exc.kind, one_line(exc, item.path, item.rel), t0)
         except Exception as exc:  # noqa: BLE001 - every file must end done or failed, with its reason
             kind = getattr(exc, "kind", None)

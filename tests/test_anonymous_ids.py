@@ -81,7 +81,7 @@ def test_store_holds_salted_hashes_not_names(anon: dict) -> None:
 
 def test_the_installation_can_map_a_file_to_its_id(anon: dict) -> None:
     """Whoever holds the salt (CLEF_DEID_SALT) recomputes a file's ids; nobody else can."""
-    from clef.signal import anonymous_id
+    from tokenizer.deid import anonymous_id
 
     ses = _tables(anon["store"])["sessions"]
     assert set(ses["path"]) == {anonymous_id(n, "path") for n in NAMES}
@@ -107,7 +107,7 @@ def test_rerun_is_idempotent_and_a_store_is_never_mixed(anon: dict) -> None:
 def test_search_and_api_speak_in_hashes(anon: dict) -> None:
     from fastapi.testclient import TestClient
 
-    from clef.signal import anonymous_id
+    from tokenizer.deid import anonymous_id
     from services.api import create_app
     from services.config import ServeConfig
     from services.search import CohortSearcher

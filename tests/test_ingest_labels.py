@@ -205,7 +205,7 @@ def test_channels_against_a_common_scalp_electrode_are_referential(real_dir, tmp
 def reference_store(real_dir: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A store of a TUH archive that mixes its AR (labelled '-REF') and LE recordings, plus
     a part written before the reference column existed."""
-    from services.headers import read_header_facts
+    from tokenizer.header_facts import read_header_facts
     from services.store_writer import StoreWriter, utc_now
 
     files = {"tuh_le": relabel(real_dir / TUH, tmp_path / "a/tuh_le.edf", {}),

@@ -92,7 +92,7 @@ def _store_from(archive: Path, store: Path) -> None:
     from services.batch import EmbedSummary, _Recorder
     from services.config import EmbedConfig
     from services.discovery import discover
-    from services.headers import read_header_facts
+    from tokenizer.header_facts import read_header_facts
     from services.store import EmbeddingStore
     from services.store_writer import StoreWriter
     from services.worker import DONE, FileResult

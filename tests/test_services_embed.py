@@ -18,7 +18,7 @@ import pytest
 from services.batch import embed_archive
 from services.config import EmbedConfig
 from services.discovery import discover
-from services.headers import HeaderError
+from tokenizer.errors import UnreadableFileError
 from services.store import EmbeddingStore
 from tests.factories import make_archive
 
@@ -139,7 +139,7 @@ def test_failed_files_are_retried_only_when_asked(archive: Path, svc_checkpoint:
 
     def broken(path, **kw):  # noqa: ANN001,ANN003,ANN202 - a transient failure (e.g. a network file system)
         if Path(path) == flaky:
-            raise HeaderError("unreadable", f"{path}: cannot read the file (Input/output error)")
+            raise UnreadableFileError(path, "cannot read the file (Input/output error)")
         return real(path, **kw)
 
     monkeypatch.setattr(worker, "read_header_facts", broken)

@@ -2,8 +2,8 @@
 
 The contract is frozen and validated on construction. It is stored in every checkpoint
 and checked against every recording, so channel-order, unit and sampling-rate mismatches
-fail loudly instead of silently. It lives in ``tokenizer`` (the first stage of the flow,
-which may import nothing of ours) and is re-exported as ``clef.contract.SignalContract``.
+fail loudly instead of silently. It lives in ``tokenizer``, the first stage of the flow,
+which every later stage imports.
 """
 
 from __future__ import annotations

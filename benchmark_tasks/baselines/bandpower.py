@@ -35,7 +35,7 @@ import polars as pl
 from benchmark_tasks.embeddings import EmbeddingSet
 from benchmark_tasks.progress import track
 from benchmark_tasks.tables import require_columns, write_parquet_atomic
-from clef.signal import CANONICAL_BANDS
+from tokenizer.multitaper import CANONICAL_BANDS
 
 __all__ = ["BANDS", "FEATURE_VERSION", "PAIRS", "SessionSignal", "bandpower_embeddings", "bandpower_features",
            "feature_names", "read_session", "spectrum_features"]
@@ -69,14 +69,11 @@ class SessionSignal:
 def _signal_api() -> SimpleNamespace:
     """Reading and multitaper functions of the signal stage.
 
-    Re-exported by :mod:`clef.signal` (``benchmark_tasks`` never imports ``tokenizer``).
+    Imported on first use.
     """
-    from clef.signal import (
-        CANONICAL_CHANNELS,
-        SignalContract,
-        multitaper_spectrogram,
-        read_recording,
-    )
+    from tokenizer.contract import CANONICAL_CHANNELS, SignalContract
+    from tokenizer.ingest import read_recording
+    from tokenizer.multitaper import multitaper_spectrogram
 
     return SimpleNamespace(read_recording=read_recording, SignalContract=SignalContract,
                            multitaper_spectrogram=multitaper_spectrogram, channels=tuple(CANONICAL_CHANNELS))

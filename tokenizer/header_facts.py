@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
-if TYPE_CHECKING:
-    from clef.signal import ChannelMap
+from tokenizer.channels import ChannelMap, map_channels
+from tokenizer.contract import CANONICAL_CHANNELS
+from tokenizer.deid import deidentify
+from tokenizer.edf_header import read_header
+
+__all__ = ["HeaderFacts", "read_header_facts"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class HeaderFacts:
     reference : str or None
         Reference scheme of the channels mapped onto the montage, from their labels as
         recorded (``REF``, ``LE``, ``AVG``, ``MAST``, ``EAR``, ``CZ``, ``bipolar``,
-        ``unknown``, ``mixed``: ``clef.signal.REFERENCE_SCHEMES``).
+        ``unknown``, ``mixed``: ``tokenizer.channels.SCHEMES``).
     """
 
     format: str
@@ -45,14 +49,6 @@ class HeaderFacts:
     def to_dict(self) -> dict[str, object]:
         """Plain dict."""
         return asdict(self)
-
-
-class HeaderError(Exception):
-    """A header could not be read; ``kind`` is the ingest error kind (``not_edf`` ...)."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        self.kind = kind
-        super().__init__(message)
 
 
 def read_header_facts(path: str | Path, *, channels: Sequence[str] | None = None,
@@ -69,16 +65,11 @@ def read_header_facts(path: str | Path, *, channels: Sequence[str] | None = None
 
     Raises
     ------
-    HeaderError
-        The file is not a readable EDF/BDF file; ``kind`` names why (``not_edf``,
-        ``empty_file``, ``truncated``, ``corrupt_header`` ...).
+    tokenizer.errors.IngestError
+        The file is not a readable EDF/BDF file; its subclass and ``kind`` say why
+        (``not_edf``, ``empty_file``, ``truncated``, ``corrupt_header`` ...).
     """
-    from clef.signal import CANONICAL_CHANNELS, IngestError, deidentify, map_channels, read_header
-
-    try:
-        h = read_header(path)
-    except IngestError as exc:
-        raise HeaderError(exc.kind, str(exc)) from None
+    h = read_header(path)
     deid, _ = deidentify(h.patient, h.recording, h.startdate)
     mapping = map_channels([s.label for s in h.signals], tuple(channels or CANONICAL_CHANNELS),
                            [s.is_annotation for s in h.signals], channel_map=channel_map)
