@@ -40,3 +40,15 @@ def test_a_broken_suite_is_refused(tmp_path: Path) -> None:
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ValueError, match="expected a suite mapping"):
         load_suite(bad)
+
+
+def test_subset_keeps_the_named_tasks_and_only_their_labels() -> None:
+    suite = load_suite(shipped_suites()[0])
+    names = [t.name for t in suite.tasks[::5]][:3]
+    sub = suite.subset(list(reversed(names)))
+    assert [t.name for t in sub.tasks] == names  # in the suite's order
+    assert sorted(sub.labels["task"].unique().to_list()) == sorted(names)
+    assert sub.labels.height == suite.labels.filter(suite.labels["task"].is_in(names)).height
+    assert sub.splits.equals(suite.splits)
+    with pytest.raises(KeyError, match="no tasks"):
+        suite.subset([names[0], "not a task"])
