@@ -41,6 +41,22 @@ def real_dir() -> Path:
     return REAL
 
 
+#: Fixtures that build for minutes (the hospital, the trained pipeline, the demo; some
+#: through ``request.getfixturevalue``, which the fixture closure does not show). The test
+#: that asks for one first pays its setup, so a test using any of them gets
+#: ``LONG_SETUP_TIMEOUT`` seconds instead of the default ``timeout`` of pyproject.toml.
+LONG_SETUP_FIXTURES = frozenset({"hospital", "pipeline", "svc_hospital", "svc_checkpoint",
+                                 "anon", "trained", "source", "demo_run"})
+LONG_SETUP_TIMEOUT = 900
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ()))
+        if uses & LONG_SETUP_FIXTURES and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(LONG_SETUP_TIMEOUT))
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     return f"real EDF data: {'present' if REAL.is_dir() else 'absent (those tests skip)'} at {REAL}; cpus={os.cpu_count()}"
 

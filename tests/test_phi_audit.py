@@ -33,6 +33,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+from tests.factories import wait_until
+
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
 
 KEY = "phi-audit-key-0123456789abcdef"
@@ -459,10 +461,7 @@ def test_http_responses_carry_no_planted_phi(demo_run: DemoRun, phi: list[Plante
     responses: list[tuple[str, httpx.Response]] = []
     try:
         thread.start()
-        deadline = time.monotonic() + 60
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.started
+        wait_until(lambda: server.started, 60, message="the server started")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": KEY}, timeout=120) as c:
             responses.append(("GET /health", c.get("/health")))
             responses.append(("GET /tasks", c.get("/tasks")))

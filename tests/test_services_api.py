@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 import warnings
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from services.auth import ApiKeyError, ApiKeys, load_api_keys
 from services.batch import embed_archive
 from services.config import EmbedConfig, ServeConfig
 from services.store import EmbeddingStore
-from tests.factories import make_archive
+from tests.factories import make_archive, wait_until
 
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
@@ -62,10 +61,7 @@ def served(svc_hospital: Path, svc_checkpoint: Path, tmp_path_factory: pytest.Te
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
+    wait_until(lambda: server.started, 30, message="the server started")
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": KEY}, timeout=60)
     yield {"client": client, "url": f"http://127.0.0.1:{port}", "archive": archive, "store": st, "model": model,
            "probes": probes, "ids": ids}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,7 @@ from services.config import EmbedConfig, ServeConfig
 from services.index import build_index, ensure_index, index_dir, index_signature
 from services.store import EmbeddingStore
 from services.store_writer import StoreWriter, utc_now
-from tests.factories import make_archive, synthetic_store
+from tests.factories import make_archive, synthetic_store, wait_until
 
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
@@ -28,15 +27,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _wait(cond, timeout: float = 60.0, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return False
 
 
 def _add_sessions(store: Path, model: str, dim: int, ids: list[str], seed: int = 0) -> None:
@@ -90,7 +80,7 @@ def live(svc_hospital: Path, svc_checkpoint: Path, tmp_path: Path):
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    assert _wait(lambda: server.started, 30, 0.05)
+    wait_until(lambda: server.started, 30, message="the server started")
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": KEY}, timeout=60)
     yield {"client": client, "state": app.state.clef, "archive": archive, "store": store}
     client.close()
@@ -123,7 +113,8 @@ def test_service_serves_sessions_embedded_while_it_runs(live, svc_hospital: Path
         assert s.embedded == 2 and s.unchanged == 4
         new = [x for x in EmbeddingStore(store).sessions()["session_id"].to_list() if x not in first]
         assert len(new) == 2
-        assert _wait(lambda: all(c.get(f"/sessions/{n}").status_code == 200 for n in new))
+        wait_until(lambda: all(c.get(f"/sessions/{n}").status_code == 200 for n in new), 60,
+                   message="the new sessions served")
         sim = c.get(f"/sessions/{first[0]}/similar", params={"k": 10}).json()["neighbours"]
         assert len(sim) == 5 and set(new) <= {n["session_id"] for n in sim}
         assert c.get(f"/sessions/{new[0]}/similar", params={"k": 2}).json()["neighbours"]
@@ -134,7 +125,8 @@ def test_service_serves_sessions_embedded_while_it_runs(live, svc_hospital: Path
         # the index rebuilt by an operator (another kind) is picked up as well
         gen = state.generation
         ensure_index(store, kind="hnsw", rebuild=True)
-        assert _wait(lambda: state.generation > gen and state.searcher.index.kind == "hnsw")
+        wait_until(lambda: state.generation > gen and state.searcher.index.kind == "hnsw", 60,
+                   message="the rebuilt index loaded")
         assert len(c.get(f"/sessions/{first[0]}/similar", params={"k": 10}).json()["neighbours"]) == 5
     finally:
         stop.set()
@@ -153,17 +145,17 @@ def test_a_store_that_cannot_be_read_is_not_swapped_in(live, caplog: pytest.LogC
         return c.get(f"/sessions/{sid}/similar", params={"k": 2}).status_code == 200
 
     with caplog.at_level("ERROR", logger="services.api"):
-        assert _wait(lambda: ask() and "reloading the index" in caplog.text, 30)
+        wait_until(lambda: ask() and "reloading the index" in caplog.text, 30, message="the failed reload logged")
         assert "part-999999.parquet is unreadable" in caplog.text
         for _ in range(10):  # still served by the index loaded before; the failure is not retried on every check
             assert ask()
-            time.sleep(0.05)
+            assert not state.check()
         assert caplog.text.count("reloading the index") == 1
     assert state.searcher is before and state.generation == gen
     bad.unlink()  # repaired, and the store grows: the next check loads it
     st = EmbeddingStore(store)
     _add_sessions(store, st.models()[0], before.index.dim, ["after-repair"])
-    assert _wait(lambda: ask() and state.generation > gen, 30)
+    wait_until(lambda: ask() and state.generation > gen, 30, message="the repaired store loaded")
     assert state.searcher.index.n == before.index.n + 1
     assert c.get("/sessions/after-repair").status_code == 200
 
@@ -182,8 +174,7 @@ def test_reloading_can_be_checked_on_demand_or_turned_off(svc_hospital: Path, sv
     off = ServiceState(ServeConfig(store=store, checkpoint=svc_checkpoint, reload_seconds=0), ApiKeys([KEY]))
     assert not off.check(wait=True)  # nothing changed since start-up (its own index save included)
     _add_sessions(store, model, dim, ["later-1", "later-2", "later-3"])
-    time.sleep(0.05)
-    assert off.current().index.n == 3  # never checks by itself
+    assert off.current().index.n == 3  # a request never checks by itself (there is no background checker)
     assert off.check(wait=True) and off.current().index.n == 6 and off.generation == 1
     assert off.current().session_meta("later-2")["site"] == "S77"
     assert not off.check(wait=True)  # its own index update is not a change to load again
