@@ -66,10 +66,10 @@ def main() -> None:
         return
     from reports.text_encoder import FrozenTextEncoder, TextEncoderConfig
 
-    from clef.align import align, evaluate_retrieval, index_archive, load_align_config
+    from clef.align import index_archive, load_align_config
     from clef.align.data import prepare_align_data
     from clef.align.module import AlignModule
-    from clef.align.train import init_from_stage1
+    from clef.align.train import align, evaluate_retrieval, init_from_stage1
     from reports import SummariserConfig, make_summariser
 
     held = [c.strip() for c in args.held_out.split(",") if c.strip()]

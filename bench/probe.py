@@ -6,8 +6,8 @@ Usage::
                           [--bootstrap 1000] [--reference-tasks 8] [--out bench/out/probe]
 
 What is timed is what ``clef tasks generate`` and ``clef benchmark run`` do, through
-the same functions (:func:`benchmark_tasks.generate_suite` on a cohort table,
-:func:`benchmark_tasks.run_benchmark` on an :class:`~benchmark_tasks.EmbeddingSet`),
+the same functions (:func:`benchmark_tasks.suite.generate_suite` on a cohort table,
+:func:`benchmark_tasks.run.run_benchmark` on an :class:`~benchmark_tasks.embeddings.EmbeddingSet`),
 default protocol: propensity matching 1:2 with a 0.2 caliper, patient splits 70/30, a
 logistic probe and the 3-seed MLP per task, 1000-resample patient bootstrap, report and
 plots. Target (issue 7): the probing of ~234 tasks on 100k sessions in ≤ 10 minutes on
@@ -219,7 +219,10 @@ def main() -> int:
 
     import polars as pl
 
-    from benchmark_tasks import EmbeddingSet, ProbeConfig, generate_suite, run_benchmark
+    from benchmark_tasks.config import ProbeConfig
+    from benchmark_tasks.embeddings import EmbeddingSet
+    from benchmark_tasks.run import run_benchmark
+    from benchmark_tasks.suite import generate_suite
 
     t0 = time.perf_counter()
     cohort, active, pat_of, concepts = synthetic_cohort(args.sessions, args.icd_categories, args.seed)

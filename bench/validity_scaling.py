@@ -92,7 +92,8 @@ def main() -> None:
     from benchmark_tasks.run import run_benchmark
     from benchmark_tasks.suite import load_suite
     from benchmark_tasks.truth import task_classes
-    from clef.align import align, load_align_config
+    from clef.align import load_align_config
+    from clef.align.train import align
 
     torch.set_num_threads(args.threads)
     a = state["args"]

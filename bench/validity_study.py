@@ -268,7 +268,8 @@ def main() -> None:
 
     def stage2(name: str, overrides: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         def run() -> dict[str, Any]:
-            from clef.align import align, load_align_config
+            from clef.align import load_align_config
+            from clef.align.train import align
 
             ck = out / name
             r = align(out / "stage1", hospital, load_align_config(args.align_config, overrides), ck, tokens=tokens,

@@ -23,47 +23,6 @@ truth       validation only: truth classes of a synthetic hospital's tasks (plan
 baselines   band power, windowed short-window models, braindecode adapter, the oracle (hidden truth)
 cli         ``clef tasks generate`` / ``clef benchmark run`` (a ``clef.cli_plugins`` entry point)
 
-Names are imported on first use, so ``import benchmark_tasks`` is cheap.
+Import from the modules (``from benchmark_tasks.suite import generate_suite``): the package
+itself imports nothing, so ``import benchmark_tasks`` is cheap.
 """
-
-from __future__ import annotations
-
-import importlib
-from typing import Any
-
-_LAZY = {
-    "build_cohort": "benchmark_tasks.cohort",
-    "TaskDefinition": "benchmark_tasks.tasks",
-    "match_controls": "benchmark_tasks.matching",
-    "SplitLeakError": "benchmark_tasks.splits",
-    "check_no_leak": "benchmark_tasks.splits",
-    "assign_splits": "benchmark_tasks.splits",
-    "Suite": "benchmark_tasks.suite",
-    "generate_suite": "benchmark_tasks.suite",
-    "load_suite": "benchmark_tasks.suite",
-    "shipped_suites": "benchmark_tasks.suite",
-    "EmbeddingSet": "benchmark_tasks.embeddings",
-    "load_embeddings": "benchmark_tasks.embeddings",
-    "ModelSources": "benchmark_tasks.models",
-    "collect_models": "benchmark_tasks.models",
-    "LogisticProbe": "benchmark_tasks.probes",
-    "load_probe": "benchmark_tasks.probes",
-    "run_benchmark": "benchmark_tasks.run",
-    "SuiteConfig": "benchmark_tasks.config",
-    "ProbeConfig": "benchmark_tasks.config",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    """Import public names on first use."""
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'benchmark_tasks' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))

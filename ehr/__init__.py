@@ -15,14 +15,12 @@ Modules
 :mod:`ehr.vocab`    ``ehr_tokens`` and ``CodeVocab`` (held-out codes, hierarchical roll-up)
 :mod:`ehr.encoder`  ``EHREncoder`` (set transformer) and ``augment_codes``
 
-This package imports nothing else of CLEF. ``torch`` is imported only when the encoder
-names are first used (``ehr.EHREncoder``), ``simple_icd_10_cm`` only on the first ICD
-lookup.
+This package imports nothing else of CLEF. The encoder (``torch``) is imported from its
+module, ``from ehr.encoder import EHREncoder``, so ``import ehr`` does not load torch;
+``simple_icd_10_cm`` is loaded on the first ICD lookup.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from ehr.atc import (
     atc_for_name,
@@ -58,16 +56,12 @@ from ehr.record import (
 )
 from ehr.vocab import CodeVocab, age_bucket, ehr_tokens, parse_held_out
 
-_LAZY = {"EHREncoder": "ehr.encoder", "EHREncoderConfig": "ehr.encoder", "augment_codes": "ehr.encoder"}
-
 __all__ = [
     "MEDICATION_GROUPS",
     "PHENOTYPE_GROUPS",
     "CodeSet",
     "CodeVocab",
     "ConditionEntry",
-    "EHREncoder",
-    "EHREncoderConfig",
     "EncounterEntry",
     "FhirLoadResult",
     "FhirProblem",
@@ -82,7 +76,6 @@ __all__ = [
     "atc_for_rxnorm",
     "atc_level",
     "atc_name",
-    "augment_codes",
     "ehr_tokens",
     "icd10_ancestors",
     "icd10_category",
@@ -98,17 +91,3 @@ __all__ = [
     "rxnorm_for_atc",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    """Import the torch-based encoder names on first use."""
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'ehr' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))

@@ -11,16 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from clef.align import (
-    align,
-    evaluate_retrieval,
-    index_archive,
-    load_align_config,
-    load_align_module,
-)
+from clef.align import index_archive, load_align_config
 from clef.align.data import collate, prepare_align_data
 from clef.align.module import AlignModule, contrastive_loss, retrieval_accuracy
-from clef.align.train import init_from_stage1
+from clef.align.train import align, evaluate_retrieval, init_from_stage1, load_align_module
 from clef.config import SessionConfig
 from clef.embedding import Embedder
 from clef.pretrain import load_token_table

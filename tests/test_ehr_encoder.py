@@ -8,7 +8,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from ehr import CodeVocab, EHREncoder, EHREncoderConfig, augment_codes
+from ehr import CodeVocab
+from ehr.encoder import EHREncoder, EHREncoderConfig, augment_codes
 
 SMALL = EHREncoderConfig(dim=32, depth=2, heads=4, dropout=0.1, drop_prob=0.3, max_len=84)
 

@@ -35,7 +35,7 @@ from clef.config import SessionConfig
 from clef.masking import random_token_mask, sample_mask_ratios
 from clef.model import MaskedTokenHead, SessionTransformer
 from clef.pretrain import warmup_cosine_lr
-from ehr import EHREncoder, EHREncoderConfig
+from ehr.encoder import EHREncoder, EHREncoderConfig
 from tokenizer.contract import SignalContract
 
 log = logging.getLogger(__name__)

@@ -31,8 +31,8 @@ def align(
     precision: str = typer.Option("", "--precision", help="Lightning precision, e.g. bf16-mixed."),
     num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="Lightning nodes (multi-node)."),
 ) -> None:
-    from clef.align import align as run
-    from clef.align import load_align_config
+    from clef.align.config import load_align_config
+    from clef.align.train import align as run
     from clef.cli.pretrain import _trainer_kwargs
     from clef.cli.tokenizer import _progress
     from tokenizer.checkpoint import CheckpointError

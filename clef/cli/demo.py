@@ -240,7 +240,8 @@ def demo_train(out: Path, hosp: Path, size: DemoSize = FULL_DEMO) -> "object":
 
 def demo_align(out: Path, hosp: Path, trained: "object", steps: int = 100) -> "object":
     """Stage 2: align the pretrained encoder with the hospital's reports and FHIR records."""
-    from clef.align import align, index_archive, load_align_config
+    from clef.align import index_archive, load_align_config
+    from clef.align.train import align
     from reports import process_report, read_report
 
     t0 = time.perf_counter()
