@@ -1,7 +1,7 @@
 """The benchmark part of ``clef demo``: generate the demo hospital's suite, probe, write the report.
 
-Reached through the ``clef.demo_steps`` entry point (``clef`` may not import
-``benchmark_tasks``, DESIGN.md §3), called with the hospital folder, the aligned
+Reached through the ``benchmark`` entry point of ``clef.demo_steps`` (``clef`` may not
+import ``benchmark_tasks``: ARCHITECTURE.md, "Packages and layers"), called with the hospital folder, the aligned
 checkpoint, the demo's output folder and its rich console. Writes::
 
     OUT/benchmark/suite.yaml (+ suite/)   the suite of the demo hospital

@@ -4,10 +4,10 @@ Besides one example query, the step reports for every planted finding how often 
 session's nearest neighbours (other patients) share it, against the base rate: the
 search example's honest summary, since one hand-picked query proves nothing.
 
-``clef`` may not import ``services`` (DESIGN.md §3), so ``clef demo`` reaches this through
-an entry point (proposed: ``[project.entry-points."clef.demo_steps"] services =
-"services.demo:demo_step"``), called with the hospital folder, the trained checkpoint, the
-demo's output folder and its rich console.
+``clef`` may not import ``services`` (ARCHITECTURE.md, "Packages and layers"), so
+``clef demo`` reaches this through the ``services`` entry point of ``clef.demo_steps``
+(pyproject.toml; its place in the demo: ``clef.cli.demo.LATER_STEPS``), called with the
+hospital folder, the trained checkpoint, the demo's output folder and its rich console.
 """
 
 from __future__ import annotations

@@ -270,20 +270,32 @@ def demo_align(out: Path, hosp: Path, trained: "object", steps: int = 100) -> "o
 
 DEMO_STEPS_GROUP = "clef.demo_steps"
 
+#: The later stages' demo steps in the order they run, as (entry-point name, title): the
+#: benchmark probes the aligned checkpoint first, then the services embed, index and search.
+LATER_STEPS: tuple[tuple[str, str], ...] = (
+    ("benchmark", "benchmark: generate the hospital's task suite, probe aligned vs recon-only vs baselines"),
+    ("services", "services: embed the hospital into a store, index it, search"),
+)
+
 
 def demo_later_stages(out: Path, hosp: Path, checkpoint: Path, quick: bool = False) -> None:
-    """Run the demo steps of later stages (services ...), found through entry points.
+    """Run the demo steps of later stages (:data:`LATER_STEPS`), found through entry points.
 
-    Those packages import ``clef``, never the reverse (DESIGN.md §3); each entry point of
-    ``clef.demo_steps`` names a ``step(hospital, checkpoint, out, console)`` function,
-    which may also take a keyword ``quick`` (``clef demo --quick``: a tiny hospital, keep
-    the step small and do not fail for want of data).
+    Those packages import ``clef``, never the reverse (ARCHITECTURE.md, "Packages and
+    layers"); each entry point of ``clef.demo_steps`` names a
+    ``step(hospital, checkpoint, out, console)`` function, which may also take a keyword
+    ``quick`` (``clef demo --quick``: a tiny hospital, keep the step small and do not fail
+    for want of data). A step whose package is not installed is skipped with a note.
     """
     from importlib.metadata import entry_points
 
-    for n, ep in enumerate(sorted(entry_points(group=DEMO_STEPS_GROUP), key=lambda e: e.name), 5):
-        _stage(f"{n}. {ep.name}")
-        step = ep.load()
+    found = {ep.name: ep for ep in entry_points(group=DEMO_STEPS_GROUP)}
+    for n, (name, title) in enumerate(LATER_STEPS, 5):
+        _stage(f"{n}. {title}")
+        if name not in found:
+            console.print(f"[yellow]skipped: no '{name}' entry point in {DEMO_STEPS_GROUP} (package not installed?)[/]")
+            continue
+        step = found[name].load()
         kwargs = {"quick": True} if quick and "quick" in inspect.signature(step).parameters else {}
         step(hosp, checkpoint, out, console, **kwargs)
 
