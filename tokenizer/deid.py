@@ -20,8 +20,9 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Literal
+
+from tokenizer.home import clef_home
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,6 @@ class Deidentified:
     def to_dict(self) -> dict[str, object]:
         """Plain dict for JSON output."""
         return {"sex": self.sex, "age_years": self.age_years, "patient_hash": self.patient_hash}
-
-
-def clef_home() -> Path:
-    """Directory for per-installation state (``$CLEF_HOME`` or ``~/.clef``)."""
-    return Path(os.environ.get("CLEF_HOME", Path.home() / ".clef"))
 
 
 def get_salt(salt: str | None = None) -> str:

@@ -38,7 +38,7 @@ import numpy as np
 from tokenizer import multitaper
 from tokenizer.channels import ChannelMap
 from tokenizer.contract import SignalContract
-from tokenizer.deid import clef_home
+from tokenizer.home import clef_home
 from tokenizer.errors import IngestError, UnreadableFileError
 from tokenizer.ingest import file_sha256, read_recording
 from tokenizer.recording import Recording
