@@ -43,7 +43,7 @@ def main() -> None:
 
     from clef.config import SessionConfig, load_config
     from clef.pretrain import load_token_table, pretrain
-    from tokenizer.checkpoint import load_checkpoint
+    from tokenizer.checkpoint_io import load_checkpoint
     from tokenizer.tokens import tokenize_archive
 
     torch.set_num_threads(args.threads)

@@ -32,7 +32,7 @@ def build_checkpoint(name: str, tmp: Path) -> Path:
     from clef.config import load_config as load_session_config
     from clef.pretrain import MaskedTokenModule, save_session_checkpoint
     from tokenizer import SignalContract
-    from tokenizer.checkpoint import save_checkpoint
+    from tokenizer.checkpoint_io import save_checkpoint
     from tokenizer.vqgan.config import build_context
     from tokenizer.vqgan.config import load_config as load_vq_config
     from tokenizer.vqgan.model import CHECKPOINT_KIND, VQGAN

@@ -218,7 +218,7 @@ def main() -> int:
             check_header(h)
             if args.ingest:
                 stage = "read_recording"
-                rec = read_recording(target, n_jobs=1)
+                rec = read_recording(target, threads=1)
                 assert np.isfinite(rec.data).all(), "read_recording returned non-finite samples"
         except IngestError as exc:
             if stage == "read_header":

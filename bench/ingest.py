@@ -32,11 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 
 
-
-def run_ours(path: Path, n_jobs: int = 1) -> np.ndarray:
+def run_ours(path: Path, threads: int = 1) -> np.ndarray:
     from tokenizer import read_recording
 
-    return read_recording(path, n_jobs=n_jobs).data
+    return read_recording(path, threads=threads).data
 
 
 def run_mne(path: Path, n_jobs: int = 1) -> np.ndarray:
@@ -93,7 +92,7 @@ def main() -> None:
     os.environ.setdefault("CLEF_DEID_SALT", "bench")
     OUT.mkdir(parents=True, exist_ok=True)
 
-    f20 = make_file(OUT / f"ingest_{args.minutes}min_256Hz.edf", args.minutes * 60, 256)
+    f20 = make_file(OUT / f"eeg_{args.minutes}min_256Hz.edf", args.minutes * 60, 256)
     counts = (1, 2)
     t_mne = {k: best_of(lambda: run_mne(f20, k), args.repeats) for k in counts}  # warm-up: imports, joblib workers
     t_ours = {k: best_of(lambda: run_ours(f20, k), args.repeats) for k in counts}
@@ -111,7 +110,7 @@ def main() -> None:
     if args.skip_memory:
         return
     secs = int(args.hours * 3600)
-    big = make_file(OUT / f"ingest_{args.hours:g}h_512Hz.edf", secs, 512, seed=1)
+    big = make_file(OUT / f"eeg_{args.hours:g}h_512Hz.edf", secs, 512, seed=1)
     decoded = 19 * secs * 512 * 4
     print(f"== memory: {args.hours:g}-hour 19-channel 512 Hz EDF ({big.stat().st_size / 2**20:.0f} MiB file; "
           f"decoded float32 19-channel signal {decoded / 2**20:.0f} MiB)")

@@ -31,7 +31,7 @@ from clef.model import (
     pre_ln_inference,  # re-exported: baselines in benchmark_tasks encode with it too  # noqa: F401
 )
 from tokenizer import ChannelMap, ContractMismatchError, Recording, read_recording
-from tokenizer.checkpoint import CheckpointError, load_checkpoint
+from tokenizer.checkpoint_io import CheckpointError, load_checkpoint
 from tokenizer.spectrogram_cache import SpectrogramCache
 from tokenizer.tokens import Tokenizer, Tokens
 
@@ -127,7 +127,11 @@ class Embedder:
         return self._tokenizer
 
     def tokens_of(self, source: Source) -> Tokens:
-        """Tokens of any source (file, recording or tokens)."""
+        """Tokens of any source (file, recording or tokens).
+
+        A file is read once (its bytes, hash and header facts in one pass); with a cache,
+        the spectrogram is taken from it by the recording's content hash when present.
+        """
         if isinstance(source, Tokens):
             return source
         if isinstance(source, Recording):
@@ -135,13 +139,11 @@ class Embedder:
                 raise ContractMismatchError(source.source_path, "recording read under another contract than the "
                                             f"checkpoint's ({self.contract.digest()}); differences: "
                                             "re-read it with the checkpoint's contract")
-            return self.tokenizer.tokenize_recording(source)
+        else:
+            source = read_recording(source, self.contract, channel_map=self.channel_map)
         cache = (SpectrogramCache(self._cache_dir, self.contract, channel_map=self.channel_map)
                  if self._cache_dir else None)
-        if cache is None:
-            return self.tokenizer.tokenize_recording(read_recording(source, self.contract,
-                                                                    channel_map=self.channel_map))
-        return self.tokenizer.tokenize_file(source, cache)
+        return self.tokenizer.tokenize_recording(source, cache)
 
     @torch.no_grad()
     def embed_tokens(self, tokens: Sequence[Tokens]) -> list[SessionEmbedding]:

@@ -42,7 +42,7 @@ from clef.model import (
     count_parameters,
 )
 from clef.patients import PatientSplit, patient_record
-from tokenizer.checkpoint import (
+from tokenizer.checkpoint_io import (
     load_checkpoint,
     load_training_state,
     optimizer_from_tensors,

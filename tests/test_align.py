@@ -19,7 +19,7 @@ from clef.config import SessionConfig
 from clef.embedding import Embedder
 from clef.pretrain import load_token_table
 from clef.synthetic.hospital import load_truth
-from tokenizer.checkpoint import CheckpointError, load_checkpoint
+from tokenizer.checkpoint_io import CheckpointError, load_checkpoint
 
 SMALL = {"report": {"dim": 64, "depth": 2, "heads": 4}, "ehr": {"dim": 64, "depth": 2, "heads": 4},
          "loss": {"embed_dim": 64}, "train": {"batch_size": 16, "checkpoint_every": 40},

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tokenizer import SignalContract
-from tokenizer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tokenizer.checkpoint_io import CheckpointError, load_checkpoint, save_checkpoint
 
 
 def _save(path, **kw):

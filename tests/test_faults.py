@@ -109,7 +109,7 @@ from services.index import ensure_index, load_index, normalise  # noqa: E402
 from services.store import EmbeddingStore, StoreError, vectors_of  # noqa: E402
 from services.store_writer import StoreWriter, utc_now  # noqa: E402
 from tests.factories import make_archive, synthetic_store  # noqa: E402
-from tokenizer.checkpoint import CheckpointError, load_checkpoint, load_training_state, save_checkpoint  # noqa: E402
+from tokenizer.checkpoint_io import CheckpointError, load_checkpoint, load_training_state, save_checkpoint  # noqa: E402
 from tokenizer.contract import SignalContract  # noqa: E402
 from tokenizer.hashing import file_sha256  # noqa: E402
 from tokenizer.tokens import read_errors, read_tokens, tokenize_archive  # noqa: E402

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from tests.factories import STYLES, eeg_signals, make_edf
+from clef.synthetic.recordings import LABEL_STYLES, eeg_signals, make_edf
 from tokenizer import CANONICAL_CHANNELS, SignalContract, TooFewChannelsError, UnitError, read_recording
 from tokenizer.edf_writer import EDFSignal, write_edf
 
@@ -24,7 +24,7 @@ def _amp_at(x: np.ndarray, fs: float, f0: float) -> float:
     return float(np.hypot(*coef))
 
 
-@pytest.mark.parametrize("style", sorted(STYLES))
+@pytest.mark.parametrize("style", sorted(LABEL_STYLES))
 @pytest.mark.parametrize("new_names", [False, True])
 def test_every_label_style_maps_all_19(tmp_path, style, new_names):
     path = make_edf(tmp_path / "x.edf", eeg_signals(5, 200, style=style, new_names=new_names))
@@ -233,19 +233,18 @@ def test_peak_memory_is_a_small_multiple_of_the_signal(tmp_path):
     assert peak <= 3 * decoded, f"peak {peak / 2**20:.0f} MiB vs signal {decoded / 2**20:.0f} MiB"
 
 
-def test_read_threads_follow_torch_threads() -> None:
-    """A process pinned to one torch thread (a ``clef embed`` worker) reads on one thread."""
+def test_read_threads_do_not_follow_torch_threads() -> None:
+    """Reading decides its threads itself (callers that want one pass ``threads=1``), not
+    from the settings of a torch it might find loaded."""
     import os
 
     import torch
 
-    from tokenizer.ingest import default_jobs
+    from tokenizer.ingest import default_threads
 
     n = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        assert default_jobs() == 1
-        torch.set_num_threads(2)
-        assert default_jobs() == min(2, os.cpu_count() or 1)
+        assert default_threads() == min(2, os.cpu_count() or 1)
     finally:
         torch.set_num_threads(n)

@@ -18,7 +18,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tests.factories import biosemi_abc_labels, eeg_signals, relabel
+from clef.synthetic.recordings import eeg_signals
+from tests.factories import biosemi_abc_labels, relabel
 from tokenizer import (
     CANONICAL_CHANNELS,
     ChannelMap,
@@ -72,8 +73,8 @@ STYLES = {
 @pytest.mark.parametrize("style", sorted(STYLES))
 def test_label_styles_read_the_same_signals_as_the_original(real_dir, tmp_path, style):
     write, reference = STYLES[style]
-    original = read_recording(real_dir / NK, n_jobs=1)
-    rec = read_recording(_nk_relabelled(real_dir, tmp_path, write), n_jobs=1)
+    original = read_recording(real_dir / NK, threads=1)
+    rec = read_recording(_nk_relabelled(real_dir, tmp_path, write), threads=1)
     assert list(rec.channel_report.mapped) == list(CANONICAL_CHANNELS)
     assert all(not reason.startswith("not a recognised") for lab, reason in rec.channel_report.excluded.items()
                if lab.startswith("EEG"))
@@ -120,10 +121,10 @@ def _write_map(path: Path, sites: dict[str, str], extra: dict[str, str]) -> Path
 def test_channel_map_maps_a_sites_own_labels(real_dir, tmp_path, suffix):
     path, sites = _local_names(real_dir, tmp_path)
     with pytest.raises(NoEEGChannelsError):
-        read_recording(path, n_jobs=1)
+        read_recording(path, threads=1)
     cmap = ChannelMap.load(_write_map(tmp_path / f"site{suffix}", sites, {"POL E": "exclude"}))
-    rec = read_recording(path, n_jobs=1, channel_map=cmap)
-    np.testing.assert_array_equal(rec.data, read_recording(real_dir / NK, n_jobs=1).data)
+    rec = read_recording(path, threads=1, channel_map=cmap)
+    np.testing.assert_array_equal(rec.data, read_recording(real_dir / NK, threads=1).data)
     s = rec.summary()
     assert s["channels"]["aliases"] == {**sites, "POL E": "exclude"}
     assert s["channels"]["mapped"]["C3"] == next(k for k, v in sites.items() if v == "C3")
@@ -184,7 +185,7 @@ def test_mixed_references_give_one_warning_with_counts(real_dir, tmp_path):
         n["k"] += 1
         return f"EEG {site}-LE" if n["k"] <= 10 else f"EEG {site}-AVG"
 
-    rec = read_recording(_nk_relabelled(real_dir, tmp_path, half_and_half), n_jobs=1)
+    rec = read_recording(_nk_relabelled(real_dir, tmp_path, half_and_half), threads=1)
     mixed = [w for w in rec.warnings if "several references" in w]
     assert mixed == ["channels recorded against several references: LE (10 channels), AVG (9 channels); "
                      "reference recorded as 'mixed'"]

@@ -15,7 +15,7 @@ from clef.masking import random_token_mask, sample_mask_ratios
 from clef.model import SessionTransformer, aggregate_windows, count_parameters, pre_ln_inference
 from clef.pretrain import load_token_table, pretrain
 from tests.factories import write_fake_tokens, write_topic_tokens
-from tokenizer.checkpoint import CheckpointError
+from tokenizer.checkpoint_io import CheckpointError
 from tokenizer.tokens import Tokens
 
 SMALL = {"model": {"dim": 64, "depth": 2, "heads": 4}, "train": {"batch_size": 8, "checkpoint_every": 50},

@@ -17,7 +17,7 @@ import yaml
 
 from tests.factories import MICRO, micro_config, write_archive
 from tokenizer import SignalContract
-from tokenizer.checkpoint import save_checkpoint
+from tokenizer.checkpoint_io import save_checkpoint
 from tokenizer.spectrogram_cache import SpectrogramCache
 from tokenizer.tokens import TOKENS_SCHEMA, Tokenizer, read_errors, read_tokens, tokenize_archive
 from tokenizer.vqgan import VQGAN, build_context

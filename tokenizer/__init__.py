@@ -32,7 +32,8 @@ from tokenizer.errors import (
     UnitError,
     UnreadableFileError,
 )
-from tokenizer.ingest import file_sha256, read_recording
+from tokenizer.hashing import file_sha256
+from tokenizer.ingest import read_recording
 from tokenizer.recording import ChannelReport, Recording
 
 __all__ = [

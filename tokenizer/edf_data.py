@@ -7,8 +7,9 @@ integers, so peak memory stays a small multiple of the signals actually used.
 from __future__ import annotations
 
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Iterable
+from typing import BinaryIO, Iterable, Mapping
 
 import numpy as np
 
@@ -30,8 +31,8 @@ class Annotation:
     text: str
 
 
-def read_digital(header: EDFHeader, signals: Iterable[SignalHeader],
-                 n_records: int | None = None) -> dict[int, np.ndarray]:
+def read_digital(header: EDFHeader, signals: Iterable[SignalHeader], n_records: int | None = None, *,
+                 source: BinaryIO | None = None) -> dict[int, np.ndarray]:
     """Read the digital samples of some signals, all records, in bounded chunks.
 
     Parameters
@@ -42,6 +43,9 @@ def read_digital(header: EDFHeader, signals: Iterable[SignalHeader],
         Signals to read.
     n_records : int, optional
         Read only the first ``n_records`` records (default: all).
+    source : binary file, optional
+        The file, open where its header ends (as :func:`tokenizer.edf_header.read_header`
+        leaves it), read on from there instead of opening ``header.path`` again.
 
     Returns
     -------
@@ -61,8 +65,9 @@ def read_digital(header: EDFHeader, signals: Iterable[SignalHeader],
     }
     offsets = {s.index: header.sample_offset(s) for s in sigs}
     per_chunk = max(1, CHUNK_BYTES // rec_bytes)
-    with open(header.path, "rb") as f:
-        f.seek(header.header_bytes)
+    with nullcontext(source) if source is not None else open(header.path, "rb") as f:
+        if source is None:
+            f.seek(header.header_bytes)
         done = 0
         while done < total:
             k = min(per_chunk, total - done)
@@ -101,13 +106,17 @@ def to_physical(digital: np.ndarray, sig: SignalHeader, scale: float = 1.0, dtyp
     return out
 
 
-def read_annotations(header: EDFHeader) -> tuple[list[Annotation], np.ndarray | None]:
+def read_annotations(header: EDFHeader,
+                     digital: Mapping[int, np.ndarray] | None = None) -> tuple[list[Annotation], np.ndarray | None]:
     """Parse every annotation channel of an EDF+/BDF+ file.
 
     Parameters
     ----------
     header : EDFHeader
         Parsed header.
+    digital : mapping, optional
+        The annotation channels already read (:func:`read_digital`, by signal index);
+        default: read them from the file.
 
     Returns
     -------
@@ -120,7 +129,7 @@ def read_annotations(header: EDFHeader) -> tuple[list[Annotation], np.ndarray | 
     ann_sigs = header.annotation_signals
     if not ann_sigs:
         return [], None
-    raw = read_digital(header, ann_sigs)
+    raw = digital if digital is not None else read_digital(header, ann_sigs)
     annotations: list[Annotation] = []
     onsets = np.full(header.n_records, np.nan)
     for j, sig in enumerate(ann_sigs):

@@ -13,6 +13,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from tokenizer.errors import (
     CorruptHeaderError,
@@ -162,7 +163,32 @@ def _number(text: str, name: str, path: str, *, integer: bool = False) -> float:
     return value
 
 
-def read_header(path: str | Path, *, strict: bool = False) -> EDFHeader:
+def open_edf(path: str | Path) -> BinaryIO:
+    """Open an EDF/BDF file for reading, or raise the error :func:`read_header` raises.
+
+    Raises
+    ------
+    UnreadableFileError
+        No such file, a broken link, a directory, or no permission to read it.
+    """
+    p = str(path)
+    if not os.path.exists(p):
+        if os.path.islink(p):
+            raise UnreadableFileError(p, "expected an EDF/BDF file, found a broken or looping symbolic link")
+        raise UnreadableFileError(p, "no such file")
+    if os.path.isdir(p):
+        raise UnreadableFileError(p, "expected an EDF/BDF file, found a directory")
+    try:
+        return open(p, "rb")
+    except PermissionError as exc:
+        raise UnreadableFileError(p, f"permission denied ({exc.strerror})") from None
+    except IsADirectoryError:
+        raise UnreadableFileError(p, "expected an EDF/BDF file, found a directory") from None
+    except OSError as exc:
+        raise UnreadableFileError(p, f"cannot read file: {exc.strerror or exc}") from None
+
+
+def read_header(path: str | Path, *, strict: bool = False, source: BinaryIO | None = None) -> EDFHeader:
     """Parse and validate the header of an EDF/EDF+/BDF/BDF+ file.
 
     Only the header is read (plus the file size, and for a file cut short the start of
@@ -184,6 +210,10 @@ def read_header(path: str | Path, *, strict: bool = False) -> EDFHeader:
     strict : bool
         Refuse files cut short and files whose record count is -1 instead of reading
         their complete records.
+    source : binary file, optional
+        ``path`` already open at its start (:func:`open_edf`), read from front to back
+        instead of opening it here and left open at the first data record: a reader that
+        goes on to the data reads each byte once (:func:`tokenizer.ingest.read_recording`).
 
     Returns
     -------
@@ -197,37 +227,30 @@ def read_header(path: str | Path, *, strict: bool = False) -> EDFHeader:
         EDF/BDF, corrupt or inconsistent header, zero data records, truncated data.
     """
     p = str(path)
-    if not os.path.exists(p):
-        if os.path.islink(p):
-            raise UnreadableFileError(p, "expected an EDF/BDF file, found a broken or looping symbolic link")
-        raise UnreadableFileError(p, "no such file")
-    if os.path.isdir(p):
-        raise UnreadableFileError(p, "expected an EDF/BDF file, found a directory")
+    f = source if source is not None else open_edf(p)
     try:
-        with open(p, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            head = f.read(256)
-            if size == 0:
-                raise EmptyFileError(p, "expected an EDF/BDF file, found an empty file (0 bytes)")
-            magic = head[:8]
-            if magic not in (_EDF_MAGIC, _BDF_MAGIC):
-                raise NotEDFError(p, f"expected EDF/BDF magic '0       ' or '\\xffBIOSEMI', found {_describe(head)}")
-            if len(head) < 256:
-                raise TruncatedFileError(p, f"expected a 256-byte header, file has only {size} bytes")
-            ns_text = _field(head[252:256], "number of signals", p)
-            ns = int(_number(ns_text, "number of signals", p, integer=True))
-            if ns < 0:
-                raise CorruptHeaderError(p, f"number of signals must be >= 0, found {ns}")
-            if ns > 9999:  # "1e30" parses as a number; a 4-character count cannot exceed 9999
-                raise CorruptHeaderError(p, f"number of signals must be at most 9999, found {ns_text!r}")
-            expected_header = 256 * (ns + 1)
-            rest = f.read(256 * ns)
-    except PermissionError as exc:
-        raise UnreadableFileError(p, f"permission denied ({exc.strerror})") from None
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(256)
+        if size == 0:
+            raise EmptyFileError(p, "expected an EDF/BDF file, found an empty file (0 bytes)")
+        magic = head[:8]
+        if magic not in (_EDF_MAGIC, _BDF_MAGIC):
+            raise NotEDFError(p, f"expected EDF/BDF magic '0       ' or '\\xffBIOSEMI', found {_describe(head)}")
+        if len(head) < 256:
+            raise TruncatedFileError(p, f"expected a 256-byte header, file has only {size} bytes")
+        ns_text = _field(head[252:256], "number of signals", p)
+        ns = int(_number(ns_text, "number of signals", p, integer=True))
+        if ns < 0:
+            raise CorruptHeaderError(p, f"number of signals must be >= 0, found {ns}")
+        if ns > 9999:  # "1e30" parses as a number; a 4-character count cannot exceed 9999
+            raise CorruptHeaderError(p, f"number of signals must be at most 9999, found {ns_text!r}")
+        expected_header = 256 * (ns + 1)
+        rest = f.read(256 * ns)
     except OSError as exc:
-        if isinstance(exc, (IsADirectoryError,)):
-            raise UnreadableFileError(p, "expected an EDF/BDF file, found a directory") from None
         raise UnreadableFileError(p, f"cannot read file: {exc.strerror or exc}") from None
+    finally:
+        if source is None:
+            f.close()
 
     bdf = magic == _BDF_MAGIC
     patient = _field(head[8:88], "patient", p)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable
-from typing import Any
+from types import TracebackType
+from typing import Any, BinaryIO
 
-__all__ = ["file_sha256", "key_record", "session_record"]
+__all__ = ["HashingReader", "file_sha256", "key_record", "session_record"]
+
+#: Bytes read at a time when hashing what a reader left unread.
+CHUNK = 4 * 2**20
 
 
-def file_sha256(path: str | os.PathLike[str], chunk: int = 4 * 2**20) -> str:
+def file_sha256(path: str | os.PathLike[str], chunk: int = CHUNK) -> str:
     """SHA-256 hex digest of a file's bytes, read in chunks (bounded memory).
 
     Parameters
@@ -29,6 +33,50 @@ def file_sha256(path: str | os.PathLike[str], chunk: int = 4 * 2**20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+class HashingReader:
+    """A binary file read front to back once, hashed from the very bytes read.
+
+    What reads the file (its header, then its data records) reads through this object;
+    :meth:`sha256` then hashes whatever is left (trailing bytes, an incomplete last
+    record), so the file's identity costs no second pass over it.
+
+    Parameters
+    ----------
+    file : binary file
+        Open at its start; closed with this reader.
+    """
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self._hash = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        """Read up to ``n`` bytes (all that is left when negative), hashing them."""
+        block = self._file.read(n)
+        self._hash.update(block)
+        return block
+
+    def fileno(self) -> int:
+        """The file descriptor (``os.fstat`` of the file)."""
+        return self._file.fileno()
+
+    def sha256(self, chunk: int = CHUNK) -> str:
+        """SHA-256 hex digest of the whole file: the bytes read so far and the rest."""
+        while block := self._file.read(chunk):
+            self._hash.update(block)
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+    def __enter__(self) -> HashingReader:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
 
 
 def key_record(keys: Iterable[str], **extra: Any) -> dict[str, Any]:

@@ -1,12 +1,19 @@
-"""``read_recording``: EDF/EDF+/BDF/BDF+ file → canonical :class:`Recording`."""
+"""``read_recording``: EDF/EDF+/BDF/BDF+ file → canonical :class:`Recording`.
+
+The file is read once, front to back: its header, then its data records (the EEG
+signals and the annotation channels in the same pass), its SHA-256 computed from those
+same bytes. Everything decided from the header alone (which channels, units, rates, the
+bipolar conversion) is planned before any sample is read, so a file that cannot be used
+is refused without reading its data.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +28,7 @@ from tokenizer.edf_data import (
     read_digital,
     to_physical,
 )
-from tokenizer.edf_header import EDFHeader, SignalHeader, read_header
+from tokenizer.edf_header import EDFHeader, SignalHeader, open_edf, read_header
 from tokenizer.errors import (
     ContractMismatchError,
     CorruptHeaderError,
@@ -31,9 +38,10 @@ from tokenizer.errors import (
     TooFewChannelsError,
     UnitError,
 )
-from tokenizer.hashing import file_sha256
-from tokenizer.montage import plan_bipolar
+from tokenizer.hashing import HashingReader
+from tokenizer.montage import BipolarMontage, plan_bipolar
 from tokenizer.preprocess import (
+    FilterPlan,
     plan_filter,
     resample_channel,
     resample_ratio,
@@ -75,6 +83,13 @@ def plan_channels(header: EDFHeader, contract: SignalContract, *,
     TooFewChannelsError
         Fewer electrodes than ``contract.min_channels``.
     """
+    return _plan_montage(header, contract, channel_map)[0]
+
+
+def _plan_montage(header: EDFHeader, contract: SignalContract,
+                  channel_map: ChannelMap | None) -> tuple[ChannelMapping, BipolarMontage | None]:
+    """:func:`plan_channels`, and the bipolar conversion when the file is read from its
+    derivations (None when it is read as referential)."""
     p = header.path
     if not header.data_signals:
         n_ann = len(header.annotation_signals)
@@ -83,8 +98,8 @@ def plan_channels(header: EDFHeader, contract: SignalContract, *,
             "(an annotation-only file such as a hypnogram or scoring file)"
         )
     labels = [s.label for s in header.signals]
-    mapping = map_channels(labels, contract.channels, [s.is_annotation for s in header.signals],
-                           channel_map=channel_map)
+    annotation = [s.is_annotation for s in header.signals]
+    mapping = map_channels(labels, contract.channels, annotation, channel_map=channel_map)
     n = len(mapping.mapped)
     if mapping.dense_cap is not None and n < contract.min_channels:
         how = ("give a channel map (--channel-map) naming its electrodes nearest the 10-20 sites" if n == 0 else
@@ -96,8 +111,9 @@ def plan_channels(header: EDFHeader, contract: SignalContract, *,
         )
     # Converted from its derivations (average reference) when too few referential channels;
     # refused with the reason when the derivations cannot be converted.
-    if plan_bipolar(p, labels, [s.is_annotation for s in header.signals], mapping, contract) is not None:
-        return mapping
+    montage = plan_bipolar(p, labels, annotation, mapping, contract)
+    if montage is not None:
+        return mapping, montage
     if n == 0:
         found = ", ".join(f"'{s.label}'" for s in header.data_signals[:8])
         raise NoEEGChannelsError(
@@ -110,7 +126,7 @@ def plan_channels(header: EDFHeader, contract: SignalContract, *,
             p, f"expected at least {contract.min_channels} of the {contract.n_channels} canonical electrodes, "
             f"found {n} ({', '.join(mapping.mapped)}){extra}"
         )
-    return mapping
+    return mapping, None
 
 
 def _check_rates(header: EDFHeader, sigs: dict[str, SignalHeader], rates: dict[str, float],
@@ -192,18 +208,177 @@ def check_signals(header: EDFHeader, sigs: dict[str, SignalHeader],
     return scales, rates, warnings
 
 
-def default_jobs() -> int:
-    """Threads :func:`read_recording` preprocesses with by default.
+def default_threads() -> int:
+    """Threads :func:`read_recording` preprocesses with by default: ``min(2, CPUs)``.
 
-    ``min(2, CPUs)``, and at most ``torch.get_num_threads()`` once torch is imported (it
-    is not imported for this): processes that pin torch to one thread, as the workers of
-    ``clef embed`` do, then read on one thread instead of oversubscribing the cores.
+    Two threads take most of what a laptop's cores give; a batch worker that runs one
+    thread per process passes ``threads=1``.
     """
-    n = min(2, os.cpu_count() or 1)
-    torch = sys.modules.get("torch")
-    if torch is not None and hasattr(torch, "get_num_threads"):
-        n = min(n, max(1, int(torch.get_num_threads())))
-    return n
+    return min(2, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class _ReadPlan:
+    """What the header decides before any sample is read.
+
+    Attributes
+    ----------
+    mapping : ChannelMapping
+        Source labels onto the contract montage.
+    montage : BipolarMontage or None
+        The conversion of a file read from its bipolar derivations.
+    sigs : dict
+        ``{name: signal}`` read: canonical electrodes, or derivations of a bipolar file.
+    scales, rates : dict
+        ``{name: factor to µV}`` and ``{name: sampling rate in Hz}``.
+    sfreq_in : float
+        The most common EEG rate.
+    warnings : list of str
+    """
+
+    mapping: ChannelMapping
+    montage: BipolarMontage | None
+    sigs: dict[str, SignalHeader]
+    scales: dict[str, float]
+    rates: dict[str, float]
+    sfreq_in: float
+    warnings: list[str]
+
+
+def _plan_reading(header: EDFHeader, contract: SignalContract, channel_map: ChannelMap | None) -> _ReadPlan:
+    """Channels, units and rates to read, from the header alone (refusals raise here)."""
+    mapping, montage = _plan_montage(header, contract, channel_map)
+    warnings = [*header.warnings, *mapping.warnings]
+    suffix = Path(header.path).suffix.lower()
+    kind = header.format[:3]
+    if suffix in (".edf", ".bdf") and suffix[1:].upper() != kind:
+        warnings.append(f"file extension is '{suffix}' but the content is {kind}; read as {kind}")
+    # A bipolar file is read derivation by derivation and converted to potentials after filtering.
+    sources = montage.sources if montage is not None else mapping.mapped
+    sigs = {c: header.signals[i] for c, i in sources.items()}
+    scales, rates, notes = check_signals(header, sigs, contract)
+    warnings += notes
+    sfreq_in = Counter(rates.values()).most_common(1)[0][0]
+    if len(set(rates.values())) > 1:
+        odd = sorted({f"{r:g}" for r in rates.values() if r != sfreq_in})
+        warnings.append(f"EEG channels at several rates ({sfreq_in:g} Hz and {', '.join(odd)} Hz); each resampled")
+    return _ReadPlan(mapping, montage, sigs, scales, rates, float(sfreq_in), warnings)
+
+
+def _read_once(path: str | Path, contract: SignalContract, strict: bool,
+               channel_map: ChannelMap | None) -> tuple[EDFHeader, _ReadPlan, dict[int, np.ndarray], str]:
+    """Header, plan, the digital samples of the planned and annotation signals, and the
+    file's SHA-256, from one front-to-back read of the file."""
+    with HashingReader(open_edf(path)) as f:
+        header = read_header(path, strict=strict, source=f)
+        plan = _plan_reading(header, contract, channel_map)
+        digital = read_digital(header, [*plan.sigs.values(), *header.annotation_signals], source=f)
+        return header, plan, digital, f.sha256()
+
+
+def _segments(header: EDFHeader, onsets: np.ndarray | None) -> tuple[list[tuple[int, int, float]], float, list[str]]:
+    """Continuous segments ``(first record, stop record, onset s)``, the time of the first
+    record, and warnings; refuses time-keeping an EDF+D file cannot have.
+
+    Raises
+    ------
+    CorruptHeaderError
+        An EDF+D file without time-keeping annotations, with record onsets that go back,
+        or with implausibly long gaps (more than :data:`MAX_GAP_S`).
+    """
+    p = header.path
+    if not header.is_discontinuous:
+        return [(0, header.n_records, 0.0)], float(onsets[0]) if onsets is not None else 0.0, []
+    if onsets is None:
+        raise CorruptHeaderError(p, f"{header.format} file without time-keeping annotations in every record")
+    steps = np.diff(onsets)
+    if (steps < header.record_duration - 1e-3).any():
+        bad = int(np.argmax(steps < header.record_duration - 1e-3)) + 1
+        raise CorruptHeaderError(
+            p, f"record {bad} starts at {onsets[bad]:.3f} s, before the previous record ends "
+            f"({onsets[bad - 1] + header.record_duration:.3f} s): record onsets must increase"
+        )
+    segments = contiguous_segments(onsets, header.n_records, header.record_duration)
+    if len(segments) == 1:
+        return segments, float(onsets[0]), []
+    gaps = sum(
+        segments[k + 1][2] - (segments[k][2] + (segments[k][1] - segments[k][0]) * header.record_duration)
+        for k in range(len(segments) - 1)
+    )
+    if gaps > MAX_GAP_S:
+        raise CorruptHeaderError(
+            p, f"record onsets of this {header.format} file leave {gaps:.0f} s of gaps between "
+            f"{len(segments)} segments; expected at most {MAX_GAP_S:.0f} s (implausible time-keeping annotations)"
+        )
+    return segments, float(onsets[0]), [f"discontinuous recording: {len(segments)} segments, {gaps:.1f} s of gaps masked"]
+
+
+def _timeline(header: EDFHeader, segments: list[tuple[int, int, float]],
+              sf_out: float) -> tuple[int, list[tuple[int, int, int, int]], np.ndarray]:
+    """Output samples, each segment's ``(first record, stop record, first sample, stop
+    sample)`` at ``sf_out``, and the mask of recorded samples (False in gaps)."""
+    last = segments[-1]
+    timeline_s = last[2] + (last[1] - last[0]) * header.record_duration
+    n_out = int(np.ceil(round(timeline_s * sf_out, 6)))
+    sample_mask = np.zeros(n_out, dtype=bool)
+    bounds = []
+    for first, stop, onset in segments:
+        start_out = int(round(onset * sf_out))
+        stop_out = min(n_out, int(np.ceil(round((onset + (stop - first) * header.record_duration) * sf_out, 6))))
+        bounds.append((first, stop, start_out, stop_out))
+        sample_mask[start_out:stop_out] = True
+    return n_out, bounds, sample_mask
+
+
+def _preprocess(plan: _ReadPlan, digital: dict[int, np.ndarray], bounds: list[tuple[int, int, int, int]],
+                n_out: int, contract: SignalContract, threads: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Physical units, resampling and zero-phase filtering of every planned signal.
+
+    Each segment is resampled and filtered alone (gaps stay zero). Flat and railed
+    channels are masked with a warning. Returns the data ``(rows, n_out)`` float32 µV
+    (rows in contract order, or in derivation order for a bipolar file), the mask of
+    usable rows and the warnings.
+    """
+    sigs, rates, sf_out = plan.sigs, plan.rates, contract.sfreq
+    n_rows = max(contract.n_channels, len(sigs))  # a bipolar file may have more derivations than electrodes
+    data = np.zeros((n_rows, n_out), dtype=np.float32)
+    channel_mask = np.zeros(n_rows, dtype=bool)
+    filters: dict[float, FilterPlan] = {r: plan_filter(r, sf_out, contract.filters) for r in set(rates.values())}
+    warnings = [w for f in filters.values() for w in f.warnings]
+    order = {c: k for k, c in enumerate(contract.channels if plan.montage is None else sigs)}
+
+    def resample(c: str) -> str | None:
+        s = sigs[c]
+        d = digital[s.index]
+        dmin, dmax = d.min(initial=s.digital_max), d.max(initial=s.digital_min)
+        if dmin == dmax:
+            return f"channel '{s.label}' ({c}) is flat (constant value); masked"
+        railed = np.count_nonzero((d == s.digital_min) | (d == s.digital_max))
+        if railed > RAILED_FRACTION * d.size:
+            return f"channel '{s.label}' ({c}) is railed at its digital limit in {100 * railed / d.size:.0f}% of samples; masked"
+        ns = s.samples_per_record
+        for first, stop, a, b in bounds:
+            y = resample_channel(to_physical(d[first * ns : stop * ns], s, plan.scales[c], dtype=np.float32),
+                                 filters[rates[c]])
+            m = min(b - a, y.shape[0])
+            data[order[c], a : a + m] = y[:m]
+        channel_mask[order[c]] = True
+        return None
+
+    def filt(job: tuple[float, list[int], int, int]) -> None:
+        rate, rows, a, b = job
+        data[rows, a:b] = zero_phase_filter(data[rows, a:b], filters[rate], contract.filters)
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as ex:
+        notes = list(ex.map(resample, sigs))
+        # Filter blocks of channels that share an input rate (hence a filter), per segment.
+        jobs = []
+        for rate in filters:
+            rows = [order[c] for c in sigs if rates[c] == rate and channel_mask[order[c]]]
+            for k in range(0, len(rows), FILTER_BLOCK):
+                jobs.extend((rate, rows[k : k + FILTER_BLOCK], a, b) for _, _, a, b in bounds)
+        list(ex.map(filt, jobs))
+    return data, channel_mask, warnings + [n for n in notes if n]
 
 
 def read_recording(
@@ -211,7 +386,7 @@ def read_recording(
     contract: SignalContract | None = None,
     *,
     salt: str | None = None,
-    n_jobs: int | None = None,
+    threads: int | None = None,
     strict: bool = False,
     channel_map: ChannelMap | None = None,
 ) -> Recording:
@@ -220,7 +395,8 @@ def read_recording(
     Maps channels onto the contract montage, converts units to µV, resamples to the
     contract rate and filters (band-pass + notch, zero-phase). Discontinuous (EDF+D)
     files keep their segments in place: each segment is filtered alone and the gaps are
-    zero-filled and masked in ``sample_mask``, never concatenated.
+    zero-filled and masked in ``sample_mask``, never concatenated. The file's bytes are
+    read once; the recording carries their SHA-256 and the de-identified header facts.
 
     Parameters
     ----------
@@ -230,10 +406,9 @@ def read_recording(
         Target contract (default: ``SignalContract()``, the base configuration).
     salt : str, optional
         Salt of the patient hash (see :mod:`tokenizer.deid`).
-    n_jobs : int, optional
-        Threads used to preprocess channels in parallel (default :func:`default_jobs`: up
-        to 2, the cores of a laptop, and no more than torch's intra-op threads when torch
-        is loaded, so that a one-thread worker of a batch job reads on one thread too).
+    threads : int, optional
+        Threads used to preprocess channels in parallel (default :func:`default_threads`;
+        a batch worker that runs one thread per process passes 1).
     strict : bool
         Refuse a file cut short inside its data, or whose record count is -1, instead of
         reading its complete records (the lost tail is then a warning and
@@ -254,155 +429,64 @@ def read_recording(
         A subclass naming the file, what was expected and what was found.
     """
     contract = contract or SignalContract()
-    header = read_header(path, strict=strict)
+    header, plan, digital, sha256 = _read_once(path, contract, strict, channel_map)
     p = header.path
-    mapping = plan_channels(header, contract, channel_map=channel_map)
-    # A bipolar file is read derivation by derivation and converted to potentials below.
-    montage = plan_bipolar(p, [s.label for s in header.signals], [s.is_annotation for s in header.signals],
-                           mapping, contract)
-    warnings: list[str] = list(header.warnings)
-    warnings += mapping.warnings
-    suffix = Path(p).suffix.lower()
-    kind = header.format[:3]
-    if suffix in (".edf", ".bdf") and suffix[1:].upper() != kind:
-        warnings.append(f"file extension is '{suffix}' but the content is {kind}; read as {kind}")
-
-    sources = montage.sources if montage is not None else mapping.mapped
-    sigs: dict[str, SignalHeader] = {c: header.signals[i] for c, i in sources.items()}
-    scales, rates, notes = check_signals(header, sigs, contract)
-    warnings += notes
-    sfreq_in = Counter(rates.values()).most_common(1)[0][0]
-    if len(set(rates.values())) > 1:
-        odd = sorted({f"{r:g}" for r in rates.values() if r != sfreq_in})
-        warnings.append(f"EEG channels at several rates ({sfreq_in:g} Hz and {', '.join(odd)} Hz); each resampled")
-
-    annotations, onsets = read_annotations(header)
-    if header.is_discontinuous:
-        if onsets is None:
-            raise CorruptHeaderError(p, f"{header.format} file without time-keeping annotations in every record")
-        steps = np.diff(onsets)
-        if (steps < header.record_duration - 1e-3).any():
-            bad = int(np.argmax(steps < header.record_duration - 1e-3)) + 1
-            raise CorruptHeaderError(
-                p, f"record {bad} starts at {onsets[bad]:.3f} s, before the previous record ends "
-                f"({onsets[bad - 1] + header.record_duration:.3f} s): record onsets must increase"
-            )
-        segments = contiguous_segments(onsets, header.n_records, header.record_duration)
-        base = float(onsets[0])
-    else:
-        segments = [(0, header.n_records, 0.0)]
-        base = float(onsets[0]) if onsets is not None else 0.0
-    if len(segments) > 1:
-        gaps = sum(
-            segments[k + 1][2] - (segments[k][2] + (segments[k][1] - segments[k][0]) * header.record_duration)
-            for k in range(len(segments) - 1)
-        )
-        if gaps > MAX_GAP_S:
-            raise CorruptHeaderError(
-                p, f"record onsets of this {header.format} file leave {gaps:.0f} s of gaps between "
-                f"{len(segments)} segments; expected at most {MAX_GAP_S:.0f} s (implausible time-keeping annotations)"
-            )
-        warnings.append(f"discontinuous recording: {len(segments)} segments, {gaps:.1f} s of gaps masked")
-
-    sf_out = contract.sfreq
-    last = segments[-1]
-    timeline_s = last[2] + (last[1] - last[0]) * header.record_duration
-    n_out = int(np.ceil(round(timeline_s * sf_out, 6)))
-    n_rows = max(contract.n_channels, len(sigs))  # a bipolar file may have more derivations than electrodes
-    data = np.zeros((n_rows, n_out), dtype=np.float32)
-    sample_mask = np.zeros(n_out, dtype=bool)
-    channel_mask = np.zeros(n_rows, dtype=bool)
-
-    digital = read_digital(header, sigs.values())
-    plans = {r: plan_filter(r, sf_out, contract.filters) for r in set(rates.values())}
-    for plan in plans.values():
-        warnings += list(plan.warnings)
-
-    seg_bounds = []
-    for first, stop, onset in segments:
-        start_out = int(round(onset * sf_out))
-        stop_out = min(n_out, int(np.ceil(round((onset + (stop - first) * header.record_duration) * sf_out, 6))))
-        seg_bounds.append((first, stop, start_out, stop_out))
-        sample_mask[start_out:stop_out] = True
-
-    order = {c: k for k, c in enumerate(contract.channels if montage is None else sigs)}
-
-    def resample(c: str) -> str | None:
-        s = sigs[c]
-        d = digital[s.index]
-        dmin, dmax = d.min(initial=s.digital_max), d.max(initial=s.digital_min)
-        if dmin == dmax:
-            return f"channel '{s.label}' ({c}) is flat (constant value); masked"
-        railed = np.count_nonzero((d == s.digital_min) | (d == s.digital_max))
-        if railed > RAILED_FRACTION * d.size:
-            return f"channel '{s.label}' ({c}) is railed at its digital limit in {100 * railed / d.size:.0f}% of samples; masked"
-        ns = s.samples_per_record
-        for first, stop, a, b in seg_bounds:
-            y = resample_channel(to_physical(d[first * ns : stop * ns], s, scales[c], dtype=np.float32), plans[rates[c]])
-            m = min(b - a, y.shape[0])
-            data[order[c], a : a + m] = y[:m]
-        channel_mask[order[c]] = True
-        return None
-
-    def filt(job: tuple[float, list[int], int, int]) -> None:
-        rate, rows, a, b = job
-        data[rows, a:b] = zero_phase_filter(data[rows, a:b], plans[rate], contract.filters)
-
-    n_jobs = n_jobs if n_jobs is not None else default_jobs()
-    with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as ex:
-        notes = list(ex.map(resample, sigs))
-        # Filter blocks of channels that share an input rate (hence a filter), per segment.
-        jobs = []
-        for rate in plans:
-            rows = [order[c] for c in sigs if rates[c] == rate and channel_mask[order[c]]]
-            for k in range(0, len(rows), FILTER_BLOCK):
-                for _, _, a, b in seg_bounds:
-                    jobs.append((rate, rows[k : k + FILTER_BLOCK], a, b))
-        list(ex.map(filt, jobs))
+    annotations, onsets = read_annotations(header, digital)
+    segments, base, notes = _segments(header, onsets)
+    n_out, bounds, sample_mask = _timeline(header, segments, contract.sfreq)
+    data, channel_mask, filtered = _preprocess(plan, digital, bounds, n_out, contract,
+                                               threads if threads is not None else default_threads())
     digital.clear()  # free the raw samples before building the Recording
-    warnings += [n for n in notes if n]
-    if montage is not None:  # filtered derivations → potentials (both steps linear: they commute)
-        units = {c: s.unit for c, s in sigs.items()}
-        data, channel_mask, converted = montage.convert(data, channel_mask, units, contract)
+    warnings = [*plan.warnings, *notes, *filtered]
+    if plan.montage is not None:  # filtered derivations → potentials (both steps linear: they commute)
+        data, channel_mask, converted = plan.montage.convert(data, channel_mask,
+                                                             {c: s.unit for c, s in plan.sigs.items()}, contract)
         warnings += converted.warnings
-    used = int(channel_mask.sum())
-    if used < contract.min_channels:
-        raise TooFewChannelsError(
-            p, f"expected at least {contract.min_channels} usable canonical electrodes, found {used} "
-            f"after masking flat or railed channels"
-        )
-
+    _check_usable(p, channel_mask, contract)
     deid, deid_warnings = deidentify(header.patient, header.recording, header.startdate, salt=salt)
     warnings += deid_warnings
-    anns = tuple(Annotation(a.onset - base, a.duration, a.text) for a in annotations)
-    seg_s = tuple((a / sf_out, b / sf_out) for _, _, a, b in seg_bounds)
-    report = ChannelReport(
-        mapped=dict(mapping.labels),
-        missing=list(mapping.missing),
-        excluded=dict(mapping.excluded),
-        aliases=dict(mapping.aliases),
-        reference=mapping.reference,
-        reference_counts=mapping.reference_counts,
-        units={c: sigs[c].unit for c in sigs},
-    ) if montage is None else converted.report
     for w in warnings:
         log.info("%s: %s", os.path.basename(p), w)
     return Recording(
         data=data,
         channel_mask=channel_mask,
         sample_mask=sample_mask,
-        sfreq=sf_out,
+        sfreq=contract.sfreq,
         channels=tuple(contract.channels),
         source_path=p,
-        source_sha256=file_sha256(p),
+        source_sha256=sha256,
         format=header.format,
-        sfreq_in=float(sfreq_in),
-        annotations=anns,
+        sfreq_in=plan.sfreq_in,
+        annotations=tuple(Annotation(a.onset - base, a.duration, a.text) for a in annotations),
         deid=deid,
-        channel_report=report,
-        segments=seg_s,
+        channel_report=converted.report if plan.montage is not None else _channel_report(plan),
+        segments=tuple((a / contract.sfreq, b / contract.sfreq) for _, _, a, b in bounds),
         warnings=tuple(warnings),
         contract_digest=contract.digest(),
         truncated_tail_s=header.truncated_tail_s,
-        montage=converted.summary if montage is not None else None,
+        montage=converted.summary if plan.montage is not None else None,
+        nominal_duration_s=float(header.duration_s),
     )
+
+
+def _check_usable(path: str, channel_mask: np.ndarray, contract: SignalContract) -> None:
+    """Refuse a recording left with too few electrodes once flat and railed ones are masked.
+
+    Raises
+    ------
+    TooFewChannelsError
+    """
+    used = int(channel_mask.sum())
+    if used < contract.min_channels:
+        raise TooFewChannelsError(
+            path, f"expected at least {contract.min_channels} usable canonical electrodes, found {used} "
+            f"after masking flat or railed channels"
+        )
+
+
+def _channel_report(plan: _ReadPlan) -> ChannelReport:
+    """How a referential file's channels were used."""
+    m = plan.mapping
+    return ChannelReport(mapped=dict(m.labels), missing=list(m.missing), excluded=dict(m.excluded),
+                         aliases=dict(m.aliases), reference=m.reference, reference_counts=m.reference_counts,
+                         units={c: s.unit for c, s in plan.sigs.items()})

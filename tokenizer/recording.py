@@ -10,6 +10,7 @@ from tokenizer.contract import SignalContract
 from tokenizer.deid import Deidentified
 from tokenizer.edf_data import Annotation
 from tokenizer.errors import ContractMismatchError, TooShortError
+from tokenizer.header_facts import HeaderFacts
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,9 @@ class Recording:
         For a file converted from a bipolar montage (:mod:`tokenizer.montage`): derivations
         found and used, electrodes recovered and masked, repeats dropped, loop residual;
         None for a referential file.
+    nominal_duration_s : float
+        Data records × record duration, as the header gives them (gaps of EDF+D not
+        included; complete records only).
     """
 
     data: np.ndarray
@@ -108,6 +112,7 @@ class Recording:
     contract_digest: str = ""
     truncated_tail_s: float = 0.0
     montage: dict[str, object] | None = None
+    nominal_duration_s: float = 0.0
 
     @property
     def n_samples(self) -> int:
@@ -163,6 +168,13 @@ class Recording:
                 self.source_path, f"expected at least one {need:g} s spectrogram window of continuous signal, "
                 f"found {have:g} s (the {where}): too short to embed"
             )
+
+    @property
+    def facts(self) -> HeaderFacts:
+        """The de-identified header facts of the source file (what a store keeps of it)."""
+        return HeaderFacts(format=self.format, duration_s=self.nominal_duration_s, sex=self.deid.sex,
+                           age_years=self.deid.age_years, patient_hash=self.deid.patient_hash,
+                           reference=self.channel_report.reference)
 
     def summary(self) -> dict[str, object]:
         """JSON-ready description (the ``clef inspect --json`` record), free of PHI."""

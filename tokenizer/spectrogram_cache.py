@@ -40,7 +40,8 @@ from tokenizer.channels import ChannelMap
 from tokenizer.contract import SignalContract
 from tokenizer.home import clef_home
 from tokenizer.errors import IngestError, UnreadableFileError
-from tokenizer.ingest import file_sha256, read_recording
+from tokenizer.hashing import file_sha256
+from tokenizer.ingest import read_recording
 from tokenizer.recording import Recording
 
 log = logging.getLogger(__name__)
@@ -224,7 +225,22 @@ class SpectrogramCache:
         cached = self.get(sha) if use_cache else None
         if cached is not None:
             return cached, True
-        rec = read_recording(path, self.contract, channel_map=self.channel_map)
+        return self.spectrogram_of(read_recording(path, self.contract, channel_map=self.channel_map),
+                                   use_cache=False)
+
+    def spectrogram_of(self, rec: Recording, *, use_cache: bool = True) -> tuple[SessionSpectrogram, bool]:
+        """Spectrogram of a recording already read, from the cache when present (by its
+        ``source_sha256``), else computed and stored.
+
+        Returns
+        -------
+        spectrogram : SessionSpectrogram
+        hit : bool
+            True when it came from the cache.
+        """
+        cached = self.get(rec.source_sha256) if use_cache else None
+        if cached is not None:
+            return cached, True
         spec = compute_spectrogram(rec, self.contract)
         self.put(spec)
         return spec, False

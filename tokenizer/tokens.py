@@ -39,55 +39,37 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
+import polars as pl
 import torch
 
 from tokenizer.channels import ChannelMap
-from tokenizer.checkpoint import remove_stale_temps
+from tokenizer.checkpoint_io import remove_stale_temps
 from tokenizer.contract import SignalContract
 from tokenizer.errors import ContractMismatchError, IngestError, UnreadableFileError
-from tokenizer.ingest import file_sha256
+from tokenizer.hashing import file_sha256
 from tokenizer.recording import Recording
 from tokenizer.spectrogram_cache import SessionSpectrogram, SpectrogramCache, compute_spectrogram, find_recordings
 from tokenizer.vqgan.model import VQGAN
 from tokenizer.windows import WindowSpec, iter_windows, token_mask_np
-
-if TYPE_CHECKING:
-    import polars as pl
 
 log = logging.getLogger(__name__)
 
 #: Schema tag written into every part's Parquet metadata.
 SCHEMA = "clef.tokens/1"
 
-
-
-@cache
-def _schemas() -> dict[str, dict[str, object]]:
-    # polars is imported on first use only: it starts threads at import, and processes that
-    # fork workers (the embedding pool's fork server) load this module without writing tables
-    import polars as pl
-
-    return {
-        "TOKENS_SCHEMA": {
-            "source_sha256": pl.String, "path": pl.String, "window": pl.Int32, "n_windows": pl.Int32,
-            "start_s": pl.Float64, "n_valid_frames": pl.Int32, "codes": pl.List(pl.Int16),
-            "token_mask": pl.List(pl.Boolean), "grid_freq": pl.Int16, "grid_time": pl.Int16, "tokenizer": pl.String,
-        },
-        "ERRORS_SCHEMA": {"path": pl.String, "source_sha256": pl.String, "error_kind": pl.String,
-                          "error": pl.String},
-    }
-
-
-def __getattr__(name: str) -> object:
-    """``TOKENS_SCHEMA`` and ``ERRORS_SCHEMA``: polars dtypes of the tokens and errors tables."""
-    if name in ("TOKENS_SCHEMA", "ERRORS_SCHEMA"):
-        return _schemas()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: Polars dtypes of the tokens table.
+TOKENS_SCHEMA: dict[str, object] = {
+    "source_sha256": pl.String, "path": pl.String, "window": pl.Int32, "n_windows": pl.Int32,
+    "start_s": pl.Float64, "n_valid_frames": pl.Int32, "codes": pl.List(pl.Int16),
+    "token_mask": pl.List(pl.Boolean), "grid_freq": pl.Int16, "grid_time": pl.Int16, "tokenizer": pl.String,
+}
+#: Polars dtypes of the errors table.
+ERRORS_SCHEMA: dict[str, object] = {"path": pl.String, "source_sha256": pl.String, "error_kind": pl.String,
+                                   "error": pl.String}
 
 
 @dataclass(frozen=True)
@@ -201,8 +183,11 @@ class Tokenizer:
                       source_sha256=spec.source_sha256, source_path=spec.source_path,
                       window_s=float(self.contract.window_s))
 
-    def tokenize_recording(self, rec: Recording) -> Tokens:
+    def tokenize_recording(self, rec: Recording, cache: SpectrogramCache | None = None) -> Tokens:
         """Tokens of a :class:`~tokenizer.recording.Recording` read under this model's contract.
+
+        With a ``cache``, its spectrogram is taken from it by ``rec.source_sha256`` when
+        present, else computed and stored there.
 
         Raises
         ------
@@ -213,7 +198,11 @@ class Tokenizer:
             raise ContractMismatchError(rec.source_path, f"a recording read under contract {self.contract.digest()} "
                                         f"expected, found {rec.contract_digest}")
         rec.check(self.contract)
-        return self.tokenize_spectrogram(compute_spectrogram(rec, self.contract))
+        if cache is None:
+            return self.tokenize_spectrogram(compute_spectrogram(rec, self.contract))
+        if cache.contract != self.contract:
+            raise ValueError("the spectrogram cache must use the tokenizer's contract")
+        return self.tokenize_spectrogram(cache.spectrogram_of(rec)[0])
 
     def tokenize_file(self, path: str | Path, cache: SpectrogramCache | None = None) -> Tokens:
         """Tokens of an EDF/BDF file (spectrogram from ``cache`` when given)."""
@@ -247,28 +236,22 @@ def _write_part(df: pl.DataFrame, path: Path, metadata: dict[str, str]) -> None:
 
 def read_tokens(out_dir: str | Path) -> pl.DataFrame:
     """All token rows written to ``out_dir`` (empty frame with the schema if none)."""
-    import polars as pl
-
     parts = sorted(Path(out_dir).glob("tokens-*.parquet"))
     if not parts:
-        return pl.DataFrame(schema=_schemas()["TOKENS_SCHEMA"])
+        return pl.DataFrame(schema=TOKENS_SCHEMA)
     return pl.concat([pl.read_parquet(p) for p in parts])
 
 
 def read_errors(out_dir: str | Path) -> pl.DataFrame:
     """All error rows written to ``out_dir``."""
-    import polars as pl
-
     parts = sorted(Path(out_dir).glob("errors-*.parquet"))
     if not parts:
-        return pl.DataFrame(schema=_schemas()["ERRORS_SCHEMA"])
+        return pl.DataFrame(schema=ERRORS_SCHEMA)
     return pl.concat([pl.read_parquet(p) for p in parts])
 
 
 def _done_hashes(out: Path) -> set[str]:
     """Content hashes already tokenized in ``out`` (reads only that column)."""
-    import polars as pl
-
     done: set[str] = set()
     for p in sorted(out.glob("tokens-*.parquet")):
         done.update(pl.read_parquet(p, columns=["source_sha256"])["source_sha256"].to_list())
@@ -337,7 +320,6 @@ def tokenize_archive(
     -------
     TokenizeSummary
     """
-    import polars as pl
 
     if part_size < 1:
         raise ValueError(f"part_size must be >= 1, found {part_size}")
@@ -367,10 +349,10 @@ def tokenize_archive(
         nonlocal next_part, pending
         if rows:
             path = out / f"tokens-{next_part:05d}.parquet"
-            _write_part(pl.DataFrame(rows, schema=_schemas()["TOKENS_SCHEMA"]), path, metadata)
+            _write_part(pl.DataFrame(rows, schema=TOKENS_SCHEMA), path, metadata)
             summary.parts.append(str(path))
         if errors:
-            _write_part(pl.DataFrame(errors, schema=_schemas()["ERRORS_SCHEMA"]), out / f"errors-{next_part:05d}.parquet", metadata)
+            _write_part(pl.DataFrame(errors, schema=ERRORS_SCHEMA), out / f"errors-{next_part:05d}.parquet", metadata)
         if rows or errors:
             next_part += 1
         rows.clear()

@@ -42,7 +42,7 @@ from clef.pretrain import CHECKPOINT_KIND, TOKENIZER_SUBDIR, load_token_table
 from ehr import CodeVocab
 from reports import SummariserConfig, make_summariser
 from reports.text_encoder import FrozenTextEncoder, TextEncoderConfig
-from tokenizer.checkpoint import (
+from tokenizer.checkpoint_io import (
     CheckpointError,
     clear_leftovers,
     load_checkpoint,

@@ -35,7 +35,7 @@ def align(
     from clef.align.train import align as run
     from clef.cli.pretrain import _trainer_kwargs
     from clef.cli.tokenizer import _progress
-    from tokenizer.checkpoint import CheckpointError
+    from tokenizer.checkpoint_io import CheckpointError
 
     quiet_training_logs()
     try:

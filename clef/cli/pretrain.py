@@ -48,7 +48,7 @@ def pretrain(
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     if resume:
-        from tokenizer.checkpoint import recover_checkpoint
+        from tokenizer.checkpoint_io import recover_checkpoint
 
         recover_checkpoint(out)  # a run killed while replacing its checkpoint left the previous one aside
     if resume and not (out / "meta.json").is_file():
@@ -76,7 +76,7 @@ def embed_one(
 ) -> None:
     """Embed one session and print a summary (optionally save the vector)."""
     from clef.embedding import Embedder
-    from tokenizer.checkpoint import CheckpointError
+    from tokenizer.checkpoint_io import CheckpointError
 
     try:
         emb = Embedder(checkpoint, device=device).embed(file)

@@ -62,7 +62,7 @@ def train_tokenizer_cmd(
 ) -> None:
     """Train the VQGAN tokenizer on an archive (checkpoints in our safetensors format)."""
     quiet_training_logs()
-    from tokenizer.checkpoint import CheckpointError
+    from tokenizer.checkpoint_io import CheckpointError
     from tokenizer.spectrogram_cache import find_recordings
     from tokenizer.vqgan.config import load_config
     from tokenizer.vqgan.training import train_tokenizer
@@ -119,7 +119,7 @@ def tokenize_cmd(
     channel_map: Path | None = typer.Option(None, "--channel-map", help=CHANNEL_MAP_HELP),
 ) -> None:
     """Turn every recording of an archive into VQGAN tokens (one Parquet row per file and window)."""
-    from tokenizer.checkpoint import CheckpointError
+    from tokenizer.checkpoint_io import CheckpointError
     from tokenizer.tokens import tokenize_archive
 
     aliases = load_channel_map(channel_map)

@@ -22,12 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tokenizer.checkpoint import load_checkpoint
+from tokenizer.checkpoint_io import load_checkpoint
 from tokenizer.vqgan.config import BuildContext, VQGANConfig, build_context
 from tokenizer.vqgan.layout import stack_sides, unstack_sides
 from tokenizer.vqgan.quantizer import QuantizerOutput, VectorQuantizerEMA
 
-#: ``kind`` of VQGAN checkpoints (see :mod:`tokenizer.checkpoint`).
+#: ``kind`` of VQGAN checkpoints (see :mod:`tokenizer.checkpoint_io`).
 CHECKPOINT_KIND = "vqgan"
 
 

@@ -54,7 +54,7 @@ import torch
 from torch.func import functional_call
 from torch.utils.data import DataLoader, Dataset
 
-from tokenizer.checkpoint import (
+from tokenizer.checkpoint_io import (
     TRAINING_STATE,
     CheckpointError,
     load_checkpoint,

@@ -1,4 +1,6 @@
-"""Checkpoint directories (DESIGN.md §4): config.yaml, contract.json, model.safetensors, meta.json.
+"""The checkpoint format of every model (VQGAN tokenizer, session transformer, aligned
+model): a directory of config.yaml, contract.json, model.safetensors and meta.json
+(ARCHITECTURE.md, "Contracts").
 
 Loading never unpickles: weights are safetensors, everything else is YAML/JSON. The
 SHA-256 of the weights file (and of ``training_state.safetensors``) is recorded in
@@ -9,8 +11,8 @@ aside, the new one in); a process killed between them leaves the previous checkp
 under ``.<name>.old-*``, which :func:`recover_checkpoint` (called on save, load and
 resume) puts back. Leftovers of killed writers are removed by the next save.
 
-Lives in ``tokenizer`` (the first stage, which may import nothing of ours) so the VQGAN
-can use it; ``clef.checkpoint`` re-exports it for the later models.
+It lives in ``tokenizer``, the bottom layer, because the VQGAN is saved with it; the
+models of ``clef`` import it from here.
 """
 
 from __future__ import annotations
