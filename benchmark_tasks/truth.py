@@ -3,7 +3,7 @@
 The pipeline never reads ``truth.parquet`` (``clef.synthetic.hospital``); this module and
 :mod:`benchmark_tasks.baselines.oracle` do, to judge the benchmark against what the
 simulator planted. Every task is classed from the simulator's catalogues
-(``clef.synthetic.population``: conditions, drugs, negative controls;
+(``clef.synthetic.catalogue``: conditions, drugs, negative controls;
 ``clef.synthetic.spec.FINDINGS``):
 
 * ``planted``: every code the task matches belongs to a condition (or drug class) that
@@ -63,11 +63,11 @@ def task_class(task: TaskDefinition, *, conditions: Mapping[str, Any] | None = N
         The simulator's catalogues (default: ``clef.synthetic``'s ``CONDITIONS``,
         ``DRUGS``, ``NEGATIVE_CONTROL_KEYS`` and ``FINDINGS``); given only by tests.
     """
-    from clef.synthetic import population, spec
+    from clef.synthetic import catalogue, spec
 
-    conditions = population.CONDITIONS if conditions is None else conditions
-    drugs = population.DRUGS if drugs is None else drugs
-    negative = set(population.NEGATIVE_CONTROL_KEYS if negative_keys is None else negative_keys)
+    conditions = catalogue.CONDITIONS if conditions is None else conditions
+    drugs = catalogue.DRUGS if drugs is None else drugs
+    negative = set(catalogue.NEGATIVE_CONTROL_KEYS if negative_keys is None else negative_keys)
     planted_findings = set(spec.FINDINGS if findings is None else findings)
     if task.kind == "finding":
         return "planted" if task.finding in planted_findings else "other"

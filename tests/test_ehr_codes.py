@@ -50,7 +50,7 @@ def test_hierarchy() -> None:
 
 
 def test_every_synthetic_condition_has_its_phenotype() -> None:
-    from clef.synthetic.population import CONDITIONS
+    from clef.synthetic.catalogue import CONDITIONS
 
     expected = {
         "hypertension": "hypertension", "hyperlipidemia": "hyperlipidemia", "type2_diabetes": "type2_diabetes",
@@ -95,7 +95,7 @@ def test_status_epilepticus_codes_match_the_tabular_list() -> None:
 
 
 def test_medication_groups_cover_the_synthetic_drugs() -> None:
-    from clef.synthetic.population import DRUGS
+    from clef.synthetic.catalogue import DRUGS
 
     for drug in DRUGS.values():
         assert medication_groups_of([drug.atc]), drug.key

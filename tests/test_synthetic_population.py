@@ -21,7 +21,7 @@ from clef.synthetic.fhir import (
     population_bundles,
     validate_bundle,
 )
-from clef.synthetic.population import (
+from clef.synthetic.catalogue import (
     ALL_ICD10_CODES,
     ALLOWED_FINDINGS,
     CONDITIONS,
@@ -30,13 +30,10 @@ from clef.synthetic.population import (
     NEGATIVE_CONTROL_KEYS,
     RACES,
     SIGNATURE_GROUPS,
-    Condition,
-    Medication,
-    PopulationConfig,
-    ReportConfig,
-    SessionTruth,
-    generate_population,
 )
+from clef.synthetic.population import generate_population
+from clef.synthetic.population_config import PopulationConfig, ReportConfig
+from clef.synthetic.records import Condition, Medication, SessionTruth
 from clef.synthetic.reports import NEGATION_PHRASES, SECTION_HEADINGS, write_report
 from ehr import atc_for_name, atc_for_rxnorm, atc_level, atc_name, load_atc_table, rxnorm_for_atc
 

@@ -27,15 +27,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterable, Iterator
 
-from clef.synthetic.population import (
-    CONDITIONS,
-    Condition,
-    Encounter,
-    Medication,
-    Patient,
-    Population,
-    SessionTruth,
-)
+from clef.synthetic.catalogue import CONDITIONS
+from clef.synthetic.records import Condition, Encounter, Medication, Patient, Population, SessionTruth
 from ehr.atc import atc_name
 
 __all__ = [

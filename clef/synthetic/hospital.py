@@ -37,7 +37,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from clef.synthetic.eeg import EEGSimConfig, simulate_eeg
 from clef.synthetic.fhir import patient_bundle, validate_bundle
-from clef.synthetic.population import Patient, Population, PopulationConfig, SessionTruth, generate_population
+from clef.synthetic.population import generate_population
+from clef.synthetic.population_config import PopulationConfig
+from clef.synthetic.records import Patient, Population, SessionTruth
 from clef.synthetic.reports import write_report
 from tokenizer.contract import CANONICAL_CHANNELS
 from tokenizer.edf_writer import EDFSignal, write_edf

@@ -23,14 +23,9 @@ from typing import Sequence
 
 import numpy as np
 
-from clef.synthetic.population import (
-    CONDITIONS,
-    EPILEPSY_KEYS,
-    Patient,
-    PopulationConfig,
-    ReportConfig,
-    SessionTruth,
-)
+from clef.synthetic.catalogue import CONDITIONS, EPILEPSY_KEYS
+from clef.synthetic.population_config import PopulationConfig, ReportConfig
+from clef.synthetic.records import Patient, SessionTruth
 from clef.synthetic.spec import FINDINGS, EEGSummary, PlantedFinding
 
 __all__ = [
