@@ -1,7 +1,7 @@
 """The phenotype probe benchmark: cohorts, tasks, matching, splits, probes, baselines, results.
 
-May import ``ehr``, ``reports`` and ``clef`` (embedding API and archive index only)
-(DESIGN.md §3). Stage of the flow: cohort table → task generator → matched labels +
+Imports ``tokenizer``, ``ehr``, ``reports`` and ``clef``, never ``services``
+(ARCHITECTURE.md, "Packages and layers"). Stage of the flow: cohort table → task generator → matched labels +
 patient splits → frozen probes → results + plots.
 
 Modules

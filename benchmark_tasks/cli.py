@@ -1,6 +1,6 @@
 """``clef tasks generate`` and ``clef benchmark run``, registered as a ``clef.cli_plugins`` entry point.
 
-``clef`` may not import ``benchmark_tasks`` (DESIGN.md §3); the package's
+``clef`` may not import ``benchmark_tasks`` (ARCHITECTURE.md, "Packages and layers"); the package's
 ``[project.entry-points."clef.cli_plugins"] benchmark = "benchmark_tasks.cli:register"``
 lets ``clef.cli.main`` add these commands at start-up.
 """

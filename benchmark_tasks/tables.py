@@ -1,7 +1,7 @@
 """Table I/O of the benchmark: atomic Parquet writes, file digests, column checks.
 
 Every table is written with polars to a temporary file beside its destination and then
-renamed over it (DESIGN.md §4), so a crash never leaves half a table.
+renamed over it, so a crash never leaves half a table.
 """
 
 from __future__ import annotations

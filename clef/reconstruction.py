@@ -5,8 +5,8 @@ ladder of ``benchmark_tasks.baselines.tokenizer_rungs``): for one EDF/BDF file, 
 spectrogram exactly as the VQGAN receives it (the contract's multitaper spectrogram,
 clipped to ``clip_db``), the codes of every window, and the spectrogram decoded from those
 codes (:func:`tokenizer.vqgan.evaluate.reconstruct_session`, the one encode-decode path),
-on the same frames. ``benchmark_tasks`` may not import ``tokenizer`` (DESIGN.md §3), so it
-reaches these through this module.
+on the same frames. It lives in ``clef`` because it opens a session-transformer checkpoint
+and the tokenizer it holds.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Reports room of CLEF: neurologists' EEG reports to scrubbed text, findings, summaries and text embeddings.
 
-Stage of the flow (DESIGN.md §2): ``reports text → sections → summary (LLM or
+Stage of the flow (ARCHITECTURE.md, "Data flow"): ``reports text → sections → summary (LLM or
 extractive) → text embedding``; the finding labels feed the benchmark's EEG-finding
 tasks. This package imports nothing from the other CLEF packages.
 

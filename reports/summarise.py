@@ -1,6 +1,6 @@
 """Summaries of a report's electrographic content: a local LLM, or an extractive fallback.
 
-CLEF embeds an LLM summary of each report (DESIGN.md §5) so that the text side of the
+CLEF embeds an LLM summary of each report so that the text side of the
 alignment sees the EEG findings, not history, medications or PHI. Hospitals cannot send
 reports to a hosted model, so the LLM is a *local* Hugging Face model directory
 (:class:`LLMSummariser`); where none is available, :class:`ExtractiveSummariser` (the

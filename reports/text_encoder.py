@@ -1,6 +1,6 @@
 """Text encoders for reports: a frozen local Hugging Face encoder and the trainable report head.
 
-Design (DESIGN.md §5, "report encoder"): report summary → frozen text encoder → token
+Design (ARCHITECTURE.md, "Reference parameters", "report encoder"): report summary → frozen text encoder → token
 features → :class:`ReportEncoder` (linear projection, 4-layer pre-LN transformer, masked
 mean pool) → report embedding, trained in ``clef.align`` against the EEG embedding.
 

@@ -1,7 +1,8 @@
 """Services: archive discovery + manifest, batch embedding (local pool or Ray), the Parquet
-embedding store, FAISS cohort search and the HTTP probing service (DESIGN.md §1-3).
+embedding store, FAISS cohort search and the HTTP probing service.
 
-May import ``clef`` and ``benchmark_tasks`` only (plus third-party packages). Heavy
+The top layer: imports every other package of the platform, none imports it
+(ARCHITECTURE.md, "Packages and layers"). Heavy
 dependencies (``faiss``, ``fastapi``, ``ray``) are imported inside the modules that need
 them, so ``import services`` and the ``clef`` command line stay quick.
 

@@ -1,6 +1,6 @@
 """``clef embed``, ``clef index``, ``clef search`` and ``clef serve`` (a ``clef.cli_plugins`` entry point).
 
-``clef`` may not import ``services`` (DESIGN.md §3), so these commands register themselves
+``clef`` may not import ``services`` (ARCHITECTURE.md, "Packages and layers"), so these commands register themselves
 through :func:`register`, which ``clef.cli.main`` calls at start-up. Heavy imports (torch,
 faiss, ray, fastapi) happen inside the commands.
 """

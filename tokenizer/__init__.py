@@ -1,6 +1,6 @@
 """Tokenizer stage: EDF/BDF reading, canonical montage, preprocessing, spectrogram, VQGAN.
 
-This package imports nothing else of the platform (DESIGN.md §3).
+This package imports nothing else of the platform (ARCHITECTURE.md, "Packages and layers").
 """
 
 from tokenizer.channels import (

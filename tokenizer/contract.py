@@ -64,7 +64,7 @@ class FilterParams(BaseModel):
 
 
 class SpectrogramParams(BaseModel):
-    """Multitaper spectrogram parameters (DESIGN.md §5).
+    """Multitaper spectrogram parameters (ARCHITECTURE.md, "Reference parameters").
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""The ``Recording``: one session in canonical form (DESIGN.md §4)."""
+"""The ``Recording``: one session in canonical form (ARCHITECTURE.md, "Contracts")."""
 
 from __future__ import annotations
 

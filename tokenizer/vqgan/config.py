@@ -170,7 +170,7 @@ class DiscriminatorConfig(_Strict):
 
 
 class LossConfig(_Strict):
-    """Inter-channel-emphasised reconstruction (DESIGN.md §5), optionally on denoised targets.
+    """Inter-channel-emphasised reconstruction, optionally on denoised targets.
 
     ``L_rec = L1(channel mean) + residual_weight * L1(channel-demeaned residual)``, both
     over valid (present channel, unpadded frame) positions only.
