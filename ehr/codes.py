@@ -9,7 +9,7 @@ ICD-10-CM does not hold (``G41.9``, ``I64``, ``E14.9``) are rejected too.
 :func:`icd10_ancestors` walks up the tabular list (nearest first, ending with the block
 and the chapter number, e.g. ``G40.909 → G40.90, G40.9, G40, G40-G47, 6``).
 
-``simple_icd_10_cm`` takes ~2 s to import (it parses the whole tabular list), so it is
+``simple_icd_10_cm`` is slow to import (it parses the whole tabular list), so it is
 imported on first use, not with this module.
 
 Phenotype groups

@@ -37,8 +37,7 @@ class EmbedConfig(BaseModel):
         Windows per forward pass.
     model_batch_files : int, optional
         Ray only: files per session-model call; default 4 on GPUs (fuller batches), 1 on
-        CPU (no gain from batching there, and each file reaches the store sooner: the
-        first result of a 48-file run came after 15 s instead of 28 s).
+        CPU (no gain from batching there, and each file reaches the store sooner).
     cache_dir : Path, optional
         Spectrogram cache (off by default: an archive's spectrograms are large).
     site_level : int, optional

@@ -4,11 +4,10 @@ Vectors are L2-normalised and searched by inner product, so scores are cosine
 similarities. Kinds:
 
 - ``flat``: exact (``IndexFlatIP``); ``auto`` picks it up to ``IndexConfig.flat_max``
-  sessions (50 000 by default: about 2 ms per query at 256-d on 2 cores).
+  sessions (50 000 by default).
 - ``ivf``: inverted lists (``IndexIVFFlat``, about 4 √n lists, ``nprobe`` = nlist / 32 but
   at least 32; filtered searches probe up to 2× more); ``auto`` above ``flat_max``.
-  Measured on 1M clustered 256-d vectors in ``bench/search.py``: p50 about 2 ms,
-  recall@10 0.99 on 2 cores.
+  Query time and recall on 1M clustered 256-d vectors: ``bench/search.py``.
 - ``hnsw``: graph (``IndexHNSWFlat``, M = 32); fast queries, slow to build on few cores.
 
 Saved in ``STORE/index/<model_id>/``: ``index-<digest>.faiss``, ``ids-<digest>.parquet``

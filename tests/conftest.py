@@ -86,11 +86,10 @@ def pipeline(hospital: Path, tmp_path_factory: pytest.TempPathFactory):
     r = train_all(hospital / "edf", out, tokenizer_steps=30, session_config=small, pretrain_steps=150,
                   cache_dir=out / "cache")
     if r.pretrain.baseline_acc > 0.9:
-        # A 30-step tiny tokenizer can map nearly every window to one code (seen on 2 runs
-        # in 6 while its initial weights were not seeded, fixed 2026-11-21; training is now
-        # reproducible), which every test built on this fixture would then fail for a
-        # reason none of them tests. Should a change of data or code bring it back,
-        # retrain longer instead.
+        # A 30-step tiny tokenizer can map nearly every window to one code (it did while its
+        # initial weights were not seeded; training is now reproducible), which every test
+        # built on this fixture would then fail for a reason none of them tests. Should a
+        # change of data or code bring it back, retrain longer instead.
         out = tmp_path_factory.mktemp("pipeline_retry")
         r = train_all(hospital / "edf", out, tokenizer_steps=60, session_config=small, pretrain_steps=150,
                       cache_dir=out / "cache")

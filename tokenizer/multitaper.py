@@ -565,8 +565,8 @@ def _cpu_rfft(workers: int | None) -> Callable[[np.ndarray], np.ndarray]:
     """The real FFT over the last axis of a C-contiguous float32 array, on ``workers`` threads.
 
     With ``workers`` None or equal to torch's intra-op thread count, torch's CPU FFT
-    (Intel MKL in the x86 wheels; about 1.25x faster than scipy's pocketfft on 800-sample
-    float32 frames at one thread, see bench/RESULTS.md) on a zero-copy tensor of the
+    (Intel MKL in the x86 wheels; faster than scipy's pocketfft on 800-sample float32
+    frames at one thread, measured in bench/RESULTS.md) on a zero-copy tensor of the
     array; otherwise ``scipy.fft`` with that many threads (torch's thread count is
     process-wide, so it is not changed here).
     """

@@ -58,9 +58,9 @@ class DemoSize:
     quick: bool = False
 
 
-#: The demo as documented: a 40-patient hospital, ~15 min on 2 cores.
+#: The demo as documented: a 40-patient hospital (its run time: README, "Two commands").
 FULL_DEMO = DemoSize(session_overrides={"train": {"batch_size": 8}})
-#: ``clef demo --quick``: every stage and output, a handful of steps each (a smoke test, ~2-3 min).
+#: ``clef demo --quick``: every stage and output, a handful of steps each (a smoke test).
 QUICK_DEMO = DemoSize(patients=16, minutes_range=(2.0, 4.0), tokenizer_config="tiny", tokenizer_steps=8, pretrain_steps=10,
                       session_overrides={"model": {"dim": 64, "depth": 2, "heads": 4}, "train": {"batch_size": 8},
                                          "optim": {"warmup_steps": 2}},

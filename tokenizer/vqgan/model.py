@@ -113,7 +113,7 @@ class PatchEmbed(nn.Conv2d):
     """Non-overlapping patch embedding (a ``Conv2d`` with kernel = stride = ``patch``), computed as one matmul.
 
     Same parameters and state-dict keys as the convolution; oneDNN's strided
-    convolution with a large kernel over 19 input maps was 2x slower on CPU than
+    convolution with a large kernel over 19 input maps was slower on CPU than
     gathering the patches and multiplying (forward and backward, one thread).
     """
 
@@ -289,7 +289,7 @@ class VQGAN(nn.Module):
         """Codes ``(B, grid_f, grid_t)`` int64 and token mask, in eval mode (no codebook update)."""
         was = self.training
         self.eval()
-        if x.device.type == "cpu":  # oneDNN convolutions are ~1.4x faster on NHWC input; same codes
+        if x.device.type == "cpu":  # oneDNN convolutions run faster on NHWC input; same codes
             x = x.contiguous(memory_format=torch.channels_last)
         try:
             q = self.encode(x, frame_mask)
