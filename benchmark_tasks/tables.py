@@ -1,4 +1,4 @@
-"""Table I/O of the benchmark: atomic Parquet writes, file digests, column checks.
+"""Table I/O of the benchmark: atomic Parquet writes, column checks.
 
 Every table is written with polars to a temporary file beside its destination and then
 renamed over it, so a crash never leaves half a table.
@@ -14,9 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from tokenizer.hashing import file_sha256
-
-__all__ = ["file_sha256", "require_columns", "write_json_atomic", "write_parquet_atomic", "write_text_atomic"]
+__all__ = ["require_columns", "write_json_atomic", "write_parquet_atomic", "write_text_atomic"]
 
 
 def _tmp_of(path: Path) -> Path:
