@@ -77,8 +77,8 @@ def evaluate_session(model, spec, row: dict, freqs: np.ndarray) -> dict:
     """Every per-session quantity the four targets need (decoded vs original)."""
     from benchmark_tasks.baselines.bandpower import spectrum_features
     from tokenizer.contract import CANONICAL_CHANNELS
+    from tokenizer.multitaper import CANONICAL_BANDS as BANDS
     from tokenizer.vqgan.evaluate import (
-        BANDS,
         awake_epochs,
         band_power_errors,
         evaluate_reconstruction,
@@ -139,7 +139,7 @@ def main() -> None:
     from tokenizer import SignalContract
     from tokenizer.spectrogram_cache import SpectrogramCache
     from tokenizer.vqgan.config import load_config
-    from tokenizer.vqgan.evaluate import BANDS
+    from tokenizer.multitaper import CANONICAL_BANDS as BANDS
     from tokenizer.vqgan.model import VQGAN
     from tokenizer.vqgan.training import train_tokenizer
 

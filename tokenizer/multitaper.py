@@ -27,7 +27,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import scipy.fft
@@ -629,14 +629,65 @@ def _run_torch(
     return out.contiguous().cpu().numpy()
 
 
+def band_power_from_psd(
+    psd: np.ndarray, freqs: np.ndarray, bands: dict[str, tuple[float, float]] | None = None, *,
+    axis: int = -1, statistic: Literal["mean", "sum"] = "mean",
+) -> dict[str, np.ndarray]:
+    """Power per band of a linear power spectrum: the one band-power function.
+
+    The other band-power functions (:func:`band_power` of a spectrogram, the VQGAN
+    evaluation's per-epoch power, the band-power baseline's features) are thin wrappers
+    around this one, so every band of the repository is cut the same way: the bins with
+    ``low <= f < high``.
+
+    Parameters
+    ----------
+    psd : np.ndarray
+        Linear power (µV²/Hz); the frequency axis is ``axis``.
+    freqs : np.ndarray
+        Bin frequencies in Hz, ``(psd.shape[axis],)``.
+    bands : dict or None
+        ``{name: (low_hz, high_hz)}``, half-open; default :data:`CANONICAL_BANDS`.
+    axis : int
+        The frequency axis of ``psd``.
+    statistic : {"mean", "sum"}
+        Mean power over the band's bins (a PSD level) or their sum (the band's power up
+        to the bin width; ratios of sums are relative powers).
+
+    Returns
+    -------
+    dict of str to np.ndarray
+        Per band, ``psd`` reduced over ``axis`` (its dtype kept), in the order of ``bands``.
+
+    Raises
+    ------
+    ValueError
+        A band that holds no bin.
+    """
+    bands = CANONICAL_BANDS if bands is None else bands
+    freqs = np.asarray(freqs)
+    axis = axis % np.ndim(psd)
+    result: dict[str, np.ndarray] = {}
+    for name, (low, high) in bands.items():
+        sel = (freqs >= low) & (freqs < high)
+        if not sel.any():
+            raise ValueError(
+                f"band {name!r} ({low}-{high} Hz) holds no bin of the spectrum, whose "
+                f"bins span {freqs[0]}-{freqs[-1]} Hz"
+            )
+        inside = psd[(slice(None),) * axis + (sel,)]
+        result[name] = inside.mean(axis=axis) if statistic == "mean" else inside.sum(axis=axis)
+    return result
+
+
 def band_power(
     spec: Spectrogram, bands: dict[str, tuple[float, float]] | None = None, *, db: bool = True
 ) -> dict[str, np.ndarray]:
-    """Mean power per band, channel and frame.
+    """Mean power per band, channel and frame of a spectrogram.
 
-    The linear PSD (µV²/Hz) is averaged over the bins with ``low <= f < high``; with
-    ``db`` the mean is returned in dB (``10 * log10``), i.e. the dB of the mean power,
-    not the mean of the dB values.
+    The linear PSD (µV²/Hz) is averaged over the bins with ``low <= f < high``
+    (:func:`band_power_from_psd`); with ``db`` the mean is returned in dB
+    (``10 * log10``), i.e. the dB of the mean power, not the mean of the dB values.
 
     Parameters
     ----------
@@ -653,18 +704,8 @@ def band_power(
     dict of str to np.ndarray
         float32 arrays of shape ``(channels, frames)``, in the order of ``bands``.
     """
-    bands = CANONICAL_BANDS if bands is None else bands
     linear = np.power(np.float32(10.0), spec.values / np.float32(10.0))
-    result: dict[str, np.ndarray] = {}
-    for name, (low, high) in bands.items():
-        sel = (spec.freqs >= low) & (spec.freqs < high)
-        if not sel.any():
-            raise ValueError(
-                f"band {name!r} ({low}-{high} Hz) holds no bin of the spectrogram, whose "
-                f"bins span {spec.freqs[0]}-{spec.freqs[-1]} Hz"
-            )
-        mean = linear[:, sel].mean(axis=1)
-        result[name] = (10.0 * np.log10(np.maximum(mean, POWER_FLOOR)) if db else mean).astype(
-            np.float32
-        )
-    return result
+    power = band_power_from_psd(linear, spec.freqs, bands, axis=1)
+    if not db:
+        return {name: mean.astype(np.float32) for name, mean in power.items()}
+    return {name: (10.0 * np.log10(np.maximum(mean, POWER_FLOOR))).astype(np.float32) for name, mean in power.items()}

@@ -26,7 +26,6 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -35,9 +34,11 @@ import polars as pl
 from benchmark_tasks.embeddings import EmbeddingSet
 from benchmark_tasks.progress import track
 from benchmark_tasks.tables import require_columns, write_parquet_atomic
-from tokenizer.multitaper import CANONICAL_BANDS
+from tokenizer.contract import CANONICAL_CHANNELS, SignalContract
+from tokenizer.ingest import read_recording
+from tokenizer.multitaper import CANONICAL_BANDS, band_power_from_psd, multitaper_spectrogram
 
-__all__ = ["BANDS", "FEATURE_VERSION", "PAIRS", "SessionSignal", "bandpower_embeddings", "bandpower_features",
+__all__ = ["FEATURE_VERSION", "PAIRS", "SessionSignal", "bandpower_embeddings", "bandpower_features",
            "feature_names", "read_session", "spectrum_features"]
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,6 @@ log = logging.getLogger(__name__)
 #: Version of the feature definition: part of the cache file name.
 FEATURE_VERSION = "bandpower-v1"
 
-#: The band table: the repository's one, :data:`tokenizer.multitaper.CANONICAL_BANDS`.
-BANDS: dict[str, tuple[float, float]] = CANONICAL_BANDS
 PAIRS: tuple[tuple[str, str], ...] = (("Fp1", "Fp2"), ("F7", "F8"), ("F3", "F4"), ("T3", "T4"), ("C3", "C4"),
                                       ("T5", "T6"), ("P3", "P4"), ("O1", "O2"))
 POSTERIOR: tuple[str, ...] = ("O1", "O2", "P3", "P4")
@@ -66,19 +65,6 @@ class SessionSignal:
     channels: tuple[str, ...]
 
 
-def _signal_api() -> SimpleNamespace:
-    """Reading and multitaper functions of the signal stage.
-
-    Imported on first use.
-    """
-    from tokenizer.contract import CANONICAL_CHANNELS, SignalContract
-    from tokenizer.ingest import read_recording
-    from tokenizer.multitaper import multitaper_spectrogram
-
-    return SimpleNamespace(read_recording=read_recording, SignalContract=SignalContract,
-                           multitaper_spectrogram=multitaper_spectrogram, channels=tuple(CANONICAL_CHANNELS))
-
-
 def read_session(path: str | os.PathLike[str]) -> SessionSignal:
     """Read an EDF/BDF file into the canonical montage, rate and units (contract defaults).
 
@@ -87,19 +73,18 @@ def read_session(path: str | os.PathLike[str]) -> SessionSignal:
     tokenizer.IngestError
         A file that cannot be read (its subclass says why).
     """
-    api = _signal_api()
-    rec = api.read_recording(path, api.SignalContract(), n_jobs=1)
+    rec = read_recording(path, SignalContract(), n_jobs=1)
     return SessionSignal(rec.data, float(rec.sfreq), np.asarray(rec.sample_mask, bool),
                          np.asarray(rec.channel_mask, bool), tuple(rec.channels))
 
 
 def feature_names(channels: tuple[str, ...] | None = None) -> list[str]:
     """Names of the 129 features, in vector order."""
-    chans = channels or _signal_api().channels
-    names = [f"rel_{b}_{c}" for b in BANDS for c in chans]
+    chans = channels or tuple(CANONICAL_CHANNELS)
+    names = [f"rel_{b}_{c}" for b in CANONICAL_BANDS for c in chans]
     names += [f"logpow_{c}" for c in chans]
     names += ["pdr_hz", "pdr_rel"]
-    names += [f"asym_{b}_{lft}_{rgt}" for b in BANDS for lft, rgt in PAIRS]
+    names += [f"asym_{b}_{lft}_{rgt}" for b in CANONICAL_BANDS for lft, rgt in PAIRS]
     return names
 
 
@@ -123,14 +108,10 @@ def spectrum_features(psd: np.ndarray, freqs: np.ndarray, channels: tuple[str, .
     """
     psd = np.where(channel_mask[:, None], np.asarray(psd, dtype=np.float64), np.nan)
 
-    def band(lo: float, hi: float) -> np.ndarray:
-        sel = (freqs >= lo) & (freqs < hi)
-        return psd[:, sel].sum(1)
-
     with np.errstate(divide="ignore", invalid="ignore"):
-        total = band(*_TOTAL)
-        bands = {b: band(*r) for b, r in BANDS.items()}
-        rel = [bands[b] / total for b in BANDS]
+        total = band_power_from_psd(psd, freqs, {"total": _TOTAL}, axis=1, statistic="sum")["total"]
+        bands = band_power_from_psd(psd, freqs, CANONICAL_BANDS, axis=1, statistic="sum")
+        rel = [bands[b] / total for b in CANONICAL_BANDS]
         logpow = np.log10(np.maximum(total, 1e-12))
         logpow = np.where(channel_mask, logpow, np.nan)
         post = [channels.index(c) for c in POSTERIOR if c in channels and channel_mask[channels.index(c)]]
@@ -143,7 +124,7 @@ def spectrum_features(psd: np.ndarray, freqs: np.ndarray, channels: tuple[str, .
             pdr_hz = float(freqs[sel][k])
             pdr_rel = float(spec[sel][k] / spec[ctx].sum()) if spec[ctx].sum() > 0 else np.nan
         asym = []
-        for b in BANDS:
+        for b in CANONICAL_BANDS:
             for lft, rgt in PAIRS:
                 if lft in channels and rgt in channels:
                     i, j = channels.index(lft), channels.index(rgt)
@@ -164,10 +145,9 @@ def bandpower_features(path: str | os.PathLike[str]) -> np.ndarray:
     ValueError
         A recording shorter than one 4 s taper window.
     """
-    api = _signal_api()
     sig = read_session(path)
-    spec = api.multitaper_spectrogram(sig.data, sig.sfreq, window_s=4.0, step_s=4.0, bandwidth=1.0, fmin=0.0,
-                                      fmax=32.0, sample_mask=sig.sample_mask)
+    spec = multitaper_spectrogram(sig.data, sig.sfreq, window_s=4.0, step_s=4.0, bandwidth=1.0, fmin=0.0, fmax=32.0,
+                                  sample_mask=sig.sample_mask)
     frames = spec.frame_mask if spec.frame_mask.any() else np.ones_like(spec.frame_mask)
     linear = np.power(10.0, spec.values[:, :, frames].astype(np.float64) / 10.0)
     return spectrum_features(linear.mean(2), spec.freqs, sig.channels, sig.channel_mask)

@@ -7,7 +7,7 @@ one pass of each session through a trained tokenizer (:class:`clef.reconstructio
 ``input_bandpower``
     The band-power baseline's 129 features (:func:`~benchmark_tasks.baselines.bandpower.spectrum_features`:
     relative band power per channel, total log power, posterior dominant rhythm, left/right
-    asymmetries, over :data:`~benchmark_tasks.baselines.bandpower.BANDS`) of the session-mean
+    asymmetries, over :data:`~tokenizer.multitaper.CANONICAL_BANDS`) of the session-mean
     power of the **tokenizer's input spectrogram** (the contract's multitaper spectrogram,
     1 s frames, clipped to ``clip_db``), averaged in linear power over the valid frames.
 ``decoded_bandpower``

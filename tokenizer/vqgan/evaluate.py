@@ -15,7 +15,8 @@ Clinical content (decoded against original spectrogram, same frames):
 * :func:`hemispheric_differences`: left-minus-right band power (dB) of the homologous
   pairs (:data:`HOMOLOGOUS_PAIRS`) over given frames.
 
-Bands are the repository's one table, :data:`tokenizer.multitaper.CANONICAL_BANDS`.
+Bands are the repository's one table, :data:`tokenizer.multitaper.CANONICAL_BANDS`, and
+band power is :func:`tokenizer.multitaper.band_power_from_psd`.
 """
 
 from __future__ import annotations
@@ -27,13 +28,11 @@ import numpy as np
 import torch
 
 from tokenizer.contract import CANONICAL_CHANNELS
-from tokenizer.multitaper import CANONICAL_BANDS
+from tokenizer.multitaper import CANONICAL_BANDS, band_power_from_psd
 from tokenizer.spectrogram_cache import SessionSpectrogram
 from tokenizer.vqgan.model import VQGAN
 from tokenizer.windows import WindowSpec, iter_windows
 
-#: The band table (an alias of :data:`tokenizer.multitaper.CANONICAL_BANDS`).
-BANDS: dict[str, tuple[float, float]] = CANONICAL_BANDS
 #: Homologous left/right electrode pairs whose band-power differences a reader compares.
 HOMOLOGOUS_PAIRS: tuple[tuple[str, str], ...] = (
     ("Fp1", "Fp2"), ("F3", "F4"), ("F7", "F8"), ("C3", "C4"), ("T3", "T4"), ("T5", "T6"), ("P3", "P4"), ("O1", "O2"))
@@ -97,8 +96,8 @@ def evaluate_reconstruction(model: VQGAN, spectrograms: Iterable[SessionSpectrog
     freqs = np.asarray(model.ctx.freqs)
     n_codes = model.config.quantizer.n_codes
     counts = np.zeros(n_codes, dtype=np.int64)
-    err_sum = {b: 0.0 for b in BANDS}
-    err_n = {b: 0 for b in BANDS}
+    err_sum = {b: 0.0 for b in CANONICAL_BANDS}
+    err_n = {b: 0 for b in CANONICAL_BANDS}
     recons, n_windows = [], 0
     for spec in spectrograms:
         recon, codes, tmask = reconstruct_session(model, spec)
@@ -107,7 +106,7 @@ def evaluate_reconstruction(model: VQGAN, spectrograms: Iterable[SessionSpectrog
         counts += np.bincount(codes[tmask].ravel(), minlength=n_codes)
         valid = spec.channel_mask[:, None, None] & spec.frame_mask[None, None, :]
         diff = np.abs(recon - spec.values.astype(np.float32))
-        for b, (lo, hi) in BANDS.items():
+        for b, (lo, hi) in CANONICAL_BANDS.items():
             sel = (freqs >= lo) & (freqs < hi)
             v = np.broadcast_to(valid, diff.shape)[:, sel]
             err_sum[b] += float(diff[:, sel][v].sum())
@@ -115,7 +114,7 @@ def evaluate_reconstruction(model: VQGAN, spectrograms: Iterable[SessionSpectrog
     p = counts / max(1, counts.sum())
     nz = p[p > 0]
     report = ReconstructionReport(
-        band_error_db={b: err_sum[b] / max(1, err_n[b]) for b in BANDS},
+        band_error_db={b: err_sum[b] / max(1, err_n[b]) for b in CANONICAL_BANDS},
         codebook_usage=float((counts > 0).mean()),
         perplexity=float(np.exp(-(nz * np.log(nz)).sum())),
         n_windows=n_windows,
@@ -123,15 +122,6 @@ def evaluate_reconstruction(model: VQGAN, spectrograms: Iterable[SessionSpectrog
         code_counts=counts,
     )
     return report, recons
-
-
-def relative_band_power(spec_db: np.ndarray, freqs: np.ndarray, channel_mask: np.ndarray, frame_mask: np.ndarray,
-                        band: tuple[float, float], total: tuple[float, float] = (1.0, 30.0)) -> float:
-    """Power in ``band`` over power in ``total`` (linear units, valid channels and frames)."""
-    p = 10 ** (spec_db[channel_mask][:, :, frame_mask].astype(np.float64) / 10)
-    sel = (freqs >= band[0]) & (freqs < band[1])
-    tot = (freqs >= total[0]) & (freqs < total[1])
-    return float(p[:, sel].sum() / p[:, tot].sum())
 
 
 def peak_frequency(spec_db: np.ndarray, freqs: np.ndarray, channels: list[int], frame_mask: np.ndarray,
@@ -186,18 +176,12 @@ def epoch_band_power(
                          f"found {spec_db.shape}")
     if epoch_frames < 1:
         raise ValueError(f"epoch_frames must be >= 1, found {epoch_frames}")
-    bands = CANONICAL_BANDS if bands is None else bands
     n_ep = spec_db.shape[2] // epoch_frames
     t = n_ep * epoch_frames
     full = frame_mask[:t].reshape(n_ep, epoch_frames).all(1)
     lin = _linear(spec_db[:, :, :t]).reshape(spec_db.shape[0], spec_db.shape[1], n_ep, epoch_frames).mean(3)
-    out = {}
-    for name, (lo, hi) in bands.items():
-        sel = (freqs >= lo) & (freqs < hi)
-        if not sel.any():
-            raise ValueError(f"band {name!r} ({lo}-{hi} Hz) holds no bin")
-        out[name] = 10 * np.log10(np.maximum(lin[:, sel].mean(1), 1e-30))
-    return out, full
+    power = band_power_from_psd(lin, freqs, bands, axis=1)
+    return {name: 10 * np.log10(np.maximum(p, 1e-30)) for name, p in power.items()}, full
 
 
 def band_power_errors(
@@ -337,12 +321,11 @@ def hemispheric_differences(
     out = {b: np.full(len(pairs), np.nan) for b in bands}
     if not frame_mask.any():
         return out
-    psd = _linear(np.asarray(spec_db)[:, :, frame_mask]).mean(2)
+    power = band_power_from_psd(_linear(np.asarray(spec_db)[:, :, frame_mask]).mean(2), freqs, bands, axis=1)
     for k, (lft, rgt) in enumerate(pairs):
         i, j = channel_names.index(lft), channel_names.index(rgt)
         if not (channel_mask[i] and channel_mask[j]):
             continue
-        for b, (lo, hi) in bands.items():
-            sel = (freqs >= lo) & (freqs < hi)
-            out[b][k] = 10 * np.log10(psd[i, sel].mean() / psd[j, sel].mean())
+        for b in bands:
+            out[b][k] = 10 * np.log10(power[b][i] / power[b][j])
     return out
