@@ -56,9 +56,6 @@ from tokenizer.tokens import read_tokens
 
 log = logging.getLogger(__name__)
 
-# CHECKPOINT_KIND and TOKENIZER_SUBDIR live in clef.model (importable without Lightning,
-# which the embedding path does not need); re-exported here for existing importers.
-
 
 # --------------------------------------------------------------------------- data
 

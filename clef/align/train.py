@@ -37,8 +37,9 @@ from clef.align.config import AlignConfig
 from clef.align.data import AlignData, collate, prepare_align_data
 from clef.align.module import AlignModule, retrieval_accuracy
 from clef.config import SessionConfig
+from clef.model import CHECKPOINT_KIND, TOKENIZER_SUBDIR
 from clef.patients import patient_record
-from clef.pretrain import CHECKPOINT_KIND, TOKENIZER_SUBDIR, load_token_table
+from clef.pretrain import load_token_table
 from ehr import CodeVocab
 from reports import SummariserConfig, make_summariser
 from reports.text_encoder import FrozenTextEncoder, TextEncoderConfig
