@@ -1,8 +1,8 @@
 """The phenotype probe benchmark: cohorts, tasks, matching, splits, probes, baselines, results.
 
 Imports ``tokenizer``, ``ehr``, ``reports`` and ``clef``, never ``services``
-(ARCHITECTURE.md, "Packages and layers"). Stage of the flow: cohort table → task generator → matched labels +
-patient splits → frozen probes → results + plots.
+(ARCHITECTURE.md, "Packages and layers"). Stage of the flow: cohort table → task
+generator → matched labels + patient splits → frozen probes → results + plots.
 
 Modules
 -------

@@ -1,8 +1,8 @@
 """``clef tasks generate`` and ``clef benchmark run``, registered as a ``clef.cli_plugins`` entry point.
 
-``clef`` may not import ``benchmark_tasks`` (ARCHITECTURE.md, "Packages and layers"); the package's
-``[project.entry-points."clef.cli_plugins"] benchmark = "benchmark_tasks.cli:register"``
-lets ``clef.cli.main`` add these commands at start-up.
+``clef`` may not import ``benchmark_tasks`` (ARCHITECTURE.md, "Packages and layers"); the
+package's ``[project.entry-points."clef.cli_plugins"] benchmark =
+"benchmark_tasks.cli:register"`` lets ``clef.cli.main`` add these commands at start-up.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Text encoders for reports: a frozen local Hugging Face encoder and the trainable report head.
 
-Design (ARCHITECTURE.md, "Reference parameters", "report encoder"): report summary → frozen text encoder → token
-features → :class:`ReportEncoder` (linear projection, 4-layer pre-LN transformer, masked
-mean pool) → report embedding, trained in ``clef.align`` against the EEG embedding.
+Design (ARCHITECTURE.md, "Reference parameters", report encoder): report summary →
+frozen text encoder → token features → :class:`ReportEncoder` (linear projection, 4-layer
+pre-LN transformer, masked mean pool) → report embedding, trained in ``clef.align``
+against the EEG embedding.
 
 * :class:`FrozenTextEncoder` loads any local BERT-like encoder (or the encoder half of
   an encoder-decoder such as T5) with ``local_files_only=True``: nothing is downloaded.

@@ -1,8 +1,8 @@
 """``clef embed``, ``clef index``, ``clef search`` and ``clef serve`` (a ``clef.cli_plugins`` entry point).
 
-``clef`` may not import ``services`` (ARCHITECTURE.md, "Packages and layers"), so these commands register themselves
-through :func:`register`, which ``clef.cli.main`` calls at start-up. Heavy imports (torch,
-faiss, ray, fastapi) happen inside the commands.
+``clef`` may not import ``services`` (ARCHITECTURE.md, "Packages and layers"), so these
+commands register themselves through :func:`register`, which ``clef.cli.main`` calls at
+start-up. Heavy imports (torch, faiss, ray, fastapi) happen inside the commands.
 """
 
 from __future__ import annotations

@@ -95,9 +95,9 @@ PLUGIN_GROUP = "clef.cli_plugins"
 def load_plugins() -> list[str]:
     """Register the commands of later stages (``benchmark_tasks``, ``services``).
 
-    Those packages import ``clef`` (never the reverse: ARCHITECTURE.md, "Packages and layers"), so their commands
-    are found through the ``clef.cli_plugins`` entry points of the installed distribution:
-    each names a ``register(app)`` function. A plugin that fails to import is reported
+    Those packages import ``clef``, never the reverse (ARCHITECTURE.md, "Packages and
+    layers"), so their commands are found through the ``clef.cli_plugins`` entry points of
+    the installed distribution: each names a ``register(app)`` function. A plugin that fails to import is reported
     at debug level and skipped, so one broken optional dependency does not take the
     whole command line down.
     """

@@ -3,7 +3,8 @@
 All losses are mask-aware: ``channel_mask`` ``(B, C)`` marks present electrodes and
 ``frame_mask`` ``(B, T)`` unpadded frames; only positions valid in both count.
 
-Inter-channel reconstruction (ARCHITECTURE.md, "Reference parameters"; the paper's Eq. 2 is not public)::
+Inter-channel reconstruction (ARCHITECTURE.md, "Reference parameters"; the paper's Eq. 2
+is not public)::
 
     mu(x)   = mean over present channels of x            (B, 1, F, T)
     r(x)    = x - mu(x) on present channels              (B, C, F, T)
