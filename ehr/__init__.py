@@ -45,7 +45,8 @@ from ehr.codes import (
     medication_groups_of,
     phenotypes_of,
 )
-from ehr.fhir import FhirLoadResult, FhirProblem, load_fhir
+from ehr.fhir.collector import FhirLoadResult, FhirProblem
+from ehr.fhir.load import load_fhir
 from ehr.record import (
     CodeSet,
     ConditionEntry,

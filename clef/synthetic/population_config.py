@@ -479,4 +479,3 @@ class PopulationConfig(_Frozen):
             if s.site_id == site_id:
                 return s
         raise KeyError(f"unknown site {site_id!r}; expected one of {[s.site_id for s in self.sites]}")
-

@@ -219,4 +219,3 @@ class Population:
                   "atc": pl.List(pl.Utf8), "findings": pl.List(pl.Utf8), "mains_hz": pl.Float64,
                   "seed": pl.Int64}
         return pl.DataFrame(rows, schema=schema)
-
