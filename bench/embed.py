@@ -66,7 +66,7 @@ def main() -> None:
 
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
-    edf = make_file(out / f"ingest_{args.minutes}min_256Hz.edf", args.minutes * 60, 256)
+    edf = make_file(out / f"eeg_{args.minutes}min_256Hz.edf", args.minutes * 60, 256)
     rec = read_recording(edf)
     rows = []
     with tempfile.TemporaryDirectory() as tmpd:

@@ -68,7 +68,7 @@ def main() -> None:
 
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
-    edf = make_file(out / f"ingest_{args.minutes}min_256Hz.edf", args.minutes * 60, 256)
+    edf = make_file(out / f"eeg_{args.minutes}min_256Hz.edf", args.minutes * 60, 256)
     t_bp = best_of(lambda: bandpower_features(edf), args.repeats)
     print(f"== ladder rung cost, {args.minutes}-minute 19-channel 256 Hz session, {args.threads} thread(s), "
           f"best of {args.repeats} (seconds)")

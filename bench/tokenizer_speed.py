@@ -49,7 +49,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    path = make_file(OUT / f"tokenizer_{args.minutes}min_256Hz.edf", args.minutes * 60)
+    path = make_file(OUT / f"eeg_{args.minutes}min_256Hz.edf", args.minutes * 60)
     contract = SignalContract()
     rec = read_recording(path, contract)
     spec = compute_spectrogram(rec, contract)

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.factories import eeg_signals, make_edf
+from clef.synthetic.recordings import eeg_signals, make_edf
 
 HEX16 = re.compile(r"^[0-9a-f]{16}$")
 #: What a hospital's names carry: the patient's MRN and the session date.

@@ -28,10 +28,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from clef.synthetic.recordings import eeg_signals, make_edf
 from ehr import load_fhir
 from reports.errors import ReportError
 from reports.pipeline import read_report
-from tests.factories import eeg_signals, make_edf
 from tokenizer import (
     ContractMismatchError,
     CorruptHeaderError,

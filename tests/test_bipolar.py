@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from clef.cli.inspect import inspect_file
-from tests.factories import CENTRAL_CHAIN, DOUBLE_BANANA, eeg_signals, make_edf, write_bipolar_edf
+from clef.synthetic.recordings import eeg_signals, make_edf
+from tests.factories import CENTRAL_CHAIN, DOUBLE_BANANA, write_bipolar_edf
 from tokenizer import (
     CANONICAL_CHANNELS,
     BipolarMontageError,

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from tests.factories import eeg_signals, make_edf
+from clef.synthetic.recordings import eeg_signals, make_edf
 
 REQUIRED = {"path", "ok", "error", "format", "duration_s", "sfreq_in", "channels", "annotations", "deid", "warnings"}
 

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from tests.factories import eeg_signals, make_edf
+from clef.synthetic.recordings import eeg_signals, make_edf
 from tokenizer import (
     CorruptHeaderError,
     EmptyFileError,
