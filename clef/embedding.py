@@ -28,7 +28,6 @@ from clef.model import (
     SessionTransformer,
     aggregate_windows,
     context_columns,
-    pre_ln_inference,  # re-exported: baselines in benchmark_tasks encode with it too  # noqa: F401
 )
 from tokenizer import ChannelMap, ContractMismatchError, Recording, read_recording
 from tokenizer.checkpoint_io import CheckpointError, load_checkpoint

@@ -150,14 +150,10 @@ class SessionTransformer(nn.Module):
             return self(codes, valid).window_embedding
         b = codes.shape[0]
         crops, crop_valid, owner = column_crops(codes.reshape(b, gf, gt), valid.reshape(b, gf, gt), columns)
-        out = torch.zeros(b, self.cfg.dim, dtype=self.tok.weight.dtype, device=codes.device)
         if crops.shape[0] == 0:
-            return out
+            return torch.zeros(b, self.cfg.dim, dtype=self.tok.weight.dtype, device=codes.device)
         emb = self(crops, crop_valid).window_embedding
-        n = crop_valid.reshape(crops.shape[0], -1).sum(1).to(emb.dtype)
-        out.index_add_(0, owner, emb * n[:, None])
-        total = torch.zeros(b, dtype=emb.dtype, device=emb.device).index_add_(0, owner, n)
-        return out / total.clamp(min=1.0)[:, None]
+        return aggregate_windows(emb, crop_valid.reshape(crops.shape[0], -1).sum(1), owner, b)
 
     def _encode(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Run the blocks so that padding tokens are never attended to.
@@ -286,22 +282,44 @@ def column_crops(codes: torch.Tensor, valid: torch.Tensor, columns: int) -> tupl
     return crops[keep], crop_valid[keep], owner[keep]
 
 
-def aggregate_windows(window_embeddings: torch.Tensor, n_valid_tokens: torch.Tensor) -> torch.Tensor:
+def aggregate_windows(window_embeddings: torch.Tensor, n_valid_tokens: torch.Tensor,
+                      owner: torch.Tensor | None = None, n_sessions: int | None = None) -> torch.Tensor:
     """Session embedding: mean of window embeddings weighted by their valid tokens.
+
+    The one pooling of windows into sessions (and of crops into windows): inference
+    (:class:`clef.embedding.SessionEmbedder`), training (:class:`clef.align.module.AlignModule`)
+    and :meth:`SessionTransformer.embed_windows` call it, so that a model is trained on
+    the embedding it serves. A session none of whose windows holds a valid token gets
+    the plain mean of its windows.
 
     Parameters
     ----------
     window_embeddings : Tensor, (W, dim)
     n_valid_tokens : Tensor, (W,)
+    owner : Tensor, (W,) int64, optional
+        Session of each window (``0 .. n_sessions - 1``), for several sessions at once;
+        None: the windows of one session.
+    n_sessions : int, optional
+        Number of sessions (required with ``owner``); a session without windows gets zeros.
 
     Returns
     -------
-    Tensor, (dim,)
+    Tensor
+        ``(dim,)`` without ``owner``, ``(n_sessions, dim)`` with it.
     """
     w = n_valid_tokens.to(window_embeddings.dtype).clamp(min=0)
-    if float(w.sum()) == 0:
-        return window_embeddings.mean(0)
-    return (window_embeddings * w[:, None]).sum(0) / w.sum()
+    if owner is None:
+        if float(w.sum()) == 0:
+            return window_embeddings.mean(0)
+        return (window_embeddings * w[:, None]).sum(0) / w.sum()
+    if n_sessions is None:
+        raise ValueError("aggregate_windows: n_sessions is required with owner")
+
+    def per_session(v: torch.Tensor) -> torch.Tensor:
+        return torch.zeros((n_sessions, *v.shape[1:]), dtype=v.dtype, device=v.device).index_add_(0, owner, v)
+
+    w = torch.where((per_session(w) > 0)[owner], w, torch.ones_like(w))  # no valid token: the plain mean
+    return per_session(window_embeddings * w[:, None]) / per_session(w).clamp(min=1.0)[:, None]
 
 
 def count_parameters(module: nn.Module) -> int:

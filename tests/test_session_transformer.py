@@ -93,6 +93,19 @@ def test_model_contract_padding_and_aggregation():
     assert torch.allclose(aggregate_windows(w, torch.tensor([3, 1])), torch.tensor([0.75, 0.25]))
 
 
+def test_training_pools_sessions_as_inference_does() -> None:
+    """The batched pooling of training (several sessions per batch) is the per-session one of inference."""
+    w = torch.randn(7, 4, generator=torch.Generator().manual_seed(0))
+    n = torch.tensor([3, 0, 5, 0, 0, 2, 1])  # session 2: no window with a valid token
+    owner = torch.tensor([0, 0, 1, 2, 2, 3, 3])
+    batched = aggregate_windows(w, n, owner, 5)
+    for s in range(4):
+        assert torch.allclose(batched[s], aggregate_windows(w[owner == s], n[owner == s]), atol=1e-6)
+    assert torch.allclose(batched[2], w[3:5].mean(0)) and torch.equal(batched[4], torch.zeros(4))
+    with pytest.raises(ValueError, match="n_sessions"):
+        aggregate_windows(w, n, owner)
+
+
 def test_inference_path_matches_the_masked_training_path():
     """Embedding (no grad: scaled-dot-product attention, padded rows on their valid tokens)
     gives the features of the training path (PyTorch's encoder with a key padding mask)."""

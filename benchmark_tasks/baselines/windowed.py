@@ -125,7 +125,7 @@ class LabramShaped(nn.Module):
         if torch.is_grad_enabled() or not self.fused_attention:
             h = self.blocks(h)
         else:  # the inference path CLEF's own model takes, so that costs compare like with like
-            from clef.embedding import pre_ln_inference
+            from clef.model import pre_ln_inference
 
             h = pre_ln_inference(self.blocks, h)
         return self.norm(h).mean(1)

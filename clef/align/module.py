@@ -3,8 +3,8 @@
 Three towers meet in two shared spaces (separate projections, as in the paper):
 
 * EEG: the stage-1 session transformer (initialised from its checkpoint); windows are
-  encoded unmasked and aggregated into the session embedding (the same mean weighted by
-  valid tokens as :func:`clef.model.aggregate_windows`);
+  encoded unmasked and aggregated into the session embedding by
+  :func:`clef.model.aggregate_windows`, the pooling inference uses;
 * report: frozen sentence-encoder token features of the summary → the trainable
   4-layer transformer of :class:`reports.text_encoder.ReportEncoder` → masked mean pool;
 * EHR: the code set at the session date → :class:`ehr.encoder.EHREncoder` (a set
@@ -33,7 +33,7 @@ from torch import nn
 from clef.align.config import AlignConfig
 from clef.config import SessionConfig
 from clef.masking import random_token_mask, sample_mask_ratios
-from clef.model import MaskedTokenHead, SessionTransformer
+from clef.model import MaskedTokenHead, SessionTransformer, aggregate_windows
 from clef.pretrain import warmup_cosine_lr
 from ehr.encoder import EHREncoder, EHREncoderConfig
 from tokenizer.contract import SignalContract
@@ -59,16 +59,6 @@ def contrastive_loss(a: torch.Tensor, b: torch.Tensor, temperature: float | torc
         logits = logits.masked_fill(exclude & ~eye, float("-inf"))
     target = torch.arange(a.shape[0], device=a.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
-
-
-def session_embeddings(window_embeddings: torch.Tensor, valid: torch.Tensor, owner: torch.Tensor,
-                       n_sessions: int) -> torch.Tensor:
-    """Per-session mean of window embeddings weighted by their valid tokens, batched."""
-    w = valid.sum(1).to(window_embeddings.dtype).clamp(min=1.0)
-    num = torch.zeros(n_sessions, window_embeddings.shape[1], dtype=window_embeddings.dtype,
-                      device=window_embeddings.device).index_add_(0, owner, window_embeddings * w[:, None])
-    den = torch.zeros(n_sessions, dtype=w.dtype, device=w.device).index_add_(0, owner, w)
-    return num / den.clamp(min=1.0)[:, None]
 
 
 @dataclass
@@ -153,7 +143,7 @@ class AlignModule(L.LightningModule):
     def eeg_embedding(self, codes: torch.Tensor, valid: torch.Tensor, owner: torch.Tensor, n: int) -> torch.Tensor:
         """Session embeddings (n, dim) of a batch of windows (unmasked)."""
         out = self.encoder(codes, valid)
-        return session_embeddings(out.window_embedding, valid.reshape(valid.shape[0], -1), owner, n)
+        return aggregate_windows(out.window_embedding, valid.reshape(valid.shape[0], -1).sum(1), owner, n)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> AlignedOutput:
         """Project every tower of a batch into the shared spaces."""
