@@ -206,48 +206,6 @@ def write_fake_tokens(out: Path, n_sessions: int = 24, grid: tuple[int, int] = (
     return out
 
 
-def write_topic_tokens(out: Path, n_sessions: int = 64, grid: tuple[int, int] = (4, 16), vocab: int = 512,
-                       n_topics: int = 16, rate: float = 0.25, seed: int = 0) -> Path:
-    """Tokens whose planted class lives in code *co-occurrence*, not in a few codes.
-
-    The codebook is split into ``n_topics`` disjoint topics of ``vocab / n_topics`` codes.
-    Each window is a mixture of three random nuisance topics (weights 0.5/0.3/0.2); every
-    run of 4 time steps of a frequency row draws 4 codes of one topic. In class-1
-    sessions a run comes from topic 0 with probability ``rate``. The class signal is then
-    spread thinly over 32 codes among 512, which a random encoder (a random projection of
-    the code histogram into fewer dimensions) keeps only partly, while masked-token
-    pretraining, which must learn which codes co-occur to predict a masked one, groups
-    them. One window per session; classes in ``out/classes.json``.
-    """
-    rng = np.random.default_rng(seed)
-    gf, gt = grid
-    topics = rng.permutation(vocab).reshape(n_topics, -1)
-    rows, classes = [], {}
-    for s in range(n_sessions):
-        sha = f"{s:064x}"
-        cls = int(s % 2)
-        classes[sha] = cls
-        nuisance = rng.choice(np.arange(1, n_topics), size=3, replace=False)
-        codes = np.empty((gf, gt), np.int16)
-        for f in range(gf):
-            for t0 in range(0, gt, 4):
-                topic = nuisance[rng.choice(3, p=[0.5, 0.3, 0.2])]
-                if cls == 1 and rng.random() < rate:
-                    topic = 0
-                codes[f, t0:t0 + 4] = rng.choice(topics[topic], 4)
-        rows.append({"source_sha256": sha, "path": f"s{s}.edf", "window": 0, "n_windows": 1, "start_s": 0.0,
-                     "n_valid_frames": 1280, "codes": codes.reshape(-1).tolist(),
-                     "token_mask": np.ones(gf * gt, bool).tolist(), "grid_freq": gf, "grid_time": gt,
-                     "tokenizer": "fake"})
-    out.mkdir(parents=True, exist_ok=True)
-    pl.DataFrame(rows, schema=TOKENS_SCHEMA).write_parquet(out / "tokens-00000.parquet")
-    (out / "manifest.json").write_text(json.dumps({"schema": "clef.tokens/1", "weights_sha256": "fake",
-                                                   "grid": list(grid), "n_codes": vocab, "window_s": 1280.0,
-                                                   "checkpoint": ""}))
-    (out / "classes.json").write_text(json.dumps(classes))
-    return out
-
-
 # -- the VQGAN micro model and a tiny archive of generated EDF files -------------------------
 
 ARCHIVE_FS = 200.0
