@@ -1,17 +1,17 @@
 """Configuration of the session transformer and its pretraining (pydantic, ``extra="forbid"``).
 
-Presets live in ``clef/configs/{tiny,base,large}.yaml``; :func:`load_config` takes a preset
-name or a path to a YAML file of the same shape.
+Presets live in ``clef/configs/{tiny,base,large}.yaml``; :func:`load_session_config` takes a
+preset name or a path to a YAML file of the same shape (:func:`tokenizer.presets.load_preset`).
 """
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tokenizer.presets import load_preset
 
 
 class _Frozen(BaseModel):
@@ -143,34 +143,12 @@ class SessionConfig(_Frozen):
         return self.model_copy(update={"model": m.model_copy(update={"vocab_size": vocab_size, "grid": tuple(grid)})})
 
 
-PRESETS = ("tiny", "base", "large")
+#: The folder of the shipped presets (``tiny``, ``base``, ``large``).
+PRESET_DIR = Path(__file__).resolve().parent / "configs"
 
 
-def load_yaml_config(name_or_path: str | Path, model: type[BaseModel], *, presets: tuple[str, ...],
-                     preset_dir: tuple[str, ...], overrides: dict[str, Any] | None = None) -> Any:
-    """Load a preset shipped in ``clef/<preset_dir>/NAME.yaml`` or a YAML file into ``model``.
-
-    ``overrides`` are nested values merged on top (one level deep: ``{"train": {...}}``).
-    """
-    p = Path(name_or_path)
-    stem = p.name.removesuffix(".yaml").removesuffix(".yml")
-    if p.is_file():
-        text = p.read_text()
-    elif stem in presets:
-        text = resources.files("clef").joinpath(*preset_dir, f"{stem}.yaml").read_text()
-    else:
-        raise FileNotFoundError(f"no config file {name_or_path!r} and not a preset ({', '.join(presets)})")
-    data = yaml.safe_load(text) or {}
-    for k, v in (overrides or {}).items():
-        if isinstance(v, dict):
-            data.setdefault(k, {}).update(v)
-        else:
-            data[k] = v
-    return model.model_validate(data)
-
-
-def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> SessionConfig:
-    """Load a preset (``tiny``, ``base``, ``large``) or a YAML file, validated.
+def load_session_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> SessionConfig:
+    """Load a session-transformer preset (``tiny``, ``base``, ``large``) or a YAML file, validated.
 
     Parameters
     ----------
@@ -178,5 +156,10 @@ def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
         Preset name, or a YAML file (``tiny.yaml`` also resolves to the preset).
     overrides : dict, optional
         Nested values merged on top (e.g. ``{"train": {"max_steps": 10}}``).
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither a file nor a preset.
     """
-    return load_yaml_config(name_or_path, SessionConfig, presets=PRESETS, preset_dir=("configs",), overrides=overrides)
+    return load_preset(name_or_path, SessionConfig, PRESET_DIR, overrides=overrides)

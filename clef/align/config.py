@@ -13,8 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from clef.config import OptimConfig, TrainConfig, load_yaml_config
+from clef.config import PRESET_DIR, OptimConfig, TrainConfig
 from clef.patients import PatientSplit
+from tokenizer.presets import load_preset
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,8 @@ class AlignConfig(_Frozen):
         return data
 
 
-ALIGN_PRESETS = ("tiny", "base")
+#: The folder of the shipped alignment presets (``tiny``, ``base``).
+ALIGN_PRESET_DIR = PRESET_DIR / "align"
 
 
 def load_align_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> AlignConfig:
@@ -174,5 +176,4 @@ def load_align_config(name_or_path: str | Path, overrides: dict[str, Any] | None
     overrides : dict, optional
         Nested values merged on top (e.g. ``{"train": {"max_steps": 10}}``).
     """
-    return load_yaml_config(name_or_path, AlignConfig, presets=ALIGN_PRESETS, preset_dir=("configs", "align"),
-                            overrides=overrides)
+    return load_preset(name_or_path, AlignConfig, ALIGN_PRESET_DIR, overrides=overrides)

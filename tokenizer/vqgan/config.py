@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tokenizer.contract import SignalContract
+from tokenizer.presets import load_preset, preset_files
 from tokenizer.vqgan.layout import HemisphereLayout, Layout
 
 #: Folder of the shipped configurations (``tiny.yaml``, ``base.yaml``).
@@ -253,7 +253,7 @@ class VQGANConfig(_Strict):
 
     Examples
     --------
-    >>> cfg = load_config("tiny")
+    >>> cfg = load_tokenizer_config("tiny")
     >>> build_context(cfg).n_tokens
     512
     """
@@ -279,8 +279,10 @@ class VQGANConfig(_Strict):
         return self.model_dump(mode="json")
 
 
-def load_config(name_or_path: str | Path) -> VQGANConfig:
-    """Load a configuration by shipped name (``tiny``, ``base.yaml``) or from a YAML path.
+def load_tokenizer_config(name_or_path: str | Path) -> VQGANConfig:
+    """Load a tokenizer configuration by shipped name (``tiny``, ``base.yaml``) or from a YAML path.
+
+    A file without ``name`` takes its stem as the name (:func:`tokenizer.presets.load_preset`).
 
     Raises
     ------
@@ -289,22 +291,12 @@ def load_config(name_or_path: str | Path) -> VQGANConfig:
     pydantic.ValidationError
         Unknown keys or invalid values.
     """
-    p = Path(name_or_path)
-    if not p.is_file():
-        shipped = CONFIG_DIR / (p.name if p.suffix in (".yaml", ".yml") else f"{p.name}.yaml")
-        if not shipped.is_file():
-            names = ", ".join(sorted(q.stem for q in CONFIG_DIR.glob("*.yaml")))
-            raise FileNotFoundError(f"config {name_or_path!r}: expected a YAML file or one of {names}")
-        p = shipped
-    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    if "name" not in data:
-        data["name"] = p.stem
-    return VQGANConfig.model_validate(data)
+    return load_preset(name_or_path, VQGANConfig, CONFIG_DIR, name_from_file=True)
 
 
 def shipped_configs() -> list[Path]:
     """The YAML files shipped in ``tokenizer/configs``."""
-    return sorted(CONFIG_DIR.glob("*.yaml"))
+    return preset_files(CONFIG_DIR)
 
 
 @dataclass(frozen=True)
