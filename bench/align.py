@@ -41,7 +41,7 @@ def main() -> None:
     os.environ.setdefault("CLEF_HOME", str(OUT / "home"))
     import torch
 
-    from clef.config import SessionConfig, load_config
+    from clef.config import SessionConfig, load_session_config
     from clef.pretrain import load_token_table, pretrain
     from tokenizer.checkpoint_io import load_checkpoint
     from tokenizer.tokens import tokenize_archive
@@ -58,7 +58,7 @@ def main() -> None:
     print(f"tokenized {s.tokenized} new / {s.skipped} done sessions in {time.perf_counter() - t0:.0f} s", flush=True)
     stage1 = OUT / f"pretrain_tiny_{args.pretrain_steps}"
     t0 = time.perf_counter()
-    r1 = pretrain(tokens, load_config("tiny"), stage1, max_steps=args.pretrain_steps,
+    r1 = pretrain(tokens, load_session_config("tiny"), stage1, max_steps=args.pretrain_steps,
                   resume=(stage1 / "meta.json").exists(), trainer_kwargs={"enable_progress_bar": False})
     print(f"stage 1: {r1.steps} steps in {time.perf_counter() - t0:.0f} s, held-out masked-token accuracy "
           f"{r1.val_masked_acc} (most common code {r1.baseline_acc:.3f})", flush=True)

@@ -29,16 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def build_checkpoint(name: str, tmp: Path) -> Path:
     """Random-weight tokenizer + session transformer checkpoint for config ``name``."""
-    from clef.config import load_config as load_session_config
+    from clef.config import load_session_config
     from clef.pretrain import MaskedTokenModule, save_session_checkpoint
     from tokenizer import SignalContract
     from tokenizer.checkpoint_io import save_checkpoint
     from tokenizer.vqgan.config import build_context
-    from tokenizer.vqgan.config import load_config as load_vq_config
+    from tokenizer.vqgan.config import load_tokenizer_config
     from tokenizer.vqgan.model import CHECKPOINT_KIND, VQGAN
 
     contract = SignalContract()
-    vcfg = load_vq_config(name)
+    vcfg = load_tokenizer_config(name)
     vq = VQGAN(build_context(vcfg, contract))
     vq_dir = save_checkpoint(tmp / f"vq_{name}", kind=CHECKPOINT_KIND, config=vcfg.to_dict(), contract=contract,
                              state_dict=vq.state_dict())

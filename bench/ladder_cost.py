@@ -35,13 +35,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def build(name: str, tmp: Path, context_s: float) -> tuple[Path, Path]:
     """Random-weight checkpoints of config ``name``: full context and ``context_s`` (same tokenizer)."""
     from embed import build_checkpoint
-    from clef.config import load_config
+    from clef.config import load_session_config
     from clef.pretrain import MaskedTokenModule, save_session_checkpoint
     from tokenizer import SignalContract
 
     full = build_checkpoint(name, tmp)
     meta = json.loads((full / "meta.json").read_text())
-    cfg = load_config(name, {"model": {"context_s": context_s}}).with_data(meta["vocab_size"], tuple(meta["grid"]))
+    cfg = load_session_config(name, {"model": {"context_s": context_s}}).with_data(meta["vocab_size"], tuple(meta["grid"]))
     short = save_session_checkpoint(MaskedTokenModule(cfg, SignalContract()), tmp / f"st_{name}_short",
                                     tokenizer_dir=tmp / f"vq_{name}")
     return full, short

@@ -44,7 +44,7 @@ def main() -> None:
     from tokenizer import SignalContract, read_recording
     from tokenizer.spectrogram_cache import SpectrogramCache, compute_spectrogram
     from tokenizer.tokens import Tokenizer
-    from tokenizer.vqgan import VQGAN, PatchDiscriminator, build_context, count_parameters, load_config
+    from tokenizer.vqgan import VQGAN, PatchDiscriminator, build_context, count_parameters, load_tokenizer_config
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -61,7 +61,7 @@ def main() -> None:
     t_hit = best_of(lambda: cache.get(rec.source_sha256), args.repeats)
     rows = []
     for name in args.configs:
-        ctx = build_context(load_config(name), contract)
+        ctx = build_context(load_tokenizer_config(name), contract)
         model = VQGAN(ctx)
         tok = Tokenizer(model, device=args.device, batch_size=4)
         t_enc = best_of(lambda: tok.tokenize_spectrogram(spec), args.repeats)

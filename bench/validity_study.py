@@ -201,7 +201,7 @@ def main() -> None:
     split = PatientSplit()
 
     def tokenizer_stage() -> dict[str, Any]:
-        from tokenizer.vqgan.config import load_config
+        from tokenizer.vqgan.config import load_tokenizer_config
         from tokenizer.vqgan.training import train_tokenizer
 
         if args.tokenizer is not None:
@@ -231,7 +231,7 @@ def main() -> None:
         if not args.transductive:
             src = out / "tokenizer_archive"
             n = _link_archive(hospital, src, lambda pid: pid is not None and split.of(pid) != "test")
-        train_tokenizer(src, load_config(args.tokenizer_config), tok_ck, cache_dir=cache,
+        train_tokenizer(src, load_tokenizer_config(args.tokenizer_config), tok_ck, cache_dir=cache,
                         max_steps=args.tokenizer_steps, resume=(tok_ck / "meta.json").is_file(), **trainer)
         return {"config": args.tokenizer_config, "steps": args.tokenizer_steps, "train_sessions": n,
                 "inductive": not args.transductive}
@@ -250,11 +250,11 @@ def main() -> None:
 
     def stage1(name: str, overrides: dict[str, Any] | None) -> Callable[[], dict[str, Any]]:
         def run() -> dict[str, Any]:
-            from clef.config import load_config
+            from clef.config import load_session_config
             from clef.pretrain import pretrain
 
             ck = out / name
-            r = pretrain(tokens, load_config(args.session_config, overrides), ck, max_steps=args.pretrain_steps,
+            r = pretrain(tokens, load_session_config(args.session_config, overrides), ck, max_steps=args.pretrain_steps,
                          resume=(ck / "meta.json").is_file(), archive=hospital,
                          exclude_test_patients=not args.transductive, trainer_kwargs=trainer)
             return {"steps": r.steps, "val_masked_acc": r.val_masked_acc, "most_common_code": r.baseline_acc,

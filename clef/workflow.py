@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from clef.config import SessionConfig
-from clef.config import load_config as load_session_config
+from clef.config import load_session_config
 from clef.pretrain import PretrainResult, pretrain
 from tokenizer.contract import SignalContract
 from tokenizer.tokens import TokenizeSummary, tokenize_archive
-from tokenizer.vqgan.config import load_config as load_vq_config
+from tokenizer.vqgan.config import load_tokenizer_config
 from tokenizer.vqgan.training import train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def train_all(
     tok_dir, tokens_dir, ck_dir = out / "tokenizer", out / "tokens", out / "pretrain"
     if not (tok_dir / "meta.json").is_file():
         note("train tokenizer")
-        train_tokenizer(archive, load_vq_config(tokenizer_config), tok_dir, contract=contract, cache_dir=cache_dir,
+        train_tokenizer(archive, load_tokenizer_config(tokenizer_config), tok_dir, contract=contract, cache_dir=cache_dir,
                         max_steps=tokenizer_steps, **kw)
     note("tokenize")
     summary = tokenize_archive(archive, tok_dir, tokens_dir, cache_dir=cache_dir)

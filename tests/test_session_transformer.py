@@ -9,7 +9,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from clef.config import MaskingConfig, load_config
+from clef.config import MaskingConfig, load_session_config
 from clef.embedding import Embedder
 from clef.masking import random_token_mask, sample_mask_ratios
 from clef.model import SessionTransformer, aggregate_windows, count_parameters, pre_ln_inference
@@ -32,7 +32,7 @@ def fake_tokens(tmp_path_factory):
 def trained(fake_tokens, tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("ckpt") / "st"
-    r = pretrain(fake_tokens, load_config("tiny", SMALL), out, max_steps=300,
+    r = pretrain(fake_tokens, load_session_config("tiny", SMALL), out, max_steps=300,
                  trainer_kwargs={"enable_progress_bar": False})
     return r
 
@@ -40,17 +40,17 @@ def trained(fake_tokens, tmp_path_factory):
 def test_presets_and_parameter_counts():
     sizes = {}
     for name in ("tiny", "base", "large"):
-        cfg = load_config(name).with_data(8192 if name != "tiny" else 512, (16, 128) if name != "tiny" else (8, 64))
+        cfg = load_session_config(name).with_data(8192 if name != "tiny" else 512, (16, 128) if name != "tiny" else (8, 64))
         sizes[name] = count_parameters(SessionTransformer(cfg.model))
     assert sizes["tiny"] < 2e6 and 15e6 < sizes["base"] < 20e6 and 140e6 < sizes["large"] < 155e6
     with pytest.raises(ValidationError, match="divisible"):
-        load_config("tiny", {"model": {"dim": 130}})
+        load_session_config("tiny", {"model": {"dim": 130}})
     with pytest.raises(ValidationError, match="Extra inputs"):
-        load_config("tiny", {"model": {"width": 3}})
+        load_session_config("tiny", {"model": {"width": 3}})
     with pytest.raises(FileNotFoundError, match="not a preset"):
-        load_config("huge")
+        load_session_config("huge")
     with pytest.raises(ValueError, match="grid"):
-        load_config("tiny").with_data(512, (8, 64)).with_data(512, (16, 128))
+        load_session_config("tiny").with_data(512, (8, 64)).with_data(512, (16, 128))
 
 
 def test_mask_ratios_follow_the_truncated_normal():
@@ -72,7 +72,7 @@ def test_token_mask_respects_validity_and_ratio():
 
 def _tiny_model_and_batch(seed: int, batch: int) -> tuple[SessionTransformer, torch.Tensor, torch.Tensor]:
     """A tiny model (64 codes, 4 x 16 grid) in eval mode, random codes and an all-valid mask."""
-    cfg = load_config("tiny", SMALL).with_data(64, (4, 16))
+    cfg = load_session_config("tiny", SMALL).with_data(64, (4, 16))
     torch.manual_seed(seed)
     model = SessionTransformer(cfg.model).eval()
     return model, torch.randint(0, 64, (batch, 4, 16)), torch.ones(batch, 4, 16, dtype=torch.bool)
@@ -138,7 +138,7 @@ def test_pretraining_learns_well_above_the_most_common_code(trained):
 def test_checkpoint_resume_and_tamper(trained, fake_tokens, tmp_path):
     meta = json.loads((trained.checkpoint / "meta.json").read_text())
     assert meta["kind"] == "session_transformer" and meta["step"] == 300
-    r = pretrain(fake_tokens, load_config("tiny", SMALL), trained.checkpoint, max_steps=310, resume=True,
+    r = pretrain(fake_tokens, load_session_config("tiny", SMALL), trained.checkpoint, max_steps=310, resume=True,
                  trainer_kwargs={"enable_progress_bar": False})
     assert r.steps == 310
     bad = tmp_path / "bad"
@@ -187,11 +187,11 @@ def test_embedding_from_edf_needs_the_tokenizer(trained):
 
 
 def test_dare_mask_alignment_term_is_switchable(fake_tokens, tmp_path):
-    cfg = load_config("tiny", {**SMALL, "mask_align": {"weight": 0.5, "temperature": 0.1, "mask_ratio": 0.3}})
+    cfg = load_session_config("tiny", {**SMALL, "mask_align": {"weight": 0.5, "temperature": 0.1, "mask_ratio": 0.3}})
     r = pretrain(fake_tokens, cfg, tmp_path / "dare", max_steps=5, trainer_kwargs={"enable_progress_bar": False})
     meta = json.loads((r.checkpoint / "meta.json").read_text())
     assert r.steps == 5 and "train/mask_align" in meta["metrics"] and meta["metrics"]["train/mask_align"] > 0
-    default = load_config("tiny")
+    default = load_session_config("tiny")
     assert default.mask_align.weight == 0.0  # off by default
 
 
@@ -223,7 +223,7 @@ def test_pretrained_embeddings_beat_a_random_encoder_on_a_planted_class(tmp_path
 
     torch.set_num_threads(1)
     tokens = write_topic_tokens(tmp_path / "tokens", seed=0)
-    r = pretrain(tokens, load_config("tiny", SMALL), tmp_path / "st", max_steps=1000,
+    r = pretrain(tokens, load_session_config("tiny", SMALL), tmp_path / "st", max_steps=1000,
                  trainer_kwargs={"enable_progress_bar": False})
     classes = json.loads((tokens / "classes.json").read_text())
     sessions = _sessions(load_token_table(tokens))
@@ -248,7 +248,7 @@ def test_pretrained_embeddings_beat_a_random_encoder_on_a_planted_class(tmp_path
 def test_context_columns_resolve_and_validate():
     from clef.model import context_columns
 
-    cfg = load_config("tiny", {"model": {"context_s": 320}}).with_data(64, (4, 16)).model  # 80 s columns
+    cfg = load_session_config("tiny", {"model": {"context_s": 320}}).with_data(64, (4, 16)).model  # 80 s columns
     assert context_columns(cfg, 1280.0) == 4
     assert context_columns(cfg.model_copy(update={"context_s": 1280.0}), 1280.0) is None  # the whole window
     assert context_columns(cfg.model_copy(update={"context_s": None}), 1280.0) is None
@@ -256,7 +256,7 @@ def test_context_columns_resolve_and_validate():
         with pytest.raises(ValueError, match="context_s"):
             context_columns(cfg.model_copy(update={"context_s": bad}), 1280.0)
     with pytest.raises(ValidationError):
-        load_config("tiny", {"model": {"context_s": 0}})
+        load_session_config("tiny", {"model": {"context_s": 0}})
 
 
 def test_short_context_encodes_crops_on_their_own_and_pools_them_like_windows():
@@ -310,7 +310,7 @@ def test_short_context_pretraining_runs_and_embeds(fake_tokens, tmp_path, monkey
         return masked_loss(self, codes, valid, *args, **kwargs)
 
     monkeypatch.setattr(MaskedTokenModule, "masked_loss", recorded)
-    cfg = load_config("tiny", {**SMALL, "model": {**SMALL["model"], "context_s": 320}})
+    cfg = load_session_config("tiny", {**SMALL, "model": {**SMALL["model"], "context_s": 320}})
     r = pretrain(fake_tokens, cfg, tmp_path / "short", max_steps=8, trainer_kwargs={"enable_progress_bar": False})
     # crops of 4 of the 16 columns, and 4 x 8 of them a step: the tokens of 8 whole windows
     assert shapes[0] == (32, 4 * 4)
@@ -330,6 +330,6 @@ def test_a_short_context_encoder_is_not_aligned():
     from clef.align.module import AlignModule
     from tokenizer import SignalContract
 
-    cfg = load_config("tiny", {**SMALL, "model": {**SMALL["model"], "context_s": 320}}).with_data(64, (4, 16))
+    cfg = load_session_config("tiny", {**SMALL, "model": {**SMALL["model"], "context_s": 320}}).with_data(64, (4, 16))
     with pytest.raises(ValueError, match="short context"):
         AlignModule(cfg, AlignConfig(), SignalContract(), text_dim=8, vocab_size=16)

@@ -147,10 +147,10 @@ def test_aligned_checkpoint_without_a_record_needs_explicit_consent(aligned: Pat
 
 
 def test_stage1_can_exclude_test_patients(pipeline, hospital: Path, suite, tmp_path: Path) -> None:
-    from clef.config import load_config
+    from clef.config import load_session_config
     from clef.pretrain import pretrain
 
-    cfg = load_config("tiny", {"model": {"dim": 32, "depth": 1, "heads": 4}, "train": {"batch_size": 4}})
+    cfg = load_session_config("tiny", {"model": {"dim": 32, "depth": 1, "heads": 4}, "train": {"batch_size": 4}})
     out = pretrain(pipeline.tokens, cfg, tmp_path / "inductive", max_steps=2, archive=hospital,
                    exclude_test_patients=True, trainer_kwargs={"enable_progress_bar": False}).checkpoint
     meta = json.loads((out / "meta.json").read_text())

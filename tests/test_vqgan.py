@@ -21,7 +21,7 @@ from tokenizer.vqgan import (
     build_context,
     count_parameters,
     interchannel_l1,
-    load_config,
+    load_tokenizer_config,
     masked_l1,
     shipped_configs,
 )
@@ -43,9 +43,9 @@ def test_every_shipped_config_parses_and_builds() -> None:
     names = {p.stem for p in shipped_configs()}
     assert {"tiny", "base"} <= names
     for p in shipped_configs():
-        ctx = build_context(load_config(p))
+        ctx = build_context(load_tokenizer_config(p))
         assert ctx.window_frames == 1280
-    base, tiny = build_context(load_config("base")), build_context(load_config("tiny.yaml"))
+    base, tiny = build_context(load_tokenizer_config("base")), build_context(load_tokenizer_config("tiny.yaml"))
     assert base.grid == (16, 128) and base.n_tokens == 2048
     assert (base.config.quantizer.n_codes, base.config.quantizer.dim) == (8192, 32)
     assert tiny.grid == (8, 64) and tiny.n_tokens == 512
@@ -58,7 +58,7 @@ def test_config_rejects_unknown_keys_and_bad_grids() -> None:
         build_context(VQGANConfig.model_validate({"model": {"down": [[3, 2]], "channels": [8, 8],
                                                             "num_res_blocks": [1, 1]}}))
     with pytest.raises(FileNotFoundError, match="tiny"):
-        load_config("no-such-config")
+        load_tokenizer_config("no-such-config")
 
 
 # ---------------------------------------------------------------- windows
@@ -256,7 +256,7 @@ def test_model_shapes_and_parameter_counts() -> None:
     with pytest.raises(ValueError, match="1280"):
         model.encode(torch.zeros(1, 19, 128, 1000))
     for name, expected in (("tiny", (8, 64)), ("base", (16, 128))):
-        m = VQGAN(build_context(load_config(name)))
+        m = VQGAN(build_context(load_tokenizer_config(name)))
         assert m.ctx.grid == expected
         assert count_parameters(m) > 0
 

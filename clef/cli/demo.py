@@ -199,9 +199,9 @@ def demo_train(out: Path, hosp: Path, size: DemoSize = FULL_DEMO) -> "object":
     runs = out / "runs"
     t0 = time.perf_counter()
     # the tiny presets, with a lighter pretraining so the whole demo stays within minutes
-    from clef.config import load_config
+    from clef.config import load_session_config
 
-    light = load_config("tiny", size.session_overrides or {})
+    light = load_session_config("tiny", size.session_overrides or {})
     trained = train_all(hosp / "edf", runs, cache_dir=runs / "cache", tokenizer_config=size.tokenizer_config,
                         session_config=light, tokenizer_steps=size.tokenizer_steps, pretrain_steps=size.pretrain_steps,
                         on_stage=lambda s: console.print(f"[cyan]{s}[/] ({time.perf_counter() - t0:.0f} s)"))

@@ -39,12 +39,12 @@ def pretrain(
                                                     "(needs --archive): an inductive stage 1 for the benchmark."),
 ) -> None:
     """Masked-token pretraining of the session transformer (stage 1)."""
-    from clef.config import load_config
+    from clef.config import load_session_config
     from clef.pretrain import pretrain as run
     quiet_training_logs()
 
     try:
-        cfg = load_config(config)
+        cfg = load_session_config(config)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     if resume:

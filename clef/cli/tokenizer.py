@@ -64,11 +64,11 @@ def train_tokenizer_cmd(
     quiet_training_logs()
     from tokenizer.checkpoint_io import CheckpointError
     from tokenizer.spectrogram_cache import find_recordings
-    from tokenizer.vqgan.config import load_config
+    from tokenizer.vqgan.config import load_tokenizer_config
     from tokenizer.vqgan.training import train_tokenizer
 
     try:
-        cfg = load_config(config)
+        cfg = load_tokenizer_config(config)
         files = find_recordings(archive)
     except (FileNotFoundError, ValidationError) as exc:
         fail(str(exc))

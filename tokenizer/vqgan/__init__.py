@@ -1,6 +1,6 @@
 """VQGAN tokenizer: a session window's spectrogram (19 × 128 × 1280) → a grid of codes.
 
-Public API: configuration (:func:`load_config`, :func:`build_context`), the model
+Public API: configuration (:func:`load_tokenizer_config`, :func:`build_context`), the model
 (:class:`VQGAN`, :class:`PatchDiscriminator`, :class:`VectorQuantizerEMA`) and losses.
 Training lives in :mod:`tokenizer.vqgan.training` (needs ``lightning``; imported lazily).
 """
@@ -17,7 +17,7 @@ from tokenizer.vqgan.config import (
     TrainConfig,
     VQGANConfig,
     build_context,
-    load_config,
+    load_tokenizer_config,
     shipped_configs,
 )
 from tokenizer.vqgan.discriminator import PatchDiscriminator
@@ -36,6 +36,6 @@ __all__ = [
     "BuildContext", "CHECKPOINT_KIND", "DataConfig", "DiscriminatorConfig", "InputConfig", "LossConfig",
     "ModelConfig", "OptimConfig", "PatchDiscriminator", "QuantizerConfig", "QuantizerOutput", "TrainConfig",
     "VQGAN", "VQGANConfig", "VectorQuantizerEMA", "adaptive_weight", "band_errors_db", "build_context",
-    "count_parameters", "generator_adv_loss", "hinge_d_loss", "interchannel_l1", "kmeans", "load_config",
+    "count_parameters", "generator_adv_loss", "hinge_d_loss", "interchannel_l1", "kmeans", "load_tokenizer_config",
     "masked_l1", "nearest_codes", "shipped_configs", "token_mask",
 ]

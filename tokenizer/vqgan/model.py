@@ -228,8 +228,8 @@ class VQGAN(nn.Module):
 
     Examples
     --------
-    >>> from tokenizer.vqgan import VQGAN, build_context, load_config
-    >>> model = VQGAN(build_context(load_config("tiny")))
+    >>> from tokenizer.vqgan import VQGAN, build_context, load_tokenizer_config
+    >>> model = VQGAN(build_context(load_tokenizer_config("tiny")))
     >>> model.ctx.grid
     (8, 64)
     """
