@@ -20,6 +20,7 @@ from clef.synthetic.catalogue import (
     CatalogueError,
     load_catalogue,
 )
+from clef.synthetic.population_config import PopulationConfig, PrevalenceRule, TreatmentRule, read_rules
 
 
 @pytest.fixture()
@@ -93,3 +94,16 @@ def test_missing_or_malformed_files_are_refused(copy: Path) -> None:
     (copy / "drugs.yaml").write_text("levetiracetam: N03AX14\n")
     with pytest.raises(CatalogueError, match="drugs.yaml: Input should be a valid tuple"):
         load_catalogue(copy)
+
+
+def test_default_rates_are_data_and_a_bad_rule_is_refused(tmp_path: Path) -> None:
+    defaults = PopulationConfig()
+    assert read_rules(DATA_DIR / "prevalence.yaml", PrevalenceRule) == defaults.prevalence
+    assert read_rules(DATA_DIR / "treatments.yaml", TreatmentRule) == defaults.treatments
+    bad = tmp_path / "prevalence.yaml"
+    bad.write_text("stroke: {by_age: [0.1, 0.2, 1.5, 0.1, 0.1]}\n")
+    with pytest.raises(CatalogueError, match=r"prevalence.yaml, 'stroke': by_age: Value error, by_age probabilities"):
+        read_rules(bad, PrevalenceRule)
+    bad.write_text("epilepsy_focal: {p_treated: 0.5, drugs: {aspirin: 1.0}, p_secnd: 0.1}\n")
+    with pytest.raises(CatalogueError, match=r"'epilepsy_focal': p_secnd: Extra inputs are not permitted"):
+        read_rules(bad, TreatmentRule)

@@ -50,6 +50,7 @@ __all__ = [
     "atc_display",
     "drug_for_atc",
     "load_catalogue",
+    "read_yaml",
 ]
 
 #: The folder holding the catalogue's files.
@@ -291,7 +292,8 @@ def _unique(what: str, keys: list[str]) -> None:
         raise ValueError(f"{what}: duplicate keys {dup}")
 
 
-def _read(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
+    """A YAML data file, parsed; :class:`CatalogueError` when it is missing or not YAML."""
     try:
         with open(path, encoding="utf-8") as f:
             return yaml.safe_load(f)
@@ -339,7 +341,7 @@ def load_catalogue(folder: str | Path = DATA_DIR) -> Catalogue:
         file, the entry (number and key) and the field.
     """
     folder = Path(folder)
-    raw = {section: _read(folder / name) for section, name in _FILES.items()}
+    raw = {section: read_yaml(folder / name) for section, name in _FILES.items()}
     try:
         return Catalogue.model_validate(raw)
     except ValidationError as exc:

@@ -6,23 +6,29 @@ patterns, prevalence of chronic conditions (:class:`PrevalenceRule`), treatment
 :class:`InpatientConfig`), the penetrance of EEG signatures and the imperfection of
 reports (:class:`ReportConfig`). Conditions, drugs and signature keys are those of the
 clinical catalogue (:mod:`clef.synthetic.catalogue`); every reference to them is checked.
+The default prevalence and treatment of each chronic condition are data beside the
+catalogue (``data/prevalence.yaml``, ``data/treatments.yaml``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from clef.synthetic.catalogue import (
     CHRONIC_ORDER,
     CONDITIONS,
+    DATA_DIR,
     DEFAULT_PENETRANCE,
     DRUGS,
     RACES,
     SETTINGS,
     SIGNATURE_KEYS,
+    CatalogueError,
+    read_yaml,
 )
 
 __all__ = [
@@ -37,6 +43,7 @@ __all__ = [
     "ReportConfig",
     "SiteConfig",
     "TreatmentRule",
+    "read_rules",
 ]
 
 #: Edges of the 5 age bands every age-dependent rate is given for: [0,18) [18,45) [45,65) [65,80) [80,96).
@@ -270,73 +277,50 @@ def _default_durations() -> dict[str, tuple[DurationBand, ...]]:
     }
 
 
+_Rule = TypeVar("_Rule", bound=BaseModel)
+
+
+def read_rules(path: Path, model: type[_Rule]) -> dict[str, _Rule]:
+    """The rules of a data file (condition key → ``model``), each validated.
+
+    Parameters
+    ----------
+    path : Path
+        A YAML mapping, e.g. ``data/prevalence.yaml``.
+    model : type
+        :class:`PrevalenceRule` or :class:`TreatmentRule`.
+
+    Raises
+    ------
+    CatalogueError
+        The file is missing or not YAML, or a rule is invalid (the message names the
+        file, the condition and the field).
+    """
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise CatalogueError(f"{path}: expected a mapping of condition keys to rules, found {type(raw).__name__}")
+    out: dict[str, _Rule] = {}
+    for key, rule in raw.items():
+        try:
+            out[key] = model.model_validate(rule)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'rule'}: {e['msg']}" for e in exc.errors())
+            raise CatalogueError(f"{path}, {key!r}: {problems}") from None
+    return out
+
+
+#: Default prevalence of the chronic conditions (``data/prevalence.yaml``).
+_PREVALENCE: dict[str, PrevalenceRule] = read_rules(DATA_DIR / "prevalence.yaml", PrevalenceRule)
+#: Default treatment of the chronic conditions (``data/treatments.yaml``).
+_TREATMENTS: dict[str, TreatmentRule] = read_rules(DATA_DIR / "treatments.yaml", TreatmentRule)
+
+
 def _default_prevalence() -> dict[str, PrevalenceRule]:
-    r = PrevalenceRule
-    # Rates of an EEG-referred population (not the general population): epilepsy and
-    # spells are common, cardiometabolic conditions follow age.
-    return {
-        "hypertension": r(by_age=(0.01, 0.10, 0.35, 0.60, 0.70)),
-        "hyperlipidemia": r(by_age=(0.005, 0.08, 0.28, 0.42, 0.42), risk_or={"hypertension": 1.8}),
-        "type2_diabetes": r(by_age=(0.005, 0.04, 0.12, 0.20, 0.18),
-                            risk_or={"hypertension": 2.0, "hyperlipidemia": 1.5}),
-        "hypothyroidism": r(by_age=(0.004, 0.02, 0.04, 0.06, 0.07), female_or=3.0),
-        "depression": r(by_age=(0.03, 0.12, 0.13, 0.11, 0.10), female_or=1.7),
-        "atrial_fibrillation": r(by_age=(0.0, 0.005, 0.04, 0.12, 0.20), risk_or={"hypertension": 1.5}),
-        "anxiety": r(by_age=(0.04, 0.10, 0.09, 0.06, 0.05), female_or=1.6, risk_or={"depression": 3.0}),
-        "migraine": r(by_age=(0.05, 0.08, 0.06, 0.03, 0.015), female_or=2.5),
-        "syncope": r(by_age=(0.05, 0.07, 0.07, 0.09, 0.11)),
-        "pnes": r(by_age=(0.01, 0.025, 0.02, 0.008, 0.004), female_or=2.5,
-                  risk_or={"depression": 2.0, "anxiety": 2.0}),
-        "stroke": r(by_age=(0.003, 0.015, 0.04, 0.08, 0.11),
-                    risk_or={"hypertension": 2.2, "type2_diabetes": 1.6, "atrial_fibrillation": 2.5,
-                             "hyperlipidemia": 1.3}),
-        "brain_tumor": r(by_age=(0.005, 0.01, 0.02, 0.02, 0.01)),
-        "dementia": r(by_age=(0.0, 0.001, 0.02, 0.10, 0.28), risk_or={"stroke": 1.8}),
-        "epilepsy_absence": r(by_age=(0.05, 0.004, 0.0, 0.0, 0.0)),
-        "epilepsy_generalized": r(by_age=(0.08, 0.06, 0.03, 0.01, 0.01)),
-        "epilepsy_focal": r(by_age=(0.10, 0.16, 0.14, 0.11, 0.09),
-                            risk_or={"stroke": 3.0, "brain_tumor": 5.0, "dementia": 2.0}),
-        "epilepsy_unspecified": r(by_age=(0.05, 0.06, 0.06, 0.05, 0.05), risk_or={"stroke": 2.0}),
-    }
+    return dict(_PREVALENCE)
 
 
 def _default_treatments() -> dict[str, TreatmentRule]:
-    t = TreatmentRule
-    return {
-        "hypertension": t(p_treated=0.85, drugs={"lisinopril": 0.30, "amlodipine": 0.30, "losartan": 0.15,
-                                                 "hydrochlorothiazide": 0.15, "metoprolol": 0.10}, p_second=0.35),
-        "hyperlipidemia": t(p_treated=0.75, drugs={"atorvastatin": 0.7, "simvastatin": 0.3}),
-        "type2_diabetes": t(p_treated=0.85, drugs={"metformin": 0.8, "insulin glargine": 0.2}, p_second=0.25),
-        "hypothyroidism": t(p_treated=0.95, drugs={"levothyroxine": 1.0}, p_stop=0.02),
-        "depression": t(p_treated=0.7, drugs={"sertraline": 0.30, "escitalopram": 0.25, "fluoxetine": 0.15,
-                                              "bupropion": 0.10, "mirtazapine": 0.10, "duloxetine": 0.05,
-                                              "venlafaxine": 0.05}, p_second=0.1, p_stop=0.25, p_switch=0.15),
-        "anxiety": t(p_treated=0.6, drugs={"sertraline": 0.30, "escitalopram": 0.30, "alprazolam": 0.15,
-                                           "lorazepam": 0.10, "clonazepam": 0.15}, p_second=0.25, p_stop=0.25),
-        "migraine": t(p_treated=0.6, drugs={"sumatriptan": 0.5, "topiramate": 0.2, "propranolol": 0.15,
-                                            "amitriptyline": 0.15}, p_second=0.2, p_stop=0.2),
-        "atrial_fibrillation": t(p_treated=0.85, drugs={"apixaban": 0.55, "warfarin": 0.15, "rivaroxaban": 0.10,
-                                                        "metoprolol": 0.20}, p_second=0.4, p_stop=0.05),
-        "stroke": t(p_treated=0.9, drugs={"aspirin": 0.55, "clopidogrel": 0.25, "atorvastatin": 0.20},
-                    p_second=0.6, p_stop=0.05, delay_days=7),
-        "dementia": t(p_treated=0.7, drugs={"donepezil": 0.6, "memantine": 0.25, "rivastigmine": 0.10,
-                                            "galantamine": 0.05}, p_second=0.25),
-        "brain_tumor": t(p_treated=0.85, drugs={"temozolomide": 0.45, "dexamethasone": 0.25, "levetiracetam": 0.20,
-                                                "bevacizumab": 0.10}, p_second=0.6, p_stop=0.3, delay_days=30),
-        "pnes": t(p_treated=0.3, drugs={"sertraline": 0.6, "escitalopram": 0.4}),
-        "epilepsy_absence": t(p_treated=0.9, drugs={"ethosuximide": 0.55, "valproate": 0.30, "lamotrigine": 0.15},
-                              p_second=0.1, p_switch=0.1, delay_days=30),
-        "epilepsy_generalized": t(p_treated=0.9, drugs={"valproate": 0.35, "levetiracetam": 0.35, "lamotrigine": 0.20,
-                                                        "topiramate": 0.05, "clobazam": 0.05},
-                                  p_second=0.25, p_switch=0.15, delay_days=30),
-        "epilepsy_focal": t(p_treated=0.88, drugs={"levetiracetam": 0.40, "lamotrigine": 0.20, "oxcarbazepine": 0.10,
-                                                   "carbamazepine": 0.08, "lacosamide": 0.10, "topiramate": 0.04,
-                                                   "zonisamide": 0.03, "brivaracetam": 0.03, "clobazam": 0.02},
-                            p_second=0.35, p_switch=0.2, delay_days=30),
-        "epilepsy_unspecified": t(p_treated=0.8, drugs={"levetiracetam": 0.50, "lamotrigine": 0.20, "valproate": 0.10,
-                                                        "phenytoin": 0.10, "phenobarbital": 0.05, "clonazepam": 0.05},
-                                  p_second=0.25, p_switch=0.15, delay_days=30),
-    }
+    return dict(_TREATMENTS)
 
 
 def _default_races() -> dict[str, float]:

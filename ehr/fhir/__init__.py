@@ -83,4 +83,3 @@ validation and dispatch by resource type), one module per resource read
 Every resource is validated with its R4B model; the models and the ICD-10-CM table are
 imported once, on first use. NDJSON is streamed line by line.
 """
-
