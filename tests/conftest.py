@@ -9,9 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.factories import build_fhir_archive, cohort_of, small_suite
-
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_edf"
+from tests.factories import REAL_DIR, build_fhir_archive, cohort_of, small_suite
 
 
 @pytest.fixture(autouse=True)
@@ -35,10 +33,8 @@ def _one_torch_thread():
 
 @pytest.fixture(scope="session")
 def real_dir() -> Path:
-    """The shared folder of real EDF/BDF files; tests using it skip where it is absent."""
-    if not REAL.is_dir():
-        pytest.skip(f"real EDF folder not present ({REAL})")
-    return REAL
+    """The folder of real EDF/BDF files shipped with the tests (tests/data/real)."""
+    return REAL_DIR
 
 
 #: Fixtures that build for minutes (the hospital, the trained pipeline, the demo; some
@@ -58,7 +54,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"real EDF data: {'present' if REAL.is_dir() else 'absent (those tests skip)'} at {REAL}; cpus={os.cpu_count()}"
+    extra = os.environ.get("CLEF_TEST_REAL_EXTRA") or "unset (tests of files that cannot be shipped skip)"
+    return (f"real EDF data: {len(list(REAL_DIR.rglob('*.*df')))} files in {REAL_DIR}; CLEF_TEST_REAL_EXTRA: {extra}; "
+            f"cpus={os.cpu_count()}")
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import polars as pl
+import pytest
 
 from tokenizer import CANONICAL_CHANNELS
 from tokenizer.edf_writer import EDFSignal, write_edf
@@ -74,7 +76,29 @@ def write_bipolar_edf(path: Path, source: Path, derivations: Sequence[str] = DOU
     return path
 
 
-# -- real files damaged the way archives damage them (issue 17) ----------------------------
+# -- real files shipped with the tests, and damaged the way archives damage them ---------------
+
+#: The real EDF/BDF files shipped with the tests: provenance, licences and how the longer
+#: ones were cut are in ``tests/data/real/README.md``.
+REAL_DIR = Path(__file__).resolve().parent / "data" / "real"
+
+
+def real_file(name: str) -> Path:
+    """The real file ``name`` (relative to :data:`REAL_DIR`).
+
+    Files whose licence does not allow shipping them (listed in the README) are read from
+    the folder named by ``CLEF_TEST_REAL_EXTRA`` when it is set; otherwise the test skips.
+    Nothing outside the repository is looked at unless that variable says where.
+    """
+    path = REAL_DIR / name
+    if path.is_file():
+        return path
+    extra = os.environ.get("CLEF_TEST_REAL_EXTRA")
+    if extra and (Path(extra) / name).is_file():
+        return Path(extra) / name
+    pytest.skip(f"{name} is not shipped (its licence does not allow it: tests/data/real/README.md); "
+                "set CLEF_TEST_REAL_EXTRA to a folder holding it")
+
 
 def copy_real(src: Path, dst: Path) -> Path:
     """A writable copy of a (read-only) real file."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from clef.audit import audit_archive, label_style
-from tests.factories import copy_real, cut_mid_record, keep_records, set_patient_field
+from tests.factories import copy_real, cut_mid_record, keep_records, real_file, set_patient_field
 from tokenizer import IngestError, SignalContract, read_header, read_recording
 from tokenizer.mains import detect_mains
 
@@ -38,10 +38,10 @@ def test_header_audit_of_the_real_files_agrees_with_reading_them(real_dir: Path)
     contract = SignalContract()
     audit = audit_archive(real_dir, contract)
     by_path = {f.path: f for f in audit.files}
-    assert len(by_path) == 11 and audit.mode == "headers"
+    assert len(by_path) == 7 and audit.mode == "headers"
     for rel, fa in by_path.items():  # the header's verdict is the reader's (these files need no data to decide)
         try:
-            rec = read_recording(real_dir / rel, contract)
+            rec = read_recording(real_file(rel), contract)
             rec.check_long_enough(contract)
             kind = None
         except IngestError as exc:
@@ -49,13 +49,13 @@ def test_header_audit_of_the_real_files_agrees_with_reading_them(real_dir: Path)
         assert fa.error_kind == kind, (rel, fa.error_kind, kind)
         assert fa.ok == (kind is None)
     c = audit.counts()
-    assert c["outcome"] == {"embedded": 6, "not embedded: too_short": 3, "not embedded: no_signals": 2}
-    assert c["format"] == {"EDF+C": 9, "EDF+D": 1, "BDF+C": 1}
+    assert c["outcome"] == {"embedded": 3, "not embedded: too_short": 2, "not embedded: no_signals": 2}
+    assert c["format"] == {"EDF+C": 7}
     assert by_path["header_only_white_noise/e2b_chb01_01_sample.edf"].montage == "bipolar"
-    assert by_path["nk_chtypes_edfplusC.edf"].label_style == "EEG X-Ref"
+    assert by_path["eegmat_Subject00_1.edf"].label_style == "EEG X"
     assert by_path["eegmmidb_bci2000_overlap_annot.edf"].label_style == "X."
-    assert by_path["nk_chtypes_edfplusC.edf"].patient_id == "placeholder/none"  # "0 X ... No_Name"
-    assert audit.reasons()["too_short"]["files"] == 3
+    assert by_path["eegmat_Subject00_1.edf"].patient_id == "placeholder/none"  # "0 M 01-JAN-1990 Subject0"
+    assert audit.reasons()["too_short"]["files"] == 2
 
 
 def test_header_audit_reads_no_signal(real_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,22 +66,22 @@ def test_header_audit_reads_no_signal(real_dir: Path, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(clef.audit, "read_recording", forbidden)
     monkeypatch.setattr(clef.audit, "detect_mains", forbidden)
-    assert audit_archive(real_dir).n_ok == 6
+    assert audit_archive(real_dir).n_ok == 3
 
 
-def test_audit_of_a_damaged_archive_counts_why(real_dir: Path, tmp_path: Path) -> None:
+def test_audit_of_a_damaged_archive_counts_why(tmp_path: Path) -> None:
     a = tmp_path / "archive"
-    copy_real(real_dir / EEGMAT, a / "ok.edf")
-    cut_mid_record(copy_real(real_dir / EEGMAT, a / "crashed.edf"), 100)
-    keep_records(copy_real(real_dir / EEGMAT, a / "stopped.edf"), 3)
-    set_patient_field(copy_real(real_dir / "nk_chtypes_edfplusC.edf", a / "site2" / "nk.edf"), "MRN77 F 01-JAN-1970 X")
+    copy_real(real_file(EEGMAT), a / "ok.edf")
+    cut_mid_record(copy_real(real_file(EEGMAT), a / "crashed.edf"), 100)
+    keep_records(copy_real(real_file(EEGMAT), a / "stopped.edf"), 3)
+    set_patient_field(copy_real(real_file("eegmat_Subject00_2.edf"), a / "site2" / "other.edf"), "MRN77 F 01-JAN-1970 X")
     (a / "notes.edf").write_text("Patient: Jane Doe\n")
     audit = audit_archive(a)
     by = {f.path: f for f in audit.files}
-    assert by["crashed.edf"].ok and by["crashed.edf"].truncated_tail_s == 82.0
+    assert by["crashed.edf"].ok and by["crashed.edf"].truncated_tail_s == 10.0
     assert by["stopped.edf"].error_kind == "too_short" and by["notes.edf"].error_kind == "not_edf"
     c = audit.counts()
-    assert c["truncated tail"] == {"1 files, 82 s lost": 1}
+    assert c["truncated tail"] == {"1 files, 10 s lost": 1}
     assert c["outcome"] == {"embedded": 3, "not embedded: too_short": 1, "not embedded: not_edf": 1}
     assert c["patient ID"] == {"placeholder/none": 3, "known": 1}
     strict = audit_archive(a, strict=True)
@@ -95,12 +95,12 @@ def test_cli_audit_json_and_markdown(real_dir: Path) -> None:
     r = _clef("audit", str(real_dir), "--json", "--no-progress")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
-    assert d["files_total"] == 11 and d["embedded"] == 6 and d["mode"] == "headers" and d["seconds"] >= 0
-    assert d["reasons"]["no_signals"]["files"] == 2 and len(d["files"]) == 11
+    assert d["files_total"] == 7 and d["embedded"] == 3 and d["mode"] == "headers" and d["seconds"] >= 0
+    assert d["reasons"]["no_signals"]["files"] == 2 and len(d["files"]) == 7
     r = _clef("audit", str(real_dir), "--markdown", "--no-progress")
     assert r.returncode == 0, r.stderr
-    assert "| | value | files |" in r.stdout and "| outcome | embedded | 6 |" in r.stdout
-    assert "`too_short` (3)" in r.stdout
+    assert "| | value | files |" in r.stdout and "| outcome | embedded | 3 |" in r.stdout
+    assert "`too_short` (2)" in r.stdout
     assert _clef("audit", str(real_dir / "nope")).returncode != 0
 
 
@@ -110,14 +110,14 @@ def test_cli_audit_json_and_markdown(real_dir: Path) -> None:
                                         ("eegmmidb_bci2000_overlap_annot.edf", 60.0),
                                         ("eegmat_Subject00_1.edf", None),  # notched at 50 Hz at export
                                         ("openbci_multi_annot_bdfplus.bdf", None)])
-def test_mains_detected_in_real_files(real_dir: Path, name: str, mains: float | None) -> None:
-    est = detect_mains(read_header(real_dir / name))
+def test_mains_detected_in_real_files(name: str, mains: float | None) -> None:
+    est = detect_mains(read_header(real_file(name)))
     assert est.freq == mains, est
 
 
-def test_inspect_warns_when_the_mains_differs_from_the_notch(real_dir: Path) -> None:
+def test_inspect_warns_when_the_mains_differs_from_the_notch() -> None:
     """A Nihon Kohden recording from a 50 Hz site read under the default 60 Hz contract."""
-    p = real_dir / "nk_MB0400FU_edfplusD.edf"
+    p = real_file("nk_MB0400FU_edfplusD.edf")
     r = _clef("inspect", "--json", str(p))
     rec = json.loads(r.stdout)
     assert rec["ok"] and rec["mains"]["detected_hz"] == 50.0
@@ -125,7 +125,7 @@ def test_inspect_warns_when_the_mains_differs_from_the_notch(real_dir: Path) -> 
     r = _clef("inspect", "--json", "--notch", "50", str(p))
     rec = json.loads(r.stdout)
     assert rec["mains"]["detected_hz"] == 50.0 and not any("mains" in w for w in rec["warnings"])
-    r = _clef("inspect", str(real_dir / "eegmat_Subject00_1.edf"))
+    r = _clef("inspect", str(real_file("eegmat_Subject00_1.edf")))
     assert "mains in the signal: none" in r.stdout
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from clef.cli.inspect import inspect_file
 from clef.synthetic.recordings import eeg_signals, make_edf
-from tests.factories import CENTRAL_CHAIN, DOUBLE_BANANA, write_bipolar_edf
+from tests.factories import CENTRAL_CHAIN, DOUBLE_BANANA, real_file, write_bipolar_edf
 from tokenizer import (
     CANONICAL_CHANNELS,
     BipolarMontageError,
@@ -19,12 +19,12 @@ from tokenizer.edf_writer import EDFSignal
 from tokenizer.montage import bipolar_to_average, derivation_pair
 from tokenizer.multitaper import multitaper_spectrogram
 
-SOURCE = "eegmat_Subject00_1.edf"  # 19 referential channels, 500 Hz, 182 s
+SOURCE = "eegmat_Subject00_1.edf"  # 19 referential channels, 500 Hz, 110 s (shipped cut)
 
 
 @pytest.fixture(scope="module")
-def original(real_dir):
-    return read_recording(real_dir / SOURCE)
+def original():
+    return read_recording(real_file(SOURCE))
 
 
 def _average_referenced(rec, mask):
@@ -80,8 +80,8 @@ def test_derivation_labels_use_the_contract_names():
 
 @pytest.mark.parametrize("layout, n, masked", [(DOUBLE_BANANA, 16, ["Fz", "Cz", "Pz"]),
                                                (DOUBLE_BANANA + CENTRAL_CHAIN, 19, [])])
-def test_double_banana_round_trip(real_dir, original, tmp_path, layout, n, masked):
-    rec = read_recording(write_bipolar_edf(tmp_path / "banana.edf", real_dir / SOURCE, layout))
+def test_double_banana_round_trip(original, tmp_path, layout, n, masked):
+    rec = read_recording(write_bipolar_edf(tmp_path / "banana.edf", real_file(SOURCE), layout))
     rec.check(SignalContract())
     m = rec.summary()["montage"]
     assert m["kind"] == "bipolar" and m["electrodes_recovered"] == n and m["masked"] == masked
@@ -106,9 +106,9 @@ def test_double_banana_round_trip(real_dir, original, tmp_path, layout, n, maske
     assert np.percentile(diff, 99.9) <= 0.1
 
 
-def test_unconnected_double_banana_is_refused_with_its_groups(real_dir, tmp_path):
+def test_unconnected_double_banana_is_refused_with_its_groups(tmp_path):
     layout = tuple(d for d in DOUBLE_BANANA if d != "T7-T8")  # three groups: left, right, midline
-    path = write_bipolar_edf(tmp_path / "banana.edf", real_dir / SOURCE, layout)
+    path = write_bipolar_edf(tmp_path / "banana.edf", real_file(SOURCE), layout)
     groups = r"holds 8 \(Fp1 F7 T3 T5 O1 F3 C3 P3 \| Fp2 F4 C4 P4 O2 F8 T4 T6 \| Fz Cz Pz\).*cannot be converted"
     with pytest.raises(BipolarMontageError, match=groups) as info:
         read_recording(path)
@@ -120,9 +120,9 @@ def test_unconnected_double_banana_is_refused_with_its_groups(real_dir, tmp_path
     assert rec.summary()["montage"]["masked"] == ["Fp2", "Fz", "F4", "F8", "Cz", "C4", "T4", "Pz", "P4", "T6", "O2"]
 
 
-def test_flat_derivation_is_left_out_of_the_graph(real_dir, original, tmp_path):
+def test_flat_derivation_is_left_out_of_the_graph(original, tmp_path):
     # F3-C3 closes a loop: without it every electrode is still connected
-    path = write_bipolar_edf(tmp_path / "banana.edf", real_dir / SOURCE, DOUBLE_BANANA, flat=["F3-C3"])
+    path = write_bipolar_edf(tmp_path / "banana.edf", real_file(SOURCE), DOUBLE_BANANA, flat=["F3-C3"])
     rec = read_recording(path)
     assert rec.channel_mask.sum() == 16
     assert rec.channel_report.excluded["F3-C3"] == "bipolar derivation flat or railed (left out of the conversion)"
@@ -130,13 +130,13 @@ def test_flat_derivation_is_left_out_of_the_graph(real_dir, original, tmp_path):
     got = rec.data[rec.channel_mask]
     assert np.linalg.norm(got - want) / np.linalg.norm(want) <= 1e-3
     # T7-T8 is the only bridge between the two sides: without it nothing is connected enough
-    path = write_bipolar_edf(tmp_path / "bridge.edf", real_dir / SOURCE, DOUBLE_BANANA, flat=["T7-T8"])
+    path = write_bipolar_edf(tmp_path / "bridge.edf", real_file(SOURCE), DOUBLE_BANANA, flat=["T7-T8"])
     with pytest.raises(BipolarMontageError, match=r"flat or railed derivations \(T3-T4\).*holds 8"):
         read_recording(path)
 
 
-def test_wrong_polarity_is_warned_about(real_dir, tmp_path):
-    rec = read_recording(write_bipolar_edf(tmp_path / "banana.edf", real_dir / SOURCE, DOUBLE_BANANA,
+def test_wrong_polarity_is_warned_about(tmp_path):
+    rec = read_recording(write_bipolar_edf(tmp_path / "banana.edf", real_file(SOURCE), DOUBLE_BANANA,
                                            flip=["F3-C3"]))
     assert rec.summary()["montage"]["loop_residual"] > 0.05
     assert any("disagree around the montage's 2 loop(s)" in w and "polarity" in w for w in rec.warnings)
@@ -177,8 +177,8 @@ def test_derivations_between_unknown_electrodes_are_refused(tmp_path):
         read_recording(make_edf(tmp_path / "unknown.edf", sigs))
 
 
-def test_clef_inspect_reports_the_conversion(real_dir, tmp_path):
-    path = write_bipolar_edf(tmp_path / "banana.edf", real_dir / SOURCE, DOUBLE_BANANA)
+def test_clef_inspect_reports_the_conversion(tmp_path):
+    path = write_bipolar_edf(tmp_path / "banana.edf", real_file(SOURCE), DOUBLE_BANANA)
     record, _ = inspect_file(path, SignalContract())
     assert record["ok"] and record["montage"]["kind"] == "bipolar"
     assert (record["montage"]["derivations"], record["montage"]["electrodes_recovered"]) == (21, 16)

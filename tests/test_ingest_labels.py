@@ -19,7 +19,7 @@ import typer
 from typer.testing import CliRunner
 
 from clef.synthetic.recordings import eeg_signals
-from tests.factories import biosemi_abc_labels, relabel
+from tests.factories import biosemi_abc_labels, real_file, relabel
 from tokenizer import (
     CANONICAL_CHANNELS,
     ChannelMap,
@@ -44,12 +44,12 @@ BCI = "eegmmidb_bci2000_overlap_annot.edf"  # 64 EEG channels, BCI2000 'Fc5.'
 _NK_EEG = re.compile(r"^EEG (\w+)-Ref$")
 
 
-def _nk_relabelled(real_dir: Path, tmp_path: Path, style) -> Path:
+def _nk_relabelled(tmp_path: Path, style) -> Path:
     """The Nihon Kohden file with every 'EEG <site>-Ref' label written in another style."""
     def new(old: str) -> str:
         m = _NK_EEG.match(old)
         return style(m.group(1)) if m else old
-    return relabel(real_dir / NK, tmp_path / "relabelled.edf", new)
+    return relabel(real_file(NK), tmp_path / "relabelled.edf", new)
 
 
 def _mapping(path: Path, contract: SignalContract | None = None, channel_map: ChannelMap | None = None):
@@ -71,10 +71,10 @@ STYLES = {
 
 
 @pytest.mark.parametrize("style", sorted(STYLES))
-def test_label_styles_read_the_same_signals_as_the_original(real_dir, tmp_path, style):
+def test_label_styles_read_the_same_signals_as_the_original(tmp_path, style):
     write, reference = STYLES[style]
-    original = read_recording(real_dir / NK, threads=1)
-    rec = read_recording(_nk_relabelled(real_dir, tmp_path, write), threads=1)
+    original = read_recording(real_file(NK), threads=1)
+    rec = read_recording(_nk_relabelled(tmp_path, write), threads=1)
     assert list(rec.channel_report.mapped) == list(CANONICAL_CHANNELS)
     assert all(not reason.startswith("not a recognised") for lab, reason in rec.channel_report.excluded.items()
                if lab.startswith("EEG"))
@@ -82,26 +82,26 @@ def test_label_styles_read_the_same_signals_as_the_original(real_dir, tmp_path, 
     assert rec.summary()["reference"] == reference and rec.channel_report.reference_counts == {reference: 19}
 
 
-def test_original_styles_keep_their_reference(real_dir):
-    assert _mapping(real_dir / NK).reference == "REF"
-    assert _mapping(real_dir / TUH).reference == "LE"
-    assert _mapping(real_dir / EEGMAT).reference == "unknown"
-    assert map_channels([s.label for s in read_header(real_dir / CHB).signals], CANONICAL_CHANNELS,
-                        [s.is_annotation for s in read_header(real_dir / CHB).signals]).reference == "bipolar"
+def test_original_styles_keep_their_reference():
+    assert _mapping(real_file(NK)).reference == "REF"
+    assert _mapping(real_file(TUH)).reference == "LE"
+    assert _mapping(real_file(EEGMAT)).reference == "unknown"
+    assert map_channels([s.label for s in read_header(real_file(CHB)).signals], CANONICAL_CHANNELS,
+                        [s.is_annotation for s in read_header(real_file(CHB)).signals]).reference == "bipolar"
 
 
 # -- 2. a site's alias table --------------------------------------------------------------------
 
-def _local_names(real_dir: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+def _local_names(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """The NK file as a site that numbers its inputs writes it: 'EEG In01'..'EEG In19'."""
-    labels = [s.label for s in read_header(real_dir / NK).data_signals]
+    labels = [s.label for s in read_header(real_file(NK)).data_signals]
     sites = {}
     for k, lab in enumerate(labels):
         m = _NK_EEG.match(lab)
         name = classify_label(lab, CANONICAL_CHANNELS)[1] if m else None
         if name is not None:
             sites[f"EEG In{k + 1:02d}"] = name
-    path = relabel(real_dir / NK, tmp_path / "local.edf",
+    path = relabel(real_file(NK), tmp_path / "local.edf",
                    [f"EEG In{k + 1:02d}" if f"EEG In{k + 1:02d}" in sites else lab for k, lab in enumerate(labels)])
     return path, sites
 
@@ -118,13 +118,13 @@ def _write_map(path: Path, sites: dict[str, str], extra: dict[str, str]) -> Path
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".yaml", ".json"])
-def test_channel_map_maps_a_sites_own_labels(real_dir, tmp_path, suffix):
-    path, sites = _local_names(real_dir, tmp_path)
+def test_channel_map_maps_a_sites_own_labels(tmp_path, suffix):
+    path, sites = _local_names(tmp_path)
     with pytest.raises(NoEEGChannelsError):
         read_recording(path, threads=1)
     cmap = ChannelMap.load(_write_map(tmp_path / f"site{suffix}", sites, {"POL E": "exclude"}))
     rec = read_recording(path, threads=1, channel_map=cmap)
-    np.testing.assert_array_equal(rec.data, read_recording(real_dir / NK, threads=1).data)
+    np.testing.assert_array_equal(rec.data, read_recording(real_file(NK), threads=1).data)
     s = rec.summary()
     assert s["channels"]["aliases"] == {**sites, "POL E": "exclude"}
     assert s["channels"]["mapped"]["C3"] == next(k for k, v in sites.items() if v == "C3")
@@ -159,10 +159,10 @@ def test_channel_map_errors_name_the_file_and_line(tmp_path, name, text, message
         ChannelMap.load(tmp_path / name)
 
 
-def test_inspect_reports_aliases_and_refuses_a_bad_map_before_reading(real_dir, tmp_path):
+def test_inspect_reports_aliases_and_refuses_a_bad_map_before_reading(tmp_path):
     from clef.cli import app
 
-    path, sites = _local_names(real_dir, tmp_path)
+    path, sites = _local_names(tmp_path)
     good = _write_map(tmp_path / "site.csv", sites, {})
     r = CliRunner().invoke(app, ["inspect", "--json", "--channel-map", str(good), str(path)])
     assert r.exit_code == 0, r.output
@@ -178,40 +178,40 @@ def test_inspect_reports_aliases_and_refuses_a_bad_map_before_reading(real_dir, 
 
 # -- 3. the reference of every file ---------------------------------------------------------------
 
-def test_mixed_references_give_one_warning_with_counts(real_dir, tmp_path):
+def test_mixed_references_give_one_warning_with_counts(tmp_path):
     n = {"k": 0}
 
     def half_and_half(site: str) -> str:
         n["k"] += 1
         return f"EEG {site}-LE" if n["k"] <= 10 else f"EEG {site}-AVG"
 
-    rec = read_recording(_nk_relabelled(real_dir, tmp_path, half_and_half), threads=1)
+    rec = read_recording(_nk_relabelled(tmp_path, half_and_half), threads=1)
     mixed = [w for w in rec.warnings if "several references" in w]
     assert mixed == ["channels recorded against several references: LE (10 channels), AVG (9 channels); "
                      "reference recorded as 'mixed'"]
     assert rec.summary()["reference"] == "mixed" and rec.summary()["reference_counts"] == {"LE": 10, "AVG": 9}
 
 
-def test_channels_against_a_common_scalp_electrode_are_referential(real_dir, tmp_path):
-    path = _nk_relabelled(real_dir, tmp_path, lambda s: f"EEG {s}-Cz")
+def test_channels_against_a_common_scalp_electrode_are_referential(tmp_path):
+    path = _nk_relabelled(tmp_path, lambda s: f"EEG {s}-Cz")
     m = _mapping(path)
     assert len(m.mapped) == 18 and m.missing == ["Cz"] and m.reference == "CZ" and not m.bipolar
     assert m.excluded["EEG Cz-Cz"] == "the reference electrode CZ against itself (no signal)"
-    chb = read_header(real_dir / CHB)  # a double banana stays bipolar
+    chb = read_header(real_file(CHB))  # a double banana stays bipolar
     dbl = map_channels([s.label for s in chb.signals], CANONICAL_CHANNELS, [s.is_annotation for s in chb.signals])
     assert not dbl.mapped and len(dbl.bipolar) == 23
 
 
 @pytest.fixture
-def reference_store(real_dir: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+def reference_store(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A store of a TUH archive that mixes its AR (labelled '-REF') and LE recordings, plus
     a part written before the reference column existed."""
     from tokenizer.header_facts import read_header_facts
     from services.store_writer import StoreWriter, utc_now
 
-    files = {"tuh_le": relabel(real_dir / TUH, tmp_path / "a/tuh_le.edf", {}),
-             "tuh_ar": relabel(real_dir / TUH, tmp_path / "a/tuh_ar.edf", lambda lab: lab.replace("-LE", "-REF")),
-             "nk_ler": _nk_relabelled(real_dir, tmp_path, lambda s: f"EEG {s}-LER")}
+    files = {"tuh_le": relabel(real_file(TUH), tmp_path / "a/tuh_le.edf", {}),
+             "tuh_ar": relabel(real_file(TUH), tmp_path / "a/tuh_ar.edf", lambda lab: lab.replace("-LE", "-REF")),
+             "nk_ler": _nk_relabelled(tmp_path, lambda s: f"EEG {s}-LER")}
     refs = {sid: read_header_facts(p).reference for sid, p in files.items()}
     store = tmp_path / "store"
     rng = np.random.default_rng(0)
@@ -285,10 +285,10 @@ def test_biosemi_abc_cap_is_refused_not_read_with_six_misplaced_channels(tmp_pat
     assert "reference electrode" not in m.excluded["A1"] and "BioSemi external" in m.excluded["EXG1"]
 
 
-def test_biosemi_relabelled_real_file_is_refused_then_read_through_a_channel_map(real_dir, tmp_path):
-    header = read_header(real_dir / BCI)
+def test_biosemi_relabelled_real_file_is_refused_then_read_through_a_channel_map(tmp_path):
+    header = read_header(real_file(BCI))
     abc = biosemi_abc_labels("AB")  # the 64-electrode ABC cap
-    path = relabel(real_dir / BCI, tmp_path / "abc64.edf", abc)
+    path = relabel(real_file(BCI), tmp_path / "abc64.edf", abc)
     with pytest.raises(DenseCapError, match=r"BioSemi ABC cap \(64 electrodes named A1\.\.B32\).*--channel-map"):
         read_recording(path)
     # the electrodes at the 10-20 positions, as the lab's cap layout names them
@@ -296,26 +296,26 @@ def test_biosemi_relabelled_real_file_is_refused_then_read_through_a_channel_map
     cmap = ChannelMap.from_dict({a: site for a, site in layout.items() if site is not None})
     assert len(cmap) == 19
     rec = read_recording(path, channel_map=cmap)
-    np.testing.assert_array_equal(rec.data, read_recording(real_dir / BCI).data)
-    assert _mapping(real_dir / BCI).dense_cap is None  # its own C1..C6, F1..F8 are 10-10 names, not a cap
+    np.testing.assert_array_equal(rec.data, read_recording(real_file(BCI)).data)
+    assert _mapping(real_file(BCI)).dense_cap is None  # its own C1..C6, F1..F8 are 10-10 names, not a cap
 
 
-def test_egi_net_is_refused(real_dir, tmp_path):
-    path = relabel(real_dir / BCI, tmp_path / "egi.edf", [f"E{k}" for k in range(1, 65)])
+def test_egi_net_is_refused(tmp_path):
+    path = relabel(real_file(BCI), tmp_path / "egi.edf", [f"E{k}" for k in range(1, 65)])
     with pytest.raises(DenseCapError, match=r"EGI geodesic net \(64 electrodes named E1\.\.E64\)"):
         read_recording(path)
 
 
 # -- 5. wording ------------------------------------------------------------------------------------
 
-def test_ear_to_ear_derivation_is_named_as_such(real_dir):
-    reason = _mapping(real_dir / EEGMAT).excluded["EEG A2-A1"]
+def test_ear_to_ear_derivation_is_named_as_such():
+    reason = _mapping(real_file(EEGMAT)).excluded["EEG A2-A1"]
     assert reason.startswith("ear-to-ear derivation (A2-A1)") and "reference electrode" not in reason
 
 
-def test_tuh_eye_leads_are_eog(real_dir, tmp_path):
-    as_le = _mapping(real_dir / TUH).excluded
-    path = relabel(real_dir / TUH, tmp_path / "tuh_ar.edf", lambda lab: lab.replace("-LE", "-REF"))
+def test_tuh_eye_leads_are_eog(tmp_path):
+    as_le = _mapping(real_file(TUH)).excluded
+    path = relabel(real_file(TUH), tmp_path / "tuh_ar.edf", lambda lab: lab.replace("-LE", "-REF"))
     as_ref = _mapping(path).excluded
     for reasons, suffix in ((as_le, "LE"), (as_ref, "REF")):
         assert reasons[f"EEG LUC-{suffix}"] == reasons[f"EEG RLC-{suffix}"] == "non-EEG channel (EOG)"

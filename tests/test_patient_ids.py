@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.factories import copy_real, set_patient_field
+from tests.factories import copy_real, real_file, set_patient_field
 from tokenizer import read_recording
 from tokenizer.deid import deidentify, is_placeholder_id, known_patient_hash
 
@@ -37,26 +37,26 @@ PLACEHOLDERS = [
 
 
 @pytest.mark.parametrize("field", PLACEHOLDERS)
-def test_placeholder_ids_in_a_real_header_give_no_patient_hash(real_dir: Path, tmp_path: Path, field: str) -> None:
-    p = set_patient_field(copy_real(real_dir / NK, tmp_path / "nk.edf"), field)
+def test_placeholder_ids_in_a_real_header_give_no_patient_hash(tmp_path: Path, field: str) -> None:
+    p = set_patient_field(copy_real(real_file(NK), tmp_path / "nk.edf"), field)
     rec = read_recording(p)
     assert rec.deid.patient_hash is None
     assert any(("placeholder" in w or "no patient ID" in w) and "its own patient" in w for w in rec.warnings)
 
 
-def test_a_real_id_is_hashed_and_never_shown(real_dir: Path, tmp_path: Path) -> None:
-    p = set_patient_field(copy_real(real_dir / NK, tmp_path / "nk.edf"), "MRN0042 F 02-FEB-1980 Jane_Doe")
+def test_a_real_id_is_hashed_and_never_shown(tmp_path: Path) -> None:
+    p = set_patient_field(copy_real(real_file(NK), tmp_path / "nk.edf"), "MRN0042 F 02-FEB-1980 Jane_Doe")
     rec = read_recording(p)
     assert rec.deid.patient_hash == known_patient_hash("MRN0042") and rec.deid.sex == "F"
     text = json.dumps(rec.summary())
     assert "MRN0042" not in text and "Jane" not in text and not any("placeholder" in w for w in rec.warnings)
 
 
-def test_three_strangers_on_three_machines_are_not_one_patient(real_dir: Path, tmp_path: Path) -> None:
+def test_three_strangers_on_three_machines_are_not_one_patient(tmp_path: Path) -> None:
     """Before: Nihon Kohden's "0 ... No_Name", NeuroCom's "0" and a blank code all hashed to one patient."""
-    files = [set_patient_field(copy_real(real_dir / NK, tmp_path / "nk.edf"), "0 X 01-JAN-2019 No_Name"),
-             set_patient_field(copy_real(real_dir / EEGMAT, tmp_path / "neurocom.edf"), "0"),
-             set_patient_field(copy_real(real_dir / OPENBCI, tmp_path / "obci.bdf"), "X F 01-JAN-2000 X")]
+    files = [set_patient_field(copy_real(real_file(NK), tmp_path / "nk.edf"), "0 X 01-JAN-2019 No_Name"),
+             set_patient_field(copy_real(real_file(EEGMAT), tmp_path / "neurocom.edf"), "0"),
+             set_patient_field(copy_real(real_file(OPENBCI), tmp_path / "obci.bdf"), "X F 01-JAN-2000 X")]
     assert [read_recording(f).deid.patient_hash for f in files] == [None, None, None]
 
 
@@ -72,7 +72,7 @@ def test_placeholder_rule_is_not_too_greedy() -> None:
 
 # -- the store: the archive's patient first, unknown patients never merged --------------------
 
-def _archive(real_dir: Path, root: Path) -> dict[str, Path]:
+def _archive(root: Path) -> dict[str, Path]:
     """Five real recordings, as a hospital archive holds them: three with placeholder IDs
     (three different people), two with real header IDs."""
     files = {
@@ -82,7 +82,7 @@ def _archive(real_dir: Path, root: Path) -> dict[str, Path]:
         "visit1.edf": (EEGMAT, "MRN111 M 01-JAN-1990 John_Roe"),
         "visit2.edf": (NK, "MRN999 M 01-JAN-1990 John_Roe"),  # a typo in the header: the archive knows better
     }
-    return {name: set_patient_field(copy_real(real_dir / src, root / name), field)
+    return {name: set_patient_field(copy_real(real_file(src), root / name), field)
             for name, (src, field) in files.items()}
 
 
@@ -109,11 +109,11 @@ def _store_from(archive: Path, store: Path) -> None:
         rec.maybe_flush(force=True)
 
 
-def test_sessions_csv_patient_takes_precedence_over_the_header(real_dir: Path, tmp_path: Path) -> None:
+def test_sessions_csv_patient_takes_precedence_over_the_header(tmp_path: Path) -> None:
     from services.store import EmbeddingStore
 
     archive = tmp_path / "archive"
-    _archive(real_dir, archive)
+    _archive(archive)
     with open(archive / "sessions.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["session_id", "patient_id", "path"])
@@ -127,11 +127,11 @@ def test_sessions_csv_patient_takes_precedence_over_the_header(real_dir: Path, t
     assert "MRN" not in ses.write_csv() and "PAT-1" not in ses.write_csv()
 
 
-def test_fhir_procedure_patient_takes_precedence_over_the_header(real_dir: Path, tmp_path: Path) -> None:
+def test_fhir_procedure_patient_takes_precedence_over_the_header(tmp_path: Path) -> None:
     from services.discovery import discover
 
     archive = tmp_path / "archive"
-    _archive(real_dir, archive)
+    _archive(archive)
     (archive / "fhir").mkdir()
     entries = [{"resource": {"resourceType": "Patient", "id": "pat-7", "gender": "male", "birthDate": "1990-01-01"}}]
     for sid in ("visit1", "visit2", "nk_noid"):
@@ -147,11 +147,11 @@ def test_fhir_procedure_patient_takes_precedence_over_the_header(real_dir: Path,
     assert ph["neurocom_noid"] is None and ph["obci_noid"] is None  # not in FHIR: the header decides later
 
 
-def test_per_patient_search_keeps_every_unknown_patient(real_dir: Path, tmp_path: Path) -> None:
+def test_per_patient_search_keeps_every_unknown_patient(tmp_path: Path) -> None:
     from services.search import CohortSearcher
 
     archive, store = tmp_path / "archive", tmp_path / "store"
-    _archive(real_dir, archive)
+    _archive(archive)
     with open(archive / "sessions.csv", "w", newline="") as f:
         f.write("session_id,patient_id,path\nv1,PAT-1,visit1.edf\nv2,PAT-1,visit2.edf\n")
     _store_from(archive, store)
