@@ -11,9 +11,10 @@ workers)``. Python imports (torch, clef, ray) are done before the first timed ru
 every run pays the same: the driver's checkpoint load and header scan, the pool / Ray
 start-up, the work, and the store commits.
 
-- Archive: ``--archive`` (its first ``--sessions`` files, hard-linked into a sub-archive
-  when it holds more), else a synthetic hospital of ``--minutes``-minute sessions built
-  into ``bench/out/embed_archive/`` (reused when present).
+- Archive: ``--archive``, an archive with a ``sessions.csv`` (its first ``--sessions``
+  sessions, hard-linked into a sub-archive when it holds more), else a synthetic hospital
+  of ``--minutes``-minute sessions built into ``bench/out/embed_archive/`` (reused when
+  present).
 - Checkpoint: ``--checkpoint``, else ``bench/out/align/aligned_tiny_300`` when present,
   else a randomly initialised ``--model-size`` checkpoint (cost does not depend on
   training).
@@ -72,32 +73,26 @@ def synthetic_archive(n_sessions: int, minutes: float, seed: int = 0) -> Path:
         patients = math.ceil(patients * 1.5)
 
 
-def sub_archive(source: Path, n: int | None) -> Path:
-    """``source`` itself, or its first ``n`` recordings hard-linked (copied across devices) into a new folder."""
-    from services.discovery import discover
+def session_paths(archive: Path) -> list[str]:
+    """The recordings an archive's ``sessions.csv`` lists, sorted (none without one)."""
+    if not (archive / "sessions.csv").is_file():
+        return []
+    with open(archive / "sessions.csv", newline="") as fh:
+        return sorted(r["path"] for r in csv.DictReader(fh))
 
-    files = discover(source)
-    if n is None or n >= len(files):
+
+def sub_archive(source: Path, n: int | None) -> Path:
+    """``source`` itself, or its first ``n`` sessions hard-linked into a new folder
+    (:func:`clef.synthetic.hospital.subset_hospital`; reused when it holds the same ones)."""
+    from clef.synthetic.hospital import subset_hospital
+
+    paths = session_paths(source)
+    if n is None or n >= len(paths):
         return source
     dst = OUT / f"archive_{source.name}_{n}"
-    want = {f.rel for f in files[:n]}
-    have = {f.rel for f in discover(dst)} if dst.is_dir() else set()
-    if have == want:
-        return dst
-    shutil.rmtree(dst, ignore_errors=True)
-    rows = []
-    for f in files[:n]:
-        target = dst / f.rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(f.path, target)
-        except OSError:
-            shutil.copy2(f.path, target)
-        rows.append({"session_id": f.session_id, "path": f.rel, "site": f.site or "", "setting": f.setting or ""})
-    with open(dst / "sessions.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["session_id", "path", "site", "setting"])
-        w.writeheader()
-        w.writerows(rows)
+    if session_paths(dst) != paths[:n]:
+        shutil.rmtree(dst, ignore_errors=True)
+        subset_hospital(source, dst, n, link=True)
     return dst
 
 
@@ -329,7 +324,7 @@ def steady_rate(done: list[float], workers: int, burst: float = 0.05, min_span: 
     return 60.0 * (len(done) - 1 - m) / span if span >= min_span else float("nan")
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--archive", type=Path, default=None, help="Archive root (default: a synthetic hospital).")
+    ap.add_argument("--archive", type=Path, default=None, help="Archive root with a sessions.csv (default: a synthetic hospital).")
     ap.add_argument("--checkpoint", type=Path, default=None,
                     help="Checkpoint (default: bench/out/align/aligned_tiny_300 if present, else random weights).")
     ap.add_argument("--model-size", default="tiny", help="Config of the random checkpoint (tiny, base).")

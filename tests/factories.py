@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from clef.synthetic.hospital import subset_hospital
 from tokenizer import CANONICAL_CHANNELS
 from tokenizer.edf_writer import EDFSignal, write_edf
 from tokenizer.tokens import TOKENS_SCHEMA
@@ -286,21 +287,12 @@ def write_archive(root: Path, durations: tuple[float, ...] = (300.0, 1280.0, 150
 # -- services: archives copied from a hospital, synthetic embedding stores ------------------
 
 def make_archive(hospital: Path, out: Path, n: int, *, bad: bool = True, duplicate: bool = True) -> Path:
-    """Copy ``n`` sessions of the hospital (layout and sessions.csv kept), plus broken files.
+    """Copy ``n`` sessions of the hospital (:func:`clef.synthetic.hospital.subset_hospital`), plus broken files.
 
     Broken files: ``edf/S09/P999/notes.edf`` (text, not EDF) and ``edf/S09/P999/cut.edf``
     (a header cut short). ``zz/again.EDF`` holds the bytes of the first session (found after it: paths are sorted).
     """
-    with open(hospital / "sessions.csv", newline="") as f:
-        rows = sorted(csv.DictReader(f), key=lambda r: r["path"])[:n]
-    for r in rows:
-        dst = out / r["path"]
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(hospital / r["path"], dst)
-    with open(out / "sessions.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    first = subset_hospital(hospital, out, n)[0]
     if bad:
         (out / "edf/S09/P999").mkdir(parents=True)
         (out / "edf/S09/P999/notes.edf").write_text("this is a text file, not a recording\n")

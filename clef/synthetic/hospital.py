@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -350,3 +351,52 @@ def _write_sessions_csv(path: Path, rows: Iterable[dict]) -> None:
 def load_truth(out: str | Path) -> pl.DataFrame:
     """Read the hidden truth of a synthetic hospital (validation code only)."""
     return pl.read_parquet(Path(out) / "truth.parquet")
+
+
+def subset_hospital(hospital: str | Path, out: str | Path, n: int, *, link: bool = False) -> list[Path]:
+    """The first ``n`` sessions of a hospital, by path, as an archive of their own.
+
+    For a smaller archive of the same layout (tests, benchmarks): the recordings and the
+    ``sessions.csv`` rows with all their columns; FHIR bundles, reports and the truth
+    table are not copied.
+
+    Parameters
+    ----------
+    hospital : path
+        A folder with a ``sessions.csv`` (``session_id``, ``path``, ...), as
+        :func:`synthesize_hospital` writes it.
+    out : path
+        New archive folder (created; files already there are replaced).
+    n : int
+        Sessions to keep, at least 1.
+    link : bool
+        Hard-link the recordings instead of copying them (copied all the same across devices).
+
+    Returns
+    -------
+    list of Path
+        The recordings in ``out``, in path order.
+    """
+    hospital, out = Path(hospital), Path(out)
+    with open(hospital / "sessions.csv", newline="") as f:
+        rows = sorted(csv.DictReader(f), key=lambda r: r["path"])[:n]
+    if not rows:
+        raise ValueError(f"{hospital}: no session to copy (n={n})")
+    files = []
+    for r in rows:
+        src, dst = hospital / r["path"], out / r["path"]
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.unlink(missing_ok=True)
+        if link:
+            try:
+                os.link(src, dst)
+            except OSError:  # another device
+                shutil.copy2(src, dst)
+        else:
+            shutil.copy2(src, dst)
+        files.append(dst)
+    with open(out / "sessions.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return files
