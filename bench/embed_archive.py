@@ -8,7 +8,7 @@ Usage::
 The same archive and checkpoint for every run, a fresh store per run, one process:
 ``services.batch.embed_archive`` (what ``clef embed`` runs) with ``EmbedConfig(engine,
 workers)``. Python imports (torch, clef, ray) are done before the first timed run, so
-every run pays the same: the driver's checkpoint load and header scan, the pool / Ray
+every run pays the same: the driver's checkpoint check, the pool / Ray
 start-up, the work, and the store commits.
 
 - Archive: ``--archive``, an archive with a ``sessions.csv`` (its first ``--sessions``
@@ -116,8 +116,7 @@ def stage_costs(files: list[Path], checkpoint: Path) -> dict[str, float]:
     import torch
 
     from clef.embedding import Embedder
-    from tokenizer.header_facts import read_header_facts
-    from services.worker import file_sha256, limit_threads
+    from services.worker import limit_threads
     from tokenizer import read_recording
     from tokenizer.spectrogram_cache import compute_spectrogram
 
@@ -129,11 +128,7 @@ def stage_costs(files: list[Path], checkpoint: Path) -> dict[str, float]:
         sums: dict[str, float] = {}
         for i, f in enumerate([files[0], *files]):
             t = [time.perf_counter()]
-            file_sha256(f)
-            t.append(time.perf_counter())
-            read_header_facts(f)
-            t.append(time.perf_counter())
-            rec = read_recording(f, emb.contract)
+            rec = read_recording(f, emb.contract, threads=1)
             t.append(time.perf_counter())
             spec = compute_spectrogram(rec, emb.contract)
             t.append(time.perf_counter())
@@ -143,7 +138,7 @@ def stage_costs(files: list[Path], checkpoint: Path) -> dict[str, float]:
             t.append(time.perf_counter())
             if i == 0:
                 continue  # warm-up (first-call allocations, cached tapers)
-            for name, a, b in zip(("hash", "header", "read + preprocess", "spectrogram", "VQGAN tokens",
+            for name, a, b in zip(("read (hash, header, data) + preprocess", "spectrogram", "VQGAN tokens",
                                    "session model"), t, t[1:]):
                 sums[name] = sums.get(name, 0.0) + b - a
         return {k: v / len(files) for k, v in sums.items()}
@@ -157,24 +152,21 @@ def stage_costs(files: list[Path], checkpoint: Path) -> dict[str, float]:
 _PROBE: dict[str, object] = {}
 
 
-def _probe_init(checkpoint: str, submitted: float, model_id: str) -> None:
-    """Pool initializer timing what ``services.worker.init_worker`` does in a fresh process."""
+def _probe_init(checkpoint: str, submitted: float) -> None:
+    """Pool initializer timing what ``services.worker.init_worker`` does in a fresh process
+    (its checkpoint load, here with the tokenizer a worker loads at its first file)."""
     _PROBE["entered"] = time.time() - submitted
     t0 = time.perf_counter()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # as init_worker does, before torch is imported
     import clef.embedding  # noqa: F401 - what FileEmbedder imports (torch included)
     import services.worker as w
 
     _PROBE["import_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    w.init_worker(checkpoint, "cpu", 8, None, frozenset(), None, model_id)
-    _ = w._WORKER["embedder"].embedder.tokenizer
+    _ = w.FileEmbedder(checkpoint).embedder.tokenizer
     _PROBE["load_s"] = time.perf_counter() - t0
-    pre = sys.modules.get("services.pool_preload")
-    _PROBE["preloaded"] = bool(pre and w._WORKER["embedder"] in pre._PRELOADED.values())
 
 
-def _probe_task(lightning: bool) -> dict[str, object]:
+def _probe_task() -> dict[str, object]:
     import torch
     from threadpoolctl import threadpool_info
 
@@ -182,39 +174,25 @@ def _probe_task(lightning: bool) -> dict[str, object]:
     out["torch_threads"] = torch.get_num_threads()
     out["torch_interop"] = torch.get_num_interop_threads()
     out["pools"] = sorted({f"{p['internal_api']}={p['num_threads']}" for p in threadpool_info()})
-    out["omp_env"] = os.environ.get("OMP_NUM_THREADS")
     out["lightning_loaded"] = "lightning" in sys.modules
-    if lightning:  # what every worker paid before clef.embedding stopped importing clef.pretrain
-        t0 = time.perf_counter()
-        try:
-            import lightning
-        except ImportError:
-            out["lightning_s"] = None
-        else:
-            out["lightning_s"] = time.perf_counter() - t0
     return out
 
 
-def probe_worker(checkpoint: Path, lightning: bool) -> dict[str, object]:
-    """Start one pool worker as the local engine does (its start method, a fresh fork server
-    included); its start-up timings and threads."""
+def probe_worker(checkpoint: Path) -> dict[str, object]:
+    """Start one pool worker as the local engine does (its start method); its start-up
+    timings and threads."""
+    import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from clef.embedding import Embedder
-    from services.batch import pool_context, start_pool_early
+    from services.batch import START_METHOD
 
-    model_id = Embedder(checkpoint).model_id
-    ctx = pool_context()
-    _stop_fork_server()
     submitted = time.time()
     t0 = time.perf_counter()
-    start_pool_early(ctx, checkpoint)  # as embed_archive does: imports and checkpoint in the fork server
-    with ProcessPoolExecutor(1, mp_context=ctx, initializer=_probe_init,
-                             initargs=(str(checkpoint), submitted, model_id)) as pool:
-        out = pool.submit(_probe_task, lightning).result()
-        out["ready_s"] = time.perf_counter() - t0 - float(out.get("lightning_s") or 0.0)
-    out["method"] = ctx.get_start_method()
-    _stop_fork_server()
+    with ProcessPoolExecutor(1, mp_context=mp.get_context(START_METHOD), initializer=_probe_init,
+                             initargs=(str(checkpoint), submitted)) as pool:
+        out = pool.submit(_probe_task).result()
+        out["ready_s"] = time.perf_counter() - t0
+    out["method"] = START_METHOD
     return out
 
 
@@ -230,7 +208,6 @@ class Run:
     steady: float  # sessions/min after every worker delivered its first file (nan when too few)
     busy: float  # sum of per-file seconds from the manifest
     driver_cpu: float = 0.0  # CPU seconds of this (driver) process during the run
-    in_driver: int = 0  # files embedded by the driver's own lane
     done_at: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -254,7 +231,7 @@ def _set_cores(cores: list[int]) -> None:
 def one_run(archive: Path, checkpoint: Path, engine: str, workers: int, pin: bool = False) -> Run:
     """``embed_archive`` into a fresh store; wall time and per-file completion times.
 
-    ``pin``: the run (this process and all it starts: fork server, pool, Ray) is confined
+    ``pin``: the run (this process and all it starts: pool, Ray) is confined
     to the first ``workers`` cores. Ray: a local instance is started before the timer
     (the running cluster a ``--ray-address`` user has) and shut down after it.
     """
@@ -284,7 +261,6 @@ def one_run(archive: Path, checkpoint: Path, engine: str, workers: int, pin: boo
         s = embed_archive(archive, checkpoint, store, cfg, progress=False,
                           on_file=lambda rel, status: stamps.append(time.perf_counter()))
         wall, driver_cpu = time.perf_counter() - t0, time.process_time() - c0
-        _stop_fork_server()
         man = EmbeddingStore(store).manifest()
         busy = float(man.filter(man["status"] == DONE)["seconds"].sum())
     finally:
@@ -297,15 +273,7 @@ def one_run(archive: Path, checkpoint: Path, engine: str, workers: int, pin: boo
         shutil.rmtree(store, ignore_errors=True)
     done = [t - t0 for t in sorted(stamps)]
     return Run(engine, workers, s.embedded, s.failed, wall, done[0] if done else float("nan"),
-               steady_rate(done, workers), busy, driver_cpu, s.in_driver, done)
-
-
-def _stop_fork_server() -> None:
-    """Stop the local pool's fork server (kept by the driver process for later pools), so
-    that every timed run pays its start-up, as each ``clef embed`` command does."""
-    from multiprocessing import forkserver
-
-    forkserver._forkserver._stop()  # private, but the only way; a bench-only concern
+               steady_rate(done, workers), busy, driver_cpu, done)
 
 
 def steady_rate(done: list[float], workers: int, burst: float = 0.05, min_span: float = 1.0) -> float:
@@ -367,11 +335,9 @@ def main() -> None:
         import ray.data  # noqa: F401
 
     files = discover(archive)
-    hours = 0.0
     from tokenizer.header_facts import read_header_facts
 
-    for f in files:
-        hours += read_header_facts(f.path).duration_s / 3600
+    hours = sum(read_header_facts(f.path).duration_s for f in files) / 3600
     mb = sum(f.size for f in files) / 2**20
     print(f"archive {archive} : {len(files)} sessions, {hours:.2f} h of EEG "
           f"({60 * hours / max(len(files), 1):.1f} min/session), {mb:.0f} MB")
@@ -386,18 +352,11 @@ def main() -> None:
         print(f"{'total':20s} {1000 * total:9.1f} ms  → ideal {60 / total:.1f} sessions/min per worker")
 
     if not args.no_probe and "local" in engines and max(workers) > 1:
-        p = probe_worker(checkpoint, lightning=True)
-        start = ("fork server start + preload (imports, checkpoint) + fork" if p["method"] == "forkserver"
-                 else "process start")
-        load = "checkpoint from the fork server" if p.get("preloaded") else "checkpoint & tokenizer"
-        print(f"\n== one local pool worker ({p['method']}): ready after {p['ready_s']:.2f} s = {start} "
-              f"{p['entered']:.2f} s + imports left {p['import_s']:.2f} s + {load} {p['load_s']:.2f} s")
+        p = probe_worker(checkpoint)
+        print(f"\n== one local pool worker ({p['method']}): ready after {p['ready_s']:.2f} s = process start "
+              f"{p['entered']:.2f} s + imports {p['import_s']:.2f} s + checkpoint & tokenizer {p['load_s']:.2f} s")
         print(f"threads in the worker: torch intra-op {p['torch_threads']}, inter-op {p['torch_interop']}, "
-              f"native pools {', '.join(p['pools']) or 'none'} (OMP_NUM_THREADS={p['omp_env']}); "
-              f"lightning imported: {p['lightning_loaded']}")
-        if p.get("lightning_s") is not None:
-            print(f"importing lightning (which clef.embedding did via clef.pretrain before) would add "
-                  f"{p['lightning_s']:.2f} s per worker")
+              f"native pools {', '.join(p['pools']) or 'none'}; lightning imported: {p['lightning_loaded']}")
 
     runs: list[Run] = []
     for engine in engines:
@@ -419,8 +378,8 @@ def main() -> None:
 
     print(f"\n== embed_archive, {len(files)} sessions, fresh store per run, best of {max(1, args.repeats)}")
     print("| engine | workers | sessions | wall s | sessions/min | speed-up vs 1 worker | first result s "
-          "| steady sessions/min | steady speed-up | utilisation | s per file | driver CPU s | files in driver |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| steady sessions/min | steady speed-up | utilisation | s per file | driver CPU s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     ref = {r.engine: r for r in runs if r.workers == 1}
     for r in runs:
         one = ref.get(r.engine)
@@ -429,7 +388,7 @@ def main() -> None:
         print(f"| {r.engine}{' (on K cores)' if r.engine in pinned else ''} | {r.workers} | {r.sessions}{f' ({r.failed} failed)' if r.failed else ''} | "
               f"{r.wall:.1f} | {r.per_min:.1f} | {up} | {r.first:.1f} | "
               f"{r.steady:.1f} | {sup} | {100 * r.utilisation:.0f} % | {r.busy / max(r.sessions, 1):.2f} | "
-              f"{r.driver_cpu:.1f} | {r.in_driver} |".replace("| nan |", "| - |"))
+              f"{r.driver_cpu:.1f} |".replace("| nan |", "| - |"))
     for engine, one in ref.items():
         two = next((r for r in runs if r.engine == engine and r.workers == 2), None)
         if two is None:

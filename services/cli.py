@@ -50,8 +50,7 @@ def embed(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Session-transformer checkpoint directory."),
     store: Path = typer.Option(..., "--store", help="Embedding store folder (created when absent)."),
     workers: int = typer.Option(1, "--workers", min=1,
-                                help="Parallel workers, one core each (local: the driver and K-1 pool processes; "
-                                     "Ray: CPU workers)."),
+                                help="Worker processes, one core each (local: a process pool; Ray: CPU workers)."),
     engine: str = typer.Option("local", "--engine", help="local (process pool) or ray."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Try again files whose last attempt failed."),
     part_size: int = typer.Option(64, "--part-size", min=1, help="Files per committed Parquet part."),

@@ -19,8 +19,8 @@ class EmbedConfig(BaseModel):
     engine : {"local", "ray"}
         Local process pool, or Ray (a local instance, or ``ray_address``).
     workers : int
-        Local: embedding lanes, the driver's own and ``workers - 1`` pool processes. Ray:
-        CPU workers for read + spectrogram + tokens.
+        Worker processes, one core each (parallelism is processes: each runs one thread).
+        Local: the pool's processes. Ray: CPU workers for read + spectrogram + tokens.
     model_workers : int, optional
         Ray only: session-model workers, one GPU each when the cluster has GPUs; default:
         one per GPU, or ``workers`` on a CPU-only cluster (where the session model is the

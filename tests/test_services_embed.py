@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,6 @@ import pytest
 from services.batch import embed_archive
 from services.config import EmbedConfig
 from services.discovery import discover
-from tokenizer.errors import UnreadableFileError
 from services.store import EmbeddingStore
 from tests.factories import make_archive
 
@@ -129,23 +129,22 @@ def test_rerun_is_idempotent(first_run, archive: Path, svc_checkpoint: Path) -> 
     _check_store_against_archive(store, archive, N)
 
 
-def test_failed_files_are_retried_only_when_asked(archive: Path, svc_checkpoint: Path, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import services.worker as worker
-
+def test_failed_files_are_retried_only_when_asked(archive: Path, svc_checkpoint: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
     flaky = sorted((archive / "edf").rglob("*.edf"))[1]
-    real = worker.read_header_facts
+    st = flaky.stat()
+    good = flaky.read_bytes()
 
-    def broken(path, **kw):  # noqa: ANN001,ANN003,ANN202 - a transient failure (e.g. a network file system)
-        if Path(path) == flaky:
-            raise UnreadableFileError(path, "cannot read the file (Input/output error)")
-        return real(path, **kw)
+    def put(content: bytes) -> None:  # same size and mtime: the file looks unchanged to a rerun
+        flaky.write_bytes(content)
+        os.utime(flaky, ns=(st.st_atime_ns, st.st_mtime_ns))
 
-    monkeypatch.setattr(worker, "read_header_facts", broken)
-    s = embed_archive(archive, svc_checkpoint, store, EmbedConfig(part_size=100), progress=False)
+    put(b"garbage!" + good[8:])  # a transient failure (e.g. a network file system returning junk)
+    try:
+        s = embed_archive(archive, svc_checkpoint, store, EmbedConfig(part_size=100), progress=False)
+    finally:
+        put(good)
     assert (s.embedded, s.failed) == (N - 1, 3)
-    monkeypatch.setattr(worker, "read_header_facts", real)
     s = embed_archive(archive, svc_checkpoint, store, EmbedConfig(part_size=100), progress=False)
     assert (s.embedded, s.failed, s.failed_skipped) == (0, 0, 3)  # recorded, not retried
     s = embed_archive(archive, svc_checkpoint, store, EmbedConfig(part_size=100, retry_failed=True), progress=False)
@@ -157,15 +156,12 @@ def test_failed_files_are_retried_only_when_asked(archive: Path, svc_checkpoint:
     assert hist["status"].to_list() == ["failed", "done"]
 
 
-def test_two_workers_are_the_driver_and_one_pool_process(first_run, archive: Path, svc_checkpoint: Path,
-                                                        tmp_path: Path) -> None:
-    """``--workers 2``: the driver embeds files itself next to one pool process, every file
-    once, and the vectors are those of the in-process run."""
+def test_two_workers_give_the_vectors_of_one(first_run, archive: Path, svc_checkpoint: Path, tmp_path: Path) -> None:
+    """``--workers 2``: two pool processes, every file once, and the vectors of the 1-worker run."""
     store1, s1, _ = first_run
     store = tmp_path / "store"
     s = embed_archive(archive, svc_checkpoint, store, EmbedConfig(workers=2, part_size=4), progress=False)
-    assert (s.embedded, s.known, s.failed) == (s1.embedded, s1.known, s1.failed)
-    assert 0 < s.in_driver < s.embedded  # both lanes delivered
+    assert (s.embedded, s.known, s.failed, s.workers) == (s1.embedded, s1.known, s1.failed, 2)
     man = _check_store_against_archive(store, archive, N)
     assert man.height == len(_archive_files(archive))
     ref = EmbeddingStore(store1).embeddings(windows=False).sort("source_sha256")
@@ -174,87 +170,131 @@ def test_two_workers_are_the_driver_and_one_pool_process(first_run, archive: Pat
     np.testing.assert_allclose(np.stack(got["vector"].to_list()), np.stack(ref["vector"].to_list()), atol=1e-5)
 
 
-_PRELOAD_SCRIPT = """
+#: ``clef embed`` whose worker processes die (``os._exit``, as when killed for memory) on
+#: files named ``killer*``. The patch sits at the top of the script, which spawned workers
+#: import too.
+_KILLER_SCRIPT = """
 import json
+import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 
-from services.worker import preload_key
+from services import worker
+
+_process = worker.FileEmbedder.process
 
 
-def probe(ckpt):
-    from services import pool_preload, worker
-    fe = worker._WORKER["embedder"]
-    return {"preloaded": fe is pool_preload._PRELOADED.get(preload_key(ckpt, 8, None)),
-            "model_id": fe.model_id, "polars": "polars" in sys.modules}
+def process(self, item, known=frozenset()):
+    if os.path.basename(item.rel).startswith("killer"):
+        os._exit(137)
+    return _process(self, item, known)
 
+
+worker.FileEmbedder.process = process
 
 if __name__ == "__main__":
-    from services.batch import pool_context, start_pool_early
-    from services.worker import FileEmbedder, init_worker
+    from services.batch import embed_archive
+    from services.config import EmbedConfig
 
-    ckpt = sys.argv[1]
-    model_id = FileEmbedder(ckpt).model_id
-    ctx = pool_context()
-    start_pool_early(ctx, ckpt, batch_size=8)
-    out = {"model_id": model_id}
-    for name, mid in (("same", model_id), ("changed", "0" * 16)):
-        with ProcessPoolExecutor(1, mp_context=ctx, initializer=init_worker,
-                                 initargs=(ckpt, "cpu", 8, None, frozenset(), None, mid)) as pool:
-            out[name] = pool.submit(probe, ckpt).result()
-    print(json.dumps(out))
+    archive, checkpoint, store, retry = sys.argv[1:]
+    s = embed_archive(archive, checkpoint, store, EmbedConfig(part_size=2, retry_failed=retry == "retry"),
+                      progress=False)
+    print(json.dumps(s.to_dict()))
 """
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="the fork server is the Linux pool's start method")
-def test_fork_server_preloads_the_checkpoint_for_its_workers(svc_checkpoint: Path, tmp_path: Path) -> None:
-    """Workers forked from the fork server start with the driver's checkpoint loaded (not
-    when its weights changed since), and the fork server never loads polars (threads)."""
-    script = tmp_path / "probe.py"
-    script.write_text(_PRELOAD_SCRIPT)
-    root = Path(__file__).resolve().parents[1]
-    run = subprocess.run([sys.executable, str(script), str(svc_checkpoint)], capture_output=True, text=True,
-                         timeout=180, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
-    assert out["same"] == {"preloaded": True, "model_id": out["model_id"], "polars": False}
-    assert out["changed"]["preloaded"] is False and out["changed"]["model_id"] == out["model_id"]
-
-
-def _left_in_hand(store: Path, archive: Path, rel: str, deaths: int) -> None:
-    """What a run that died while its driver embedded ``rel`` leaves behind."""
-    from services.assist import InHand
-
-    st = (archive / rel).stat()
-    store.mkdir(parents=True, exist_ok=True)
-    (store / InHand.NAME).write_text(json.dumps({"rel": rel, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                                                 "deaths": deaths}))
-
-
-def test_a_file_in_hand_at_two_deaths_is_failed_not_retried_forever(svc_hospital: Path, svc_checkpoint: Path,
-                                                                  tmp_path: Path) -> None:
-    """A file that kills the driver (killed for memory) must not end every later run: one
-    death (maybe a kill -9 from outside) retries it, a second records it as failed."""
-    from services.assist import InHand
-
+def test_a_file_that_kills_its_worker_is_failed_and_the_run_goes_on(svc_hospital: Path, svc_checkpoint: Path,
+                                                                   tmp_path: Path) -> None:
+    """A file that kills its worker process (killed for memory, a crash in native code) is
+    recorded as ``worker_died``; the others are embedded, and later runs skip it unless
+    ``--retry-failed``, so it can end neither this run nor a later one."""
     small = make_archive(svc_hospital, tmp_path / "archive", 3, bad=False, duplicate=False)
-    rels = sorted(p.relative_to(small).as_posix() for p in small.rglob("*.edf"))
-    once, twice = tmp_path / "once", tmp_path / "twice"
-    _left_in_hand(once, small, rels[1], deaths=0)  # the first death with this file in hand
-    s = embed_archive(small, svc_checkpoint, once, EmbedConfig(part_size=4), progress=False)
-    assert (s.embedded, s.failed) == (3, 0)
-    assert not (once / InHand.NAME).exists()  # a run that ends leaves nothing in hand
+    first = sorted(small.rglob("*.edf"))[0]
+    killer = first.with_name("killer.edf")
+    shutil.copy2(first, killer)  # its worker dies before reading it
+    script, store = tmp_path / "killer.py", tmp_path / "store"
+    script.write_text(_KILLER_SCRIPT)
 
-    _left_in_hand(twice, small, rels[1], deaths=1)  # it was in hand at the death before, too
-    s = embed_archive(small, svc_checkpoint, twice, EmbedConfig(part_size=4), progress=False)
-    assert (s.embedded, s.failed) == (2, 1)
-    man = EmbeddingStore(twice).manifest()
-    row = man.filter(pl.col("path") == rels[1]).row(0, named=True)
-    assert row["status"] == "failed" and row["error_kind"] == "process_died" and "--retry-failed" in row["error"]
-    s = embed_archive(small, svc_checkpoint, twice, EmbedConfig(part_size=4), progress=False)
-    assert (s.embedded, s.failed_skipped) == (0, 1)  # not tried again unless asked
-    s = embed_archive(small, svc_checkpoint, twice, EmbedConfig(part_size=4, retry_failed=True), progress=False)
-    assert (s.embedded, s.failed) == (1, 0)
+    def run(retry: bool = False) -> dict:
+        done = subprocess.run([sys.executable, str(script), str(small), str(svc_checkpoint), str(store),
+                               "retry" if retry else "no"], capture_output=True, text=True, timeout=300,
+                              cwd=Path(__file__).resolve().parents[1])
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    s = run()
+    assert (s["embedded"], s["failed"]) == (3, 1)
+    row = EmbeddingStore(store).manifest().filter(pl.col("path") == killer.relative_to(small).as_posix()).row(
+        0, named=True)
+    assert row["status"] == "failed" and row["error_kind"] == "worker_died" and "--retry-failed" in row["error"]
+    s = run()
+    assert (s["embedded"], s["failed_skipped"]) == (0, 1)  # not tried again unless asked
+    s = run(retry=True)
+    assert (s["embedded"], s["failed"]) == (0, 1)  # tried again: it kills its worker again, the run ends well
+
+
+def test_each_file_is_read_once_on_the_batch_path(archive: Path, svc_checkpoint: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver reads no recording; a worker reads each file's bytes once (header, data
+    and content hash from one pass), with and without a spectrogram cache, and the bipolar
+    plan is made once per file."""
+    import builtins
+
+    import tokenizer.ingest as ingest
+    from services.worker import FileEmbedder, WorkItem
+
+    recordings = {p.resolve() for p in archive.rglob("*") if p.suffix.lower() in (".edf", ".bdf")}
+    read: dict[Path, int] = {}
+    opened: dict[Path, int] = {}
+    real_open = builtins.open
+
+    class Counting:
+        def __init__(self, f, path: Path) -> None:  # noqa: ANN001
+            self._f, self._path = f, path
+
+        def read(self, *a):  # noqa: ANN002,ANN202
+            block = self._f.read(*a)
+            read[self._path] = read.get(self._path, 0) + len(block)
+            return block
+
+        def __getattr__(self, name: str):  # noqa: ANN204
+            return getattr(self._f, name)
+
+        def __enter__(self):  # noqa: ANN204
+            return self
+
+        def __exit__(self, *exc) -> None:  # noqa: ANN002
+            self._f.close()
+
+    def counting_open(file, *a, **kw):  # noqa: ANN001,ANN002,ANN003,ANN202
+        f = real_open(file, *a, **kw)
+        path = Path(file).resolve() if isinstance(file, (str, os.PathLike)) else None
+        if path in recordings:
+            opened[path] = opened.get(path, 0) + 1
+            return Counting(f, path)
+        return f
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    plans = []
+    real_plan = ingest.plan_bipolar
+    monkeypatch.setattr(ingest, "plan_bipolar", lambda *a, **k: plans.append(a[0]) or real_plan(*a, **k))
+
+    embed_archive(archive, svc_checkpoint, tmp_path / "store", EmbedConfig(part_size=100), progress=False)
+    assert read == {} and opened == {}  # the driver: paths, sizes and mtimes only
+
+    files = sorted(p for p in archive.rglob("*.edf") if "P999" not in p.parts)[:2]
+    for cache in (None, tmp_path / "cache", tmp_path / "cache"):  # no cache, a cache miss, a cache hit
+        fe = FileEmbedder(svc_checkpoint, cache_dir=cache)
+        try:
+            for f in files:
+                for seen in (read, opened, plans):
+                    seen.clear()
+                st = f.stat()
+                r = fe.process(WorkItem(path=str(f), rel=f.name, size=st.st_size, mtime_ns=st.st_mtime_ns))
+                assert r.status == "done" and r.facts is not None and r.vector is not None
+                assert opened == {f.resolve(): 1} and read == {f.resolve(): st.st_size}, (cache, f.name)
+                assert len(plans) == 1
+        finally:
+            fe.restore_threads()
 
 
 def test_kill_9_mid_run_then_resume(archive: Path, svc_checkpoint: Path, tmp_path: Path) -> None:
@@ -293,15 +333,10 @@ def test_kill_9_mid_run_then_resume(archive: Path, svc_checkpoint: Path, tmp_pat
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray's own, at import
 def test_ray_engine_matches_the_local_engine(first_run, archive: Path, svc_checkpoint: Path, tmp_path: Path) -> None:
-    pytest.importorskip("ray", reason="ray is not installed")
-    from services.ray_engine import RayUnavailableError
-
+    """A local Ray instance (2 CPUs: one CPU actor, one model actor) embeds what the local engine does."""
     store = tmp_path / "ray_store"
     cfg = EmbedConfig(engine="ray", workers=1, part_size=4)
-    try:
-        s = embed_archive(archive, svc_checkpoint, store, cfg, progress=False)
-    except RayUnavailableError as exc:
-        pytest.skip(f"ray cannot run here: {exc}")
+    s = embed_archive(archive, svc_checkpoint, store, cfg, progress=False)
     assert (s.embedded, s.known, s.failed) == (N, 1, 2)
     _check_store_against_archive(store, archive, N)
     a = EmbeddingStore(first_run[0]).embeddings().sort("source_sha256")
@@ -332,8 +367,6 @@ def test_cli_embed_errors_are_one_line(tmp_path: Path, svc_checkpoint: Path) -> 
 
 
 def test_demo_step_shows_neighbours_with_findings(svc_hospital: Path, svc_checkpoint: Path, tmp_path: Path) -> None:
-    import shutil
-
     from rich.console import Console
 
     from services.demo import demo_step
