@@ -85,3 +85,14 @@ def test_bench_scripts_do_not_patch_sys_path() -> None:
                          capture_output=True, text=True, timeout=60)
     assert res.returncode in (0, 1), res.stderr
     assert res.stdout == "", f"bench/ scripts patch sys.path:\n{res.stdout}"
+
+
+def test_no_reference_to_design_notes_outside_the_repository() -> None:
+    """The architecture is described inside the repository (ARCHITECTURE.md), not in a
+    design file that only some checkouts have beside them."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    res = subprocess.run(["git", "grep", "-n", "DESIGN.md", "--", ".", ":!tests/test_architecture.py"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode in (0, 1), res.stderr
+    assert res.stdout == "", f"references to a DESIGN.md outside the repository (point at ARCHITECTURE.md):\n{res.stdout}"
