@@ -138,7 +138,7 @@ def stage_costs(files: list[Path], checkpoint: Path) -> dict[str, float]:
             t.append(time.perf_counter())
             if i == 0:
                 continue  # warm-up (first-call allocations, cached tapers)
-            for name, a, b in zip(("read (hash, header, data) + preprocess", "spectrogram", "VQGAN tokens",
+            for name, a, b in zip(("read + preprocess", "spectrogram", "VQGAN tokens",
                                    "session model"), t, t[1:]):
                 sums[name] = sums.get(name, 0.0) + b - a
         return {k: v / len(files) for k, v in sums.items()}

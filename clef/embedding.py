@@ -125,6 +125,18 @@ class Embedder:
                                                  f"model's {self.cfg.model.grid}")
         return self._tokenizer
 
+    def read(self, path: str | Path) -> Recording:
+        """Read an EDF/BDF file under this model's contract and channel map, once: the
+        recording carries its content hash (``source_sha256``) and de-identified header
+        facts (``facts``), and :meth:`embed` takes it as it is.
+
+        Raises
+        ------
+        tokenizer.IngestError
+            The file cannot be read (a subclass naming the problem).
+        """
+        return read_recording(path, self.contract, channel_map=self.channel_map)
+
     def tokens_of(self, source: Source) -> Tokens:
         """Tokens of any source (file, recording or tokens).
 
@@ -139,7 +151,7 @@ class Embedder:
                                             f"checkpoint's ({self.contract.digest()}); differences: "
                                             "re-read it with the checkpoint's contract")
         else:
-            source = read_recording(source, self.contract, channel_map=self.channel_map)
+            source = self.read(source)
         cache = (SpectrogramCache(self._cache_dir, self.contract, channel_map=self.channel_map)
                  if self._cache_dir else None)
         return self.tokenizer.tokenize_recording(source, cache)

@@ -159,10 +159,8 @@ def search(
             s = CohortSearcher(store, model)
             return s, s.search_session(session, k, fs, per_patient=per_patient)
         from clef.embedding import Embedder
-
         from tokenizer.channels import ChannelMap
         from tokenizer.errors import IngestError
-        from tokenizer.header_facts import read_header_facts
 
         aliases = ChannelMap.load(channel_map) if channel_map is not None else None
         emb_model = Embedder(checkpoint, channel_map=aliases)  # type: ignore[arg-type]
@@ -170,13 +168,13 @@ def search(
             raise ValueError(f"--model {model} differs from the checkpoint's model {emb_model.model_id}")
         s = CohortSearcher(store, emb_model.model_id)
         try:
-            facts = read_header_facts(edf)  # type: ignore[arg-type]
+            rec = emb_model.read(edf)  # type: ignore[arg-type]
         except IngestError as exc:
             raise ValueError(str(exc)) from None
-        e = emb_model.embed(edf)  # type: ignore[arg-type]
+        e = emb_model.embed(rec)
         row = s.row_of_sha(e.source_sha256)
         # a stored file's patient is the store's (sessions.csv / FHIR first), else the header's
-        patient = s.meta["patient_hash"][row] if row is not None else facts.patient_hash
+        patient = s.meta["patient_hash"][row] if row is not None else rec.facts.patient_hash
         return s, s.search(e.vector, k, fs, per_patient=per_patient, exclude_rows=[row] if row is not None else [],
                            exclude_patient=patient if per_patient else None)
 
