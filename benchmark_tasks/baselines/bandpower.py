@@ -73,7 +73,7 @@ def read_session(path: str | os.PathLike[str]) -> SessionSignal:
     tokenizer.IngestError
         A file that cannot be read (its subclass says why).
     """
-    rec = read_recording(path, SignalContract(), n_jobs=1)
+    rec = read_recording(path, SignalContract(), threads=1)
     return SessionSignal(rec.data, float(rec.sfreq), np.asarray(rec.sample_mask, bool),
                          np.asarray(rec.channel_mask, bool), tuple(rec.channels))
 
