@@ -27,26 +27,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def build_checkpoint(name: str, tmp: Path) -> Path:
-    """Random-weight tokenizer + session transformer checkpoint for config ``name``."""
-    from clef.config import load_session_config
-    from clef.pretrain import MaskedTokenModule, save_session_checkpoint
-    from tokenizer import SignalContract
-    from tokenizer.checkpoint_io import save_checkpoint
-    from tokenizer.vqgan.config import build_context
-    from tokenizer.vqgan.config import load_tokenizer_config
-    from tokenizer.vqgan.model import CHECKPOINT_KIND, VQGAN
-
-    contract = SignalContract()
-    vcfg = load_tokenizer_config(name)
-    vq = VQGAN(build_context(vcfg, contract))
-    vq_dir = save_checkpoint(tmp / f"vq_{name}", kind=CHECKPOINT_KIND, config=vcfg.to_dict(), contract=contract,
-                             state_dict=vq.state_dict())
-    scfg = load_session_config(name).with_data(vcfg.quantizer.n_codes, vq.ctx.grid)
-    module = MaskedTokenModule(scfg, contract)
-    return save_session_checkpoint(module, tmp / f"st_{name}", tokenizer_dir=vq_dir)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=int, default=20)
@@ -61,6 +41,7 @@ def main() -> None:
     from common import best_of, make_file
     from benchmark_tasks.baselines.windowed import LabramShaped, WindowedEmbedder
     from clef.embedding import Embedder
+    from clef.factory import save_random_checkpoint
     from clef.model import count_parameters
     from tokenizer import read_recording
 
@@ -71,7 +52,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmpd:
         for name in ("tiny", "base"):
-            ck = build_checkpoint(name, Path(tmpd))
+            ck = save_random_checkpoint(name, Path(tmpd) / f"st_{name}")
             emb = Embedder(ck, batch_size=2)
             emb.embed(edf)  # warm up
             t_all = best_of(lambda: emb.embed(edf), args.repeats)

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from clef.config import SessionConfig
+from clef.factory import create_model
 from clef.model import (
     CHECKPOINT_KIND,
     TOKENIZER_SUBDIR,
-    SessionTransformer,
     aggregate_windows,
     context_columns,
 )
@@ -103,7 +103,7 @@ class Embedder:
         self.model_id = str(ck.meta["weights_sha256"])[:16]
         self.device = torch.device(device)
         self.batch_size = batch_size
-        self.encoder = SessionTransformer(self.cfg.model)
+        self.encoder = create_model(self.cfg)
         self.encoder.load_state_dict(ck.state_dict)
         self.encoder.to(self.device).eval()
         #: token columns one forward pass sees (None: whole windows)

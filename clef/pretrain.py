@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from clef.config import OptimConfig, SessionConfig
+from clef.factory import create_model
 from clef.masking import random_token_mask, sample_mask_ratios
 from clef.model import (
     CHECKPOINT_KIND,
@@ -191,7 +192,7 @@ class MaskedTokenModule(L.LightningModule):
         super().__init__()
         self.cfg = cfg
         self.contract = contract
-        self.encoder = SessionTransformer(cfg.model)
+        self.encoder = create_model(cfg)
         #: token columns one forward pass sees (None: whole windows; ``model.context_s``)
         self.context = context_columns(cfg.model, contract.window_s)
         self.head = MaskedTokenHead(cfg.model.dim, cfg.model.vocab_size)  # type: ignore[arg-type]

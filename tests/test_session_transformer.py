@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from clef.config import MaskingConfig, load_session_config
 from clef.embedding import Embedder
+from clef.factory import create_model
 from clef.masking import random_token_mask, sample_mask_ratios
 from clef.model import SessionTransformer, aggregate_windows, count_parameters, pre_ln_inference
 from clef.pretrain import load_token_table, pretrain
@@ -40,8 +41,8 @@ def trained(fake_tokens, tmp_path_factory):
 def test_presets_and_parameter_counts():
     sizes = {}
     for name in ("tiny", "base", "large"):
-        cfg = load_session_config(name).with_data(8192 if name != "tiny" else 512, (16, 128) if name != "tiny" else (8, 64))
-        sizes[name] = count_parameters(SessionTransformer(cfg.model))
+        sizes[name] = count_parameters(create_model(name, vocab_size=8192 if name != "tiny" else 512,
+                                                    grid=(16, 128) if name != "tiny" else (8, 64)))
     assert sizes["tiny"] < 2e6 and 15e6 < sizes["base"] < 20e6 and 140e6 < sizes["large"] < 155e6
     with pytest.raises(ValidationError, match="divisible"):
         load_session_config("tiny", {"model": {"dim": 130}})
@@ -72,9 +73,8 @@ def test_token_mask_respects_validity_and_ratio():
 
 def _tiny_model_and_batch(seed: int, batch: int) -> tuple[SessionTransformer, torch.Tensor, torch.Tensor]:
     """A tiny model (64 codes, 4 x 16 grid) in eval mode, random codes and an all-valid mask."""
-    cfg = load_session_config("tiny", SMALL).with_data(64, (4, 16))
     torch.manual_seed(seed)
-    model = SessionTransformer(cfg.model).eval()
+    model = create_model("tiny", overrides=SMALL, vocab_size=64, grid=(4, 16)).eval()
     return model, torch.randint(0, 64, (batch, 4, 16)), torch.ones(batch, 4, 16, dtype=torch.bool)
 
 

@@ -32,8 +32,9 @@ from torch import nn
 
 from clef.align.config import AlignConfig
 from clef.config import SessionConfig
+from clef.factory import create_model
 from clef.masking import random_token_mask, sample_mask_ratios
-from clef.model import MaskedTokenHead, SessionTransformer, aggregate_windows
+from clef.model import MaskedTokenHead, aggregate_windows
 from clef.pretrain import warmup_cosine_lr
 from ehr.encoder import EHREncoder, EHREncoderConfig
 from tokenizer.contract import SignalContract
@@ -103,7 +104,7 @@ class AlignModule(L.LightningModule):
         self.contract = contract
         self.step_offset = step_offset
         d, e = session_cfg.model.dim, cfg.loss.embed_dim
-        self.encoder = SessionTransformer(session_cfg.model)
+        self.encoder = create_model(session_cfg)
         self.head = MaskedTokenHead(d, session_cfg.model.vocab_size)  # type: ignore[arg-type]
         r = cfg.report
         self.report_encoder = ReportEncoder(ReportEncoderConfig(in_dim=text_dim, dim=r.dim, depth=r.depth,
