@@ -1,7 +1,7 @@
 """The HTTP API keeps its OpenAPI contract (issue 17, item 10).
 
 The schema at ``/openapi.json`` documents every status each endpoint returns, every error
-body is the one :class:`services.api.ErrorOut` model (FastAPI's own request-validation
+body is the one :class:`services.api.errors.ErrorOut` model (FastAPI's own request-validation
 errors included), and schemathesis (v4) finds no failure: its coverage, fuzzing and stateful
 phases run in-process against the ASGI app (no socket), a bounded number of examples each,
 with the settings a run against a deployment uses (``services/schemathesis.toml``) and real
@@ -174,7 +174,7 @@ def test_every_error_status_is_documented_with_the_one_error_model(spec: dict[st
 def test_every_error_path_answers_the_error_model(served: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     from starlette.testclient import TestClient
 
-    from services.api import ErrorOut
+    from services.api.errors import ErrorOut
     from services.schemathesis_hooks import edf_bytes
 
     sid, edf = served["ids"][0], edf_bytes(10, 128)

@@ -162,7 +162,7 @@ def test_a_store_that_cannot_be_read_is_not_swapped_in(live, caplog: pytest.LogC
 
 def test_reloading_can_be_checked_on_demand_or_turned_off(svc_hospital: Path, svc_checkpoint: Path,
                                                           tmp_path: Path) -> None:
-    from services.api import ServiceState
+    from services.api.state import ServiceState
     from services.auth import ApiKeys
 
     archive = make_archive(svc_hospital, tmp_path / "archive", 3, bad=False, duplicate=False)

@@ -1,0 +1,73 @@
+"""The HTTP probing service (FastAPI): embeddings, task probabilities and similar sessions.
+
+Endpoints (all but ``/health`` and the OpenAPI docs need an API key, sent as
+``X-API-Key: KEY`` or ``Authorization: Bearer KEY``; missing → 401, wrong → 403)::
+
+    GET  /health                                   liveness, model id
+    GET  /tasks                                    probe tasks (from --probes)
+    GET  /sessions/{session_id}                    non-PHI metadata of a stored session
+    GET  /sessions/{session_id}/probabilities      task probabilities of a stored session
+    GET  /sessions/{session_id}/similar            similar sessions (k, filter, per_patient)
+    POST /embed                                    embed an uploaded EDF/BDF (multipart "file")
+    POST /probabilities                            task probabilities of an uploaded file
+    POST /similar                                  sessions similar to an uploaded file
+    GET  /docs, /openapi.json                      OpenAPI documentation
+
+Uploads are limited in size (413 beyond; 411 without a Content-Length), must be EDF/BDF
+(422 with the reason otherwise), are written under a server-chosen temporary name (the
+client's file name is never used) and deleted after use. Responses carry no PHI: no
+paths, no patient hashes, no names or dates; ages are capped at 90.
+
+Every error answers one model, :class:`~services.api.errors.ErrorOut` (``detail``, ``kind``,
+``errors``), whoever raised it: an endpoint (:class:`~services.api.errors.ApiError`), the
+upload middleware, Starlette's routing (404, 405), FastAPI's request validation (422) or a
+bug (500). The OpenAPI schema documents every status each endpoint returns, with that
+model; ``tests/test_services_openapi.py`` holds it to that with schemathesis
+(``services/schemathesis.toml``, ``services/schemathesis_hooks.py``).
+
+The service follows its store: sessions that ``clef embed`` adds, and an index that
+``clef index`` rebuilds, are picked up while it runs (checked at most every
+``--reload-seconds``, loaded in the background; see :class:`~services.api.state.ServiceState`).
+
+Modules: :mod:`~services.api.service` (``/health``, ``/tasks``), :mod:`~services.api.sessions`
+(stored sessions), :mod:`~services.api.uploads` (uploaded recordings) hold the routers;
+:mod:`~services.api.deps` the dependencies (service state, API key), :mod:`~services.api.answers`
+what stored-session and upload endpoints share, :mod:`~services.api.models` and
+:mod:`~services.api.errors` the response models.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.api.errors import answer_errors_as_error_out
+from services.api.service import router as service_router
+from services.api.sessions import sessions_router
+from services.api.state import ServiceState
+from services.api.uploads import limit_uploads, uploads_router
+from services.auth import ApiKeys, load_api_keys
+from services.config import ServeConfig
+
+__all__ = ["create_app"]
+
+
+def create_app(cfg: ServeConfig, keys: list[str] | None = None) -> FastAPI:
+    """Build the FastAPI application (loads the checkpoint, index and probes now).
+
+    Parameters
+    ----------
+    cfg : ServeConfig
+    keys : list of str, optional
+        API keys; default: ``cfg.api_keys_file`` and/or ``CLEF_API_KEYS``.
+    """
+    state = ServiceState(cfg, ApiKeys(keys if keys is not None else load_api_keys(cfg.api_keys_file)))
+    app = FastAPI(title="CLEF probing service", version="1",
+                  description="Session embeddings, task probabilities and cohort similarity search over a CLEF "
+                              "embedding store. Send the API key as `X-API-Key` (or `Authorization: Bearer`).")
+    app.state.clef = state
+    answer_errors_as_error_out(app)
+    app.middleware("http")(limit_uploads)
+    app.include_router(service_router)
+    app.include_router(sessions_router(cfg.max_k))
+    app.include_router(uploads_router(cfg.max_k))
+    return app
