@@ -1,4 +1,6 @@
 import json
+import os
+import shutil
 
 import pytest
 import torch
@@ -47,3 +49,96 @@ def test_wrong_kind_missing_files_and_contract_edit(tmp_path):
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match="found nothing"):
         load_checkpoint(tmp_path / "nope")
+
+
+# ---- what mutation testing showed unchecked (bench/RESULTS.md, "Mutation testing") ---------
+
+def test_errors_name_the_checkpoint(tmp_path):
+    path, _ = _save(tmp_path / "ckpt")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path, kind="session_transformer")
+    assert info.value.path == str(path) and str(info.value).startswith(f"{path}: ")
+    raw = bytearray((path / "model.safetensors").read_bytes())
+    raw[-1] ^= 0xFF
+    (path / "model.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert info.value.path == str(path) and "does not match the SHA-256 recorded in meta.json" in str(info.value)
+    (path / "config.yaml").unlink()
+    with pytest.raises(CheckpointError, match=r"incomplete checkpoint: missing config\.yaml$") as info:
+        load_checkpoint(path)
+    assert info.value.path == str(path)
+    with pytest.raises(CheckpointError, match="expected a checkpoint directory, found a file$"):
+        load_checkpoint(path / "meta.json")
+    with pytest.raises(CheckpointError, match="expected a checkpoint directory, found nothing$"):
+        load_checkpoint(path / "nope")
+
+
+def test_checkpoint_files_keep_their_format(tmp_path):
+    """meta.json (indented, sorted keys) and config.yaml (sorted keys) are read by people and tools."""
+    import re
+
+    import yaml
+
+    from tokenizer.checkpoint_io import code_version
+
+    path, _ = _save(tmp_path / "deep" / "er" / "ckpt")  # missing parents are made
+    meta = json.loads((path / "meta.json").read_text())
+    assert (path / "meta.json").read_text() == json.dumps(meta, indent=2, sort_keys=True) + "\n"
+    config = {"name": "tiny", "dim": 3}
+    assert (path / "config.yaml").read_text() == yaml.safe_dump(config, sort_keys=True)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", meta["created"])
+    assert meta["code_version"] == code_version() != "unknown"
+    bare = save_checkpoint(tmp_path / "bare", kind="vqgan", config=config, contract=SignalContract(),
+                           state_dict={"w": torch.zeros(2)})
+    assert json.loads((bare / "meta.json").read_text())["training_data_digest"] == ""
+
+
+def test_a_checkpoint_without_a_recorded_contract_digest_still_loads(tmp_path):
+    """Checkpoints written before the contract digest was recorded load (nothing to compare)."""
+    path, sd = _save(tmp_path / "ckpt")
+    meta = json.loads((path / "meta.json").read_text())
+    del meta["contract_digest"]
+    (path / "meta.json").write_text(json.dumps(meta))
+    assert torch.equal(load_checkpoint(path).state_dict["w"], sd["w"])
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(p.stdout)
+
+
+def test_recover_checkpoint_puts_back_the_newest_complete_previous_one(tmp_path):
+    from tokenizer.checkpoint_io import recover_checkpoint
+
+    path, _ = _save(tmp_path / "ckpt")
+    assert not recover_checkpoint(path)  # nothing to do while it exists
+    assert not recover_checkpoint(tmp_path / "no" / "such" / "ckpt")  # nor where its folder is missing
+    older = save_checkpoint(tmp_path / "older", kind="vqgan", config={}, contract=SignalContract(),
+                            state_dict={"w": torch.zeros(1)}, extra_meta={"step": 3})
+    older.rename(tmp_path / ".ckpt.old-5")
+    path.rename(tmp_path / ".ckpt.old-12")  # the newer, set aside by a writer killed mid-replace
+    (tmp_path / ".ckpt.old-99").mkdir()  # incomplete: never put back
+    assert recover_checkpoint(path)
+    assert json.loads((path / "meta.json").read_text())["step"] == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".ckpt.old-5", ".ckpt.old-99", "ckpt"]
+    for p in (tmp_path / ".ckpt.old-5", path):
+        shutil.rmtree(p)
+    assert not recover_checkpoint(path)  # only an incomplete one is left
+
+
+def test_clear_leftovers_removes_what_dead_writers_left(tmp_path):
+    from tokenizer.checkpoint_io import clear_leftovers, remove_stale_temps
+
+    path, _ = _save(tmp_path / "ckpt")
+    dead, alive = _dead_pid(), os.getpid()
+    for name in (f".ckpt.old-{dead}-1", f".ckpt.tmp-{dead}-2", f".ckpt.staging-{dead}-3", f".ckpt.tmp-{alive}-4"):
+        (tmp_path / name).mkdir()
+    (tmp_path / f".ckpt.tmp-{dead}-5").write_text("a file")
+    clear_leftovers(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".ckpt.tmp-{alive}-4", "ckpt"]  # a live writer's kept
+    clear_leftovers(tmp_path / "no" / "such" / "ckpt")  # a missing folder is not an error
+    assert remove_stale_temps(tmp_path, ".ckpt.tmp-*") == []
