@@ -102,11 +102,10 @@ def default_checkpoint(size: str) -> Path:
         return ALIGNED
     ck = OUT / "ckpt" / f"st_{size}"
     if not (ck / "meta.json").is_file():
-        from embed import build_checkpoint
+        from clef.factory import save_random_checkpoint
 
         shutil.rmtree(OUT / "ckpt", ignore_errors=True)
-        (OUT / "ckpt").mkdir(parents=True)
-        ck = build_checkpoint(size, OUT / "ckpt")
+        ck = save_random_checkpoint(size, ck)
     return ck
 
 

@@ -34,16 +34,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def build(name: str, tmp: Path, context_s: float) -> tuple[Path, Path]:
     """Random-weight checkpoints of config ``name``: full context and ``context_s`` (same tokenizer)."""
-    from embed import build_checkpoint
-    from clef.config import load_session_config
+    from clef.factory import save_random_checkpoint, session_config
     from clef.pretrain import MaskedTokenModule, save_session_checkpoint
     from tokenizer import SignalContract
 
-    full = build_checkpoint(name, tmp)
+    full = save_random_checkpoint(name, tmp / f"st_{name}")
     meta = json.loads((full / "meta.json").read_text())
-    cfg = load_session_config(name, {"model": {"context_s": context_s}}).with_data(meta["vocab_size"], tuple(meta["grid"]))
+    cfg = session_config(name, vocab_size=meta["vocab_size"], grid=tuple(meta["grid"]),
+                         overrides={"model": {"context_s": context_s}})
     short = save_session_checkpoint(MaskedTokenModule(cfg, SignalContract()), tmp / f"st_{name}_short",
-                                    tokenizer_dir=tmp / f"vq_{name}")
+                                    tokenizer_dir=tmp / f"st_{name}.tokenizer")  # written beside ``full``
     return full, short
 
 

@@ -52,6 +52,7 @@ def one_seed(seed: int, steps: int, n_random: int, work: Path) -> tuple[float, l
     from benchmark_tasks.probes import cross_validated_auroc
     from clef.config import load_session_config
     from clef.embedding import Embedder
+    from clef.factory import create_model
     from clef.pretrain import pretrain
     from clef.synthetic.tokens import write_topic_tokens
 
@@ -71,7 +72,7 @@ def one_seed(seed: int, steps: int, n_random: int, work: Path) -> tuple[float, l
     for k in range(n_random):
         emb = Embedder(r.checkpoint)
         torch.manual_seed(k)
-        emb.encoder.load_state_dict(type(emb.encoder)(emb.cfg.model).state_dict())
+        emb.encoder.load_state_dict(create_model(emb.cfg).state_dict())
         emb.encoder.eval()
         random.append(auroc(emb))
     return pretrained, random
