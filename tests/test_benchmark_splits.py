@@ -77,3 +77,65 @@ def test_edited_suite_is_refused(fhir_suite: Path, tmp_path: Path) -> None:
     suite.labels.filter(pl.col("task") != suite.tasks[0].name).write_parquet(suite.file("labels"))
     with pytest.raises(SuiteDigestError, match="does not match the SHA-256"):
         load_suite(path).verify()
+
+
+# ---- what mutation testing showed unchecked (bench/RESULTS.md, "Mutation testing") ---------
+
+def test_a_session_without_a_patient_cannot_be_split() -> None:
+    with pytest.raises(ValueError, match="without a patient id cannot be split"):
+        assign_splits(["P1", "", "P2"])
+    assert assign_splits(["P2", "P1"])["patient_id"].to_list() == ["P1", "P2"]  # sorted
+
+
+def _labels(**changes: list) -> pl.DataFrame:
+    rows = {"task": ["t1", "t1", "t2"], "session_id": ["s1", "s2", "s3"], "patient_id": ["p1", "p2", "p1"],
+            "split": ["train", "test", "train"]}
+    return pl.DataFrame({**rows, **changes}, schema={k: pl.String for k in rows})
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"patient_id": ["p1", None, "p1"]}, "1 null patients, 0 null splits, unknown splits \\[\\]"),
+    ({"split": ["train", None, "train"]}, "0 null patients, 1 null splits"),
+    ({"split": ["train", "holdout", "train"]}, "unknown splits \\['holdout'\\]"),
+])
+def test_leak_check_refuses_rows_without_a_patient_or_a_known_split(change: dict, message: str) -> None:
+    with pytest.raises(SplitLeakError, match=f"every row needs a patient_id and a split in .*{message}"):
+        check_no_leak(_labels(**change))
+
+
+def test_leak_check_names_the_leak() -> None:
+    leaked = _labels(split=["train", "test", "test"])
+    with pytest.raises(SplitLeakError, match=r"patient leakage: 1 patient\(s\) appear in more than one split, e\.g\. "
+                                             r"patient p1 in \['test', 'train'\] \(tasks \['t1', 't2'\]\)"):
+        check_no_leak(leaked)
+    check_no_leak(_labels(split=["val", "test", "val"]))  # val is a split like the others
+
+
+def test_leak_check_against_the_split_table() -> None:
+    labels = _labels()
+    table = pl.DataFrame({"patient_id": ["p1", "p2"], "split": ["train", "test"]})
+    check_no_leak(labels, table)
+    check_no_leak(labels, pl.concat([table, table]))  # a patient listed twice with one split is not a leak
+    with pytest.raises(SplitLeakError, match=r"disagree with the split table for 1 patient\(s\), e\.g\. session s2 "
+                                             r"of patient p2 is labelled 'test' in task t1 but the patient's "
+                                             r"split is None"):
+        check_no_leak(labels, table.head(1))  # p2 is not in the table
+    with pytest.raises(SplitLeakError, match=r"splits table: 1 patient\(s\) listed in more than one split, e\.g\. p2"):
+        check_no_leak(labels, pl.concat([table, pl.DataFrame({"patient_id": ["p2"], "split": ["train"]})]))
+    with pytest.raises(ValueError, match="split"):
+        check_no_leak(labels, table.drop("split"))
+    with pytest.raises(ValueError, match="task"):
+        check_no_leak(labels.drop("task"))
+
+
+def test_patient_split_fractions_and_edges() -> None:
+    assert PatientSplit().fractions == {"train": 0.7, "test": 0.3}  # an empty val is no split
+    three = PatientSplit(train=0.6, val=0.2, test=0.2)
+    assert three.fractions == {"train": 0.6, "val": 0.2, "test": 0.2}
+    assert PatientSplit(train=0.999999, test=1e-6).of("P1") == "train"
+    ids = [f"P{i}" for i in range(3000)]
+    counts = assign_splits(ids, three)["split"].value_counts()
+    f = {s: n / len(ids) for s, n in counts.iter_rows()}
+    assert f == pytest.approx({"train": 0.6, "val": 0.2, "test": 0.2}, abs=0.03)
+    with pytest.raises(ValueError, match=r"must sum to 1, found train 0\.6 \+ val 0\.3 \+ test 0\.2 = 1\.1"):
+        PatientSplit(train=0.6, val=0.3, test=0.2)

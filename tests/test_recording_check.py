@@ -18,7 +18,7 @@ import torch
 
 from clef.synthetic.recordings import eeg_signals, make_edf
 from tests.factories import micro_config
-from tokenizer import CANONICAL_CHANNELS, ContractMismatchError, SignalContract, read_recording
+from tokenizer import CANONICAL_CHANNELS, ContractMismatchError, SignalContract, TooShortError, read_recording
 from tokenizer.recording import Recording
 from tokenizer.spectrogram_cache import SpectrogramCache
 from tokenizer.tokens import Tokenizer
@@ -55,9 +55,9 @@ BROKEN = {
                                r"channel_mask of shape \(19,\) expected, found \(18,\)"),
     "channel mask 2-D": (lambda r: {"channel_mask": r.channel_mask[None, :]},
                          r"channel_mask of shape \(19,\) expected, found \(1, 19\)"),
-    "sample mask too short": (lambda r: {"sample_mask": r.sample_mask[:-1]}, "sample_mask length differs from the data"),
+    "sample mask too short": (lambda r: {"sample_mask": r.sample_mask[:-1]}, "sample_mask length differs from the data$"),
     "sample mask too long": (lambda r: {"sample_mask": np.ones(r.sample_mask.size + 1, bool)},
-                             "sample_mask length differs from the data"),
+                             "sample_mask length differs from the data$"),
 }
 
 
@@ -89,6 +89,15 @@ def test_check_compares_with_the_contract_given(recording: Recording) -> None:
         recording.check(SignalContract(sfreq=250.0))
     with pytest.raises(ContractMismatchError, match=r"data of shape \(18, n\) expected"):
         recording.check(SignalContract(channels=CANONICAL_CHANNELS[:-1]))
+
+
+def test_one_spectrogram_window_of_signal_is_long_enough(recording: Recording) -> None:
+    need = CONTRACT.spectrogram.window_s
+    _broken(recording, segments=((0.0, need),)).check_long_enough(CONTRACT)  # exactly one window: enough
+    _broken(recording, segments=((0.0, 1.0), (5.0, 5.0 + need))).check_long_enough(CONTRACT)  # the longest counts
+    with pytest.raises(TooShortError, match=f"at least one {need:g} s spectrogram window.*found 3.5 s "
+                                            "\\(the longest of its 2 segments\\)"):
+        _broken(recording, segments=((0.0, 3.5), (10.0, 12.0))).check_long_enough(CONTRACT)
 
 
 # ---- the contract digest guard of Tokenizer.tokenize_recording ----------------------------
