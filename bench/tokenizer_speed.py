@@ -41,10 +41,11 @@ def main() -> None:
 
     import torch
 
+    from clef.factory import create_tokenizer
     from tokenizer import SignalContract, read_recording
     from tokenizer.spectrogram_cache import SpectrogramCache, compute_spectrogram
     from tokenizer.tokens import Tokenizer
-    from tokenizer.vqgan import VQGAN, PatchDiscriminator, build_context, count_parameters, load_tokenizer_config
+    from tokenizer.vqgan import PatchDiscriminator, count_parameters
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -61,8 +62,8 @@ def main() -> None:
     t_hit = best_of(lambda: cache.get(rec.source_sha256), args.repeats)
     rows = []
     for name in args.configs:
-        ctx = build_context(load_tokenizer_config(name), contract)
-        model = VQGAN(ctx)
+        model = create_tokenizer(name, contract)
+        ctx = model.ctx
         tok = Tokenizer(model, device=args.device, batch_size=4)
         t_enc = best_of(lambda: tok.tokenize_spectrogram(spec), args.repeats)
         tokens = tok.tokenize_spectrogram(spec)
