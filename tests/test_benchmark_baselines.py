@@ -17,6 +17,7 @@ from benchmark_tasks.baselines.bandpower import (
     spectrum_features,
 )
 from benchmark_tasks.baselines.windowed import WindowedEmbedder, sliding_windows, windowed_embeddings
+from tests.factories import micro_config
 from tokenizer.multitaper import CANONICAL_BANDS
 
 CHANNELS = ("Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T3", "C3", "Cz", "C4", "T4", "T5", "P3", "Pz", "P4", "T6",
@@ -126,17 +127,29 @@ def test_braindecode_adapter() -> None:
     assert out.ndim == 2 and out.shape[0] == 2
 
 
-CHECKPOINT = Path(__file__).resolve().parents[1] / "bench" / "out" / "align" / "pretrain_tiny_300"
+@pytest.fixture(scope="module")
+def stage1_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight tiny session transformer with a micro tokenizer inside: what a
+    stage-1 checkpoint holds, built in a second (the embedding paths need no training)."""
+    from clef.factory import save_random_checkpoint
+
+    torch.manual_seed(0)
+    return save_random_checkpoint("tiny", tmp_path_factory.mktemp("stage1") / "pretrain_tiny",
+                                  tokenizer=micro_config())
 
 
-@pytest.mark.skipif(not (CHECKPOINT / "tokenizer").is_dir(), reason="no stage-1 checkpoint under bench/out")
-def test_checkpoint_and_random_encoder(tiny_archive: Path, tmp_path: Path) -> None:
+def test_checkpoint_and_random_encoder(stage1_checkpoint: Path, tiny_archive: Path, tmp_path: Path) -> None:
     from benchmark_tasks.embeddings import embed_checkpoint
 
     s = _sessions().head(2)
-    e = embed_checkpoint(CHECKPOINT, s, tiny_archive, cache_dir=tmp_path)
-    r = embed_checkpoint(CHECKPOINT, s, tiny_archive, random_init=True, cache_dir=tmp_path)
+    e = embed_checkpoint(stage1_checkpoint, s, tiny_archive, cache_dir=tmp_path)
+    r = embed_checkpoint(stage1_checkpoint, s, tiny_archive, random_init=True, cache_dir=tmp_path)
     assert e.session_ids == r.session_ids == ["S1", "S2"] and e.dim == r.dim
     assert not np.allclose(e.vectors, r.vectors) and r.baseline and r.model_id.startswith("random0-")
-    again = embed_checkpoint(CHECKPOINT, s, tiny_archive, cache_dir=tmp_path)
+    assert e.name == "pretrain_tiny" and r.name == "random_pretrain_tiny" and not e.baseline
+    again = embed_checkpoint(stage1_checkpoint, s, tiny_archive, cache_dir=tmp_path)
     assert np.allclose(again.vectors, e.vectors)
+    # the random draw is seeded: the same seed gives the same baseline, another seed another
+    r0 = embed_checkpoint(stage1_checkpoint, s, tiny_archive, random_init=True, cache_dir=tmp_path / "r0")
+    r1 = embed_checkpoint(stage1_checkpoint, s, tiny_archive, random_init=True, seed=1, cache_dir=tmp_path / "r1")
+    assert np.allclose(r0.vectors, r.vectors) and not np.allclose(r1.vectors, r.vectors)
