@@ -1,7 +1,7 @@
 """Channel labels as real archives write them (issue 17): label styles, a site's alias
 table, the reference of every file, dense caps, and the wording of exclusions.
 
-Every defect is shown on a real file of ``../shared/data/real_edf`` relabelled the way the
+Every defect is shown on a real file (``tests/data/real``, ``tests.factories.real_file``) relabelled the way the
 defect shows up in the wild (header bytes rewritten, data untouched), or on a BioSemi-style
 label set.
 """

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from tests.factories import real_file
 from tokenizer.multitaper import (
     CANONICAL_BANDS,
     Spectrogram,
@@ -14,7 +13,6 @@ from tokenizer.multitaper import (
     multitaper_spectrogram,
 )
 
-REAL_EDF = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_edf"
 SFREQ = 200.0
 
 
@@ -66,9 +64,7 @@ def test_matches_mne_with_large_dc_offset() -> None:
 
 @pytest.mark.parametrize("resample", [False, True])
 def test_matches_mne_on_real_edf(resample: bool) -> None:
-    path = REAL_EDF / "eegmat_Subject00_1.edf"
-    if not path.exists():
-        pytest.skip(f"real EDF files not available ({REAL_EDF})")
+    path = real_file("eegmat_Subject00_1.edf")
     mne = pytest.importorskip("mne")
     raw = mne.io.read_raw_edf(path, preload=True, verbose=False)
     raw.pick(["EEG Fp1", "EEG C3", "EEG Cz", "EEG T4", "EEG O2"]).crop(0, 60, include_tmax=False)
