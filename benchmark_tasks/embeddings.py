@@ -28,7 +28,8 @@ import numpy as np
 import polars as pl
 
 from benchmark_tasks.progress import track
-from benchmark_tasks.tables import require_columns, write_parquet_atomic
+from benchmark_tasks.tables import require_columns
+from tokenizer.atomic import write_parquet_atomic
 
 __all__ = ["EmbeddingSet", "embed_checkpoint", "load_embeddings", "read_held_out", "store_parts"]
 

@@ -20,6 +20,7 @@ import polars as pl
 
 from benchmark_tasks.card import CALIBRATION_BINS
 from benchmark_tasks.config import CATEGORIES
+from tokenizer.atomic import atomic_path
 
 if TYPE_CHECKING:
     from benchmark_tasks.run import BenchmarkResult
@@ -42,10 +43,8 @@ def _plt():
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    tmp.replace(path)
+    with atomic_path(path, suffix=path.suffix) as tmp:  # savefig reads the format from the suffix
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
     _plt().close(fig)
     return path
 

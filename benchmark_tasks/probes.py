@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from benchmark_tasks.config import MLPConfig
+from tokenizer.atomic import write_json_atomic
 
 __all__ = [
     "PROBE_FORMAT_VERSION",
@@ -181,8 +182,6 @@ class LogisticProbe:
 
     def save(self, path: str | os.PathLike[str], **meta: Any) -> Path:
         """Write the probe as JSON, atomically."""
-        from benchmark_tasks.tables import write_json_atomic
-
         return write_json_atomic(self.to_dict(**meta), path)
 
     @classmethod

@@ -19,8 +19,8 @@ from benchmark_tasks.card import (
 )
 from benchmark_tasks.config import CATEGORIES, ProbeConfig
 from benchmark_tasks.metrics import HEADROOM_MIN_GAIN
-from benchmark_tasks.tables import write_text_atomic
 from benchmark_tasks.truth import TASK_CLASSES
+from tokenizer.atomic import write_text_atomic
 
 if TYPE_CHECKING:
     from benchmark_tasks.embeddings import EmbeddingSet

@@ -72,9 +72,9 @@ from benchmark_tasks.power import mean_interval, patient_bootstrap_aurocs
 from benchmark_tasks.probes import fit_logistic_probe, fit_mlp_probe
 from benchmark_tasks.progress import track
 from benchmark_tasks.suite import Suite, load_suite
-from benchmark_tasks.tables import write_json_atomic, write_parquet_atomic
 from benchmark_tasks.tasks import held_out_status
 from benchmark_tasks.truth import TASK_CLASSES
+from tokenizer.atomic import write_json_atomic, write_parquet_atomic
 
 __all__ = ["GROUPINGS", "RESULTS_SCHEMA", "BenchmarkResult", "run_benchmark", "safe_name"]
 

@@ -33,8 +33,8 @@ from benchmark_tasks.config import SuiteConfig
 from benchmark_tasks.matching import covariate_matrix, match_controls
 from benchmark_tasks.progress import track
 from benchmark_tasks.splits import SplitLeakError, assign_splits, check_no_leak
-from benchmark_tasks.tables import write_parquet_atomic, write_text_atomic
 from benchmark_tasks.tasks import CohortIndex, TaskDefinition, TaskStats, candidate_tasks, membership
+from tokenizer.atomic import write_parquet_atomic, write_text_atomic
 from tokenizer.hashing import file_sha256
 
 __all__ = [

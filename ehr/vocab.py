@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -380,13 +379,16 @@ class CodeVocab:
 
     # ---- persistence -------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """Write the vocabulary as JSON (atomically: temp file + rename)."""
-        path = Path(path)
+        """Write the vocabulary as JSON.
+
+        Not atomic on its own: the vocabulary is part of an alignment checkpoint, written
+        into the checkpoint's staging folder, which is renamed into place as a whole
+        (``clef.align.train``). ``ehr`` does not import the repository's atomic writes
+        (:mod:`tokenizer.atomic`): the bottom-layer packages stay independent.
+        """
         payload = {"format": _FORMAT, "version": _VERSION, "min_count": self.min_count,
                    "held_out": list(self.held_out), "tokens": list(self.tokens)}
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(payload, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        Path(path).write_text(json.dumps(payload, indent=1), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> CodeVocab:

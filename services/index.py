@@ -44,10 +44,11 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from tokenizer.atomic import atomic_path, write_json_atomic, write_parquet_atomic
 from tokenizer.hashing import file_sha256
 from services.config import IndexConfig
 from services.store import EmbeddingStore, StoreError, vectors_of
-from services.store_writer import utc_now, write_json_atomic
+from services.store_writer import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -284,20 +285,18 @@ def save_index(store: EmbeddingStore, ci: CohortIndex) -> Path:
     with _locked(d):
         stamp = f"{ci.digest}-{time.time_ns() % 10**9:09d}"
         f_index, f_ids = d / f"index-{stamp}.faiss", d / f"ids-{stamp}.parquet"
-        tmp = d / f".tmp-{os.getpid()}-{stamp}"
-        faiss.write_index(ci.index, str(tmp))
-        os.replace(tmp, f_index)
+        with atomic_path(f_index) as tmp:
+            faiss.write_index(ci.index, str(tmp))
         ids = {"row": np.arange(ci.n, dtype=np.int64), "session_id": ci.session_ids, "source_sha256": ci.shas}
         if ci.norms is not None:
             ids["norm"] = ci.norms
-        pl.DataFrame(ids).write_parquet(tmp)
-        os.replace(tmp, f_ids)
-        write_json_atomic(d / "index.json", {
+        write_parquet_atomic(pl.DataFrame(ids), f_ids)
+        write_json_atomic({
             "schema": INDEX_SCHEMA, "kind": ci.kind, "requested": ci.requested, "model_id": ci.model_id, "n": ci.n,
             "dim": ci.dim, "store_digest": ci.digest, "params": ci.params, "index_file": f_index.name,
             "ids_file": f_ids.name, "index_sha256": file_sha256(f_index), "ids_sha256": file_sha256(f_ids),
             "metric": "cosine (inner product of L2-normalised vectors)",
-            "built": utc_now().isoformat(), "faiss": faiss.__version__})
+            "built": utc_now().isoformat(), "faiss": faiss.__version__}, d / "index.json", indent=2, sort_keys=True)
         _remove_unreferenced(d)
     return d
 

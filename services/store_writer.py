@@ -14,12 +14,10 @@ second run from writing the same store at the same time.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import re
 import shutil
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,6 +26,7 @@ import polars as pl
 
 from services.schemas import SCHEMAS, STORE_SCHEMA, TABLES
 from services.store import EmbeddingStore, StoreError
+from tokenizer.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +40,6 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON via a temp file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{time.time_ns()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def utc_now() -> datetime:
@@ -119,7 +111,7 @@ class StoreWriter:
         if not info:
             info = {"schema": STORE_SCHEMA, "created": utc_now().isoformat(), "archive": self.archive, "models": {},
                     "anonymous_ids": self.anonymous_ids}
-            write_json_atomic(self.path / "store.json", info)
+            write_json_atomic(info, self.path / "store.json", indent=2, sort_keys=True)
         elif info.get("archive") not in (None, self.archive):
             log.warning("store %s was built from archive %s; now embedding %s (paths are relative to each root)",
                         self.path, info.get("archive"), self.archive)
@@ -208,7 +200,7 @@ class StoreWriter:
         for mid, meta in models.items():
             known.setdefault(mid, {**meta, "added": utc_now().isoformat()})
         info["updated"] = utc_now().isoformat()
-        write_json_atomic(self.path / "store.json", info)
+        write_json_atomic(info, self.path / "store.json", indent=2, sort_keys=True)
 
     def close(self) -> None:
         """Release the lock."""

@@ -31,6 +31,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from tokenizer.atomic import replace_dir
 from tokenizer.contract import SignalContract
 from tokenizer.hashing import file_sha256
 
@@ -230,13 +231,7 @@ def save_checkpoint(
         for sub, src in (copy_dirs or {}).items():
             shutil.copytree(src, tmp / sub)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")  # last: marks it whole
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}-{time.time_ns()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

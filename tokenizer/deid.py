@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
+from tokenizer.atomic import atomic_path
 from tokenizer.home import clef_home
 
 log = logging.getLogger(__name__)
@@ -64,12 +65,10 @@ def get_salt(salt: str | None = None) -> str:
     path = clef_home() / "deid_salt"
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
     value = secrets.token_hex(16)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(value + "\n")
-    os.replace(tmp, path)
-    os.chmod(path, 0o600)
+    with atomic_path(path) as tmp:
+        tmp.write_text(value + "\n")
+        os.chmod(tmp, 0o600)  # private before it is visible under its name
     log.warning("created a new de-identification salt in %s; set CLEF_DEID_SALT to share one across machines", path)
     return value
 

@@ -9,13 +9,14 @@ read back by MNE and pyedflib in the tests, as an independent check.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, Sequence
 
 import numpy as np
+
+from tokenizer.atomic import atomic_path
 
 Format = Literal["EDF", "EDF+C", "EDF+D", "BDF", "BDF+C", "BDF+D"]
 
@@ -234,12 +235,9 @@ def write_edf(
                 body[r, pos : pos + width] = np.frombuffer(b.ljust(width, b"\x00"), dtype=np.uint8)
             pos += width
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(head)
         f.write(body.tobytes())
-    os.replace(tmp, path)
     return path
 
 

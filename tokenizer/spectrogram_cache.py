@@ -27,7 +27,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from tokenizer import multitaper
+from tokenizer.atomic import write_bytes_atomic
 from tokenizer.channels import ChannelMap
 from tokenizer.contract import SignalContract
 from tokenizer.home import clef_home
@@ -189,20 +189,13 @@ class SpectrogramCache:
     def put(self, spec: SessionSpectrogram) -> Path:
         """Store ``spec`` atomically; returns the cache file."""
         path = self.path_for(spec.source_sha256)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = json.dumps({"source_sha256": spec.source_sha256, "source_path": spec.source_path,
                            "contract_digest": self.contract.digest(), "code": spectrogram_code_version(),
                            "format": CACHE_FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         buf = io.BytesIO()
         np.savez(buf, values=spec.values, frame_mask=spec.frame_mask, channel_mask=spec.channel_mask,
                  meta=np.array(meta))
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{time.time_ns()}")
-        try:
-            tmp.write_bytes(buf.getbuffer())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return write_bytes_atomic(buf.getbuffer(), path)
 
     def load_or_compute(self, path: str | Path, *, source_sha256: str | None = None,
                         use_cache: bool = True) -> tuple[SessionSpectrogram, bool]:

@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -46,6 +44,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from tokenizer.atomic import write_json_atomic, write_parquet_atomic
 from tokenizer.channels import ChannelMap
 from tokenizer.checkpoint_io import remove_stale_temps
 from tokenizer.contract import SignalContract
@@ -225,15 +224,6 @@ class TokenizeSummary:
     parts: list[str] = field(default_factory=list)
 
 
-def _write_part(df: pl.DataFrame, path: Path, metadata: dict[str, str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{time.time_ns()}")
-    try:
-        df.write_parquet(tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def read_tokens(out_dir: str | Path) -> pl.DataFrame:
     """All token rows written to ``out_dir`` (empty frame with the schema if none)."""
     parts = sorted(Path(out_dir).glob("tokens-*.parquet"))
@@ -269,9 +259,7 @@ def _check_manifest(out: Path, tok: Tokenizer, checkpoint: str | Path) -> None:
             raise ValueError(f"{out} holds tokens of another checkpoint ({old.get('checkpoint')}, weights "
                              f"{str(old.get('weights_sha256'))[:16]}); use another --out")
         return
-    tmp = path.with_name(f".manifest.json.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(manifest, path, indent=2)
 
 
 def tokenize_archive(
@@ -349,10 +337,11 @@ def tokenize_archive(
         nonlocal next_part, pending
         if rows:
             path = out / f"tokens-{next_part:05d}.parquet"
-            _write_part(pl.DataFrame(rows, schema=TOKENS_SCHEMA), path, metadata)
+            write_parquet_atomic(pl.DataFrame(rows, schema=TOKENS_SCHEMA), path, metadata=metadata)
             summary.parts.append(str(path))
         if errors:
-            _write_part(pl.DataFrame(errors, schema=ERRORS_SCHEMA), out / f"errors-{next_part:05d}.parquet", metadata)
+            write_parquet_atomic(pl.DataFrame(errors, schema=ERRORS_SCHEMA), out / f"errors-{next_part:05d}.parquet",
+                                 metadata=metadata)
         if rows or errors:
             next_part += 1
         rows.clear()

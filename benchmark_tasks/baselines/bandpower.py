@@ -33,7 +33,8 @@ import polars as pl
 
 from benchmark_tasks.embeddings import EmbeddingSet
 from benchmark_tasks.progress import track
-from benchmark_tasks.tables import require_columns, write_parquet_atomic
+from benchmark_tasks.tables import require_columns
+from tokenizer.atomic import write_parquet_atomic
 from tokenizer.contract import CANONICAL_CHANNELS, SignalContract
 from tokenizer.ingest import read_recording
 from tokenizer.multitaper import CANONICAL_BANDS, band_power_from_psd, multitaper_spectrogram

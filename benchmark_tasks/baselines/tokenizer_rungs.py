@@ -50,7 +50,8 @@ import polars as pl
 from benchmark_tasks.baselines.bandpower import _key, spectrum_features
 from benchmark_tasks.embeddings import EmbeddingSet
 from benchmark_tasks.progress import track
-from benchmark_tasks.tables import require_columns, write_parquet_atomic
+from benchmark_tasks.tables import require_columns
+from tokenizer.atomic import write_parquet_atomic
 
 if TYPE_CHECKING:
     from clef.reconstruction import Reconstructor, SessionReconstruction

@@ -43,6 +43,7 @@ from clef.pretrain import load_token_table
 from ehr import CodeVocab
 from reports import SummariserConfig, make_summariser
 from reports.text_encoder import FrozenTextEncoder, TextEncoderConfig
+from tokenizer.atomic import replace_dir
 from tokenizer.checkpoint_io import (
     CheckpointError,
     clear_leftovers,
@@ -158,16 +159,6 @@ def evaluate_retrieval(module: AlignModule, data: AlignData, *, val: bool = True
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _swap_into(staging: Path, out: Path) -> None:
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}-{time.time_ns()}")
-        os.replace(out, old)
-        os.replace(staging, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, out)
-
-
 def save_aligned_checkpoint(module: AlignModule, out: str | Path, *, vocab: CodeVocab, tokenizer_dir: Path | None,
                             data_digest: str = "", optimizer: torch.optim.Optimizer | None = None,
                             extra_meta: dict[str, Any] | None = None) -> Path:
@@ -204,7 +195,7 @@ def save_aligned_checkpoint(module: AlignModule, out: str | Path, *, vocab: Code
         (staging / ALIGN_SUBDIR / VOCAB_DIGEST).write_text(digest + "\n")
         if tokenizer_dir is not None and tokenizer_dir.is_dir():
             shutil.copytree(tokenizer_dir, staging / TOKENIZER_SUBDIR)
-        _swap_into(staging, out)
+        replace_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -42,6 +42,7 @@ from clef.synthetic.population import generate_population
 from clef.synthetic.population_config import PopulationConfig
 from clef.synthetic.records import Patient, Population, SessionTruth
 from clef.synthetic.reports import write_report
+from tokenizer.atomic import atomic_path, write_parquet_atomic, write_text_atomic
 from tokenizer.contract import CANONICAL_CHANNELS
 from tokenizer.edf_writer import EDFSignal, write_edf
 
@@ -196,10 +197,7 @@ def _write_session(args: tuple[Path, SessionTruth, Patient, HospitalConfig, bool
         write_edf(out / session_relpath(s), signals, fmt=style.fmt, start=s.start.replace(tzinfo=None),
                   patient=patient_field, recording=recording_field, annotations=annotations)
     report = write_report(s, p, summary, rng, cfg.population)
-    rp = out / "reports" / f"{s.session_id}.txt"
-    tmp = rp.with_name(f".{rp.name}.tmp")
-    tmp.write_text(report.text, encoding="utf-8")
-    os.replace(tmp, rp)
+    write_text_atomic(report.text, out / "reports" / f"{s.session_id}.txt")
     return {
         "session_id": s.session_id,
         "patient_id": s.patient_id,
@@ -309,12 +307,10 @@ def synthesize_hospital(
     for p in pop.patients:
         bundle = patient_bundle(p, pop.sessions_of(p.patient_id), site_names=names)
         validate_bundle(bundle)
-        _atomic_text(out / "fhir" / f"{p.patient_id}.json", json.dumps(bundle, indent=1))
+        write_text_atomic(json.dumps(bundle, indent=1), out / "fhir" / f"{p.patient_id}.json")
     _write_sessions_csv(out / "sessions.csv", rows)
     truth = pl.DataFrame(rows)
-    tmp = out / ".truth.parquet.tmp"
-    truth.write_parquet(tmp)
-    os.replace(tmp, out / "truth.parquet")
+    write_parquet_atomic(truth, out / "truth.parquet")
     hours = float(sum(r["duration_s"] for r in rows) / 3600)
     meta = {
         "generator": "clef.synthetic.hospital",
@@ -326,26 +322,18 @@ def synthesize_hospital(
         "config_sha256": hashlib.sha256(cfg.model_dump_json().encode()).hexdigest(),
         "sites": {s.site_id: cfg.style_of(s.site_id).model_dump() for s in cfg.population.sites},
     }
-    _atomic_text(out / "hospital.json", json.dumps(meta, indent=2))
+    write_text_atomic(json.dumps(meta, indent=2), out / "hospital.json")
     return HospitalSummary(out, n_patients, len(rows), hours, time.perf_counter() - t0)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _write_sessions_csv(path: Path, rows: Iterable[dict]) -> None:
     """The hospital export: links only, no labels."""
     cols = ("session_id", "patient_id", "encounter_id", "path", "site", "setting", "start")
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
         for r in rows:
             w.writerow([r[c] for c in cols])
-    os.replace(tmp, path)
 
 
 def load_truth(out: str | Path) -> pl.DataFrame:

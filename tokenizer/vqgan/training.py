@@ -42,7 +42,6 @@ import json
 import logging
 import math
 import os
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -54,6 +53,7 @@ import torch
 from torch.func import functional_call
 from torch.utils.data import DataLoader, Dataset
 
+from tokenizer.atomic import write_json_atomic
 from tokenizer.checkpoint_io import (
     TRAINING_STATE,
     CheckpointError,
@@ -139,10 +139,7 @@ def index_archive(
         sessions.append(IndexedSession(res.path, res.source_sha256, res.cache_file, len(fm), wins))
         st = Path(res.path).stat()
         records.append({"path": res.path, "sha256": res.source_sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns})
-    index_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = index_path.with_name(f".{index_path.name}.tmp-{os.getpid()}-{time.time_ns()}")
-    tmp.write_text(json.dumps({"archive": str(archive.resolve()), "files": records}, indent=1))
-    os.replace(tmp, index_path)
+    write_json_atomic({"archive": str(archive.resolve()), "files": records}, index_path)
     return sessions
 
 
