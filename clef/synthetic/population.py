@@ -621,4 +621,3 @@ def generate_population(n_patients: int, seed: int, config: PopulationConfig | N
         patients.append(patient)
         sessions.extend(truths)
     return Population(patients=tuple(patients), sessions=tuple(sessions), seed=int(seed), config=cfg)
-

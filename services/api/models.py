@@ -88,4 +88,3 @@ NEIGHBOUR_LINKS = {200: {"links": {
     for name, path, what in (("FirstNeighbour", "", "metadata"),
                              ("FirstNeighbourProbabilities", "/probabilities", "task probabilities"),
                              ("FirstNeighbourSimilar", "/similar", "similar sessions"))}}}
-

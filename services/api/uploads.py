@@ -20,8 +20,7 @@ from services.api.deps import Filters, State, Tasks, Upload, k_query, require_ke
 from services.api.errors import ApiError, error_response, error_responses
 from services.api.models import NEIGHBOUR_LINKS, EmbeddingOut, ProbabilitiesOut, SimilarOut
 from services.api.state import ServiceState
-from tokenizer.errors import IngestError
-from tokenizer.header_facts import HeaderFacts, read_header_facts
+from tokenizer.header_facts import HeaderFacts
 
 __all__ = ["limit_uploads", "uploads_router"]
 
@@ -72,17 +71,17 @@ def _save_upload(state: ServiceState, upload: UploadFile, folder: str) -> Path:
 
 
 def _embed_upload(state: ServiceState, upload: UploadFile) -> tuple[Any, HeaderFacts]:
-    """Embed an upload (deleted afterwards): the embedding and the header facts; 422 for unreadable files."""
+    """Embed an upload (deleted afterwards), reading it once: the embedding and the file's header facts.
+
+    A file that cannot be read answers 422 with the ingest error's kind; any other failure is a bug (500).
+    """
     folder = tempfile.mkdtemp(prefix="clef-upload-")
     try:
         path = _save_upload(state, upload, folder)
         try:
-            facts = read_header_facts(path)
-        except IngestError as exc:
-            raise ApiError(422, f"{exc.kind}: {str(exc).replace(str(path), 'upload')}", exc.kind) from None
-        try:
-            with state.lock:
-                emb = state.embedder.embed(path)
+            with state.lock:  # one recording in memory at a time
+                recording = state.embedder.read(path)
+                emb = state.embedder.embed(recording)
         except Exception as exc:  # noqa: BLE001 - ingest errors carry a kind; others are bugs
             kind = getattr(exc, "kind", None)
             if not isinstance(kind, str):
@@ -90,7 +89,7 @@ def _embed_upload(state: ServiceState, upload: UploadFile) -> tuple[Any, HeaderF
                 raise ApiError(500, "internal error while embedding the upload") from None
             raise ApiError(422, f"{kind}: {' '.join(str(exc).replace(str(path), 'upload').split())}", kind) \
                 from None
-        return emb, facts
+        return emb, recording.facts
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
