@@ -77,7 +77,8 @@ def test_a_copy_loads_like_the_package(copy: Path) -> None:
     ("penetrance.yaml", lambda d: d.pop("stroke:lpd"), r"penetrance must give exactly the signature keys: "
                                                        r"missing \['stroke:lpd'\]"),
 ])
-def test_a_bad_entry_is_refused_with_a_clear_message(copy: Path, name: str, change, expected: str) -> None:  # noqa: ANN001
+def test_a_bad_entry_is_refused_with_a_clear_message(copy: Path, name: str, change,  # noqa: ANN001
+                                                       expected: str) -> None:
     _edit(copy, name, change)
     with pytest.raises(CatalogueError, match=expected) as info:
         load_catalogue(copy)

@@ -6,9 +6,10 @@ ones. :func:`generate_population` draws patients (fake PHI, demographics), their
 conditions (real ICD-10-CM codes, with onset and, for acute problems, abatement dates),
 their medications (real drugs with ATC codes, prescribed *because of* a condition, with
 start/end dates), their encounters (site, care setting, period) and their EEG sessions.
-Every session's truth (:class:`~clef.synthetic.records.SessionTruth`) lists the conditions and drugs active on
-the session date and the EEG findings planted in it (:class:`~clef.synthetic.spec.PlantedFinding`),
-and converts to the simulator's :class:`~clef.synthetic.spec.SessionSpec`.
+Every session's truth (:class:`~clef.synthetic.records.SessionTruth`) lists the conditions
+and drugs active on the session date and the EEG findings planted in it
+(:class:`~clef.synthetic.spec.PlantedFinding`), and converts to the simulator's
+:class:`~clef.synthetic.spec.SessionSpec`.
 
 What the model knows is kept apart from how it draws: the clinical catalogue (conditions,
 drugs, EEG signatures) is data, loaded by :mod:`clef.synthetic.catalogue`; the rates are
@@ -18,38 +19,43 @@ drugs, EEG signatures) is data, loaded by :mod:`clef.synthetic.catalogue`; the r
 
 The model
 ---------
-* **Sites** (:class:`~clef.synthetic.population_config.SiteConfig`): an id, a mains frequency, a share of patients, a care
-  setting mix (``routine``/``emu``/``icu``) and optionally their own age distribution
-  (the default children's hospital sees patients aged 0-21).
+* **Sites** (:class:`~clef.synthetic.population_config.SiteConfig`): an id, a mains
+  frequency, a share of patients, a care setting mix (``routine``/``emu``/``icu``) and
+  optionally their own age distribution (the default children's hospital sees patients
+  aged 0-21).
 * **Demographics**: age at the first session from age bands (0-95, children included),
-  sex, and race in the 8 classes of CLEF's EHR tokens (:data:`~clef.synthetic.catalogue.RACES`).
-* **Chronic conditions** (:data:`CONDITIONS`, ``acute=False``) are drawn in a fixed order
-  (:data:`~clef.synthetic.catalogue.CHRONIC_ORDER`) with an age-band probability (:class:`~clef.synthetic.population_config.PrevalenceRule`) moved
-  on the log-odds scale by sex and by conditions drawn earlier (comorbidity: stroke is
-  more likely with hypertension, diabetes and atrial fibrillation; focal epilepsy with
-  stroke, brain tumour and dementia ...). A fraction (``incident_p``) starts between the
-  patient's first and last session, so "active at the session" differs between sessions.
+  sex, and race in the 8 classes of CLEF's EHR tokens
+  (:data:`~clef.synthetic.catalogue.RACES`).
+* **Chronic conditions** (:data:`~clef.synthetic.catalogue.CONDITIONS`, not
+  ``admission_only``) are drawn in a fixed order
+  (:data:`~clef.synthetic.catalogue.CHRONIC_ORDER`) with an age-band probability
+  (:class:`~clef.synthetic.population_config.PrevalenceRule`) moved on the log-odds scale
+  by sex and by conditions drawn earlier (comorbidity: stroke is more likely with
+  hypertension, diabetes and atrial fibrillation; focal epilepsy with stroke, brain tumour
+  and dementia ...). A fraction (``incident_p``) starts between the patient's first and
+  last session, so "active at the session" differs between sessions.
 * **Sessions**: 1-4 per patient, weeks to years apart; the setting follows the site mix,
-  EMU being more likely for patients with spells (epilepsy, PNES, syncope) and ICU for
-  the elderly. EMU and ICU admissions may hold several sessions on consecutive days.
+  EMU being more likely for patients with spells (epilepsy, PNES, syncope) and ICU for the
+  elderly. EMU and ICU admissions may hold several sessions on consecutive days.
 * **Acute conditions** come with admissions: an ICU admission has a reason
   (encephalopathy, sepsis, cardiac arrest, acute stroke, status epilepticus, respiratory
-  failure, other; :class:`~clef.synthetic.population_config.IcuConfig`) which adds its codes (e.g. cardiac arrest →
-  I46.9 and often anoxic brain injury G93.1), intubation (J96.00) and ICU drugs
-  (propofol, midazolam, dexmedetomidine, fentanyl, lorazepam, antiseizure loading);
-  a routine EEG may be an inpatient one, often for encephalopathy/delirium. So
-  encephalopathy and anoxic injury are mostly ICU problems, epilepsy is over-represented
-  in the EMU.
-* **Medications** follow :class:`~clef.synthetic.population_config.TreatmentRule` per condition (probability of treatment,
-  drug weights, second drug, stop, switch). Every drug declares its indications
-  (:data:`~clef.synthetic.catalogue.DRUGS`); a drug is only ever prescribed for one of them.
+  failure, other; :class:`~clef.synthetic.population_config.IcuConfig`) which adds its
+  codes (e.g. cardiac arrest → I46.9 and often anoxic brain injury G93.1), intubation
+  (J96.00) and ICU drugs (propofol, midazolam, dexmedetomidine, fentanyl, lorazepam,
+  antiseizure loading); a routine EEG may be an inpatient one, often for
+  encephalopathy/delirium. So encephalopathy and anoxic injury are mostly ICU problems,
+  epilepsy is over-represented in the EMU.
+* **Medications** follow :class:`~clef.synthetic.population_config.TreatmentRule` per
+  condition (probability of treatment, drug weights, second drug, stop, switch). Every
+  drug declares its indications (:data:`~clef.synthetic.catalogue.DRUGS`); a drug is only
+  ever prescribed for one of them.
 * **EEG signatures**: each condition and drug group declares the findings it causes
-  (:class:`~clef.synthetic.catalogue.SignatureItem`: finding, severity range, laterality, settings, acute window).
-  In each session, each signature key present is planted with its penetrance
-  (``PopulationConfig.penetrance``), so an affected patient does not show it in every
-  session. Severity combines a per-patient trait and per-session noise. Negative-control
-  conditions (hypertension, type 2 diabetes, hyperlipidemia, hypothyroidism, depression)
-  and their drugs carry no signature.
+  (:class:`~clef.synthetic.catalogue.SignatureItem`: finding, severity range, laterality,
+  settings, acute window). In each session, each signature key present is planted with its
+  penetrance (``PopulationConfig.penetrance``), so an affected patient does not show it in
+  every session. Severity combines a per-patient trait and per-session noise.
+  Negative-control conditions (hypertension, type 2 diabetes, hyperlipidemia,
+  hypothyroidism, depression) and their drugs carry no signature.
 
 Generation is deterministic per ``seed``; patient ``i`` depends only on ``(seed, i)``, so
 the first 100 patients of a 200-patient population equal a 100-patient population.

@@ -1,4 +1,4 @@
-"""What the population model produces: patients with their conditions, drugs and encounters, and the truth of each EEG session.
+"""What the population model produces: patients (conditions, drugs, encounters) and each session's truth.
 
 Frozen dataclasses: a generated :class:`Population` is a value. Each
 :class:`SessionTruth` converts to the simulator's :class:`~clef.synthetic.spec.SessionSpec`.
