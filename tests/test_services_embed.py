@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from services.batch import embed_archive
 from services.config import EmbedConfig
 from services.discovery import discover
 from services.store import EmbeddingStore
-from tests.factories import make_archive
+from tests.factories import make_archive, wait_until
 
 N = 12  # sessions copied from the hospital (+ 2 broken files + 1 copy)
 
@@ -303,12 +302,9 @@ def test_kill_9_mid_run_then_resume(archive: Path, svc_checkpoint: Path, tmp_pat
     cmd = [str(clef), "embed", str(archive), "--checkpoint", str(svc_checkpoint), "--store", str(store),
            "--part-size", "1", "--workers", "2", "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if len(list((store / "manifest").glob("part-*.parquet"))) >= 3 if (store / "manifest").is_dir() else False:
-                break
-            time.sleep(0.02)
+    try:  # until three parts are committed, or the run ends too early (reported below)
+        wait_until(lambda: proc.poll() is not None or len(list((store / "manifest").glob("part-*.parquet"))) >= 3,
+                   240, interval=0.02, message="three committed parts")
         assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
         workers = psutil.Process(proc.pid).children(recursive=True)
         os.kill(proc.pid, signal.SIGKILL)
