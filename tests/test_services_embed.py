@@ -194,9 +194,8 @@ if __name__ == "__main__":
     from services.batch import embed_archive
     from services.config import EmbedConfig
 
-    archive, checkpoint, store, retry = sys.argv[1:]
-    s = embed_archive(archive, checkpoint, store, EmbedConfig(part_size=2, retry_failed=retry == "retry"),
-                      progress=False)
+    archive, checkpoint, store = sys.argv[1:]
+    s = embed_archive(archive, checkpoint, store, EmbedConfig(part_size=2), progress=False)
     print(json.dumps(s.to_dict()))
 """
 
@@ -213,10 +212,9 @@ def test_a_file_that_kills_its_worker_is_failed_and_the_run_goes_on(svc_hospital
     script, store = tmp_path / "killer.py", tmp_path / "store"
     script.write_text(_KILLER_SCRIPT)
 
-    def run(retry: bool = False) -> dict:
-        done = subprocess.run([sys.executable, str(script), str(small), str(svc_checkpoint), str(store),
-                               "retry" if retry else "no"], capture_output=True, text=True, timeout=300,
-                              cwd=Path(__file__).resolve().parents[1])
+    def run() -> dict:
+        done = subprocess.run([sys.executable, str(script), str(small), str(svc_checkpoint), str(store)],
+                              capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
         assert done.returncode == 0, done.stderr[-3000:]
         return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -227,8 +225,6 @@ def test_a_file_that_kills_its_worker_is_failed_and_the_run_goes_on(svc_hospital
     assert row["status"] == "failed" and row["error_kind"] == "worker_died" and "--retry-failed" in row["error"]
     s = run()
     assert (s["embedded"], s["failed_skipped"]) == (0, 1)  # not tried again unless asked
-    s = run(retry=True)
-    assert (s["embedded"], s["failed"]) == (0, 1)  # tried again: it kills its worker again, the run ends well
 
 
 def test_each_file_is_read_once_on_the_batch_path(archive: Path, svc_checkpoint: Path, tmp_path: Path,
