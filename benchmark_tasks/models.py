@@ -17,6 +17,7 @@ import polars as pl
 
 from benchmark_tasks.embeddings import EmbeddingSet, embed_checkpoint, load_embeddings
 from benchmark_tasks.suite import Suite
+from tokenizer.contract import CANONICAL_CHANNELS
 
 __all__ = ["ModelSources", "collect_models", "suite_sessions"]
 
@@ -143,7 +144,6 @@ def collect_models(suite: Suite, sources: ModelSources, *, archive: str | os.Pat
                                    spectrogram_cache=spectrogram_cache, workers=workers, progress=progress,
                                    prefix=prefix)
     for spec in sources.braindecode:
-        from benchmark_tasks.baselines.bandpower import _signal_api
         from benchmark_tasks.baselines.braindecode_models import (
             BRAINDECODE_MODELS,
             load_braindecode_model,
@@ -153,7 +153,7 @@ def collect_models(suite: Suite, sources: ModelSources, *, archive: str | os.Pat
 
         bname, weights = parse_braindecode_option(spec)
         info = BRAINDECODE_MODELS[bname]
-        net = load_braindecode_model(bname, weights, channels=_signal_api().channels)
+        net = load_braindecode_model(bname, weights, channels=tuple(CANONICAL_CHANNELS))
         out.append(windowed_embeddings(net, sessions, root, name=bname, window_s=info.window_s,
                                        input_scale=info.input_scale, device=device, progress=progress))
     if not out:
