@@ -77,7 +77,7 @@ def evaluate_session(model, spec, row: dict, freqs: np.ndarray) -> dict:
     """Every per-session quantity the four targets need (decoded vs original)."""
     from benchmark_tasks.baselines.bandpower import spectrum_features
     from tokenizer.contract import CANONICAL_CHANNELS
-    from tokenizer.multitaper import CANONICAL_BANDS as BANDS
+    from tokenizer.multitaper import CANONICAL_BANDS
     from tokenizer.vqgan.evaluate import (
         awake_epochs,
         band_power_errors,
@@ -90,9 +90,10 @@ def evaluate_session(model, spec, row: dict, freqs: np.ndarray) -> dict:
     orig = spec.values.astype(np.float32)
     cm, fm = spec.channel_mask, spec.frame_mask
     errs = band_power_errors(orig, recon, freqs, cm, fm)
-    out: dict = {"raw_err": np.array([rep.band_error_db[b] for b in BANDS]),
+    out: dict = {"raw_err": np.array([rep.band_error_db[b] for b in CANONICAL_BANDS]),
                  "raw_weight": float(cm.sum() * fm.sum()),
-                 "clin_sum": np.array([errs[b].sum() for b in BANDS]), "clin_n": np.array([errs[b].size for b in BANDS]),
+                 "clin_sum": np.array([errs[b].sum() for b in CANONICAL_BANDS]),
+                 "clin_n": np.array([errs[b].size for b in CANONICAL_BANDS]),
                  "codes": rep.code_counts}
     peaks = np.zeros((0, 2))
     if row["age_years"] >= 18 and row["pdr_hz"] is not None:
@@ -101,7 +102,7 @@ def evaluate_session(model, spec, row: dict, freqs: np.ndarray) -> dict:
     out["peaks"] = peaks
     ho = hemispheric_differences(orig, freqs, cm, fm)
     hd = hemispheric_differences(recon, freqs, cm, fm)
-    out["hemi"] = np.stack([np.stack([ho[b], hd[b]]) for b in BANDS])  # (bands, 2, pairs)
+    out["hemi"] = np.stack([np.stack([ho[b], hd[b]]) for b in CANONICAL_BANDS])  # (bands, 2, pairs)
     lin = lambda x: np.power(10.0, x[:, :, fm].astype(np.float64) / 10).mean(2)  # noqa: E731
     out["feat"] = np.stack([spectrum_features(lin(orig), freqs, CANONICAL_CHANNELS, cm),
                             spectrum_features(lin(recon), freqs, CANONICAL_CHANNELS, cm)])
@@ -139,7 +140,7 @@ def main() -> None:
     from tokenizer import SignalContract
     from tokenizer.spectrogram_cache import SpectrogramCache
     from tokenizer.vqgan.config import load_tokenizer_config
-    from tokenizer.multitaper import CANONICAL_BANDS as BANDS
+    from tokenizer.multitaper import CANONICAL_BANDS
     from tokenizer.vqgan.model import VQGAN
     from tokenizer.vqgan.training import train_tokenizer
 
@@ -185,7 +186,7 @@ def main() -> None:
         np.savez(cache_file, **{f"s{i}_{k}": v for i, d in enumerate(per) for k, v in d.items()})
     t_eval = time.perf_counter() - t0
 
-    names = list(BANDS)
+    names = list(CANONICAL_BANDS)
     w = np.array([d["raw_weight"] for d in per])
     raw = (np.stack([d["raw_err"] for d in per]) * w[:, None]).sum(0) / w.sum()
     clin = np.stack([d["clin_sum"] for d in per]).sum(0) / np.stack([d["clin_n"] for d in per]).sum(0)
