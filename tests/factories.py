@@ -296,10 +296,10 @@ def make_archive(hospital: Path, out: Path, n: int, *, bad: bool = True, duplica
     if bad:
         (out / "edf/S09/P999").mkdir(parents=True)
         (out / "edf/S09/P999/notes.edf").write_text("this is a text file, not a recording\n")
-        (out / "edf/S09/P999/cut.edf").write_bytes((hospital / rows[0]["path"]).read_bytes()[:300])
+        (out / "edf/S09/P999/cut.edf").write_bytes(first.read_bytes()[:300])
     if duplicate:
         (out / "zz").mkdir()
-        shutil.copy2(hospital / rows[0]["path"], out / "zz/again.EDF")
+        shutil.copy2(first, out / "zz/again.EDF")
     return out
 
 
