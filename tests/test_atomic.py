@@ -11,13 +11,14 @@ import pytest
 
 from tokenizer.atomic import (
     atomic_path,
+    pid_alive,
+    remove_stale_temps,
     replace_dir,
     write_bytes_atomic,
     write_json_atomic,
     write_parquet_atomic,
     write_text_atomic,
 )
-from tokenizer.checkpoint_io import pid_alive, remove_stale_temps
 
 
 def test_writes_replace_the_target_and_leave_no_temporary(tmp_path: Path) -> None:

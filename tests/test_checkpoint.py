@@ -131,7 +131,8 @@ def test_recover_checkpoint_puts_back_the_newest_complete_previous_one(tmp_path)
 
 
 def test_clear_leftovers_removes_what_dead_writers_left(tmp_path):
-    from tokenizer.checkpoint_io import clear_leftovers, remove_stale_temps
+    from tokenizer.atomic import remove_stale_temps
+    from tokenizer.checkpoint_io import clear_leftovers
 
     path, _ = _save(tmp_path / "ckpt")
     dead, alive = _dead_pid(), os.getpid()

@@ -2,8 +2,8 @@
 
 The one implementation of the repository's atomic writes: a reader sees the old file or
 the new one, never a half-written one, and a writer killed mid-write leaves only a
-temporary ``.<name>.tmp-<pid>-<ns>`` that :func:`tokenizer.checkpoint_io.remove_stale_temps`
-recognises by the pid it holds. It lives in ``tokenizer``, the lowest layer that writes
+temporary ``.<name>.tmp-<pid>-<ns>`` that :func:`remove_stale_temps` recognises by the pid it
+holds (:func:`pid_alive`, the repository's one process-liveness check). It lives in ``tokenizer``, the lowest layer that writes
 files, so that ``clef``, ``benchmark_tasks`` and ``services`` use it too. (``ehr``, in the
 same layer, writes one file, its vocabulary, inside a checkpoint folder that is itself
 renamed into place.)
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -25,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["atomic_path", "replace_dir", "write_bytes_atomic", "write_json_atomic", "write_parquet_atomic",
-           "write_text_atomic"]
+__all__ = ["atomic_path", "pid_alive", "remove_stale_temps", "replace_dir", "write_bytes_atomic",
+           "write_json_atomic", "write_parquet_atomic", "write_text_atomic"]
 
 
 @contextmanager
@@ -106,3 +107,41 @@ def replace_dir(staging: str | os.PathLike[str], path: str | os.PathLike[str]) -
     else:
         os.replace(staging, path)
     return path
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process ``pid`` exists on this machine (used to spot leftovers of killed writers).
+
+    A ``PermissionError`` means the process exists but belongs to another user: alive.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | Path, pattern: str) -> list[Path]:
+    """Remove the files or directories matching ``pattern`` in ``folder`` left by dead processes.
+
+    Temporary names hold the writer's process id after ``.tmp-`` / ``.staging-``
+    (``.name.tmp-<pid>-<ns>``); entries whose writer still runs are kept.
+
+    Returns
+    -------
+    list of Path
+        What was removed.
+    """
+    removed = []
+    for p in Path(folder).glob(pattern):
+        m = re.search(r"\.(?:tmp|staging)-(\d+)", p.name)
+        if m is None or pid_alive(int(m.group(1))):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed

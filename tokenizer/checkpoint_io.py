@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from tokenizer.atomic import replace_dir
+from tokenizer.atomic import remove_stale_temps, replace_dir
 from tokenizer.contract import SignalContract
 from tokenizer.hashing import file_sha256
 
@@ -65,41 +64,6 @@ class Checkpoint:
 
 def _sha256(path: Path) -> str:
     return file_sha256(path)
-
-
-def pid_alive(pid: int) -> bool:
-    """True when a process ``pid`` runs on this machine (used to spot leftovers of killed writers)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def remove_stale_temps(folder: str | Path, pattern: str) -> list[Path]:
-    """Remove the files or directories matching ``pattern`` in ``folder`` left by dead processes.
-
-    Temporary names hold the writer's process id after ``.tmp-`` / ``.staging-``
-    (``.name.tmp-<pid>-<ns>``); entries whose writer still runs are kept.
-
-    Returns
-    -------
-    list of Path
-        What was removed.
-    """
-    removed = []
-    for p in Path(folder).glob(pattern):
-        m = re.search(r"\.(?:tmp|staging)-(\d+)", p.name)
-        if m is None or pid_alive(int(m.group(1))):
-            continue
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-        removed.append(p)
-    return removed
 
 
 def recover_checkpoint(path: str | Path) -> bool:

@@ -44,9 +44,8 @@ import numpy as np
 import polars as pl
 import torch
 
-from tokenizer.atomic import write_json_atomic, write_parquet_atomic
+from tokenizer.atomic import remove_stale_temps, write_json_atomic, write_parquet_atomic
 from tokenizer.channels import ChannelMap
-from tokenizer.checkpoint_io import remove_stale_temps
 from tokenizer.contract import SignalContract
 from tokenizer.errors import ContractMismatchError, IngestError, UnreadableFileError
 from tokenizer.hashing import file_sha256
