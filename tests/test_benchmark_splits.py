@@ -122,10 +122,20 @@ def test_leak_check_against_the_split_table() -> None:
         check_no_leak(labels, table.head(1))  # p2 is not in the table
     with pytest.raises(SplitLeakError, match=r"splits table: 1 patient\(s\) listed in more than one split, e\.g\. p2"):
         check_no_leak(labels, pl.concat([table, pl.DataFrame({"patient_id": ["p2"], "split": ["train"]})]))
-    with pytest.raises(ValueError, match="split"):
+    with pytest.raises(ValueError, match=r"^splits\b.*split"):
         check_no_leak(labels, table.drop("split"))
-    with pytest.raises(ValueError, match="task"):
+    with pytest.raises(ValueError, match=r"^labels\b.*task"):
         check_no_leak(labels.drop("task"))
+
+
+def test_leak_check_names_the_first_leaking_patient_and_five_of_its_tasks() -> None:
+    tasks = [f"t{k}" for k in range(7)]
+    labels = pl.DataFrame({"task": tasks + ["t0", "t1"], "session_id": [f"s{k}" for k in range(9)],
+                           "patient_id": ["p1"] * 7 + ["p2", "p2"],
+                           "split": ["train", "test"] * 3 + ["train", "train", "test"]})
+    with pytest.raises(SplitLeakError, match=r"2 patient\(s\) appear in more than one split, e\.g\. patient p1 in "
+                                             r"\['test', 'train'\] \(tasks \['t0', 't1', 't2', 't3', 't4'\]\);"):
+        check_no_leak(labels)
 
 
 def test_patient_split_fractions_and_edges() -> None:

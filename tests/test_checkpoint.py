@@ -19,6 +19,7 @@ def test_round_trip(tmp_path):
     path, sd = _save(tmp_path / "ckpt")
     assert sorted(p.name for p in path.iterdir()) == ["config.yaml", "contract.json", "meta.json", "model.safetensors"]
     ck = load_checkpoint(path, kind="vqgan")
+    assert ck.path == path and ck.kind == "vqgan"
     assert ck.config == {"dim": 3, "name": "tiny"} and ck.contract == SignalContract()
     assert torch.equal(ck.state_dict["w"], sd["w"]) and ck.meta["step"] == 7 and ck.meta["training_data_digest"] == "abc"
     # overwrite in place keeps a complete checkpoint and leaves no temp dirs
@@ -42,8 +43,9 @@ def test_wrong_kind_missing_files_and_contract_edit(tmp_path):
     c = json.loads((path / "contract.json").read_text())
     c["sfreq"] = 250.0
     (path / "contract.json").write_text(json.dumps(c))
-    with pytest.raises(CheckpointError, match="contract digest"):
+    with pytest.raises(CheckpointError, match="contract digest") as info:
         load_checkpoint(path)
+    assert info.value.path == str(path)
     (path / "meta.json").unlink()
     with pytest.raises(CheckpointError, match="missing meta.json"):
         load_checkpoint(path)
@@ -63,9 +65,11 @@ def test_errors_name_the_checkpoint(tmp_path):
     (path / "model.safetensors").write_bytes(bytes(raw))
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
-    assert info.value.path == str(path) and "does not match the SHA-256 recorded in meta.json" in str(info.value)
+    assert str(info.value) == (f"{path}: model.safetensors does not match the SHA-256 recorded in meta.json "
+                               "(tampered with or corrupted); refusing to load")
     (path / "config.yaml").unlink()
-    with pytest.raises(CheckpointError, match=r"incomplete checkpoint: missing config\.yaml$") as info:
+    (path / "contract.json").unlink()
+    with pytest.raises(CheckpointError, match=r"incomplete checkpoint: missing config\.yaml, contract\.json$") as info:
         load_checkpoint(path)
     assert info.value.path == str(path)
     with pytest.raises(CheckpointError, match="expected a checkpoint directory, found a file$"):

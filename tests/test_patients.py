@@ -40,3 +40,4 @@ def test_overlap_of_a_session_record_compares_file_digests() -> None:
     rec = session_record(shas)
     assert overlap(rec, source_sha256=["b" * 64, "c" * 64, ""]) == (1, "b" * 16)
     assert overlap(rec, patient_ids=["P1"]) == (0, None)  # patients are not looked for in a session record
+    assert overlap({"kind": "sessions"}, source_sha256=shas) == (0, None)  # a record that holds no keys

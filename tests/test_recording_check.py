@@ -95,6 +95,10 @@ def test_one_spectrogram_window_of_signal_is_long_enough(recording: Recording) -
     need = CONTRACT.spectrogram.window_s
     _broken(recording, segments=((0.0, need),)).check_long_enough(CONTRACT)  # exactly one window: enough
     _broken(recording, segments=((0.0, 1.0), (5.0, 5.0 + need))).check_long_enough(CONTRACT)  # the longest counts
+    with pytest.raises(TooShortError, match=f"^{recording.source_path}: expected at least one {need:g} s "
+                                            "spectrogram window of continuous signal, found 2 s \\(the recording\\): "
+                                            "too short to embed$"):
+        _broken(recording, segments=((0.0, 2.0),)).check_long_enough(CONTRACT)
     with pytest.raises(TooShortError, match=f"at least one {need:g} s spectrogram window.*found 3.5 s "
                                             "\\(the longest of its 2 segments\\)"):
         _broken(recording, segments=((0.0, 3.5), (10.0, 12.0))).check_long_enough(CONTRACT)
