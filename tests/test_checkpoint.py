@@ -43,8 +43,9 @@ def test_wrong_kind_missing_files_and_contract_edit(tmp_path):
     c = json.loads((path / "contract.json").read_text())
     c["sfreq"] = 250.0
     (path / "contract.json").write_text(json.dumps(c))
-    with pytest.raises(CheckpointError, match="contract digest") as info:
+    with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
+    assert str(info.value) == f"{path}: contract.json does not match the contract digest recorded in meta.json"
     assert info.value.path == str(path)
     (path / "meta.json").unlink()
     with pytest.raises(CheckpointError, match="missing meta.json"):
@@ -74,8 +75,9 @@ def test_errors_name_the_checkpoint(tmp_path):
     assert info.value.path == str(path)
     with pytest.raises(CheckpointError, match="expected a checkpoint directory, found a file$"):
         load_checkpoint(path / "meta.json")
-    with pytest.raises(CheckpointError, match="expected a checkpoint directory, found nothing$"):
+    with pytest.raises(CheckpointError, match="expected a checkpoint directory, found nothing$") as info:
         load_checkpoint(path / "nope")
+    assert info.value.path == str(path / "nope")
 
 
 def test_checkpoint_files_keep_their_format(tmp_path):
@@ -96,6 +98,7 @@ def test_checkpoint_files_keep_their_format(tmp_path):
     bare = save_checkpoint(tmp_path / "bare", kind="vqgan", config=config, contract=SignalContract(),
                            state_dict={"w": torch.zeros(2)})
     assert json.loads((bare / "meta.json").read_text())["training_data_digest"] == ""
+    assert (bare / "config.yaml").read_text() == "dim: 3\nname: tiny\n"  # sorted, whatever the order given
 
 
 def test_a_checkpoint_without_a_recorded_contract_digest_still_loads(tmp_path):
@@ -115,21 +118,32 @@ def _dead_pid() -> int:
     return int(p.stdout)
 
 
-def test_recover_checkpoint_puts_back_the_newest_complete_previous_one(tmp_path):
+def test_recover_checkpoint_puts_back_the_newest_complete_previous_one(tmp_path, caplog):
     from tokenizer.checkpoint_io import recover_checkpoint
 
     path, _ = _save(tmp_path / "ckpt")
-    assert not recover_checkpoint(path)  # nothing to do while it exists
-    assert not recover_checkpoint(tmp_path / "no" / "such" / "ckpt")  # nor where its folder is missing
+    assert not recover_checkpoint(tmp_path / "no" / "such" / "ckpt")  # nothing where its folder is missing
+    # set aside as a writer does (.<name>.old-<pid>-<ns>): the newest has the larger time, not pid
     older = save_checkpoint(tmp_path / "older", kind="vqgan", config={}, contract=SignalContract(),
                             state_dict={"w": torch.zeros(1)}, extra_meta={"step": 3})
-    older.rename(tmp_path / ".ckpt.old-5")
-    path.rename(tmp_path / ".ckpt.old-12")  # the newer, set aside by a writer killed mid-replace
-    (tmp_path / ".ckpt.old-99").mkdir()  # incomplete: never put back
-    assert recover_checkpoint(path)
+    older.rename(tmp_path / ".ckpt.old-900-100")
+    manual = save_checkpoint(tmp_path / "manual", kind="vqgan", config={}, contract=SignalContract(),
+                             state_dict={"w": torch.zeros(1)}, extra_meta={"step": 1})
+    manual.rename(tmp_path / ".ckpt.old-manual")  # no number: the oldest
+    assert not recover_checkpoint(path)  # nothing to do while it exists, previous ones or not
+    assert (tmp_path / ".ckpt.old-900-100").is_dir() and (tmp_path / ".ckpt.old-manual").is_dir()
+    path.rename(tmp_path / ".ckpt.old-12-200")  # the newest, set aside by a writer killed mid-replace
+    (tmp_path / ".ckpt.old-13-300").mkdir()  # incomplete: never put back
+    with caplog.at_level("WARNING", logger="tokenizer.checkpoint_io"):
+        assert recover_checkpoint(path)
     assert json.loads((path / "meta.json").read_text())["step"] == 7
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".ckpt.old-5", ".ckpt.old-99", "ckpt"]
-    for p in (tmp_path / ".ckpt.old-5", path):
+    assert f"checkpoint {path} was missing (a writer was killed while replacing it); restored the previous one " \
+           "(step 7)" in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".ckpt.old-13-300", ".ckpt.old-900-100",
+                                                          ".ckpt.old-manual", "ckpt"]
+    shutil.rmtree(path)
+    assert recover_checkpoint(path) and json.loads((path / "meta.json").read_text())["step"] == 3
+    for p in (tmp_path / ".ckpt.old-manual", path):
         shutil.rmtree(p)
     assert not recover_checkpoint(path)  # only an incomplete one is left
 

@@ -49,3 +49,12 @@ def test_frozen():
 def test_invalid_contracts_are_refused(kwargs, fragment):
     with pytest.raises(ValidationError, match=fragment):
         SignalContract(**kwargs)
+
+
+def test_the_reference_contract_keeps_its_digest_and_json_form():
+    """The digest keys every spectrogram cache and is recorded in every checkpoint: the JSON it
+    hashes (sorted keys, indent 2) must not change unless the contract itself does."""
+    c = SignalContract()
+    assert c.digest() == "d7881e086d3f78fe"
+    assert c.to_json() == json.dumps(c.model_dump(mode="json"), sort_keys=True, indent=2)
+    assert c.to_json().startswith('{\n  "channels": [\n    "Fp1",')
