@@ -82,9 +82,10 @@ def test_edited_suite_is_refused(fhir_suite: Path, tmp_path: Path) -> None:
 # ---- what mutation testing showed unchecked (bench/RESULTS.md, "Mutation testing") ---------
 
 def test_a_session_without_a_patient_cannot_be_split() -> None:
-    with pytest.raises(ValueError, match="without a patient id cannot be split"):
+    with pytest.raises(ValueError, match="^sessions without a patient id cannot be split by patient; drop them first$"):
         assign_splits(["P1", "", "P2"])
     assert assign_splits(["P2", "P1"])["patient_id"].to_list() == ["P1", "P2"]  # sorted
+    assert dict(assign_splits([]).schema) == {"patient_id": pl.String, "split": pl.String}  # typed when empty
 
 
 def _labels(**changes: list) -> pl.DataFrame:
