@@ -415,7 +415,7 @@ def _check_index_matches_store(store: Path) -> None:
 
 
 @pytest.mark.parametrize(("kill", "expect"), [
-    ("torn:.tmp-*:1", "old"),             # the new index file in place, the new id map half-written
+    ("torn:.ids-*.parquet.tmp-*:1", "old"),  # the new index file in place, the new id map half-written
     ("before:index.json:1", "old"),       # both new files in place, the new pointer in its temp file
     ("after:index.json:1", "new"),        # the new pointer in place, the old files not yet removed
     ("after:ids-*.parquet:1", "absent"),  # the first build of a store, killed before its pointer
