@@ -66,7 +66,7 @@ def main() -> None:
     data = (20.0 * rng.standard_normal((N_CH, int(SECONDS * SFREQ)))).astype(np.float32)
 
     with scipy.fft.set_workers(1):
-        spec = multitaper_spectrogram(data, SFREQ, workers=1)
+        spec = multitaper_spectrogram(data, SFREQ, threads=1)
         n_win = int(WIN_S * SFREQ)
         starts = np.floor((spec.times - WIN_S / 2) * SFREQ + 0.5).astype(int)
         padded = np.pad(data, ((0, 0), (n_win, n_win)))
@@ -96,7 +96,7 @@ def main() -> None:
         tensor = torch.from_numpy(data)
         times = interleaved(
             {
-                "ours": lambda: multitaper_spectrogram(data, SFREQ, workers=1),
+                "ours": lambda: multitaper_spectrogram(data, SFREQ, threads=1),
                 "torch": lambda: multitaper_spectrogram(tensor, SFREQ),
                 "mne": run_mne,
                 "fft1": lambda: scipy.fft.rfft(tapered, axis=-1, workers=1),

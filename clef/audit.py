@@ -280,7 +280,7 @@ class ArchiveAudit:
 
 
 def audit_archive(root: str | Path, contract: SignalContract | None = None, *, data: bool = False,
-                  strict: bool = False, workers: int | None = None,
+                  strict: bool = False, threads: int | None = None,
                   on_file: Callable[[FileAudit], None] | None = None) -> ArchiveAudit:
     """Audit every EDF/BDF file under ``root`` (recursive, suffix in any case).
 
@@ -294,7 +294,7 @@ def audit_archive(root: str | Path, contract: SignalContract | None = None, *, d
         Read every file's signal too (slower: as long as reading the archive once).
     strict : bool
         Refuse files cut short instead of reading their complete records.
-    workers : int, optional
+    threads : int, optional
         Threads (default 8 from headers, I/O bound; 1 with ``data``, whose reader uses
         two threads per file already).
     on_file : callable, optional
@@ -306,11 +306,11 @@ def audit_archive(root: str | Path, contract: SignalContract | None = None, *, d
         ``root`` is not a directory.
     """
     contract = contract or SignalContract()
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers must be >= 1, found {workers}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, found {threads}")
     t0 = time.perf_counter()
     paths = find_recordings(root)
-    n = workers or (1 if data else 8)
+    n = threads or (1 if data else 8)
 
     def one(p: Path) -> FileAudit:
         fa = audit_file(p, contract, data=data, strict=strict, root=root)

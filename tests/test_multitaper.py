@@ -190,7 +190,7 @@ def test_both_cpu_ffts_match_mne(monkeypatch: pytest.MonkeyPatch) -> None:
     results = {}
     for workers in (None, threads, threads + 1):
         before = dict(calls)
-        spec = multitaper_spectrogram(data, SFREQ, workers=workers)
+        spec = multitaper_spectrogram(data, SFREQ, threads=workers)
         used = "scipy" if workers == threads + 1 else "torch"
         assert calls[used] > before[used]
         assert calls["torch" if used == "scipy" else "scipy"] == before[

@@ -240,7 +240,7 @@ def multitaper_spectrogram(
     n_frames: int | None = None,
     sample_mask: np.ndarray | torch.Tensor | None = None,
     chunk_frames: int | None = None,
-    workers: int | None = None,
+    threads: int | None = None,
 ) -> Spectrogram:
     """Multitaper spectrogram in dB of µV²/Hz, one frame per step.
 
@@ -248,7 +248,7 @@ def multitaper_spectrogram(
     ----------
     data : np.ndarray or torch.Tensor
         Signal, shape ``(channels, n_samples)``, in µV. A tensor is processed with torch
-        on its own device (CPU or CUDA); an array with numpy around a CPU FFT (``workers``).
+        on its own device (CPU or CUDA); an array with numpy around a CPU FFT (``threads``).
     sfreq : float
         Sampling rate in Hz.
     window_s, step_s : float
@@ -267,7 +267,7 @@ def multitaper_spectrogram(
     chunk_frames : int or None
         Frames per batch; by default each batch's complex FFT output is kept near 1.5 MB
         (to stay in CPU caches), or 64 MB for a tensor on a GPU.
-    workers : int or None
+    threads : int or None
         Threads for the FFT (array input; a tensor uses torch's own settings). None, or
         torch's intra-op thread count (``torch.get_num_threads()``), runs torch's CPU FFT
         (MKL), the fastest here; another number runs ``scipy.fft`` on that many threads.
@@ -319,7 +319,7 @@ def multitaper_spectrogram(
     )
     run = _run_torch if is_torch else _run_numpy
     values = run(data, sample_mask, starts, n_win, tapers, scale, first, stop, chunk_frames,
-                 workers)
+                 threads)
     freqs = np.arange(first, stop) * (sfreq / n_win)
     return Spectrogram(values=values, freqs=freqs, times=times, frame_mask=frame_mask)
 
@@ -387,7 +387,7 @@ def _live_range(starts: np.ndarray, n_win: int, n_samples: int) -> tuple[int, in
 def _run_numpy(
     data: np.ndarray, sample_mask: np.ndarray | None, starts: np.ndarray, n_win: int,
     tapers: np.ndarray, scale: tuple[np.ndarray, np.ndarray], first: int, stop: int,
-    chunk: int, workers: int | None,
+    chunk: int, threads: int | None,
 ) -> np.ndarray:
     """The dB spectrogram ``(channels, bins, frames)`` with numpy around a CPU real FFT
     (:func:`_cpu_rfft`: torch's, or ``scipy.fft``).
@@ -532,7 +532,7 @@ def _run_numpy(
         power[:, :, i:j] = psd.transpose(0, 2, 1)  # (a ufunc writing there is much slower)
         return True
 
-    rfft = _cpu_rfft(workers)
+    rfft = _cpu_rfft(threads)
     limit = (_REFINE_ABOVE * _spread(x, sample_mask, n_win)).astype(np.float32)[:, None]
     inside = np.flatnonzero((starts >= 0) & (starts + n_win <= n_samples))
     direct = blocks and len(inside) > 0
@@ -561,10 +561,10 @@ def _run_numpy(
     return power
 
 
-def _cpu_rfft(workers: int | None) -> Callable[[np.ndarray], np.ndarray]:
-    """The real FFT over the last axis of a C-contiguous float32 array, on ``workers`` threads.
+def _cpu_rfft(threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
+    """The real FFT over the last axis of a C-contiguous float32 array, on ``threads`` threads.
 
-    With ``workers`` None or equal to torch's intra-op thread count, torch's CPU FFT
+    With ``threads`` None or equal to torch's intra-op thread count, torch's CPU FFT
     (Intel MKL in the x86 wheels; faster than scipy's pocketfft on 800-sample float32
     frames at one thread, measured in bench/RESULTS.md) on a zero-copy tensor of the
     array; otherwise ``scipy.fft`` with that many threads (torch's thread count is
@@ -572,11 +572,11 @@ def _cpu_rfft(workers: int | None) -> Callable[[np.ndarray], np.ndarray]:
     """
     import torch
 
-    if workers is None or workers == torch.get_num_threads():
+    if threads is None or threads == torch.get_num_threads():
         def rfft(a: np.ndarray) -> np.ndarray:
             return torch.fft.rfft(torch.from_numpy(a), dim=-1).numpy()
         return rfft
-    return functools.partial(scipy.fft.rfft, axis=-1, workers=workers, overwrite_x=True)
+    return functools.partial(scipy.fft.rfft, axis=-1, workers=threads, overwrite_x=True)
 
 
 def _gather(seg: np.ndarray, offsets: np.ndarray, n_win: int) -> np.ndarray:
@@ -587,7 +587,7 @@ def _gather(seg: np.ndarray, offsets: np.ndarray, n_win: int) -> np.ndarray:
 def _run_torch(
     data: torch.Tensor, sample_mask: np.ndarray | None, starts: np.ndarray, n_win: int,
     tapers: np.ndarray, scale: tuple[np.ndarray, np.ndarray], first: int, stop: int,
-    chunk: int, workers: int | None,
+    chunk: int, threads: int | None,
 ) -> np.ndarray:
     import torch
 

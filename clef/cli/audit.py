@@ -26,7 +26,7 @@ def audit(
     notch: float = typer.Option(60.0, "--notch", help="Contract notch (50 or 60 Hz) the mains is compared with."),
     as_json: bool = typer.Option(False, "--json", help="The audit as JSON on stdout (with one row per file)."),
     markdown: bool = typer.Option(False, "--markdown", help="The audit as a Markdown table on stdout."),
-    workers: int | None = typer.Option(None, "--workers", min=1, help="Threads (default 8 for headers, 1 with "
+    threads: int | None = typer.Option(None, "--threads", min=1, help="Threads (default 8 for headers, 1 with "
                                                                        "--data)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
 ) -> None:
@@ -53,7 +53,7 @@ def audit(
             seen["ok" if fa.ok else "no"] += 1
             bar.update(task, advance=1, stats=f"{seen['ok']} to embed, {seen['no']} not")
 
-        result = audit_archive(archive, contract, data=data, strict=strict, workers=workers, on_file=step)
+        result = audit_archive(archive, contract, data=data, strict=strict, threads=threads, on_file=step)
     if as_json:
         print(json.dumps(result.to_dict()))
         return

@@ -1,8 +1,8 @@
 """A handful of EDF/BDF files with the awkward features of real hospital exports.
 
 Used by ``clef demo`` and the docs to show what ingestion accepts, converts and refuses.
-Each file imitates one vendor habit seen in real archives (see
-``shared/data/real_edf/PROVENANCE.md``).
+Each file imitates one vendor habit seen in real archives (the real files, with their
+provenance, are in ``tests/data/real/``).
 """
 
 from __future__ import annotations
