@@ -87,7 +87,7 @@ REAL_DIR = Path(__file__).resolve().parent / "data" / "real"
 def real_file(name: str) -> Path:
     """The real file ``name`` (relative to :data:`REAL_DIR`).
 
-    Files whose licence does not allow shipping them (listed in the README) are read from
+    Files without a licence that allows shipping them (listed in the README) are read from
     the folder named by ``CLEF_TEST_REAL_EXTRA`` when it is set; otherwise the test skips.
     Nothing outside the repository is looked at unless that variable says where.
     """
@@ -97,7 +97,7 @@ def real_file(name: str) -> Path:
     extra = os.environ.get("CLEF_TEST_REAL_EXTRA")
     if extra and (Path(extra) / name).is_file():
         return Path(extra) / name
-    pytest.skip(f"{name} is not shipped (its licence does not allow it: tests/data/real/README.md); "
+    pytest.skip(f"{name} is not shipped (no licence that allows redistributing it: tests/data/real/README.md); "
                 "set CLEF_TEST_REAL_EXTRA to a folder holding it")
 
 
