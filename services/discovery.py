@@ -32,11 +32,9 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 from tokenizer.deid import anonymous_id, known_patient_hash
+from tokenizer.spectrogram_cache import RECORDING_SUFFIXES, require_archive_dir
 
 log = logging.getLogger(__name__)
-
-#: File suffixes of recordings (any case).
-RECORDING_SUFFIXES = (".edf", ".bdf")
 
 
 @dataclass(frozen=True)
@@ -124,10 +122,7 @@ def discover(root: str | Path, *, site_level: int | None = None, anonymous_ids: 
     FileNotFoundError
         ``root`` is not a directory.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"archive {root}: expected a directory of EDF/BDF files, found "
-                                + ("a file" if root.exists() else "nothing"))
+    root = require_archive_dir(root)
     if site_level is not None and site_level < 0:
         raise ValueError(f"site_level must be >= 0, found {site_level}")
     # sessions.csv sits at the archive root, or one level up when the EDF folder is given

@@ -58,6 +58,21 @@ class SpectrogramError(IngestError):
     kind = "spectrogram"
 
 
+def require_archive_dir(root: str | Path) -> Path:
+    """``root`` as a Path, checked to be a directory (an archive of EDF/BDF files).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``root`` is not a directory; the message says whether it is a file or nothing.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"archive {root}: expected a directory of EDF/BDF files, found "
+                                + ("a file" if root.exists() else "nothing"))
+    return root
+
+
 def find_recordings(root: str | Path) -> list[Path]:
     """EDF/BDF files under ``root``, searched recursively (suffix case-insensitive), sorted.
 
@@ -66,10 +81,7 @@ def find_recordings(root: str | Path) -> list[Path]:
     FileNotFoundError
         ``root`` is not a directory.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"archive {root}: expected a directory of EDF/BDF files, found "
-                                + ("a file" if root.exists() else "nothing"))
+    root = require_archive_dir(root)
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in RECORDING_SUFFIXES and p.is_file())
 
 

@@ -36,14 +36,15 @@ def audit(
 
     if as_json and markdown:
         fail("give at most one of --json and --markdown")
-    if not archive.is_dir():
-        fail(f"archive {archive}: expected a directory of EDF/BDF files, found "
-             + ("a file" if archive.exists() else "nothing"))
+    from tokenizer.spectrogram_cache import find_recordings, require_archive_dir
+
+    try:
+        require_archive_dir(archive)
+    except FileNotFoundError as exc:
+        fail(str(exc))
     contract = SignalContract(filters={"notch_freq": notch})
     columns = (TextColumn("audit"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
                TimeRemainingColumn(), TextColumn("{task.fields[stats]}"))
-    from tokenizer.spectrogram_cache import find_recordings
-
     total = len(find_recordings(archive))
     with Progress(*columns, console=Console(stderr=True), disable=not progress, transient=True) as bar:
         task = bar.add_task("audit", total=total, stats="")
