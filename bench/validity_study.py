@@ -5,7 +5,7 @@ Usage::
     python bench/validity_study.py --out bench/out/study_200 --patients 200 [--seed 0]
         [--tokenizer-config tiny --tokenizer-steps 600] [--pretrain-steps 300] [--align-steps 300]
         [--short-context-s 80] [--held-out icd:G40,icd:G41,atc:N03] [--transductive] [--leaky-control]
-        [--threads 2] [--stop-after STAGE]
+        [--threads 2] [--stop-after STAGE] [--hospital DIR] [--tokenizer CKPT]
 
 Every stage writes into ``--out`` and is skipped when its output is complete; an
 interrupted stage resumes (tokenization by file, training from its last checkpoint), so
@@ -15,9 +15,12 @@ benchmark report (``OUT/results/report.md``, with the validity card) and the lad
 (``OUT/ladder.md``) are written at the end.
 
 Stages and what they train on
-    hospital    ``clef synth`` of ``--patients`` patients (``--seed``).
+    hospital    ``clef synth`` of ``--patients`` patients (``--seed``), or ``--hospital``: another
+                study's hospital, linked (same suite and test patients, so rungs compare).
     tokenizer   VQGAN (``--tokenizer-config``, ``--tokenizer-steps``) on the train/val
                 patients' sessions only (a folder of links), unless ``--transductive``.
+                ``--tokenizer CKPT``: a checkpoint trained elsewhere, used as is; the
+                stage records how many of this hospital's (test) sessions it saw, by file content.
     tokens      every session tokenized (inference only).
     stage1      masked-token pretraining (``--pretrain-steps``) without the test patients'
                 sessions unless ``--transductive``; ``stage1_short``: the same with a
