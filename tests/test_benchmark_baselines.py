@@ -14,6 +14,7 @@ from benchmark_tasks.baselines.bandpower import (
     bandpower_embeddings,
     bandpower_features,
     feature_names,
+    session_files,
     spectrum_features,
 )
 from benchmark_tasks.baselines.windowed import WindowedEmbedder, sliding_windows, windowed_embeddings
@@ -153,3 +154,17 @@ def test_checkpoint_and_random_encoder(stage1_checkpoint: Path, tiny_archive: Pa
     r0 = embed_checkpoint(stage1_checkpoint, s, tiny_archive, random_init=True, cache_dir=tmp_path / "r0")
     r1 = embed_checkpoint(stage1_checkpoint, s, tiny_archive, random_init=True, seed=1, cache_dir=tmp_path / "r1")
     assert np.allclose(r0.vectors, r.vectors) and not np.allclose(r1.vectors, r.vectors)
+
+
+def test_session_files_keeps_found_files_and_warns_once_for_missing(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "a.edf").write_bytes(b"x" * 10)
+    (tmp_path / "b.edf").write_bytes(b"y" * 20)
+    sessions = pl.DataFrame({"session_id": ["s2", "s1", "s3", "s4", "s1"],
+                             "path": ["b.edf", "a.edf", "gone.edf", None, "a.edf"]})
+    with caplog.at_level("WARNING"):
+        found = session_files(sessions, tmp_path, "band power")
+    assert [(sid, p.name) for sid, p, _ in found] == [("s1", "a.edf"), ("s2", "b.edf")]
+    assert found[0][2] != found[1][2] and "|10|" in found[0][2]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"band power: 1 of 3 session files not found under {tmp_path}"]

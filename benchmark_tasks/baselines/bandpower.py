@@ -162,9 +162,32 @@ def _one(args: tuple[str, str]) -> tuple[str, np.ndarray | None, str]:
         return sid, None, f"{type(exc).__name__}: {exc}"
 
 
-def _key(path: Path) -> str:
+def file_key(path: Path) -> str:
+    """Cache key of a session file: resolved path, size and modification time."""
     st = path.stat()
     return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def session_files(sessions: pl.DataFrame, archive: str | os.PathLike[str],
+                  label: str) -> list[tuple[str, Path, str]]:
+    """``(session_id, file, cache key)`` of every session whose file exists under ``archive``.
+
+    Sessions without a path are left out; files not found are counted in one warning
+    (``label`` names the caller), never an error: a baseline embeds what it can.
+    """
+    root = Path(archive)
+    rows = sessions.filter(pl.col("path").is_not_null()).select("session_id", "path").unique("session_id").sort(
+        "session_id")
+    found, missing = [], 0
+    for sid, rel in rows.iter_rows():
+        p = root / rel
+        if not p.is_file():
+            missing += 1
+            continue
+        found.append((sid, p, file_key(p)))
+    if missing:
+        log.warning("%s: %d of %d session files not found under %s", label, missing, rows.height, root)
+    return found
 
 
 def bandpower_embeddings(sessions: pl.DataFrame, archive: str | os.PathLike[str], *,
@@ -192,9 +215,6 @@ def bandpower_embeddings(sessions: pl.DataFrame, archive: str | os.PathLike[str]
         ``kind="bandpower"``, a baseline; unreadable or missing files are left out (logged).
     """
     require_columns(sessions, ("session_id", "path"), "sessions for band power")
-    root = Path(archive)
-    rows = sessions.filter(pl.col("path").is_not_null()).select("session_id", "path").unique("session_id").sort(
-        "session_id")
     cache_file = Path(cache_dir) / f"{FEATURE_VERSION}.parquet" if cache_dir else None
     cached: dict[str, tuple[str, np.ndarray]] = {}
     if cache_file is not None and cache_file.is_file():
@@ -204,19 +224,12 @@ def bandpower_embeddings(sessions: pl.DataFrame, archive: str | os.PathLike[str]
     result: dict[str, tuple[str, np.ndarray]] = {}
     todo: list[tuple[str, str]] = []
     keys: dict[str, str] = {}
-    missing = 0
-    for sid, rel in rows.iter_rows():
-        p = root / rel
-        if not p.is_file():
-            missing += 1
-            continue
-        keys[sid] = _key(p)
-        if sid in cached and cached[sid][0] == keys[sid]:
+    for sid, p, key in session_files(sessions, archive, "band power"):
+        keys[sid] = key
+        if sid in cached and cached[sid][0] == key:
             result[sid] = cached[sid]
         else:
             todo.append((sid, str(p)))
-    if missing:
-        log.warning("band power: %d of %d session files not found under %s", missing, rows.height, root)
     failed: list[str] = []
     if todo:
         if workers > 1 and len(todo) > 1:
@@ -242,5 +255,5 @@ def bandpower_embeddings(sessions: pl.DataFrame, archive: str | os.PathLike[str]
                                           schema={"session_id": pl.String, "key": pl.String,
                                                   "vector": pl.List(pl.Float64)}), cache_file)
     vectors = np.stack([result[s][1] for s in ids]) if ids else np.zeros((0, len(feature_names())))
-    return EmbeddingSet(name, ids, vectors, kind="bandpower", model_id=FEATURE_VERSION, source=str(root),
+    return EmbeddingSet(name, ids, vectors, kind="bandpower", model_id=FEATURE_VERSION, source=str(Path(archive)),
                         baseline=True)

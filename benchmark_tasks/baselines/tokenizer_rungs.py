@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from benchmark_tasks.baselines.bandpower import _key, spectrum_features
+from benchmark_tasks.baselines.bandpower import session_files, spectrum_features
 from benchmark_tasks.embeddings import EmbeddingSet
 from benchmark_tasks.progress import track
 from benchmark_tasks.tables import require_columns
@@ -240,29 +240,18 @@ def tokenizer_rungs(checkpoint: str | os.PathLike[str], sessions: pl.DataFrame, 
 
     recon = Reconstructor(checkpoint, cache_dir=spectrogram_cache, batch_size=batch_size)
     decode = "decoded_bandpower" in rungs
-    root = Path(archive)
-    rows = sessions.filter(pl.col("path").is_not_null()).select("session_id", "path").unique("session_id").sort(
-        "session_id")
     cache_file = Path(cache_dir) / f"{FEATURE_VERSION}-{recon.model_id}.parquet" if cache_dir else None
     cached: dict[str, dict[str, object]] = {}
     if cache_file is not None and cache_file.is_file():
         cached = {r["session_id"]: r for r in pl.read_parquet(cache_file).iter_rows(named=True)}
     result: dict[str, dict[str, object]] = {}
     todo: list[tuple[str, Path, str]] = []
-    missing = 0
-    for sid, rel in rows.iter_rows():
-        p = root / rel
-        if not p.is_file():
-            missing += 1
-            continue
-        key = _key(p)
+    for sid, p, key in session_files(sessions, archive, "tokenizer rungs"):
         hit = cached.get(sid)
         if hit is not None and hit["key"] == key and (hit["decoded"] is not None or not decode):
             result[sid] = hit
         else:
             todo.append((sid, p, key))
-    if missing:
-        log.warning("tokenizer rungs: %d of %d session files not found under %s", missing, rows.height, root)
     failed: list[str] = []
     new = 0
 
