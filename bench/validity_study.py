@@ -130,6 +130,17 @@ def _link_archive(hospital: Path, dest: Path, keep: Callable[[str | None], bool]
     return n
 
 
+def _link_reused(given: Path, dest: Path, marker: str, option: str, what: str) -> Path:
+    """Link ``dest`` to the folder another run wrote (``given``), checked by a file it must hold."""
+    source = given.resolve()
+    if not (source / marker).is_file():
+        raise SystemExit(f"{option} {given}: no {marker} (not {what})")
+    if dest.is_symlink():
+        dest.unlink()
+    dest.symlink_to(source, target_is_directory=True)
+    return source
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "validity_study")
@@ -185,12 +196,7 @@ def main() -> None:
         from clef.synthetic.hospital import synthesize_hospital
 
         if args.hospital is not None:
-            source = args.hospital.resolve()
-            if not (source / "sessions.csv").is_file():
-                raise SystemExit(f"--hospital {args.hospital}: no sessions.csv (not a synthetic hospital)")
-            if hospital.is_symlink():
-                hospital.unlink()
-            hospital.symlink_to(source, target_is_directory=True)
+            source = _link_reused(args.hospital, hospital, "sessions.csv", "--hospital", "a synthetic hospital")
             sessions = (source / "sessions.csv").read_text().count("\n") - 1
             return {"reused": str(source), "sessions": sessions}
         s = synthesize_hospital(hospital, args.patients, seed=args.seed, workers=args.threads, overwrite=True)
@@ -208,12 +214,7 @@ def main() -> None:
         from tokenizer.vqgan.training import train_tokenizer
 
         if args.tokenizer is not None:
-            source = args.tokenizer.resolve()
-            if not (source / "meta.json").is_file():
-                raise SystemExit(f"--tokenizer {args.tokenizer}: no meta.json (not a tokenizer checkpoint)")
-            if tok_ck.is_symlink():
-                tok_ck.unlink()
-            tok_ck.symlink_to(source, target_is_directory=True)
+            source = _link_reused(args.tokenizer, tok_ck, "meta.json", "--tokenizer", "a tokenizer checkpoint")
             from tokenizer.hashing import file_sha256
 
             meta = json.loads((source / "meta.json").read_text())
