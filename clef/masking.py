@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from clef.config import MaskingConfig
@@ -46,8 +44,3 @@ def random_token_mask(valid: torch.Tensor, ratios: torch.Tensor, generator: torc
     k = torch.minimum(k, n_valid)
     ranks = scores.argsort(1).argsort(1)
     return (ranks < k[:, None]) & valid
-
-
-def mask_count(ratio: float, n_valid: int) -> int:
-    """Number of tokens masked for one ratio (as in :func:`random_token_mask`)."""
-    return min(n_valid, max(1, math.ceil(ratio * n_valid)))

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from services.schemas import DONE, SCHEMAS, STORE_SCHEMA, TABLES
+from services.schemas import SCHEMAS, STORE_SCHEMA, TABLES
 
 log = logging.getLogger(__name__)
 
@@ -205,11 +205,6 @@ class EmbeddingStore:
         df = (pl.scan_parquet(parts).filter((pl.col("session_id") == session_id) & (pl.col("model_id") == model_id))
               .select("vector").head(1).collect())
         return vectors_of(df)[0] if df.height else None
-
-    def done_count(self, model_id: str) -> int:
-        """Files whose current manifest row for ``model_id`` is ``done``."""
-        m = self.manifest(model_id=model_id)
-        return int((m["status"] == DONE).sum())
 
     def digest(self, model_id: str) -> str:
         """Digest of the embedded contents of one model (changes whenever the store grows)."""

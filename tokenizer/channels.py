@@ -26,7 +26,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from tokenizer.contract import CANONICAL_CHANNELS
 
@@ -112,17 +112,6 @@ _EGI = re.compile(r"^e([1-9]\d{0,2})$")
 #: Fewest position-named electrodes that make a label set a dense cap (a 10-20 file has
 #: at most 18 10-10 names of the A1..H32 form: A1, A2, C1..C6, F1..F10).
 DENSE_MIN = 16
-
-
-@dataclass(frozen=True)
-class ChannelDecision:
-    """What the mapper decided for one source channel."""
-
-    index: int
-    label: str
-    kind: Literal["canonical", "extra_eeg", "bipolar", "reference", "non_eeg", "duplicate", "annotation"]
-    canonical: str | None = None
-    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -337,8 +326,8 @@ def classify_label(label: str, canonical: Sequence[str], *,
     """Classify one label: ``(kind, canonical name or None, reason)``.
 
     ``kind`` is one of ``canonical``, ``extra_eeg``, ``bipolar``, ``reference`` or
-    ``non_eeg`` (see :class:`ChannelDecision`). ``common_reference`` is the file's shared
-    reference electrode, if any (:func:`common_reference`).
+    ``non_eeg``. ``common_reference`` is the file's shared reference electrode, if any
+    (:func:`common_reference`).
     """
     bare, ref = split_label(label, common_reference)
     if ref is not None and bare == ref:

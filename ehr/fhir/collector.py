@@ -71,10 +71,6 @@ class FhirLoadResult:
     n_files: int = 0
     n_resources: int = 0
 
-    def problems_for(self, resource_id: str) -> list[FhirProblem]:
-        """Problems concerning the resource (or patient) with this id."""
-        return [p for p in self.problems if p.resource_id == resource_id]
-
 
 @dataclass
 class Demographics:

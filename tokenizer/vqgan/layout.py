@@ -28,7 +28,6 @@ from typing import Literal
 import torch
 
 #: Channel groupings a VQGAN config may choose (``model.layout``).
-LAYOUTS = ("joint", "hemispheres")
 Layout = Literal["joint", "hemispheres"]
 
 
