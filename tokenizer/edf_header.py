@@ -101,11 +101,6 @@ class EDFHeader:
     truncated_tail_s: float = 0.0
 
     @property
-    def is_plus(self) -> bool:
-        """True for EDF+ / BDF+."""
-        return "+" in self.format
-
-    @property
     def is_discontinuous(self) -> bool:
         """True for EDF+D / BDF+D."""
         return self.format.endswith("+D")
@@ -352,22 +347,10 @@ def read_header(path: str | Path, *, strict: bool = False, source: BinaryIO | No
     if has_data and record_duration == 0:
         raise CorruptHeaderError(p, "record duration is 0 s but the file holds ordinary signals")
 
-    return EDFHeader(
-        path=p,
-        format=fmt,
-        bytes_per_sample=bytes_per_sample,
-        patient=patient,
-        recording=recording,
-        startdate=startdate,
-        starttime=starttime,
-        header_bytes=header_bytes,
-        n_records=n_records,
-        record_duration=record_duration,
-        signals=signals,
-        file_size=size,
-        warnings=tuple(warnings),
-        truncated_tail_s=float(tail_s),
-    )
+    return EDFHeader(path=p, format=fmt, bytes_per_sample=bytes_per_sample, patient=patient, recording=recording,
+                     startdate=startdate, starttime=starttime, header_bytes=header_bytes, n_records=n_records,
+                     record_duration=record_duration, signals=signals, file_size=size, warnings=tuple(warnings),
+                     truncated_tail_s=float(tail_s))
 
 
 def _misplaced_record(p: str, header_bytes: int, record_bytes: int, bps: int, signals: tuple[SignalHeader, ...],
