@@ -227,21 +227,10 @@ class Suite:
             self._tables[table] = pl.read_parquet(p)
         return self._tables[table]
 
-    @property
-    def labels(self) -> pl.DataFrame:
-        return self.table("labels")
-
-    @property
-    def splits(self) -> pl.DataFrame:
-        return self.table("splits")
-
-    @property
-    def balance(self) -> pl.DataFrame:
-        return self.table("balance")
-
-    @property
-    def cohort(self) -> pl.DataFrame:
-        return self.table("cohort")
+    labels = property(lambda self: self.table("labels"), doc="The labels table (:meth:`table`).")
+    splits = property(lambda self: self.table("splits"), doc="The splits table (:meth:`table`).")
+    balance = property(lambda self: self.table("balance"), doc="The balance table (:meth:`table`).")
+    cohort = property(lambda self: self.table("cohort"), doc="The cohort table (:meth:`table`).")
 
     def archive(self) -> Path | None:
         """The archive folder recorded in the suite (relative paths are relative to the YAML)."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,7 +37,8 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from benchmark_tasks.config import GeneratorConfig
-from ehr import MEDICATION_GROUPS, PHENOTYPE_GROUPS, atc_level, atc_name, icd10_description, parse_held_out
+from ehr import (MEDICATION_GROUPS, PHENOTYPE_GROUPS, MedicationGroup, PhenotypeGroup, atc_level, atc_name,
+                 icd10_description, parse_held_out)
 
 __all__ = [
     "TaskDefinition",
@@ -256,6 +257,16 @@ def _inclusion(category: str, what: str) -> str:
             "carries such a code")
 
 
+def _group_tasks(groups: Mapping[str, PhenotypeGroup | MedicationGroup], prefix: str, category: str,
+                 kind: TaskKind, vocabulary: str, system: str) -> list[TaskDefinition]:
+    """One task per curated code group: positive on a code starting with one of its prefixes."""
+    return [TaskDefinition(
+        name=f"{prefix}_{g.name}", category=category, kind=kind, description=g.description,
+        codes=tuple(f"{vocabulary}:{p}" for p in g.prefixes), exclude=tuple(f"{vocabulary}:{p}" for p in g.exclude),
+        inclusion=_inclusion(category, f"an {system} code starting with {' or '.join(g.prefixes)}"))
+        for g in groups.values()]
+
+
 def candidate_tasks(index: CohortIndex | pl.DataFrame, config: GeneratorConfig | None = None) -> list[TaskDefinition]:
     """All tasks the cohort could support, before size filters and matching.
 
@@ -278,13 +289,7 @@ def candidate_tasks(index: CohortIndex | pl.DataFrame, config: GeneratorConfig |
     ix = index if isinstance(index, CohortIndex) else CohortIndex.build(index)
     out: list[TaskDefinition] = []
     if "phenotype" in cfg.categories:
-        for g in PHENOTYPE_GROUPS.values():
-            codes = " or ".join(g.prefixes)
-            out.append(TaskDefinition(
-                name=f"dx_{g.name}", category="phenotype", kind="icd_group",
-                codes=tuple(f"icd:{p}" for p in g.prefixes),
-                exclude=tuple(f"icd:{p}" for p in g.exclude), description=g.description,
-                inclusion=_inclusion("phenotype", f"an ICD-10-CM code starting with {codes}")))
+        out += _group_tasks(PHENOTYPE_GROUPS, "dx", "phenotype", "icd_group", "icd", "ICD-10-CM")
         if cfg.icd_categories:
             for cat in sorted({c[:3] for c in ix.icd10.values()}):
                 out.append(TaskDefinition(
@@ -292,13 +297,7 @@ def candidate_tasks(index: CohortIndex | pl.DataFrame, config: GeneratorConfig |
                     description=f"ICD-10-CM category {cat}: {_icd_title(cat)}",
                     inclusion=_inclusion("phenotype", f"an ICD-10-CM code in category {cat}")))
     if "medication" in cfg.categories:
-        for m in MEDICATION_GROUPS.values():
-            codes = " or ".join(m.prefixes)
-            out.append(TaskDefinition(
-                name=f"rx_{m.name}", category="medication", kind="atc_group",
-                codes=tuple(f"atc:{p}" for p in m.prefixes),
-                exclude=tuple(f"atc:{p}" for p in m.exclude), description=m.description,
-                inclusion=_inclusion("medication", f"an ATC code starting with {codes}")))
+        out += _group_tasks(MEDICATION_GROUPS, "rx", "medication", "atc_group", "atc", "ATC")
         if cfg.atc_level is not None:
             classes = set()
             for code in ix.atc.values():
