@@ -33,20 +33,7 @@ __all__ = ["SUPPORTED_RESOURCE_TYPES", "load_fhir"]
 
 log = logging.getLogger(__name__)
 
-#: Resource types read, and the ``fhir.resources.R4B`` module holding each model.
-SUPPORTED_RESOURCE_TYPES: dict[str, str] = {
-    "Patient": "patient",
-    "Organization": "organization",
-    "Encounter": "encounter",
-    "Condition": "condition",
-    "MedicationStatement": "medicationstatement",
-    "MedicationRequest": "medicationrequest",
-    "MedicationAdministration": "medicationadministration",
-    "Medication": "medication",
-    "Procedure": "procedure",
-}
-
-#: The reader of each resource type read.
+#: The reader of each resource type read (its model is in the ``fhir.resources.R4B`` module of its lower-case name).
 _READERS: dict[str, Callable[[Collector, Any, str, Urls], None]] = {
     "Patient": read_patient,
     "Organization": read_organization,
@@ -59,13 +46,16 @@ _READERS: dict[str, Callable[[Collector, Any, str, Urls], None]] = {
     "Procedure": read_procedure,
 }
 
+#: Resource types read.
+SUPPORTED_RESOURCE_TYPES: tuple[str, ...] = tuple(_READERS)
+
 _FILE_SUFFIXES = (".json", ".ndjson", ".jsonl", ".json.gz", ".ndjson.gz", ".jsonl.gz")
 _NDJSON_SUFFIXES = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
 
 
 @cache
 def _model(rtype: str) -> Any:
-    module = importlib.import_module(f"fhir.resources.R4B.{SUPPORTED_RESOURCE_TYPES[rtype]}")
+    module = importlib.import_module(f"fhir.resources.R4B.{rtype.lower()}")
     return getattr(module, rtype)
 
 
