@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from clef.synthetic.spec import FINDINGS, Setting, Side
-from ehr.atc import atc_name, is_atc_code, rxnorm_for_atc
+from ehr.atc import is_atc_code, rxnorm_for_atc
 
 __all__ = [
     "ALLOWED_FINDINGS",
@@ -47,8 +47,6 @@ __all__ = [
     "ConditionDef",
     "DrugDef",
     "SignatureItem",
-    "atc_display",
-    "drug_for_atc",
     "load_catalogue",
     "read_yaml",
 ]
@@ -366,7 +364,6 @@ ALL_ICD10_CODES: tuple[str, ...] = tuple(v.code for c in CATALOGUE.conditions fo
 
 #: The drugs the model prescribes, by key.
 DRUGS: dict[str, DrugDef] = {d.key: d for d in CATALOGUE.drugs}
-_DRUG_BY_ATC: dict[str, DrugDef] = {d.atc: d for d in CATALOGUE.drugs}
 #: EEG effects of drug groups.
 SIGNATURE_GROUPS: dict[str, tuple[SignatureItem, ...]] = dict(CATALOGUE.signature_groups)
 #: Default probability per session of every signature key.
@@ -388,13 +385,3 @@ def _allowed_findings() -> dict[str, frozenset[str]]:
 
 #: For every ICD-10-CM or ATC code the model emits, the findings it may cause.
 ALLOWED_FINDINGS: dict[str, frozenset[str]] = _allowed_findings()
-
-
-def drug_for_atc(atc: str) -> DrugDef | None:
-    """The prescribed drug with this ATC code, if the model uses it."""
-    return _DRUG_BY_ATC.get(atc)
-
-
-def atc_display(atc: str) -> str:
-    """WHO name of an ATC code (falls back to the code)."""
-    return atc_name(atc) or atc

@@ -732,7 +732,8 @@ class _Session:
                 cur, is_open = stop, not is_open
 
     def gains(self, table: StateGains) -> np.ndarray:
-        return np.asarray(table, float)[self.state_ctrl]
+        """A per-state gain on the control grid, ramped over ``state_transition_s``."""
+        return _smooth(np.asarray(table, float)[self.state_ctrl], self.cfg.state_transition_s)
 
     # ---------------------------------------------------------------- sources
     def background(self) -> tuple[np.ndarray, np.ndarray]:
@@ -772,10 +773,8 @@ class _Session:
             amp = 0.0
         self.pdr_hz = None if absent else round(float(f_pdr), 2)
         bw = cfg.pdr_bandwidth_hz
-        a1 = self.band(rng, lambda f: _gauss(f, f_pdr, bw), f_pdr - 4 * bw, f_pdr + 4 * bw)
-        a2 = self.band(rng, lambda f: _gauss(f, f_pdr, bw), f_pdr - 4 * bw, f_pdr + 4 * bw)
-        env = (_smooth(self.gains(cfg.pdr_state_gain), cfg.state_transition_s)
-               * _smooth(np.where(self.eyes_open, cfg.eyes_open_pdr_gain, 1.0), 0.5)
+        a1, a2 = (self.band(rng, lambda f: _gauss(f, f_pdr, bw), f_pdr - 4 * bw, f_pdr + 4 * bw) for _ in "LR")
+        env = (self.gains(cfg.pdr_state_gain) * _smooth(np.where(self.eyes_open, cfg.eyes_open_pdr_gain, 1.0), 0.5)
                * self.alpha_block)
         tl = m.topography(position("O1", "P3", "O1"), 0.55)
         tr = m.topography(position("O2", "P4", "O2"), 0.55)
@@ -797,11 +796,9 @@ class _Session:
         s_eb = self.s("excess_beta")
         beta_amp = cfg.beta_uv * self.age_amp ** 0.5
         ex = cfg.excess_beta_uv * s_eb * self.age_amp ** 0.5
-        theta_env = self.upsample(_smooth(self.gains(cfg.theta_state_gain), cfg.state_transition_s)
-                                  * (1 + 0.5 * (hv - 1)))
-        delta_env = self.upsample(_smooth(self.gains(cfg.delta_state_gain), cfg.state_transition_s)
-                                  * hv * self.extra_delta)
-        beta_env = self.upsample(_smooth(self.gains(cfg.beta_state_gain), cfg.state_transition_s))
+        theta_env = self.upsample(self.gains(cfg.theta_state_gain) * (1 + 0.5 * (hv - 1)))
+        delta_env = self.upsample(self.gains(cfg.delta_state_gain) * hv * self.extra_delta)
+        beta_env = self.upsample(self.gains(cfg.beta_state_gain))
         groups = [
             ("theta", lambda f: _gauss(f, 5.5, 1.1), 2.5, 8.5, theta_amp, theta_env,
              [(("F3", "C3"), 0.9), (("F4", "C4"), 0.9)], "slow"),
@@ -829,8 +826,7 @@ class _Session:
         for f in self.of("focal_slowing"):
             row = self.band(rng, lambda x: 1.0 / x * (1 - _gauss(x, 0, 0.4)) + 0.15 * _gauss(x, 5, 1),
                             0.3, 8.0)
-            env = _smooth(self.gains((1.0, 1.1, 1.2, 1.2)), self.cfg.state_transition_s)
-            row *= self.upsample(env * self.extra_delta)
+            row *= self.upsample(self.gains((1.0, 1.1, 1.2, 1.2)) * self.extra_delta)
             topo = self.mont.topography(self.hemi_center(f.side, 0.25), 0.6)
             self.brain.append(_Latent(topo, row, self.cfg.focal_slowing_uv * self.age_amp * f.severity))
 
@@ -850,29 +846,20 @@ class _Session:
                 d, fr, a = rng.uniform(0.6, 1.6), rng.uniform(12.0, 14.0), rng.uniform(0.6, 1.3)
                 _add(lat.row, int(t0 * sf), a * cfg.spindle_uv * amp * _spindle_template(sf, fr, d))
                 self.event(t0, d, "spindle", ("C3", "Cz", "C4"))
-        # vertex waves: drowsy (half) and N2
-        vx_rate = cfg.vertex_rate_per_min / 60 * np.select([st == 1, st == 2, st == 3], [0.5, 1.0, 0.3], 0.0)
-        times = _poisson_times(rng, vx_rate)
-        if times.size:
-            topo = m.topography(position("Cz"), 0.5)
-            lat = self.latent("vertex", topo)
-            tmpl = _vertex_template(sf)
-            amps = rng.uniform(0.6, 1.3, times.size) * cfg.vertex_uv * amp
-            _place(lat.row, (times * sf).astype(int), tmpl, amps)
-            ch = m.channels_above(topo)
-            for t0 in times:
-                self.event(t0, 0.3, "vertex_wave", ch)
-        kc_rate = cfg.k_complex_rate_per_min / 60 * np.select([st == 2, st == 3], [1.0, 0.5], 0.0)
-        times = _poisson_times(rng, kc_rate)
-        if times.size:
-            topo = m.topography(position("Fz", "Cz"), 0.65)
-            lat = self.latent("kcomplex", topo)
-            tmpl = _k_complex_template(sf)
-            amps = rng.uniform(0.6, 1.4, times.size) * cfg.k_complex_uv * amp
-            _place(lat.row, (times * sf).astype(int), tmpl, amps)
-            ch = m.channels_above(topo)
-            for t0 in times:
-                self.event(t0, 1.0, "k_complex", ch)
+        # vertex waves (drowsy: half the rate) and K-complexes
+        for kind, key, rate, gains, topo, tmpl, hi, uv, dur in (
+            ("vertex_wave", "vertex", cfg.vertex_rate_per_min, (0.0, 0.5, 1.0, 0.3),
+             m.topography(position("Cz"), 0.5), _vertex_template(sf), 1.3, cfg.vertex_uv, 0.3),
+            ("k_complex", "kcomplex", cfg.k_complex_rate_per_min, (0.0, 0.0, 1.0, 0.5),
+             m.topography(position("Fz", "Cz"), 0.65), _k_complex_template(sf), 1.4, cfg.k_complex_uv, 1.0),
+        ):
+            times = _poisson_times(rng, rate / 60 * np.asarray(gains)[st])
+            if times.size:
+                amps = rng.uniform(0.6, hi, times.size) * uv * amp
+                _place(self.latent(key, topo).row, (times * sf).astype(int), tmpl, amps)
+                ch = m.channels_above(topo)
+                for t0 in times:
+                    self.event(t0, dur, kind, ch)
 
     def photic(self) -> None:
         if not self.photic_trains:
@@ -928,13 +915,12 @@ class _Session:
         f0 = self.cfg.gsw_hz * rng.uniform(0.9, 1.15)
         t = _times(sf, dur + 0.5)
         out = np.zeros_like(t)
-        c, k = 0.0, 0
+        c = 0.0
         while c < dur:
             period = 1.0 / (f0 * (1 - 0.15 * c / max(dur, 1e-9)))
             out += (-_gauss(t, c + 0.03, 0.012) + 0.25 * _gauss(t, c + 0.07, 0.02)
                     - 0.7 * _gauss(t, c + 0.45 * period, 0.17 * period))
             c += period
-            k += 1
         return out / np.abs(out).max()
 
     def seizures(self) -> None:
@@ -1184,7 +1170,7 @@ class _Session:
         self.burst_suppression()
         self.seizures()       # before the rhythms: postictal changes their envelopes
         topo_bg, rows_bg = self.background()
-        bg_env = _smooth(self.gains(cfg.background_state_gain), cfg.state_transition_s)
+        bg_env = self.gains(cfg.background_state_gain)
         if not np.allclose(bg_env, bg_env[0]):
             rows_bg *= self.upsample(bg_env)
         elif bg_env[0] != 1.0:

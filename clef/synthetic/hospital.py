@@ -23,14 +23,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import logging
 import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import polars as pl
@@ -40,15 +40,12 @@ from clef.synthetic.eeg import EEGSimConfig, simulate_eeg
 from clef.synthetic.fhir import patient_bundle, validate_bundle
 from clef.synthetic.population import generate_population
 from clef.synthetic.population_config import PopulationConfig
+from clef.synthetic.recordings import NEW_NAMES
 from clef.synthetic.records import Patient, Population, SessionTruth
 from clef.synthetic.reports import write_report
 from tokenizer.atomic import atomic_path, write_parquet_atomic, write_text_atomic
 from tokenizer.contract import CANONICAL_CHANNELS
 from tokenizer.edf_writer import EDFSignal, write_edf
-
-log = logging.getLogger(__name__)
-
-_NEW_NAMES = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}
 
 
 class VendorStyle(BaseModel):
@@ -134,7 +131,7 @@ class HospitalSummary:
 
 
 def _label(style: VendorStyle, ch: str) -> str:
-    name = _NEW_NAMES.get(ch, ch) if style.new_temporal_names else ch
+    name = NEW_NAMES.get(ch, ch) if style.new_temporal_names else ch
     return style.label.format(ch=name, CH=name.upper())
 
 
@@ -291,15 +288,9 @@ def synthesize_hospital(
     jobs = [(out, s, patients[s.patient_id], cfg, write_eeg) for s in pop.sessions]
     rows: list[dict] = []
     workers = workers or os.cpu_count() or 1
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as ex:
-            for row in ex.map(_write_session, jobs, chunksize=1):
-                rows.append(row)
-                if progress:
-                    progress(len(rows), len(jobs))
-    else:
-        for job in jobs:
-            rows.append(_write_session(job))
+    with ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(jobs) > 1 else nullcontext() as ex:
+        for row in ex.map(_write_session, jobs, chunksize=1) if ex else map(_write_session, jobs):
+            rows.append(row)
             if progress:
                 progress(len(rows), len(jobs))
 
@@ -308,7 +299,9 @@ def synthesize_hospital(
         bundle = patient_bundle(p, pop.sessions_of(p.patient_id), site_names=names)
         validate_bundle(bundle)
         write_text_atomic(json.dumps(bundle, indent=1), out / "fhir" / f"{p.patient_id}.json")
-    _write_sessions_csv(out / "sessions.csv", rows)
+    # the hospital export: links only, no labels
+    _write_csv(out / "sessions.csv", rows,
+               ("session_id", "patient_id", "encounter_id", "path", "site", "setting", "start"))
     truth = pl.DataFrame(rows)
     write_parquet_atomic(truth, out / "truth.parquet")
     hours = float(sum(r["duration_s"] for r in rows) / 3600)
@@ -326,14 +319,12 @@ def synthesize_hospital(
     return HospitalSummary(out, n_patients, len(rows), hours, time.perf_counter() - t0)
 
 
-def _write_sessions_csv(path: Path, rows: Iterable[dict]) -> None:
-    """The hospital export: links only, no labels."""
-    cols = ("session_id", "patient_id", "encounter_id", "path", "site", "setting", "start")
+def _write_csv(path: Path, rows: Iterable[dict], cols: Sequence[str]) -> None:
+    """A ``sessions.csv``: the columns ``cols`` of ``rows``."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(cols)
-        for r in rows:
-            w.writerow([r[c] for c in cols])
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
 
 
 def load_truth(out: str | Path) -> pl.DataFrame:
@@ -383,8 +374,5 @@ def subset_hospital(hospital: str | Path, out: str | Path, n: int, *, link: bool
         else:
             shutil.copy2(src, dst)
         files.append(dst)
-    with open(out / "sessions.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    _write_csv(out / "sessions.csv", rows, list(rows[0]))
     return files

@@ -16,7 +16,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from clef.synthetic.catalogue import (
     CHRONIC_ORDER,
@@ -309,18 +309,13 @@ def read_rules(path: Path, model: type[_Rule]) -> dict[str, _Rule]:
     return out
 
 
-#: Default prevalence of the chronic conditions (``data/prevalence.yaml``).
-_PREVALENCE: dict[str, PrevalenceRule] = read_rules(DATA_DIR / "prevalence.yaml", PrevalenceRule)
-#: Default treatment of the chronic conditions (``data/treatments.yaml``).
-_TREATMENTS: dict[str, TreatmentRule] = read_rules(DATA_DIR / "treatments.yaml", TreatmentRule)
-
-
-def _default_prevalence() -> dict[str, PrevalenceRule]:
-    return dict(_PREVALENCE)
-
-
-def _default_treatments() -> dict[str, TreatmentRule]:
-    return dict(_TREATMENTS)
+#: Defaults of the mappings a configuration is merged onto: the penetrance of the
+#: catalogue, the prevalence and treatment of the chronic conditions (data files).
+_MERGED_DEFAULTS: dict[str, Mapping[str, Any]] = {
+    "penetrance": DEFAULT_PENETRANCE,
+    "prevalence": read_rules(DATA_DIR / "prevalence.yaml", PrevalenceRule),
+    "treatments": read_rules(DATA_DIR / "treatments.yaml", TreatmentRule),
+}
 
 
 def _default_races() -> dict[str, float]:
@@ -385,29 +380,19 @@ class PopulationConfig(_Frozen):
     durations: dict[str, tuple[DurationBand, ...]] = Field(default_factory=_default_durations)
     emu_or_spells: float = Field(default=3.0, gt=0)
     icu_or_elderly: float = Field(default=1.6, gt=0)
-    prevalence: dict[str, PrevalenceRule] = Field(default_factory=_default_prevalence)
+    prevalence: dict[str, PrevalenceRule] = Field(default_factory=lambda: dict(_MERGED_DEFAULTS["prevalence"]))
     incident_p: float = Field(default=0.12, ge=0, le=1)
-    treatments: dict[str, TreatmentRule] = Field(default_factory=_default_treatments)
+    treatments: dict[str, TreatmentRule] = Field(default_factory=lambda: dict(_MERGED_DEFAULTS["treatments"]))
     icu: IcuConfig = Field(default_factory=IcuConfig)
     inpatient: InpatientConfig = Field(default_factory=InpatientConfig)
     penetrance: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_PENETRANCE))
     severity_trait_weight: float = Field(default=0.6, ge=0, le=1)
     reports: ReportConfig = Field(default_factory=ReportConfig)
 
-    @field_validator("penetrance", mode="before")
+    @field_validator("penetrance", "prevalence", "treatments", mode="before")
     @classmethod
-    def _merge_penetrance(cls, v: Any) -> Any:
-        return {**DEFAULT_PENETRANCE, **dict(v)} if isinstance(v, Mapping) else v
-
-    @field_validator("prevalence", mode="before")
-    @classmethod
-    def _merge_prevalence(cls, v: Any) -> Any:
-        return {**_default_prevalence(), **dict(v)} if isinstance(v, Mapping) else v
-
-    @field_validator("treatments", mode="before")
-    @classmethod
-    def _merge_treatments(cls, v: Any) -> Any:
-        return {**_default_treatments(), **dict(v)} if isinstance(v, Mapping) else v
+    def _merge_onto_defaults(cls, v: Any, info: ValidationInfo) -> Any:
+        return {**_MERGED_DEFAULTS[info.field_name], **dict(v)} if isinstance(v, Mapping) else v
 
     @model_validator(mode="after")
     def _check(self) -> "PopulationConfig":

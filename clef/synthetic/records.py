@@ -22,7 +22,6 @@ __all__ = ["DAYS_PER_YEAR", "Condition", "Encounter", "Medication", "Patient", "
 DAYS_PER_YEAR = 365.25
 
 
-
 @dataclass(frozen=True)
 class Condition:
     """A condition of one patient (hidden truth and EHR record).
@@ -101,12 +100,6 @@ class Patient:
 
     def age_on(self, day: dt.date) -> float:
         return (day - self.birth_date).days / DAYS_PER_YEAR
-
-    def active_conditions(self, day: dt.date) -> tuple[Condition, ...]:
-        return tuple(c for c in self.conditions if c.active_on(day))
-
-    def active_medications(self, day: dt.date) -> tuple[Medication, ...]:
-        return tuple(m for m in self.medications if m.active_on(day))
 
     def encounter(self, encounter_id: str) -> Encounter:
         for e in self.encounters:

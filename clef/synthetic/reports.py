@@ -262,15 +262,80 @@ def _present(eeg: EEGSummary) -> dict[str, list[PlantedFinding]]:
     for f in eeg.findings:
         if f.severity > 0:
             out.setdefault(f.name, []).append(f)
-    order = {n: i for i, n in enumerate(FINDINGS)}
-    return dict(sorted(out.items(), key=lambda kv: order[kv[0]]))
+    return _in_order(out)
+
+
+def _in_order(findings: dict[str, list[PlantedFinding]]) -> dict[str, list[PlantedFinding]]:
+    """``findings`` (name → its findings) in :data:`FINDINGS` order."""
+    return dict(sorted(findings.items(), key=lambda kv: FINDINGS.index(kv[0])))
 
 
 def _side_text(f: PlantedFinding) -> str:
     return _SIDE.get(f.side or "", "")
 
 
-def _describe(w: _Writer, name: str, fs: list[PlantedFinding], eeg: EEGSummary, session: SessionTruth) -> str:
+#: DESCRIPTION sentences and IMPRESSION items of the findings worded from side and severity
+#: alone; ``{side}``/``{Side}`` and ``{severity}``/``{Severity}`` are filled by :func:`_fill`.
+_DESCRIPTIONS: dict[str, tuple[str, ...]] = {
+    "generalized_slowing": (
+        "There is {severity} diffuse slowing of the background, with predominant theta and delta activity.",
+        "The background shows {severity} generalized polymorphic delta and theta slowing.",
+        "{Severity} generalized slowing is present."),
+    "mild_slowing": (
+        "There is mild diffuse slowing with intermixed 5-7 Hz theta activity.",
+        "Mild generalized background slowing is present.",
+        "The background is mildly slow for age."),
+    "asymmetry": (
+        "There is an amplitude asymmetry, with lower voltage over the {side} hemisphere.",
+        "The background is asymmetric: attenuated over the {side} hemisphere.",
+        "Faster frequencies are attenuated over the {side} hemisphere (asymmetry)."),
+    "burst_suppression": (
+        "The background is discontinuous with a burst-suppression pattern: bursts of mixed-frequency activity "
+        "lasting 1-3 s alternate with periods of suppression (<10 uV) of 2-10 s.",
+        "Burst suppression (BS) is present, with generalized bursts separated by suppressed intervals.",
+        "The record shows a burst-suppression pattern."),
+    "low_voltage": (
+        "The background is diffusely low voltage, below 20 uV.",
+        "There is a low-voltage, suppressed background throughout the recording.",
+        "The background is of very low amplitude (<20 uV)."),
+    "excess_beta": (
+        "There is excess diffuse beta activity, maximal frontally.",
+        "Prominent generalized beta activity (excess beta) is present.",
+        "Increased fast (beta) activity is seen diffusely."),
+    "lpd": (
+        "Lateralized periodic discharges (LPDs) are present over the {side} hemisphere at approximately 1 Hz.",
+        "{Side} hemispheric LPDs are seen at 0.5-1.5 Hz.",
+        "There are periodic sharp discharges over the {side} hemisphere (LPDs)."),
+    "gpd": (
+        "Generalized periodic discharges (GPDs) are present at 1-2 Hz, some with triphasic morphology.",
+        "There are GPDs at approximately 1 Hz.",
+        "Generalized periodic discharges are seen intermittently."),
+}
+_IMPRESSIONS: dict[str, tuple[str, ...]] = {
+    "ied_focal": ("{Side} temporal sharp waves (IEDs)", "{Side} focal epileptiform discharges",
+                  "Interictal epileptiform discharges, {side} hemisphere"),
+    "ied_generalized": ("Generalized spike-and-wave discharges", "Generalized epileptiform discharges",
+                        "Generalized polyspike-wave discharges"),
+    "generalized_slowing": ("{Severity} diffuse slowing", "Generalized background slowing, {severity}"),
+    "mild_slowing": ("Mild diffuse background slowing", "Mild generalized slowing"),
+    "focal_slowing": ("{Side} focal slowing", "Focal slowing, {side} hemisphere",
+                      "{Side} temporal polymorphic delta slowing"),
+    "asymmetry": ("Asymmetry, attenuated over the {side} hemisphere", "{Side} hemispheric attenuation"),
+    "burst_suppression": ("Burst suppression (BS)", "Burst-suppression pattern"),
+    "low_voltage": ("Diffusely low-voltage background", "Low-voltage suppressed background"),
+    "excess_beta": ("Excess beta activity", "Excess diffuse beta"),
+    "lpd": ("LPDs, {side} hemisphere", "{Side} lateralized periodic discharges (LPDs)"),
+    "gpd": ("GPDs", "Generalized periodic discharges (GPDs)"),
+}
+
+
+def _fill(templates: tuple[str, ...], f: PlantedFinding) -> tuple[str, ...]:
+    side, severity = _side_text(f), _severity_word(f.severity)
+    return tuple(t.format(side=side, Side=side.capitalize(), severity=severity, Severity=severity.capitalize())
+                 for t in templates)
+
+
+def _describe(w: _Writer, name: str, fs: list[PlantedFinding], eeg: EEGSummary) -> str:
     """A DESCRIPTION sentence for an asserted finding."""
     f = max(fs, key=lambda x: x.severity)
     side = _side_text(f)
@@ -305,19 +370,6 @@ def _describe(w: _Writer, name: str, fs: list[PlantedFinding], eeg: EEGSummary, 
             f"{word} seizure{'s' if n > 1 else ''} captured{where}: rhythmic activity evolving in frequency, "
             f"morphology and location, followed by postictal slowing.",
         ))
-    if name == "generalized_slowing":
-        return w.pick((
-            f"There is {_severity_word(sev)} diffuse slowing of the background, with predominant theta and delta "
-            f"activity.",
-            f"The background shows {_severity_word(sev)} generalized polymorphic delta and theta slowing.",
-            f"{_severity_word(sev).capitalize()} generalized slowing is present.",
-        ))
-    if name == "mild_slowing":
-        return w.pick((
-            "There is mild diffuse slowing with intermixed 5-7 Hz theta activity.",
-            "Mild generalized background slowing is present.",
-            "The background is mildly slow for age.",
-        ))
     if name == "pdr_slowing":
         return ""  # described with the PDR
     if name == "focal_slowing":
@@ -328,88 +380,22 @@ def _describe(w: _Writer, name: str, fs: list[PlantedFinding], eeg: EEGSummary, 
             f"Continuous {side} {region} delta slowing is present." if sev >= 0.6
             else f"Intermittent {side} {region} theta-delta slowing is present.",
         ))
-    if name == "asymmetry":
-        return w.pick((
-            f"There is an amplitude asymmetry, with lower voltage over the {side} hemisphere.",
-            f"The background is asymmetric: attenuated over the {side} hemisphere.",
-            f"Faster frequencies are attenuated over the {side} hemisphere (asymmetry).",
-        ))
-    if name == "burst_suppression":
-        return w.pick((
-            "The background is discontinuous with a burst-suppression pattern: bursts of mixed-frequency activity "
-            "lasting 1-3 s alternate with periods of suppression (<10 uV) of 2-10 s.",
-            "Burst suppression (BS) is present, with generalized bursts separated by suppressed intervals.",
-            "The record shows a burst-suppression pattern.",
-        ))
-    if name == "low_voltage":
-        return w.pick((
-            "The background is diffusely low voltage, below 20 uV.",
-            "There is a low-voltage, suppressed background throughout the recording.",
-            "The background is of very low amplitude (<20 uV).",
-        ))
-    if name == "excess_beta":
-        return w.pick((
-            "There is excess diffuse beta activity, maximal frontally.",
-            "Prominent generalized beta activity (excess beta) is present.",
-            "Increased fast (beta) activity is seen diffusely.",
-        ))
-    if name == "lpd":
-        return w.pick((
-            f"Lateralized periodic discharges (LPDs) are present over the {side} hemisphere at approximately 1 Hz.",
-            f"{side.capitalize()} hemispheric LPDs are seen at 0.5-1.5 Hz.",
-            f"There are periodic sharp discharges over the {side} hemisphere (LPDs).",
-        ))
-    if name == "gpd":
-        return w.pick((
-            "Generalized periodic discharges (GPDs) are present at 1-2 Hz, some with triphasic morphology.",
-            "There are GPDs at approximately 1 Hz.",
-            "Generalized periodic discharges are seen intermittently.",
-        ))
-    raise ValueError(f"unknown finding {name!r}")  # pragma: no cover
+    return w.pick(_fill(_DESCRIPTIONS[name], f))
 
 
 def _impression_item(w: _Writer, name: str, fs: list[PlantedFinding], eeg: EEGSummary) -> str:
     f = max(fs, key=lambda x: x.severity)
-    side = _side_text(f).capitalize()
-    if name == "ied_focal":
-        return w.pick((f"{side} temporal sharp waves (IEDs)", f"{side} focal epileptiform discharges",
-                       f"Interictal epileptiform discharges, {side.lower()} hemisphere"))
-    if name == "ied_generalized":
-        return w.pick(("Generalized spike-and-wave discharges", "Generalized epileptiform discharges",
-                       "Generalized polyspike-wave discharges"))
     if name == "seizure":
         n = max(1, eeg.count("seizure"))
         return w.pick((f"Electrographic seizures (n={n})", f"{n} electrographic seizure{'s' if n > 1 else ''}"))
-    if name == "generalized_slowing":
-        return w.pick((f"{_severity_word(f.severity).capitalize()} diffuse slowing",
-                       f"Generalized background slowing, {_severity_word(f.severity)}"))
-    if name == "mild_slowing":
-        return w.pick(("Mild diffuse background slowing", "Mild generalized slowing"))
+    if name == "pdr_slowing" and eeg.pdr_hz is None:
+        return w.pick(("Absent posterior dominant rhythm", "No PDR"))
     if name == "pdr_slowing":
-        if eeg.pdr_hz is None:
-            return w.pick(("Absent posterior dominant rhythm", "No PDR"))
         return w.pick(("Slowing of the posterior dominant rhythm", f"Slow PDR ({eeg.pdr_hz:.1f} Hz)"))
-    if name == "focal_slowing":
-        return w.pick((f"{side} focal slowing", f"Focal slowing, {side.lower()} hemisphere",
-                       f"{side} temporal polymorphic delta slowing"))
-    if name == "asymmetry":
-        return w.pick((f"Asymmetry, attenuated over the {side.lower()} hemisphere",
-                       f"{side} hemispheric attenuation"))
-    if name == "burst_suppression":
-        return w.pick(("Burst suppression (BS)", "Burst-suppression pattern"))
-    if name == "low_voltage":
-        return w.pick(("Diffusely low-voltage background", "Low-voltage suppressed background"))
-    if name == "excess_beta":
-        return w.pick(("Excess beta activity", "Excess diffuse beta"))
-    if name == "lpd":
-        return w.pick((f"LPDs, {side.lower()} hemisphere", f"{side} lateralized periodic discharges (LPDs)"))
-    if name == "gpd":
-        return w.pick(("GPDs", "Generalized periodic discharges (GPDs)"))
-    raise ValueError(f"unknown finding {name!r}")  # pragma: no cover
+    return w.pick(_fill(_IMPRESSIONS[name], f))
 
 
-def _correlation(w: _Writer, asserted: dict[str, list[PlantedFinding]], session: SessionTruth,
-                 atc: Sequence[str]) -> str:
+def _correlation(w: _Writer, asserted: dict[str, list[PlantedFinding]], atc: Sequence[str]) -> str:
     if not asserted:
         return w.pick((
             "A normal EEG does not exclude the diagnosis of epilepsy. Clinical correlation is recommended.",
@@ -503,8 +489,7 @@ def write_report(session: SessionTruth, patient: Patient, eeg: EEGSummary, rng: 
             side = ("L" if w.chance(0.5) else "R") if name in LATERALIZED else None
             asserted[name] = [PlantedFinding(name, round(0.2 + 0.3 * rng.random(), 3), side, "overcall")]
             overcalled = (name,)
-    order = {n: i for i, n in enumerate(FINDINGS)}
-    asserted = dict(sorted(asserted.items(), key=lambda kv: order[kv[0]]))
+    asserted = _in_order(asserted)
 
     # -- style of this report ------------------------------------------------------------
     case = int(rng.random() * 3)  # 0 as listed, 1 upper, 2 title
@@ -591,12 +576,8 @@ def write_report(session: SessionTruth, patient: Patient, eeg: EEGSummary, rng: 
     if session.setting == "routine":
         tech = (f"Digital EEG recorded for {dur} with {placement} (19 scalp electrodes) and a single EKG "
                 f"channel, in the {state_text} state{'s' if len(states) > 1 else ''}.")
-        hv = any(e.kind == "hyperventilation" for e in eeg.events)
-        ph = any(e.kind == "photic" for e in eeg.events)
-        act = []
-        act.append("Hyperventilation was performed." if hv else "Hyperventilation was not performed.")
-        act.append("Photic stimulation was performed." if ph else "Photic stimulation was not performed.")
-        tech += " " + " ".join(act)
+        for kind, what in (("hyperventilation", "Hyperventilation"), ("photic", "Photic stimulation")):
+            tech += f" {what} was {'' if any(e.kind == kind for e in eeg.events) else 'not '}performed."
     elif session.setting == "emu":
         tech = (f"Continuous video-EEG monitoring in the Epilepsy Monitoring Unit using {placement} with 19 scalp "
                 f"electrodes plus EKG. This report covers {dur} of recording.")
@@ -635,7 +616,7 @@ def write_report(session: SessionTruth, patient: Patient, eeg: EEGSummary, rng: 
         else:
             desc.append(w.pick(("No posterior dominant rhythm was seen.", "A PDR was not identified.")))
     for name, fs in asserted.items():
-        sentence = _describe(w, name, fs, eeg, session)
+        sentence = _describe(w, name, fs, eeg)
         if sentence:
             desc.append(sentence)
     if eeg.reached_sleep:
@@ -675,7 +656,7 @@ def write_report(session: SessionTruth, patient: Patient, eeg: EEGSummary, rng: 
     add("impression", impression)
 
     # -- clinical correlation ------------------------------------------------------------
-    add("correlation", _correlation(w, asserted, session, session.atc_codes))
+    add("correlation", _correlation(w, asserted, session.atc_codes))
 
     footer = f"Interpreted by: {reader}"
     if with_phi:
