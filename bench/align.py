@@ -41,9 +41,10 @@ def main() -> None:
     os.environ.setdefault("CLEF_HOME", str(OUT / "home"))
     import torch
 
-    from clef.config import SessionConfig, load_session_config
+    from clef.config import SessionConfig
     from clef.pretrain import load_token_table, pretrain
     from tokenizer.checkpoint_io import load_checkpoint
+    from tokenizer.presets import load_preset
     from tokenizer.tokens import tokenize_archive
 
     torch.set_num_threads(args.threads)
@@ -58,7 +59,7 @@ def main() -> None:
     print(f"tokenized {s.tokenized} new / {s.skipped} done sessions in {time.perf_counter() - t0:.0f} s", flush=True)
     stage1 = OUT / f"pretrain_tiny_{args.pretrain_steps}"
     t0 = time.perf_counter()
-    r1 = pretrain(tokens, load_session_config("tiny"), stage1, max_steps=args.pretrain_steps,
+    r1 = pretrain(tokens, load_preset(SessionConfig, "tiny"), stage1, max_steps=args.pretrain_steps,
                   resume=(stage1 / "meta.json").exists(), trainer_kwargs={"enable_progress_bar": False})
     print(f"stage 1: {r1.steps} steps in {time.perf_counter() - t0:.0f} s, held-out masked-token accuracy "
           f"{r1.val_masked_acc} (most common code {r1.baseline_acc:.3f})", flush=True)
@@ -66,14 +67,14 @@ def main() -> None:
         return
     from reports.text_encoder import FrozenTextEncoder, TextEncoderConfig
 
-    from clef.align import index_archive, load_align_config
+    from clef.align import AlignConfig, index_archive
     from clef.align.data import prepare_align_data
     from clef.align.module import AlignModule
     from clef.align.train import align, evaluate_retrieval, init_from_stage1
     from reports import SummariserConfig, make_summariser
 
     held = [c.strip() for c in args.held_out.split(",") if c.strip()]
-    cfg = load_align_config("tiny", {"ehr": {"held_out": held}} if held else None)
+    cfg = load_preset(AlignConfig, "tiny", {"ehr": {"held_out": held}} if held else None)
     index = index_archive(args.hospital)
     t0 = time.perf_counter()
     suffix = ("_heldout_" + "_".join(c.replace(":", "").lower() for c in held)) if held else ""

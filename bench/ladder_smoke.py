@@ -40,10 +40,11 @@ def main() -> None:
     from benchmark_tasks.cohort import build_cohort
     from benchmark_tasks.demo import QUICK_SUITE_CONFIG
     from benchmark_tasks.suite import generate_suite
-    from clef.config import load_session_config
+    from clef.config import SessionConfig
     from clef.pretrain import pretrain
     from clef.synthetic.hospital import HospitalConfig, synthesize_hospital
     from clef.workflow import train_all
+    from tokenizer.presets import load_preset
 
     out = args.out
     t0 = time.perf_counter()
@@ -51,9 +52,9 @@ def main() -> None:
     if not (hosp / "truth.parquet").is_file():
         synthesize_hospital(hosp, 80, seed=7, config=HospitalConfig(minutes_range=(2.0, 4.0)), workers=1,
                             overwrite=True)
-    r = train_all(hosp / "edf", out / "pipe", tokenizer_steps=30, session_config=load_session_config("tiny", SMALL),
+    r = train_all(hosp / "edf", out / "pipe", tokenizer_steps=30, session_config=load_preset(SessionConfig, "tiny", SMALL),
                   pretrain_steps=150, cache_dir=out / "cache")
-    short = load_session_config("tiny", {**SMALL, "model": {**SMALL["model"], "context_s": 80}})
+    short = load_preset(SessionConfig, "tiny", {**SMALL, "model": {**SMALL["model"], "context_s": 80}})
     rs = pretrain(r.tokens, short, out / "short", max_steps=150, resume=(out / "short" / "meta.json").is_file(),
                   trainer_kwargs={"enable_progress_bar": False})
     if r.pretrain.val_masked_acc is not None and rs.val_masked_acc is not None:  # None when resumed, not trained

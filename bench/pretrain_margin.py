@@ -50,14 +50,15 @@ def one_seed(seed: int, steps: int, n_random: int, work: Path) -> tuple[float, l
     import torch
 
     from benchmark_tasks.probes import cross_validated_auroc
-    from clef.config import load_session_config
+    from clef.config import SessionConfig
     from clef.embedding import Embedder
     from clef.factory import create_model
     from clef.pretrain import pretrain
     from clef.synthetic.tokens import write_topic_tokens
+    from tokenizer.presets import load_preset
 
     tokens = write_topic_tokens(work / f"tokens_{seed}", seed=seed)
-    r = pretrain(tokens, load_session_config("tiny", SMALL), work / f"st_{seed}", max_steps=steps,
+    r = pretrain(tokens, load_preset(SessionConfig, "tiny", SMALL), work / f"st_{seed}", max_steps=steps,
                  trainer_kwargs={"enable_progress_bar": False})
     classes = json.loads((tokens / "classes.json").read_text())
     sessions = session_tokens(tokens)

@@ -37,10 +37,11 @@ def main() -> None:
     import torch
 
     from benchmark_tasks.probes import cross_validated_auroc as probe_auroc
-    from clef.config import load_session_config
+    from clef.config import SessionConfig
     from clef.embedding import Embedder
     from clef.pretrain import MaskedTokenModule, load_token_table, pretrain, save_session_checkpoint
     from clef.synthetic.hospital import load_truth
+    from tokenizer.presets import load_preset
     from tokenizer.tokens import tokenize_archive
 
     torch.set_num_threads(1)
@@ -48,7 +49,7 @@ def main() -> None:
     tokens = OUT / f"tokens_{args.tokenizer.name}"
     tokenize_archive(hosp / "edf", args.tokenizer, tokens, cache_dir=OUT / "cache")
     ck = OUT / f"pretrain_{args.config}_{args.steps}_{args.tokenizer.name}"
-    cfg = load_session_config(args.config)
+    cfg = load_preset(SessionConfig, args.config)
     r = pretrain(tokens, cfg, ck, max_steps=args.steps, resume=(ck / "meta.json").exists(),
                  trainer_kwargs={"enable_progress_bar": False})
     if r.val_masked_acc is None:  # resumed a finished run: measure again

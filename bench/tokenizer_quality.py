@@ -139,8 +139,9 @@ def main() -> None:
     from clef.synthetic.spec import FINDINGS
     from tokenizer import SignalContract
     from tokenizer.spectrogram_cache import SpectrogramCache
-    from tokenizer.vqgan.config import load_tokenizer_config
     from tokenizer.multitaper import CANONICAL_BANDS
+    from tokenizer.presets import load_preset
+    from tokenizer.vqgan.config import VQGANConfig
     from tokenizer.vqgan.model import VQGAN
     from tokenizer.vqgan.training import train_tokenizer
 
@@ -149,7 +150,7 @@ def main() -> None:
     if not (hosp / "truth.parquet").exists():
         synthesize_hospital(hosp, args.patients, seed=args.seed, workers=2, overwrite=True)
     truth = load_truth(hosp)
-    cfg = load_tokenizer_config(args.config)
+    cfg = load_preset(VQGANConfig, args.config)
     steps = args.steps or cfg.train.max_steps
     ckpt = args.checkpoint or OUT / f"vqgan_{cfg.name}_{steps}_s{args.seed}_p{args.patients}"
     arch = training_archive(hosp, truth, args.train_fraction)

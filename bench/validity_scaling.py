@@ -92,8 +92,9 @@ def main() -> None:
     from benchmark_tasks.run import run_benchmark
     from benchmark_tasks.suite import load_suite
     from benchmark_tasks.truth import task_classes
-    from clef.align import load_align_config
+    from clef.align import AlignConfig
     from clef.align.train import align
+    from tokenizer.presets import load_preset
 
     torch.set_num_threads(args.threads)
     a = state["args"]
@@ -113,7 +114,7 @@ def main() -> None:
             if not points.get(name, {}).get("done"):
                 index, n_pat = subset_index(hospital, frac)
                 t0 = time.perf_counter()
-                r = align(study / "stage1", index, load_align_config(a["align_config"]), ck,
+                r = align(study / "stage1", index, load_preset(AlignConfig, a["align_config"]), ck,
                           tokens=study / "tokens", max_steps=n_steps, resume=(ck / "align" / "meta.json").is_file(),
                           cache_dir=study / "cache", trainer_kwargs={"enable_progress_bar": False})
                 points[name] = {"done": True, "fraction": frac, "steps": r.steps, "train_patients": n_pat,

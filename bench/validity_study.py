@@ -210,7 +210,8 @@ def main() -> None:
     split = PatientSplit()
 
     def tokenizer_stage() -> dict[str, Any]:
-        from tokenizer.vqgan.config import load_tokenizer_config
+        from tokenizer.presets import load_preset
+        from tokenizer.vqgan.config import VQGANConfig
         from tokenizer.vqgan.training import train_tokenizer
 
         if args.tokenizer is not None:
@@ -235,7 +236,7 @@ def main() -> None:
         if not args.transductive:
             src = out / "tokenizer_archive"
             n = _link_archive(hospital, src, lambda pid: pid is not None and split.of(pid) != "test")
-        train_tokenizer(src, load_tokenizer_config(args.tokenizer_config), tok_ck, cache_dir=cache,
+        train_tokenizer(src, load_preset(VQGANConfig, args.tokenizer_config), tok_ck, cache_dir=cache,
                         max_steps=args.tokenizer_steps, resume=(tok_ck / "meta.json").is_file(), **trainer)
         return {"config": args.tokenizer_config, "steps": args.tokenizer_steps, "train_sessions": n,
                 "inductive": not args.transductive}
@@ -254,12 +255,13 @@ def main() -> None:
 
     def stage1(name: str, overrides: dict[str, Any] | None) -> Callable[[], dict[str, Any]]:
         def run() -> dict[str, Any]:
-            from clef.config import load_session_config
+            from clef.config import SessionConfig
             from clef.pretrain import pretrain
+            from tokenizer.presets import load_preset
 
             ck = out / name
-            r = pretrain(tokens, load_session_config(args.session_config, overrides), ck, max_steps=args.pretrain_steps,
-                         resume=(ck / "meta.json").is_file(), archive=hospital,
+            cfg = load_preset(SessionConfig, args.session_config, overrides)
+            r = pretrain(tokens, cfg, ck, max_steps=args.pretrain_steps, resume=(ck / "meta.json").is_file(), archive=hospital,
                          exclude_test_patients=not args.transductive, trainer_kwargs=trainer)
             return {"steps": r.steps, "val_masked_acc": r.val_masked_acc, "most_common_code": r.baseline_acc,
                     "parameters": r.parameters}
@@ -272,11 +274,12 @@ def main() -> None:
 
     def stage2(name: str, overrides: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         def run() -> dict[str, Any]:
-            from clef.align import load_align_config
+            from clef.align import AlignConfig
             from clef.align.train import align
+            from tokenizer.presets import load_preset
 
             ck = out / name
-            r = align(out / "stage1", hospital, load_align_config(args.align_config, overrides), ck, tokens=tokens,
+            r = align(out / "stage1", hospital, load_preset(AlignConfig, args.align_config, overrides), ck, tokens=tokens,
                       max_steps=args.align_steps, resume=(ck / "align" / "meta.json").is_file(),
                       cache_dir=cache, trainer_kwargs=trainer)
             return {"steps": r.steps, "retrieval": r.retrieval, "data": r.stats}

@@ -1,24 +1,24 @@
 """Configuration of the session transformer and its pretraining (pydantic, ``extra="forbid"``).
 
-Presets live in ``clef/configs/{tiny,base,large}.yaml``; :func:`load_session_config` takes a
-preset name or a path to a YAML file of the same shape (:func:`tokenizer.presets.load_preset`).
+Presets live in ``clef/configs/{tiny,base,large}.yaml``; ``load_preset(SessionConfig, name_or_path)``
+(:func:`tokenizer.presets.load_preset`) takes a preset name or a YAML file of the same shape.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from tokenizer.presets import load_preset
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 
-class _Frozen(BaseModel):
+class FrozenConfig(BaseModel):
+    """A frozen configuration whose unknown keys are errors."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ModelConfig(_Frozen):
+class ModelConfig(FrozenConfig):
     """Transformer encoder over the token grid of one window.
 
     Attributes
@@ -43,10 +43,10 @@ class ModelConfig(_Frozen):
         token columns that divides the window (:func:`clef.model.context_columns`).
     """
 
-    dim: int = Field(128, gt=0)
-    depth: int = Field(4, gt=0)
-    heads: int = Field(4, gt=0)
-    mlp_ratio: float = Field(4.0, gt=0)
+    dim: PositiveInt = 128
+    depth: PositiveInt = 4
+    heads: PositiveInt = 4
+    mlp_ratio: PositiveFloat = 4.0
     dropout: float = Field(0.0, ge=0, lt=1)
     vocab_size: int | None = Field(None, gt=1)
     grid: tuple[int, int] | None = None
@@ -59,7 +59,7 @@ class ModelConfig(_Frozen):
         return self
 
 
-class MaskingConfig(_Frozen):
+class MaskingConfig(FrozenConfig):
     """MAGE-style variable masking: a ratio per sample from a truncated normal.
 
     Attributes
@@ -71,7 +71,7 @@ class MaskingConfig(_Frozen):
     """
 
     mean: float = Field(0.55, ge=0, le=1)
-    std: float = Field(0.25, gt=0)
+    std: PositiveFloat = 0.25
     low: float = Field(0.5, ge=0, le=1)
     high: float = Field(1.0, gt=0, le=1)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
@@ -83,7 +83,7 @@ class MaskingConfig(_Frozen):
         return self
 
 
-class MaskAlignConfig(_Frozen):
+class MaskAlignConfig(FrozenConfig):
     """Optional DARE-EEG mask-alignment term: InfoNCE between two masked views of a window.
 
     Attributes
@@ -95,42 +95,53 @@ class MaskAlignConfig(_Frozen):
         Mask ratio of each of the two views.
     """
 
-    weight: float = Field(0.0, ge=0)
-    temperature: float = Field(0.1, gt=0)
+    weight: NonNegativeFloat = 0.0
+    temperature: PositiveFloat = 0.1
     mask_ratio: float = Field(0.3, ge=0, lt=1)
 
 
-class OptimConfig(_Frozen):
+class OptimConfig(FrozenConfig):
     """AdamW with linear warm-up and cosine decay, gradient clipping, EMA of weights."""
 
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.05, ge=0)
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
-    warmup_steps: int = Field(20, ge=0)
+    warmup_steps: NonNegativeInt = 20
     min_lr_ratio: float = Field(0.05, ge=0, le=1)
-    grad_clip: float = Field(1.0, gt=0)
+    grad_clip: PositiveFloat = 1.0
     ema_decay: float = Field(0.99, ge=0, lt=1)
 
 
-class TrainConfig(_Frozen):
+class TrainConfig(FrozenConfig):
     """Loop settings."""
 
-    max_steps: int = Field(300, gt=0)
-    batch_size: int = Field(16, gt=0)
-    checkpoint_every: int = Field(100, gt=0)
-    log_every: int = Field(10, gt=0)
+    max_steps: PositiveInt = 300
+    batch_size: PositiveInt = 16
+    checkpoint_every: PositiveInt = 100
+    log_every: PositiveInt = 10
     seed: int = 0
 
 
-class SessionConfig(_Frozen):
-    """Everything of one session-transformer configuration."""
+class StageConfig(FrozenConfig):
+    """What the configurations of both training stages hold: a name, the optimiser and the loop.
+
+    Stage 1 is :class:`SessionConfig`, stage 2 :class:`clef.align.config.AlignConfig`.
+    """
 
     name: str = "tiny"
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+class SessionConfig(StageConfig):
+    """Everything of one session-transformer configuration."""
+
+    #: The folder of the shipped presets (``tiny``, ``base``, ``large``).
+    preset_dir: ClassVar[Path] = Path(__file__).resolve().parent / "configs"
+
     model: ModelConfig = Field(default_factory=ModelConfig)
     masking: MaskingConfig = Field(default_factory=MaskingConfig)
     mask_align: MaskAlignConfig = Field(default_factory=MaskAlignConfig)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
 
     def with_data(self, vocab_size: int, grid: tuple[int, int]) -> SessionConfig:
         """Fill (or check) the codebook size and grid from the tokens."""
@@ -142,24 +153,3 @@ class SessionConfig(_Frozen):
             )
         return self.model_copy(update={"model": m.model_copy(update={"vocab_size": vocab_size, "grid": tuple(grid)})})
 
-
-#: The folder of the shipped presets (``tiny``, ``base``, ``large``).
-PRESET_DIR = Path(__file__).resolve().parent / "configs"
-
-
-def load_session_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> SessionConfig:
-    """Load a session-transformer preset (``tiny``, ``base``, ``large``) or a YAML file, validated.
-
-    Parameters
-    ----------
-    name_or_path : str or Path
-        Preset name, or a YAML file (``tiny.yaml`` also resolves to the preset).
-    overrides : dict, optional
-        Nested values merged on top (e.g. ``{"train": {"max_steps": 10}}``).
-
-    Raises
-    ------
-    FileNotFoundError
-        Neither a file nor a preset.
-    """
-    return load_preset(name_or_path, SessionConfig, PRESET_DIR, overrides=overrides)

@@ -15,10 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from clef.config import SessionConfig, load_session_config
+from clef.config import SessionConfig
 from clef.model import SessionTransformer
 from tokenizer.contract import SignalContract
-from tokenizer.vqgan.config import VQGANConfig, build_context, load_tokenizer_config
+from tokenizer.presets import load_preset
+from tokenizer.vqgan.config import VQGANConfig, build_context
 from tokenizer.vqgan.model import VQGAN
 
 __all__ = ["create_model", "create_tokenizer", "save_random_checkpoint", "session_config"]
@@ -32,7 +33,7 @@ def session_config(name_or_config: str | Path | SessionConfig, *, tokenizer: VQG
     Parameters
     ----------
     name_or_config : str, Path or SessionConfig
-        Preset name, YAML file (:func:`clef.config.load_session_config`) or configuration.
+        Preset name, YAML file (:func:`tokenizer.presets.load_preset`) or configuration.
     tokenizer : VQGAN, optional
         Sets ``vocab_size`` and ``grid`` (its codebook and token grid).
     vocab_size, grid : optional
@@ -45,7 +46,7 @@ def session_config(name_or_config: str | Path | SessionConfig, *, tokenizer: VQG
             raise ValueError("overrides apply to a preset or a YAML file, not to a SessionConfig")
         cfg = name_or_config
     else:
-        cfg = load_session_config(name_or_config, overrides)
+        cfg = load_preset(SessionConfig, name_or_config, overrides)
     if tokenizer is not None:
         vocab_size, grid = tokenizer.config.quantizer.n_codes, tuple(tokenizer.ctx.grid)  # type: ignore[assignment]
     if vocab_size is not None or grid is not None:
@@ -77,11 +78,11 @@ def create_tokenizer(name_or_config: str | Path | VQGANConfig, contract: SignalC
     Parameters
     ----------
     name_or_config : str, Path or VQGANConfig
-        :func:`tokenizer.vqgan.config.load_tokenizer_config` resolves names and files.
+        :func:`tokenizer.presets.load_preset` resolves names and files.
     contract : SignalContract, optional
         The signal contract of its spectrograms (default: the contract's defaults).
     """
-    cfg = name_or_config if isinstance(name_or_config, VQGANConfig) else load_tokenizer_config(name_or_config)
+    cfg = name_or_config if isinstance(name_or_config, VQGANConfig) else load_preset(VQGANConfig, name_or_config)
     return VQGAN(build_context(cfg, contract))
 
 

@@ -43,17 +43,11 @@ from clef.model import (
     count_parameters,
 )
 from clef.patients import PatientSplit, patient_record
-from tokenizer.checkpoint_io import (
-    load_checkpoint,
-    load_training_state,
-    optimizer_from_tensors,
-    optimizer_to_tensors,
-    recover_checkpoint,
-    save_checkpoint,
-)
+from tokenizer.checkpoint_io import load_checkpoint, recover_checkpoint, save_checkpoint
 from tokenizer.contract import SignalContract
 from tokenizer.hashing import session_record
 from tokenizer.tokens import read_tokens
+from tokenizer.trainer import LOCAL_RUN, TrainingState, make_trainer, seed_run
 
 log = logging.getLogger(__name__)
 
@@ -307,13 +301,7 @@ def save_session_checkpoint(module: MaskedTokenModule, out: str | Path, *, token
                             data_digest: str = "", optimizer: torch.optim.Optimizer | None = None,
                             extra_meta: dict[str, Any] | None = None) -> Path:
     """Write a session-transformer checkpoint: EMA encoder weights + training state + tokenizer copy."""
-    state = {f"encoder.{k}": v for k, v in module.encoder.state_dict().items()}
-    state.update({f"head.{k}": v for k, v in module.head.state_dict().items()})
-    tmeta = {"step": str(module.g_step)}
-    if optimizer is not None:
-        t, m = optimizer_to_tensors(optimizer.state_dict())
-        state.update(t)
-        tmeta.update(m)
+    state = TrainingState.of(module.g_step, optimizer, encoder=module.encoder, head=module.head)
     meta = {"step": module.g_step, "config_name": module.cfg.name, "parameters": count_parameters(module.encoder),
             "grid": list(module.cfg.model.grid or ()), "vocab_size": module.cfg.model.vocab_size,
             "metrics": {k: round(v, 6) for k, v in module.last_metrics.items()},
@@ -323,7 +311,8 @@ def save_session_checkpoint(module: MaskedTokenModule, out: str | Path, *, token
     copy = {TOKENIZER_SUBDIR: tokenizer_dir} if tokenizer_dir is not None and Path(tokenizer_dir).is_dir() else None
     return save_checkpoint(out, kind=CHECKPOINT_KIND, config=module.cfg.model_dump(mode="json"),
                            contract=module.contract, state_dict=module.ema.state_dict(), data_digest=data_digest,
-                           extra_meta=meta, training_state=state, training_meta=tmeta, copy_dirs=copy)
+                           extra_meta=meta, training_state=state.tensors, training_meta=state.meta,
+                           copy_dirs=copy)
 
 
 def load_session_module(path: str | Path, map_location: str = "cpu") -> MaskedTokenModule:
@@ -333,36 +322,14 @@ def load_session_module(path: str | Path, map_location: str = "cpu") -> MaskedTo
     module = MaskedTokenModule(cfg, ck.contract, step_offset=int(ck.meta.get("step", 0)),
                                baseline_acc=ck.meta.get("baseline_most_common_code"))
     module.ema.load_state_dict(ck.state_dict)
-    ts = load_training_state(path, map_location)
+    ts = TrainingState.load(path, map_location)
     if ts is None:
         module.encoder.load_state_dict(ck.state_dict)
         return module
-    tensors, meta = ts
-    module.encoder.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")})
-    module.head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
-    module._optimizer_state = optimizer_from_tensors(tensors, meta)
+    module.encoder.load_state_dict(ts.part("encoder"))
+    module.head.load_state_dict(ts.part("head"))
+    module._optimizer_state = ts.optimizer()
     return module
-
-
-class _SaveEvery(L.Callback):
-    def __init__(self, out: Path, every: int, tokenizer_dir: Path | None, digest: str,
-                 extra_meta: dict[str, Any] | None = None) -> None:
-        self.out, self.every, self.tokenizer_dir, self.digest = out, every, tokenizer_dir, digest
-        self.extra_meta = extra_meta
-        self._last = -1
-
-    def _save(self, trainer: L.Trainer, module: MaskedTokenModule) -> None:
-        if module.g_step != self._last and trainer.is_global_zero:
-            save_session_checkpoint(module, self.out, tokenizer_dir=self.tokenizer_dir, data_digest=self.digest,
-                                    optimizer=trainer.optimizers[0], extra_meta=self.extra_meta)
-            self._last = module.g_step
-
-    def on_train_batch_end(self, trainer: L.Trainer, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if module.g_step % self.every == 0:
-            self._save(trainer, module)
-
-    def on_train_end(self, trainer: L.Trainer, module: Any) -> None:
-        self._save(trainer, module)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -453,26 +420,26 @@ def pretrain(
         module.cfg = cfg
         log.info("resuming from %s at step %d", out, module.g_step)
     else:
-        L.seed_everything(cfg.train.seed, workers=True, verbose=False)  # the initial weights too
+        seed_run(cfg.train.seed)  # the initial weights too
         module = MaskedTokenModule(cfg, contract, baseline_acc=baseline)
     remaining = cfg.train.max_steps - module.g_step
     tok_dir = Path(table.manifest.get("checkpoint", "")) if table.manifest.get("checkpoint") else None
+    digest = table.digest()
+
+    def save(m: MaskedTokenModule, optimizer: torch.optim.Optimizer | None) -> None:
+        save_session_checkpoint(m, out, tokenizer_dir=tok_dir, data_digest=digest, optimizer=optimizer,
+                                extra_meta={"trained_on": trained})
+
     if remaining > 0:
-        L.seed_everything(cfg.train.seed + module.g_step, workers=True, verbose=False)
-        kw = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
-              "enable_model_summary": False, "log_every_n_steps": cfg.train.log_every,
-              "val_check_interval": None, "check_val_every_n_epoch": None, **(trainer_kwargs or {})}
-        trainer = L.Trainer(max_steps=remaining, callbacks=[_SaveEvery(out, cfg.train.checkpoint_every, tok_dir,
-                                                                       table.digest(), {"trained_on": trained})],
-                            **kw)
+        seed_run(cfg.train.seed, module.g_step)
+        trainer = make_trainer(remaining, cfg.train.checkpoint_every, save,
+                               **{**LOCAL_RUN, "log_every_n_steps": cfg.train.log_every, **(trainer_kwargs or {})})
         # a short context sees the same tokens per step as the full one: batch_size windows' worth of crops
         bs = cfg.train.batch_size * (table.grid[1] // module.context if module.context else 1)
         train_dl = DataLoader(_Windows(train_t, module.context), batch_size=bs, shuffle=True, drop_last=len(train_t) > bs)
         trainer.fit(module, train_dataloaders=train_dl)
         module.evaluate(val_t)
-        save_session_checkpoint(module, out, tokenizer_dir=tok_dir, data_digest=table.digest(),
-                                optimizer=trainer.optimizers[0] if trainer.optimizers else None,
-                                extra_meta={"trained_on": trained})
+        save(module, trainer.optimizers[0] if trainer.optimizers else None)
     return PretrainResult(out, module.g_step, module.last_metrics.get("val/masked_acc"), baseline,
                           count_parameters(module.encoder))
 

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from clef.config import SessionConfig
-from clef.config import load_session_config
 from clef.pretrain import PretrainResult, pretrain
 from tokenizer.contract import SignalContract
+from tokenizer.presets import load_preset
 from tokenizer.tokens import TokenizeSummary, tokenize_archive
-from tokenizer.vqgan.config import load_tokenizer_config
+from tokenizer.vqgan.config import VQGANConfig
 from tokenizer.vqgan.training import train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainedPipeline:
-    """Paths and outcomes of :func:`train_all`."""
+    """Paths and outcomes of :func:`train_all`.
+
+    Attributes
+    ----------
+    tokenizer, tokens, checkpoint : Path
+        The VQGAN checkpoint, the tokens table and the session-transformer checkpoint.
+    tokenize : TokenizeSummary
+    pretrain : PretrainResult
+    """
 
     tokenizer: Path
     tokens: Path
@@ -77,12 +85,12 @@ def train_all(
     tok_dir, tokens_dir, ck_dir = out / "tokenizer", out / "tokens", out / "pretrain"
     if not (tok_dir / "meta.json").is_file():
         note("train tokenizer")
-        train_tokenizer(archive, load_tokenizer_config(tokenizer_config), tok_dir, contract=contract, cache_dir=cache_dir,
+        train_tokenizer(archive, load_preset(VQGANConfig, tokenizer_config), tok_dir, contract=contract, cache_dir=cache_dir,
                         max_steps=tokenizer_steps, **kw)
     note("tokenize")
     summary = tokenize_archive(archive, tok_dir, tokens_dir, cache_dir=cache_dir)
     note("pretrain")
-    cfg = session_config if isinstance(session_config, SessionConfig) else load_session_config(session_config)
+    cfg = session_config if isinstance(session_config, SessionConfig) else load_preset(SessionConfig, session_config)
     result = pretrain(tokens_dir, cfg, ck_dir, max_steps=pretrain_steps, resume=(ck_dir / "meta.json").is_file(),
                       trainer_kwargs=kw)
     return TrainedPipeline(tok_dir, tokens_dir, ck_dir, summary, result)

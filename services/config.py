@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 if TYPE_CHECKING:
     from tokenizer.channels import ChannelMap
@@ -58,18 +58,18 @@ class EmbedConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     engine: Literal["local", "ray"] = "local"
-    workers: int = Field(1, ge=1)
+    workers: PositiveInt = 1
     model_workers: int | None = Field(None, ge=1)
     retry_failed: bool = False
-    part_size: int = Field(64, ge=1)
-    flush_seconds: float = Field(60.0, gt=0)
+    part_size: PositiveInt = 64
+    flush_seconds: PositiveFloat = 60.0
     device: str = "cpu"
-    batch_size: int = Field(8, ge=1)
+    batch_size: PositiveInt = 8
     model_batch_files: int | None = Field(None, ge=1)
     cache_dir: Path | None = None
     site_level: int | None = Field(None, ge=0)
     ray_address: str | None = None
-    ray_chunk: int = Field(5000, ge=1)
+    ray_chunk: PositiveInt = 5000
     anonymous_ids: bool = False
     channel_map: Path | None = None
 
@@ -112,7 +112,7 @@ class IndexConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    flat_max: int = Field(50_000, ge=1)
+    flat_max: PositiveInt = 50_000
     ivf_nlist: int | None = Field(None, ge=1)
     ivf_nprobe: int | None = Field(None, ge=1)
     ivf_train_max: int = Field(200_000, ge=1000)
@@ -120,7 +120,7 @@ class IndexConfig(BaseModel):
     hnsw_ef_construction: int = Field(80, ge=8)
     hnsw_ef_search: int = Field(96, ge=8)
     rebuild_growth: float = Field(4.0, gt=1.0)
-    exact_below: int = Field(20_000, ge=0)
+    exact_below: NonNegativeInt = 20_000
 
 
 class ServeConfig(BaseModel):
@@ -154,7 +154,7 @@ class ServeConfig(BaseModel):
     checkpoint: Path
     probes: Path | None = None
     api_keys_file: Path | None = None
-    max_upload_mb: float = Field(512.0, gt=0)
-    max_k: int = Field(500, ge=1)
+    max_upload_mb: PositiveFloat = 512.0
+    max_k: PositiveInt = 500
     device: str = "cpu"
-    reload_seconds: float = Field(10.0, ge=0)
+    reload_seconds: NonNegativeFloat = 10.0

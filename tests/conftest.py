@@ -74,13 +74,14 @@ def pipeline(hospital: Path, tmp_path_factory: pytest.TempPathFactory):
     """Tiny tokenizer + tokens + tiny session transformer trained briefly on the hospital."""
     import torch
 
-    from clef.config import load_session_config
+    from clef.config import SessionConfig
     from clef.workflow import train_all
+    from tokenizer.presets import load_preset
 
     torch.set_num_threads(1)  # small models: threads only add overhead (and contention)
     out = tmp_path_factory.mktemp("pipeline")
-    small = load_session_config("tiny", {"model": {"dim": 64, "depth": 2, "heads": 4}, "train": {"batch_size": 8},
-                                 "optim": {"lr": 2e-3, "warmup_steps": 10}})
+    small = load_preset(SessionConfig, "tiny", {"model": {"dim": 64, "depth": 2, "heads": 4}, "train": {"batch_size": 8},
+                                           "optim": {"lr": 2e-3, "warmup_steps": 10}})
     r = train_all(hospital / "edf", out, tokenizer_steps=30, session_config=small, pretrain_steps=150,
                   cache_dir=out / "cache")
     if r.pretrain.baseline_acc > 0.9:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from clef.align import index_archive, load_align_config
+from clef.align import AlignConfig, index_archive
 from clef.align.data import collate, prepare_align_data
 from clef.align.module import AlignModule, contrastive_loss, retrieval_accuracy
 from clef.align.train import align, evaluate_retrieval, init_from_stage1, load_align_module
@@ -20,6 +20,7 @@ from clef.embedding import Embedder
 from clef.pretrain import load_token_table
 from clef.synthetic.hospital import load_truth
 from tokenizer.checkpoint_io import CheckpointError, load_checkpoint
+from tokenizer.presets import load_preset
 
 SMALL = {"report": {"dim": 64, "depth": 2, "heads": 4}, "ehr": {"dim": 64, "depth": 2, "heads": 4},
          "loss": {"embed_dim": 64}, "train": {"batch_size": 16, "checkpoint_every": 40},
@@ -42,7 +43,7 @@ def index(hospital):
 @pytest.fixture(scope="module")
 def aligned(pipeline, index, tmp_path_factory):
     torch.set_num_threads(1)
-    cfg = load_align_config("tiny", SMALL)
+    cfg = load_preset(AlignConfig, "tiny", SMALL)
     out = tmp_path_factory.mktemp("align") / "aligned"
     r = align(pipeline.checkpoint, index, cfg, out, tokens=pipeline.tokens, max_steps=STEPS,
               trainer_kwargs={"enable_progress_bar": False})
@@ -114,7 +115,7 @@ def test_sessions_without_report_or_ehr_are_kept_and_left_out_of_that_term(pipel
     for sid in sids[5:9]:
         sessions[sid] = replace(sessions[sid], patient_id=None)
     partial = ArchiveIndex(index.root, sessions, index.records)
-    cfg = load_align_config("tiny", SMALL)
+    cfg = load_preset(AlignConfig, "tiny", SMALL)
     d = prepare_align_data(load_token_table(pipeline.tokens), partial, cfg, summariser=None, text_encoder=text_encoder)
     assert d.stats["sessions"] == len(sids)
     assert d.stats["with_report"] == len(sids) - 5 and d.stats["with_ehr"] == len(sids) - 4
@@ -199,11 +200,11 @@ def test_round_trip_and_tampered_vocabulary(aligned, data, tmp_path):
 
 
 def test_held_out_concepts_leave_vocabulary_and_code_sets(pipeline, index, text_encoder):
-    cfg = load_align_config("tiny", {**SMALL, "ehr": {**SMALL["ehr"], "held_out": ["icd:G40"]}})
+    cfg = load_preset(AlignConfig, "tiny", {**SMALL, "ehr": {**SMALL["ehr"], "held_out": ["icd:G40"]}})
     d = prepare_align_data(load_token_table(pipeline.tokens), index, cfg, summariser=None, text_encoder=text_encoder)
     assert not [t for t in d.vocab.tokens if t.startswith("icd:G40")]
     assert not [t for e in d.examples for t in (e.ehr or []) if t.startswith("icd:G40")]
-    full = prepare_align_data(load_token_table(pipeline.tokens), index, load_align_config("tiny", SMALL),
+    full = prepare_align_data(load_token_table(pipeline.tokens), index, load_preset(AlignConfig, "tiny", SMALL),
                               summariser=None, text_encoder=text_encoder)
     assert [t for t in full.vocab.tokens if t.startswith("icd:G40")]  # epilepsy codes exist in this hospital
 

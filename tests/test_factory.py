@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from clef.config import load_session_config
+from clef.config import SessionConfig
 from clef.embedding import Embedder
 from clef.factory import create_model, create_tokenizer, save_random_checkpoint, session_config
 from clef.model import SessionTransformer, count_parameters
+from tokenizer.presets import load_preset
 from tokenizer.tokens import Tokens
 
 
@@ -19,7 +20,7 @@ def test_create_model_sizes_the_preset_to_its_tokenizer() -> None:
     vq = create_tokenizer("tiny")
     model = create_model("tiny", tokenizer=vq)
     assert isinstance(model, SessionTransformer)
-    want = load_session_config("tiny").with_data(vq.config.quantizer.n_codes, vq.ctx.grid)
+    want = load_preset(SessionConfig, "tiny").with_data(vq.config.quantizer.n_codes, vq.ctx.grid)
     assert model.cfg == want.model
     assert count_parameters(model) == count_parameters(SessionTransformer(want.model))
     small = create_model(want, overrides=None)

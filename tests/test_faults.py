@@ -112,6 +112,7 @@ from tests.factories import make_archive, synthetic_store  # noqa: E402
 from tokenizer.checkpoint_io import CheckpointError, load_checkpoint, load_training_state, save_checkpoint  # noqa: E402
 from tokenizer.contract import SignalContract  # noqa: E402
 from tokenizer.hashing import file_sha256  # noqa: E402
+from tokenizer.presets import load_preset  # noqa: E402
 from tokenizer.tokens import read_errors, read_tokens, tokenize_archive  # noqa: E402
 
 
@@ -278,12 +279,12 @@ PRETRAIN_STEPS, PRETRAIN_EVERY = 12, 4
 
 @pytest.fixture(scope="module")
 def pretrain_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from clef.config import load_session_config
+    from clef.config import SessionConfig
 
-    cfg = load_session_config("tiny", {"model": {"dim": 32, "depth": 1, "heads": 2},
-                               "train": {"batch_size": 8, "max_steps": PRETRAIN_STEPS,
-                                         "checkpoint_every": PRETRAIN_EVERY, "log_every": PRETRAIN_EVERY},
-                               "optim": {"warmup_steps": 2}})
+    cfg = load_preset(SessionConfig, "tiny", {"model": {"dim": 32, "depth": 1, "heads": 2},
+                                              "train": {"batch_size": 8, "max_steps": PRETRAIN_STEPS,
+                                                        "checkpoint_every": PRETRAIN_EVERY, "log_every": PRETRAIN_EVERY},
+                                              "optim": {"warmup_steps": 2}})
     path = tmp_path_factory.mktemp("cfg") / "session.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     return path
@@ -328,7 +329,7 @@ def test_pretrain_killed_after_a_checkpoint_resumes_from_its_step(trained: Any, 
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     """kill -9 as soon as a checkpoint appears (an outside kill: training goes on a little),
     then resume in-process: the step counter, weights and optimiser continue from it."""
-    from clef.config import load_session_config
+    from clef.config import SessionConfig
     from clef.embedding import Embedder
     from clef.pretrain import load_session_module, pretrain
 
@@ -341,7 +342,7 @@ def test_pretrain_killed_after_a_checkpoint_resumes_from_its_step(trained: Any, 
     assert saved == _step(ck) and saved % PRETRAIN_EVERY == 0 and 0 < saved < 4000
     assert module._optimizer_state is not None
     caplog.set_level("INFO", logger="clef.pretrain")
-    r = pretrain(trained.tokens, load_session_config(pretrain_yaml), ck, max_steps=saved + 2 * PRETRAIN_EVERY, resume=True,
+    r = pretrain(trained.tokens, load_preset(SessionConfig, pretrain_yaml), ck, max_steps=saved + 2 * PRETRAIN_EVERY, resume=True,
                  trainer_kwargs={"enable_progress_bar": False})
     assert f"at step {saved}" in caplog.text
     assert r.steps == saved + 2 * PRETRAIN_EVERY == _step(ck)
@@ -356,10 +357,10 @@ def test_pretrain_killed_after_a_checkpoint_resumes_from_its_step(trained: Any, 
 def test_train_tokenizer_killed_after_a_checkpoint_resumes_from_its_step(tok_archive: Path, tok_cache: Path,
                                                                           tmp_path: Path) -> None:
     from tokenizer.tokens import Tokenizer
-    from tokenizer.vqgan.config import load_tokenizer_config
+    from tokenizer.vqgan.config import VQGANConfig
     from tokenizer.vqgan.training import load_training_checkpoint, train_tokenizer
 
-    raw = load_tokenizer_config("tiny").model_dump(mode="json")
+    raw = load_preset(VQGANConfig, "tiny").model_dump(mode="json")
     raw["train"].update(max_steps=4, checkpoint_every=2, log_every=2)
     cfg_file = tmp_path / "vq.yaml"
     cfg_file.write_text(yaml.safe_dump(raw))
@@ -369,7 +370,7 @@ def test_train_tokenizer_killed_after_a_checkpoint_resumes_from_its_step(tok_arc
     assert _step(out) == 2
     module = load_training_checkpoint(out)
     assert module.step_offset == 2 and module._optimizer_state is not None
-    train_tokenizer(tok_archive, load_tokenizer_config(cfg_file), out, cache_dir=tok_cache, resume=True, accelerator="cpu",
+    train_tokenizer(tok_archive, load_preset(VQGANConfig, cfg_file), out, cache_dir=tok_cache, resume=True, accelerator="cpu",
                     enable_progress_bar=False)
     assert _step(out) == 4
     assert (out.with_name("tok.logs") / "from_step_2").is_dir()  # the resumed run started at step 2, not 0

@@ -9,7 +9,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from clef.config import MaskingConfig, load_session_config
+from clef.config import MaskingConfig, SessionConfig
 from clef.embedding import Embedder
 from clef.factory import create_model
 from clef.masking import random_token_mask, sample_mask_ratios
@@ -18,6 +18,7 @@ from clef.pretrain import load_token_table, pretrain
 from clef.synthetic.tokens import write_topic_tokens
 from tests.factories import write_fake_tokens
 from tokenizer.checkpoint_io import CheckpointError
+from tokenizer.presets import load_preset
 from tokenizer.tokens import Tokens
 
 SMALL = {"model": {"dim": 64, "depth": 2, "heads": 4}, "train": {"batch_size": 8, "checkpoint_every": 50},
@@ -33,7 +34,7 @@ def fake_tokens(tmp_path_factory):
 def trained(fake_tokens, tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("ckpt") / "st"
-    r = pretrain(fake_tokens, load_session_config("tiny", SMALL), out, max_steps=300,
+    r = pretrain(fake_tokens, load_preset(SessionConfig, "tiny", SMALL), out, max_steps=300,
                  trainer_kwargs={"enable_progress_bar": False})
     return r
 
@@ -45,13 +46,13 @@ def test_presets_and_parameter_counts():
                                                     grid=(16, 128) if name != "tiny" else (8, 64)))
     assert sizes["tiny"] < 2e6 and 15e6 < sizes["base"] < 20e6 and 140e6 < sizes["large"] < 155e6
     with pytest.raises(ValidationError, match="divisible"):
-        load_session_config("tiny", {"model": {"dim": 130}})
+        load_preset(SessionConfig, "tiny", {"model": {"dim": 130}})
     with pytest.raises(ValidationError, match="Extra inputs"):
-        load_session_config("tiny", {"model": {"width": 3}})
+        load_preset(SessionConfig, "tiny", {"model": {"width": 3}})
     with pytest.raises(FileNotFoundError, match="not a preset"):
-        load_session_config("huge")
+        load_preset(SessionConfig, "huge")
     with pytest.raises(ValueError, match="grid"):
-        load_session_config("tiny").with_data(512, (8, 64)).with_data(512, (16, 128))
+        load_preset(SessionConfig, "tiny").with_data(512, (8, 64)).with_data(512, (16, 128))
 
 
 def test_mask_ratios_follow_the_truncated_normal():
@@ -138,7 +139,7 @@ def test_pretraining_learns_well_above_the_most_common_code(trained):
 def test_checkpoint_resume_and_tamper(trained, fake_tokens, tmp_path):
     meta = json.loads((trained.checkpoint / "meta.json").read_text())
     assert meta["kind"] == "session_transformer" and meta["step"] == 300
-    r = pretrain(fake_tokens, load_session_config("tiny", SMALL), trained.checkpoint, max_steps=310, resume=True,
+    r = pretrain(fake_tokens, load_preset(SessionConfig, "tiny", SMALL), trained.checkpoint, max_steps=310, resume=True,
                  trainer_kwargs={"enable_progress_bar": False})
     assert r.steps == 310
     bad = tmp_path / "bad"
@@ -187,11 +188,11 @@ def test_embedding_from_edf_needs_the_tokenizer(trained):
 
 
 def test_dare_mask_alignment_term_is_switchable(fake_tokens, tmp_path):
-    cfg = load_session_config("tiny", {**SMALL, "mask_align": {"weight": 0.5, "temperature": 0.1, "mask_ratio": 0.3}})
+    cfg = load_preset(SessionConfig, "tiny", {**SMALL, "mask_align": {"weight": 0.5, "temperature": 0.1, "mask_ratio": 0.3}})
     r = pretrain(fake_tokens, cfg, tmp_path / "dare", max_steps=5, trainer_kwargs={"enable_progress_bar": False})
     meta = json.loads((r.checkpoint / "meta.json").read_text())
     assert r.steps == 5 and "train/mask_align" in meta["metrics"] and meta["metrics"]["train/mask_align"] > 0
-    default = load_session_config("tiny")
+    default = load_preset(SessionConfig, "tiny")
     assert default.mask_align.weight == 0.0  # off by default
 
 
@@ -223,7 +224,7 @@ def test_pretrained_embeddings_beat_a_random_encoder_on_a_planted_class(tmp_path
 
     torch.set_num_threads(1)
     tokens = write_topic_tokens(tmp_path / "tokens", seed=0)
-    r = pretrain(tokens, load_session_config("tiny", SMALL), tmp_path / "st", max_steps=1000,
+    r = pretrain(tokens, load_preset(SessionConfig, "tiny", SMALL), tmp_path / "st", max_steps=1000,
                  trainer_kwargs={"enable_progress_bar": False})
     classes = json.loads((tokens / "classes.json").read_text())
     sessions = _sessions(load_token_table(tokens))
@@ -248,7 +249,7 @@ def test_pretrained_embeddings_beat_a_random_encoder_on_a_planted_class(tmp_path
 def test_context_columns_resolve_and_validate():
     from clef.model import context_columns
 
-    cfg = load_session_config("tiny", {"model": {"context_s": 320}}).with_data(64, (4, 16)).model  # 80 s columns
+    cfg = load_preset(SessionConfig, "tiny", {"model": {"context_s": 320}}).with_data(64, (4, 16)).model  # 80 s columns
     assert context_columns(cfg, 1280.0) == 4
     assert context_columns(cfg.model_copy(update={"context_s": 1280.0}), 1280.0) is None  # the whole window
     assert context_columns(cfg.model_copy(update={"context_s": None}), 1280.0) is None
@@ -256,7 +257,7 @@ def test_context_columns_resolve_and_validate():
         with pytest.raises(ValueError, match="context_s"):
             context_columns(cfg.model_copy(update={"context_s": bad}), 1280.0)
     with pytest.raises(ValidationError):
-        load_session_config("tiny", {"model": {"context_s": 0}})
+        load_preset(SessionConfig, "tiny", {"model": {"context_s": 0}})
 
 
 def test_short_context_encodes_crops_on_their_own_and_pools_them_like_windows():
@@ -310,7 +311,7 @@ def test_short_context_pretraining_runs_and_embeds(fake_tokens, tmp_path, monkey
         return masked_loss(self, codes, valid, *args, **kwargs)
 
     monkeypatch.setattr(MaskedTokenModule, "masked_loss", recorded)
-    cfg = load_session_config("tiny", {**SMALL, "model": {**SMALL["model"], "context_s": 320}})
+    cfg = load_preset(SessionConfig, "tiny", {**SMALL, "model": {**SMALL["model"], "context_s": 320}})
     r = pretrain(fake_tokens, cfg, tmp_path / "short", max_steps=8, trainer_kwargs={"enable_progress_bar": False})
     # crops of 4 of the 16 columns, and 4 x 8 of them a step: the tokens of 8 whole windows
     assert shapes[0] == (32, 4 * 4)
@@ -330,6 +331,6 @@ def test_a_short_context_encoder_is_not_aligned():
     from clef.align.module import AlignModule
     from tokenizer import SignalContract
 
-    cfg = load_session_config("tiny", {**SMALL, "model": {**SMALL["model"], "context_s": 320}}).with_data(64, (4, 16))
+    cfg = load_preset(SessionConfig, "tiny", {**SMALL, "model": {**SMALL["model"], "context_s": 320}}).with_data(64, (4, 16))
     with pytest.raises(ValueError, match="short context"):
         AlignModule(cfg, AlignConfig(), SignalContract(), text_dim=8, vocab_size=16)

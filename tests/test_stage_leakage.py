@@ -19,10 +19,11 @@ from benchmark_tasks.config import GeneratorConfig, SuiteConfig
 from benchmark_tasks.leakage import StageLeakError, audit_checkpoint
 from benchmark_tasks.suite import generate_suite, load_suite
 from clef.align.archive import index_archive
-from clef.align.config import AlignConfig, load_align_config
+from clef.align.config import AlignConfig
 from clef.align.train import align
 from clef.patients import PatientSplit, overlap, patient_record
 from tokenizer.deid import patient_hash
+from tokenizer.presets import load_preset
 
 SMALL = {"report": {"dim": 32, "depth": 1, "heads": 4}, "ehr": {"dim": 32, "depth": 1, "heads": 4},
          "loss": {"embed_dim": 32}, "train": {"batch_size": 16, "checkpoint_every": 100}}
@@ -55,7 +56,7 @@ def suite(hospital: Path, tmp_path_factory: pytest.TempPathFactory):
 
 def _align(pipeline, index, out: Path, salt: str | None = None) -> Path:
     over = dict(SMALL, split={"salt": salt}) if salt else SMALL
-    cfg = load_align_config("tiny", over)
+    cfg = load_preset(AlignConfig, "tiny", over)
     align(pipeline.checkpoint, index, cfg, out, tokens=pipeline.tokens, max_steps=2,
           trainer_kwargs={"enable_progress_bar": False})
     return out
@@ -147,10 +148,10 @@ def test_aligned_checkpoint_without_a_record_needs_explicit_consent(aligned: Pat
 
 
 def test_stage1_can_exclude_test_patients(pipeline, hospital: Path, suite, tmp_path: Path) -> None:
-    from clef.config import load_session_config
+    from clef.config import SessionConfig
     from clef.pretrain import pretrain
 
-    cfg = load_session_config("tiny", {"model": {"dim": 32, "depth": 1, "heads": 4}, "train": {"batch_size": 4}})
+    cfg = load_preset(SessionConfig, "tiny", {"model": {"dim": 32, "depth": 1, "heads": 4}, "train": {"batch_size": 4}})
     out = pretrain(pipeline.tokens, cfg, tmp_path / "inductive", max_steps=2, archive=hospital,
                    exclude_test_patients=True, trainer_kwargs={"enable_progress_bar": False}).checkpoint
     meta = json.loads((out / "meta.json").read_text())

@@ -11,6 +11,7 @@ import torch
 
 from tests.factories import MICRO, micro_config, write_archive
 from tokenizer import CANONICAL_CHANNELS, SignalContract, read_recording
+from tokenizer.presets import load_preset, preset_files
 from tokenizer.spectrogram_cache import SpectrogramCache, cache_key, compute_spectrogram, find_recordings
 from tokenizer.vqgan import (
     VQGAN,
@@ -21,9 +22,7 @@ from tokenizer.vqgan import (
     build_context,
     count_parameters,
     interchannel_l1,
-    load_tokenizer_config,
     masked_l1,
-    shipped_configs,
 )
 from tokenizer.windows import WindowSpec, n_windows, split_windows, token_mask_np
 
@@ -40,12 +39,12 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_every_shipped_config_parses_and_builds() -> None:
-    names = {p.stem for p in shipped_configs()}
+    names = {p.stem for p in preset_files(VQGANConfig)}
     assert {"tiny", "base"} <= names
-    for p in shipped_configs():
-        ctx = build_context(load_tokenizer_config(p))
+    for p in preset_files(VQGANConfig):
+        ctx = build_context(load_preset(VQGANConfig, p))
         assert ctx.window_frames == 1280
-    base, tiny = build_context(load_tokenizer_config("base")), build_context(load_tokenizer_config("tiny.yaml"))
+    base, tiny = build_context(load_preset(VQGANConfig, "base")), build_context(load_preset(VQGANConfig, "tiny.yaml"))
     assert base.grid == (16, 128) and base.n_tokens == 2048
     assert (base.config.quantizer.n_codes, base.config.quantizer.dim) == (8192, 32)
     assert tiny.grid == (8, 64) and tiny.n_tokens == 512
@@ -58,7 +57,7 @@ def test_config_rejects_unknown_keys_and_bad_grids() -> None:
         build_context(VQGANConfig.model_validate({"model": {"down": [[3, 2]], "channels": [8, 8],
                                                             "num_res_blocks": [1, 1]}}))
     with pytest.raises(FileNotFoundError, match="tiny"):
-        load_tokenizer_config("no-such-config")
+        load_preset(VQGANConfig, "no-such-config")
 
 
 # ---------------------------------------------------------------- windows
@@ -256,7 +255,7 @@ def test_model_shapes_and_parameter_counts() -> None:
     with pytest.raises(ValueError, match="1280"):
         model.encode(torch.zeros(1, 19, 128, 1000))
     for name, expected in (("tiny", (8, 64)), ("base", (16, 128))):
-        m = VQGAN(build_context(load_tokenizer_config(name)))
+        m = VQGAN(build_context(load_preset(VQGANConfig, name)))
         assert m.ctx.grid == expected
         assert count_parameters(m) > 0
 

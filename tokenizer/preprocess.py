@@ -25,7 +25,21 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FilterPlan:
-    """The concrete filter applied to one input rate (after capping to Nyquist)."""
+    """The concrete filter applied to one input rate (after capping to Nyquist).
+
+    Attributes
+    ----------
+    sfreq_in, sfreq_out : float
+        The recording's rate and the contract's, in Hz.
+    up, down : int
+        The polyphase resampling ratio (:func:`resample_ratio`).
+    l_freq, h_freq : float
+        Band-pass edges in Hz, the low-pass one capped below the input Nyquist frequency.
+    notches : tuple of float
+        Mains frequency and harmonics notched, in Hz.
+    warnings : tuple of str
+        What was capped or skipped (they join the recording's warnings).
+    """
 
     sfreq_in: float
     sfreq_out: float

@@ -14,7 +14,7 @@ The package exports the archive index and the configuration; the training names
 from __future__ import annotations
 
 from clef.align.archive import ArchiveIndex, ArchiveSession, index_archive
-from clef.align.config import AlignConfig, load_align_config
+from clef.align.config import AlignConfig
 
-__all__ = ["AlignConfig", "ArchiveIndex", "ArchiveSession", "index_archive", "load_align_config"]
+__all__ = ["AlignConfig", "ArchiveIndex", "ArchiveSession", "index_archive"]
 

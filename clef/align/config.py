@@ -1,7 +1,7 @@
 """Configuration of stage 2, the contrastive alignment (pydantic, ``extra="forbid"``).
 
-Presets live in ``clef/configs/align/{tiny,base}.yaml``; :func:`load_align_config` takes a
-preset name or a YAML file of the same shape. The session transformer's own shape comes
+Presets live in ``clef/configs/align/{tiny,base}.yaml``; ``load_preset(AlignConfig, name_or_path)``
+(:func:`tokenizer.presets.load_preset`) takes a preset name or a YAML file of the same shape. The session transformer's own shape comes
 from the stage-1 checkpoint the alignment starts from, never from this file.
 """
 
@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
-from clef.config import PRESET_DIR, OptimConfig, TrainConfig
+from clef.config import FrozenConfig, SessionConfig, StageConfig
 from clef.patients import PatientSplit
-from tokenizer.presets import load_preset
 
 log = logging.getLogger(__name__)
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ReportTowerConfig(_Frozen):
+class ReportTowerConfig(FrozenConfig):
     """Report side: summary → frozen sentence encoder → trainable transformer → pool.
 
     Attributes
@@ -46,9 +41,9 @@ class ReportTowerConfig(_Frozen):
     max_length: int = Field(256, gt=8)
     summariser: Literal["extractive", "llm"] = "extractive"
     summariser_model: str | None = None
-    dim: int = Field(256, gt=0)
-    depth: int = Field(4, gt=0)
-    heads: int = Field(4, gt=0)
+    dim: PositiveInt = 256
+    depth: PositiveInt = 4
+    heads: PositiveInt = 4
     dropout: float = Field(0.1, ge=0, lt=1)
 
     @model_validator(mode="after")
@@ -58,7 +53,7 @@ class ReportTowerConfig(_Frozen):
         return self
 
 
-class EHRTowerConfig(_Frozen):
+class EHRTowerConfig(FrozenConfig):
     """EHR side: code set at the session date → set transformer → pool.
 
     Attributes
@@ -78,18 +73,18 @@ class EHRTowerConfig(_Frozen):
         Random code dropout in training (codes are also shuffled).
     """
 
-    max_icd: int = Field(30, gt=0)
-    max_atc: int = Field(50, gt=0)
-    min_count: int = Field(1, ge=1)
+    max_icd: PositiveInt = 30
+    max_atc: PositiveInt = 50
+    min_count: PositiveInt = 1
     held_out: tuple[str, ...] = ()
-    dim: int = Field(256, gt=0)
-    depth: int = Field(4, gt=0)
-    heads: int = Field(4, gt=0)
+    dim: PositiveInt = 256
+    depth: PositiveInt = 4
+    heads: PositiveInt = 4
     dropout: float = Field(0.1, ge=0, lt=1)
     drop_prob: float = Field(0.1, ge=0, lt=1)
 
 
-class LossConfig(_Frozen):
+class LossConfig(FrozenConfig):
     """Weights of the stage-2 objective.
 
     Attributes
@@ -113,17 +108,17 @@ class LossConfig(_Frozen):
         used as negatives: their reports and code sets are often near-identical.
     """
 
-    temperature: float = Field(0.07, gt=0)
+    temperature: PositiveFloat = 0.07
     learn_temperature: bool = False
-    report_weight: float = Field(1.0, ge=0)
-    ehr_weight: float = Field(1.0, ge=0)
-    mtm_weight: float = Field(0.5, ge=0)
-    mtm_max_windows: int = Field(8, gt=0)
-    embed_dim: int = Field(128, gt=0)
+    report_weight: NonNegativeFloat = 1.0
+    ehr_weight: NonNegativeFloat = 1.0
+    mtm_weight: NonNegativeFloat = 0.5
+    mtm_max_windows: PositiveInt = 8
+    embed_dim: PositiveInt = 128
     same_patient_negatives: bool = False
 
 
-class AlignConfig(_Frozen):
+class AlignConfig(StageConfig):
     """Everything of one stage-2 configuration.
 
     Attributes
@@ -141,14 +136,14 @@ class AlignConfig(_Frozen):
         checkpoint when a test patient was an alignment target.
     """
 
-    name: str = "tiny"
+    #: The folder of the shipped presets (``tiny``, ``base``).
+    preset_dir: ClassVar[Path] = SessionConfig.preset_dir / "align"
+
     report: ReportTowerConfig = Field(default_factory=ReportTowerConfig)
     ehr: EHRTowerConfig = Field(default_factory=EHRTowerConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    max_windows: int = Field(2, gt=0)
-    encoder_lr_scale: float = Field(0.3, gt=0)
+    max_windows: PositiveInt = 2
+    encoder_lr_scale: PositiveFloat = 0.3
     split: PatientSplit = Field(default_factory=PatientSplit)
 
     @model_validator(mode="before")
@@ -161,19 +156,3 @@ class AlignConfig(_Frozen):
             log.warning("align config: 'val_fraction' is obsolete (one patient split for every stage); ignored")
         return data
 
-
-#: The folder of the shipped alignment presets (``tiny``, ``base``).
-ALIGN_PRESET_DIR = PRESET_DIR / "align"
-
-
-def load_align_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> AlignConfig:
-    """Load an alignment preset (``tiny``, ``base``) or a YAML file, validated.
-
-    Parameters
-    ----------
-    name_or_path : str or Path
-        Preset name, or a YAML file (``tiny.yaml`` also resolves to the preset).
-    overrides : dict, optional
-        Nested values merged on top (e.g. ``{"train": {"max_steps": 10}}``).
-    """
-    return load_preset(name_or_path, AlignConfig, ALIGN_PRESET_DIR, overrides=overrides)

@@ -27,7 +27,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -44,18 +43,10 @@ from ehr import CodeVocab
 from reports import SummariserConfig, make_summariser
 from reports.text_encoder import FrozenTextEncoder, TextEncoderConfig
 from tokenizer.atomic import replace_dir
-from tokenizer.checkpoint_io import (
-    CheckpointError,
-    clear_leftovers,
-    load_checkpoint,
-    load_training_state,
-    optimizer_from_tensors,
-    optimizer_to_tensors,
-    recover_checkpoint,
-    save_checkpoint,
-)
+from tokenizer.checkpoint_io import CheckpointError, clear_leftovers, load_checkpoint, recover_checkpoint, save_checkpoint
 from tokenizer.hashing import session_record
 from tokenizer.tokens import tokenize_archive
+from tokenizer.trainer import LOCAL_RUN, TrainingState, make_trainer, seed_run
 
 log = logging.getLogger(__name__)
 
@@ -177,18 +168,13 @@ def save_aligned_checkpoint(module: AlignModule, out: str | Path, *, vocab: Code
         save_checkpoint(staging, kind=CHECKPOINT_KIND, config=module.session_cfg.model_dump(mode="json"),
                         contract=module.contract, state_dict=module.encoder.state_dict(), data_digest=data_digest,
                         extra_meta=meta)
-        train_state = {f"head.{k}": v for k, v in module.head.state_dict().items()}
-        tmeta = {"step": str(module.g_step)}
-        if optimizer is not None:
-            t, m = optimizer_to_tensors(optimizer.state_dict())
-            train_state.update(t)
-            tmeta.update(m)
+        state = TrainingState.of(module.g_step, optimizer, head=module.head)
         (staging / ALIGN_SUBDIR).mkdir(parents=True, exist_ok=True)
         align_cfg = {"align": module.cfg.model_dump(mode="json"), "text_dim": int(module.report_encoder.config.in_dim),
                      "ehr_vocab_size": len(vocab)}
         save_checkpoint(staging / ALIGN_SUBDIR, kind=ALIGN_KIND, config=align_cfg, contract=module.contract,
                         state_dict=module.tower_state(), data_digest=data_digest,
-                        extra_meta={"step": module.g_step}, training_state=train_state, training_meta=tmeta)
+                        extra_meta={"step": module.g_step}, training_state=state.tensors, training_meta=state.meta)
         # the vocabulary beside the weights, its digest in a small sidecar checked on load
         vocab.save(staging / ALIGN_SUBDIR / VOCAB_FILE)
         digest = hashlib.sha256((staging / ALIGN_SUBDIR / VOCAB_FILE).read_bytes()).hexdigest()
@@ -231,11 +217,10 @@ def load_align_module(path: str | Path, map_location: str = "cpu") -> tuple[Alig
     bad = [k for k in missing if not k.startswith(("encoder.", "head."))] + list(unexpected)
     if bad:
         raise CheckpointError(sub, f"weights do not fit the configuration: {bad[:5]}")
-    ts = load_training_state(sub, map_location)
+    ts = TrainingState.load(sub, map_location)
     if ts is not None:
-        tensors, meta = ts
-        module.head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
-        module._optimizer_state = optimizer_from_tensors(tensors, meta)
+        module.head.load_state_dict(ts.part("head"))
+        module._optimizer_state = ts.optimizer()
     return module, vocab
 
 
@@ -253,26 +238,10 @@ def init_from_stage1(module: AlignModule, init: Path) -> None:
     """
     ck = load_checkpoint(init, kind=CHECKPOINT_KIND)
     module.encoder.load_state_dict(ck.state_dict)
-    ts = load_training_state(init)
-    if ts is not None:
-        head = {k[5:]: v for k, v in ts[0].items() if k.startswith("head.")}
-        if head:
-            module.head.load_state_dict(head)
-
-
-class _SaveEvery(L.Callback):
-    def __init__(self, out: Path, every: int, save: Any) -> None:
-        self.out, self.every, self.save = out, every, save
-        self._last = -1
-
-    def _save(self, trainer: L.Trainer, module: AlignModule) -> None:
-        if module.g_step != self._last and trainer.is_global_zero:
-            self.save(module, trainer.optimizers[0] if trainer.optimizers else None)
-            self._last = module.g_step
-
-    def on_train_batch_end(self, trainer: L.Trainer, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if module.g_step % self.every == 0:
-            self._save(trainer, module)
+    ts = TrainingState.load(init)
+    head = ts.part("head") if ts is not None else {}
+    if head:
+        module.head.load_state_dict(head)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -357,7 +326,7 @@ def align(
         log.info("resuming stage 2 from %s at step %d", out, module.g_step)
     data = prepare_align_data(table, index, cfg, summariser=summariser, text_encoder=text_encoder, vocab=vocab)
     if module is None:
-        L.seed_everything(cfg.train.seed, workers=True, verbose=False)  # the towers' initial weights too
+        seed_run(cfg.train.seed)  # the towers' initial weights too
         module = AlignModule(session_cfg, cfg, stage1.contract, text_dim=data.text_dim, vocab_size=len(data.vocab),
                              first_code_id=data.vocab.first_code_id)
         init_from_stage1(module, init)
@@ -373,11 +342,9 @@ def align(
     remaining = cfg.train.max_steps - module.g_step
     train_idx = data.indices(False)
     if remaining > 0:
-        L.seed_everything(cfg.train.seed + module.g_step, workers=True, verbose=False)
-        kw = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
-              "enable_model_summary": False, "log_every_n_steps": cfg.train.log_every,
-              "val_check_interval": None, "check_val_every_n_epoch": None, **(trainer_kwargs or {})}
-        trainer = L.Trainer(max_steps=remaining, callbacks=[_SaveEvery(out, cfg.train.checkpoint_every, save)], **kw)
+        seed_run(cfg.train.seed, module.g_step)
+        trainer = make_trainer(remaining, cfg.train.checkpoint_every, save,
+                               **{**LOCAL_RUN, "log_every_n_steps": cfg.train.log_every, **(trainer_kwargs or {})})
         bs = min(cfg.train.batch_size, len(train_idx))
         dl = DataLoader(train_idx, batch_size=bs, shuffle=True, drop_last=len(train_idx) > bs,
                         collate_fn=partial(collate, data, max_windows=cfg.max_windows, train=True))

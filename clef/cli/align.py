@@ -31,16 +31,17 @@ def align(
     precision: str = typer.Option("", "--precision", help="Lightning precision, e.g. bf16-mixed."),
     num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="Lightning nodes (multi-node)."),
 ) -> None:
-    from clef.align.config import load_align_config
+    from clef.align.config import AlignConfig
     from clef.align.train import align as run
     from clef.cli.pretrain import _trainer_kwargs
     from clef.cli.tokenizer import _progress
     from tokenizer.checkpoint_io import CheckpointError
+    from tokenizer.presets import load_preset
 
     quiet_training_logs()
     try:
         overrides = {"ehr": {"held_out": list(held_out)}} if held_out else None
-        cfg = load_align_config(config, overrides)
+        cfg = load_preset(AlignConfig, config, overrides)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
         return

@@ -199,9 +199,10 @@ def demo_train(out: Path, hosp: Path, size: DemoSize = FULL_DEMO) -> "object":
     runs = out / "runs"
     t0 = time.perf_counter()
     # the tiny presets, with a lighter pretraining so the whole demo stays within minutes
-    from clef.config import load_session_config
+    from clef.config import SessionConfig
+    from tokenizer.presets import load_preset
 
-    light = load_session_config("tiny", size.session_overrides or {})
+    light = load_preset(SessionConfig, "tiny", size.session_overrides or {})
     trained = train_all(hosp / "edf", runs, cache_dir=runs / "cache", tokenizer_config=size.tokenizer_config,
                         session_config=light, tokenizer_steps=size.tokenizer_steps, pretrain_steps=size.pretrain_steps,
                         on_stage=lambda s: console.print(f"[cyan]{s}[/] ({time.perf_counter() - t0:.0f} s)"))
@@ -240,9 +241,10 @@ def demo_train(out: Path, hosp: Path, size: DemoSize = FULL_DEMO) -> "object":
 
 def demo_align(out: Path, hosp: Path, trained: "object", steps: int = 100) -> "object":
     """Stage 2: align the pretrained encoder with the hospital's reports and FHIR records."""
-    from clef.align import index_archive, load_align_config
+    from clef.align import AlignConfig, index_archive
     from clef.align.train import align
     from reports import process_report, read_report
+    from tokenizer.presets import load_preset
 
     t0 = time.perf_counter()
     index = index_archive(hosp)
@@ -252,7 +254,7 @@ def demo_align(out: Path, hosp: Path, trained: "object", steps: int = 100) -> "o
     console.print(f"report {example.session_id}: {len(processed.scrubbed)} characters after PHI scrubbing; "
                   f"findings present: {', '.join(present) or 'none'}")
     console.print(f"  summary: {processed.summary[:300]}")
-    cfg = load_align_config("tiny", {"train": {"batch_size": 16}})
+    cfg = load_preset(AlignConfig, "tiny", {"train": {"batch_size": 16}})
     r = align(trained.checkpoint, index, cfg, out / "runs" / "aligned", tokens=trained.tokens,  # type: ignore[attr-defined]
               max_steps=steps, trainer_kwargs={"enable_progress_bar": False})
     st, ret = r.stats, r.retrieval

@@ -39,12 +39,13 @@ def pretrain(
                                                     "(needs --archive): an inductive stage 1 for the benchmark."),
 ) -> None:
     """Masked-token pretraining of the session transformer (stage 1)."""
-    from clef.config import load_session_config
+    from clef.config import SessionConfig
     from clef.pretrain import pretrain as run
+    from tokenizer.presets import load_preset
     quiet_training_logs()
 
     try:
-        cfg = load_session_config(config)
+        cfg = load_preset(SessionConfig, config)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     if resume:

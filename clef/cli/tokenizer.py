@@ -64,11 +64,12 @@ def train_tokenizer_cmd(
     quiet_training_logs()
     from tokenizer.checkpoint_io import CheckpointError
     from tokenizer.spectrogram_cache import find_recordings
-    from tokenizer.vqgan.config import load_tokenizer_config
+    from tokenizer.presets import load_preset
+    from tokenizer.vqgan.config import VQGANConfig
     from tokenizer.vqgan.training import train_tokenizer
 
     try:
-        cfg = load_tokenizer_config(config)
+        cfg = load_preset(VQGANConfig, config)
         files = find_recordings(archive)
     except (FileNotFoundError, ValidationError) as exc:
         fail(str(exc))

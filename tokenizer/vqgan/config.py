@@ -11,16 +11,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tokenizer.contract import SignalContract
-from tokenizer.presets import load_preset, preset_files
 from tokenizer.vqgan.layout import HemisphereLayout, Layout
-
-#: Folder of the shipped configurations (``tiny.yaml``, ``base.yaml``).
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 class _Strict(BaseModel):
@@ -251,12 +247,18 @@ class TrainConfig(_Strict):
 class VQGANConfig(_Strict):
     """Complete tokenizer configuration (one YAML file).
 
+    Presets are shipped in ``tokenizer/configs`` (:func:`tokenizer.presets.load_preset`);
+    a file without ``name`` takes its stem as the name.
+
     Examples
     --------
-    >>> cfg = load_tokenizer_config("tiny")
-    >>> build_context(cfg).n_tokens
+    >>> from tokenizer.presets import load_preset
+    >>> build_context(load_preset(VQGANConfig, "tiny")).n_tokens
     512
     """
+
+    preset_dir: ClassVar[Path] = Path(__file__).resolve().parents[1] / "configs"
+    name_from_file: ClassVar[bool] = True
 
     name: str = "custom"
     input: InputConfig = InputConfig()
@@ -277,26 +279,6 @@ class VQGANConfig(_Strict):
     def to_dict(self) -> dict[str, Any]:
         """Plain data (tuples as lists) for YAML and checkpoints."""
         return self.model_dump(mode="json")
-
-
-def load_tokenizer_config(name_or_path: str | Path) -> VQGANConfig:
-    """Load a tokenizer configuration by shipped name (``tiny``, ``base.yaml``) or from a YAML path.
-
-    A file without ``name`` takes its stem as the name (:func:`tokenizer.presets.load_preset`).
-
-    Raises
-    ------
-    FileNotFoundError
-        Neither a shipped configuration nor an existing file.
-    pydantic.ValidationError
-        Unknown keys or invalid values.
-    """
-    return load_preset(name_or_path, VQGANConfig, CONFIG_DIR, name_from_file=True)
-
-
-def shipped_configs() -> list[Path]:
-    """The YAML files shipped in ``tokenizer/configs``."""
-    return preset_files(CONFIG_DIR)
 
 
 @dataclass(frozen=True)

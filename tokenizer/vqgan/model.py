@@ -228,8 +228,9 @@ class VQGAN(nn.Module):
 
     Examples
     --------
-    >>> from tokenizer.vqgan import VQGAN, build_context, load_tokenizer_config
-    >>> model = VQGAN(build_context(load_tokenizer_config("tiny")))
+    >>> from tokenizer.presets import load_preset
+    >>> from tokenizer.vqgan import VQGAN, VQGANConfig, build_context
+    >>> model = VQGAN(build_context(load_preset(VQGANConfig, "tiny")))
     >>> model.ctx.grid
     (8, 64)
     """

@@ -54,19 +54,11 @@ from torch.func import functional_call
 from torch.utils.data import DataLoader, Dataset
 
 from tokenizer.atomic import write_json_atomic
-from tokenizer.checkpoint_io import (
-    TRAINING_STATE,
-    CheckpointError,
-    load_checkpoint,
-    load_training_state,
-    optimizer_from_tensors,
-    optimizer_to_tensors,
-    recover_checkpoint,
-    save_checkpoint,
-)
+from tokenizer.checkpoint_io import TRAINING_STATE, CheckpointError, load_checkpoint, recover_checkpoint, save_checkpoint
 from tokenizer.contract import SignalContract
 from tokenizer.hashing import session_record
 from tokenizer.spectrogram_cache import CacheResult, SpectrogramCache, cache_archive, find_recordings
+from tokenizer.trainer import TrainingState, make_trainer, seed_run
 from tokenizer.vqgan.config import BuildContext, VQGANConfig, build_context
 from tokenizer.vqgan.discriminator import PatchDiscriminator, logit_mask
 from tokenizer.vqgan.losses import (
@@ -82,8 +74,6 @@ from tokenizer.vqgan.model import CHECKPOINT_KIND, VQGAN, count_parameters
 from tokenizer.windows import WindowSpec, n_windows, window_input
 
 log = logging.getLogger(__name__)
-
-#: File holding the discriminator and optimiser state inside a training checkpoint.
 
 
 # --------------------------------------------------------------------------- data
@@ -403,15 +393,10 @@ def save_training_checkpoint(module: VQGANModule, out: str | Path, *, digest: st
             "n_tokens": ctx.n_tokens, "generator_parameters": count_parameters(module.model),
             "discriminator_parameters": count_parameters(module.disc),
             "metrics": {k: round(v, 6) for k, v in module.last_metrics.items()}, **(extra_meta or {})}
-    tensors = {f"discriminator.{k}": v for k, v in module.disc.state_dict().items()}
-    smeta = {"step": str(module.g_step)}
-    if optimizer is not None:
-        opt_t, opt_meta = optimizer_to_tensors(optimizer.state_dict())
-        tensors.update(opt_t)
-        smeta.update(opt_meta)
+    state = TrainingState.of(module.g_step, optimizer, discriminator=module.disc)
     out = save_checkpoint(out, kind=CHECKPOINT_KIND, config=ctx.config.to_dict(), contract=ctx.contract,
                           state_dict=module.model.state_dict(), data_digest=digest, extra_meta=meta,
-                          training_state=tensors, training_meta=smeta)
+                          training_state=state.tensors, training_meta=state.meta)
     log.info("checkpoint written: %s (step %d)", out, module.g_step)
     return out
 
@@ -423,46 +408,14 @@ def load_training_checkpoint(path: str | Path, map_location: str = "cpu") -> VQG
     step = int(ckpt.meta.get("step", 0))
     module = VQGANModule(config, ckpt.contract, step_offset=step)
     module.model.load_state_dict(ckpt.state_dict, strict=True)
-    ts = load_training_state(path, map_location)
+    ts = TrainingState.load(path, map_location)
     if ts is not None:
-        tensors, smeta = ts
-        disc = {k[len("discriminator."):]: v for k, v in tensors.items() if k.startswith("discriminator.")}
-        module.disc.load_state_dict(disc, strict=True)
-        if int(smeta.get("step", -1)) == step:
-            module._optimizer_state = optimizer_from_tensors(tensors, smeta)
+        module.disc.load_state_dict(ts.part("discriminator"), strict=True)
+        if ts.step == step:
+            module._optimizer_state = ts.optimizer()
     else:
         log.warning("%s has no %s: discriminator and optimiser start afresh", path, TRAINING_STATE)
     return module
-
-
-class SafetensorsCheckpoint(L.Callback):
-    """Write our checkpoint format every ``every`` steps and at the end of training (rank 0)."""
-
-    def __init__(self, out: str | Path, every: int) -> None:
-        self.out = Path(out)
-        self.every = every
-        self._last_saved = -1
-
-    def _save(self, trainer: L.Trainer, module: VQGANModule) -> None:
-        if module.g_step == self._last_saved:
-            return
-        if trainer.is_global_zero:
-            dm = trainer.datamodule
-            archive = isinstance(dm, ArchiveDataModule)
-            # what the tokenizer learned from, so a benchmark can report it as transductive
-            extra = ({"trained_on": {"sessions": session_record(s.source_sha256 for s in dm.sessions)}}
-                     if archive else None)
-            save_training_checkpoint(module, self.out, digest=dm.digest if archive else "",
-                                     optimizer=trainer.optimizers[0], extra_meta=extra)
-        self._last_saved = module.g_step
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        if pl_module.g_step % self.every == 0:  # type: ignore[attr-defined]
-            self._save(trainer, pl_module)  # type: ignore[arg-type]
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._save(trainer, pl_module)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- entry point
@@ -530,11 +483,11 @@ def train_tokenizer(
         if out.exists() and any(out.iterdir()):
             raise FileExistsError(f"{out} already exists and is not empty; pass resume=True (--resume) or another --out")
         contract = contract or SignalContract()
-        L.seed_everything(config.train.seed, workers=True, verbose=False)  # the initial weights too
+        seed_run(config.train.seed)  # the initial weights too
         module = VQGANModule(config, contract)
     total = max_steps if max_steps is not None else config.train.max_steps
     remaining = total - module.step_offset
-    L.seed_everything(config.train.seed + module.step_offset, workers=True, verbose=False)
+    seed_run(config.train.seed, module.step_offset)
     if remaining <= 0:
         log.info("checkpoint already at step %d >= max_steps %d; nothing to do", module.step_offset, total)
         return out
@@ -546,11 +499,15 @@ def train_tokenizer(
         index_archive(archive, dm.cache, on_file=on_file)  # spectrograms first, with the caller's progress
     log_dir = Path(log_dir) if log_dir is not None else out.with_name(out.name + ".logs")
     logger = L.pytorch.loggers.CSVLogger(str(log_dir), name="", version=f"from_step_{module.step_offset}")
-    kwargs: dict[str, Any] = {"logger": logger,
-                              "enable_checkpointing": False, "log_every_n_steps": 1,  # we log ourselves
-                              "enable_model_summary": False, **trainer_kwargs}
-    trainer = L.Trainer(max_steps=remaining, callbacks=[SafetensorsCheckpoint(out, config.train.checkpoint_every)],
-                        **kwargs)
+
+    def save(m: VQGANModule, optimizer: torch.optim.Optimizer | None) -> None:
+        # what the tokenizer learned from, so a benchmark can report it as transductive
+        trained = {"sessions": session_record(s.source_sha256 for s in dm.sessions)}
+        save_training_checkpoint(m, out, digest=dm.digest, optimizer=optimizer, extra_meta={"trained_on": trained})
+
+    # every step goes to the logger: the module decides what it logs, every ``train.log_every`` steps
+    trainer = make_trainer(remaining, config.train.checkpoint_every, save,
+                           **{"logger": logger, "log_every_n_steps": 1, **trainer_kwargs})
     log.info("training %s (%d generator + %d discriminator parameters, %d tokens per window) for %d steps",
              config.name, count_parameters(module.model), count_parameters(module.disc), module.ctx.n_tokens,
              remaining)
