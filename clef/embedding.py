@@ -2,7 +2,9 @@
 
 ``source`` may be an EDF/BDF path, a :class:`~tokenizer.Recording` or
 :class:`~tokenizer.tokens.Tokens`; the pipeline is read → spectrogram → tokens →
-encoder, in eval mode (deterministic), batched over windows, on CPU or GPU. Every
+encoder, in eval mode (deterministic), batched over windows, on CPU or GPU. A path is
+streamed (read, preprocessed, transformed and tokenized block by block), so memory does
+not grow with the recording's length. Every
 window is encoded; the session embedding is the mean of the window embeddings weighted
 by their valid tokens, and the per-window embeddings are kept (full nights and long-term
 recordings are supported, which the paper leaves out). A short-context checkpoint
@@ -16,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 import numpy as np
 import torch
@@ -29,8 +31,9 @@ from clef.model import (
     aggregate_windows,
     context_columns,
 )
-from tokenizer import ChannelMap, ContractMismatchError, Recording, read_recording
+from tokenizer import ChannelMap, ContractMismatchError, Recording
 from tokenizer.checkpoint_io import CheckpointError, load_checkpoint
+from tokenizer.recording import RecordingInfo
 from tokenizer.spectrogram_cache import SpectrogramCache
 from tokenizer.tokens import Tokenizer, Tokens
 
@@ -125,36 +128,54 @@ class Embedder:
                                                  f"model's {self.cfg.model.grid}")
         return self._tokenizer
 
-    def read(self, path: str | Path) -> Recording:
-        """Read an EDF/BDF file under this model's contract and channel map, once: the
-        recording carries its content hash (``source_sha256``) and de-identified header
-        facts (``facts``), and :meth:`embed` takes it as it is.
+    def read_tokens(self, path: str | Path, *, threads: int | None = None,
+                    known: Callable[[str], bool] | None = None) -> tuple[RecordingInfo | None, Tokens | None]:
+        """Read an EDF/BDF file once and tokenize it as it is read, in memory that does not
+        grow with its length (:meth:`tokenizer.tokens.Tokenizer.tokenize_file`); with a
+        cache, the spectrogram is stored there.
+
+        Parameters
+        ----------
+        path : path
+        threads : int, optional
+            Threads of the preprocessing.
+        known : callable, optional
+            Called with the file's SHA-256 once it is read; True stops the work there.
+
+        Returns
+        -------
+        info : RecordingInfo or None
+            Content hash (``source_sha256``), de-identified header facts (``facts``) and
+            what the reader decided; None when ``known`` stopped the work.
+        tokens : Tokens or None
 
         Raises
         ------
         tokenizer.IngestError
             The file cannot be read (a subclass naming the problem).
         """
-        return read_recording(path, self.contract, channel_map=self.channel_map)
+        return self.tokenizer.tokenize_file(path, self._cache(), channel_map=self.channel_map, threads=threads,
+                                            known=known)
 
     def tokens_of(self, source: Source) -> Tokens:
         """Tokens of any source (file, recording or tokens).
 
-        A file is read once (its bytes, hash and header facts in one pass); with a cache,
-        the spectrogram is taken from it by the recording's content hash when present.
+        A file is read once and streamed (:meth:`read_tokens`); a recording's spectrogram
+        is taken from the cache by its content hash when present.
         """
         if isinstance(source, Tokens):
             return source
-        if isinstance(source, Recording):
-            if source.contract_digest and source.contract_digest != self.contract.digest():
-                raise ContractMismatchError(source.source_path, "recording read under another contract than the "
-                                            f"checkpoint's ({self.contract.digest()}); differences: "
-                                            "re-read it with the checkpoint's contract")
-        else:
-            source = self.read(source)
-        cache = (SpectrogramCache(self._cache_dir, self.contract, channel_map=self.channel_map)
-                 if self._cache_dir else None)
-        return self.tokenizer.tokenize_recording(source, cache)
+        if not isinstance(source, Recording):
+            return self.read_tokens(source)[1]  # type: ignore[return-value]
+        if source.contract_digest and source.contract_digest != self.contract.digest():
+            raise ContractMismatchError(source.source_path, "recording read under another contract than the "
+                                        f"checkpoint's ({self.contract.digest()}); differences: "
+                                        "re-read it with the checkpoint's contract")
+        return self.tokenizer.tokenize_recording(source, self._cache())
+
+    def _cache(self) -> SpectrogramCache | None:
+        return (SpectrogramCache(self._cache_dir, self.contract, channel_map=self.channel_map)
+                if self._cache_dir else None)
 
     @torch.no_grad()
     def embed_tokens(self, tokens: Sequence[Tokens]) -> list[SessionEmbedding]:

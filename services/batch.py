@@ -31,7 +31,7 @@ from services.discovery import ArchiveFile, discover
 from services.schemas import DONE, FAILED
 from services.store import EmbeddingStore, StoreError
 from services.store_writer import StoreWriter, utc_now
-from services.worker import KNOWN, FileResult, WorkItem, init_worker, run_in_worker
+from services.worker import KNOWN, FileResult, init_worker, run_in_worker
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class EmbedError(RuntimeError):
 START_METHOD = "spawn"
 
 
-def _run_local(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig,
+def _run_local(items: list[ArchiveFile], checkpoint: str, cfg: EmbedConfig,
                known: frozenset[str]) -> Iterator[FileResult | None]:
     """Local engine: a pool of ``cfg.workers`` spawned processes, one file in hand each.
 
@@ -186,7 +186,7 @@ def _run_local(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig,
     while todo:
         pool = ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context(START_METHOD), initializer=init_worker,
                                    initargs=initargs)
-        running: dict[Future[FileResult], WorkItem] = {}
+        running: dict[Future[FileResult], ArchiveFile] = {}
         try:
             while todo or running:
                 while todo and len(running) < cfg.workers:
@@ -210,7 +210,7 @@ def _run_local(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig,
             pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _worker_died(items: Iterable[WorkItem]) -> Iterator[FileResult]:
+def _worker_died(items: Iterable[ArchiveFile]) -> Iterator[FileResult]:
     """Failures of the files a dead worker process took down with it."""
     for it in items:
         yield FileResult(rel=it.rel, size=it.size, mtime_ns=it.mtime_ns, status=FAILED, error_kind="worker_died",
@@ -299,7 +299,7 @@ def embed_archive(
     return summary
 
 
-def _plan(files: list[ArchiveFile], manifest: pl.DataFrame, cfg: EmbedConfig, summary: EmbedSummary) -> list[WorkItem]:
+def _plan(files: list[ArchiveFile], manifest: pl.DataFrame, cfg: EmbedConfig, summary: EmbedSummary) -> list[ArchiveFile]:
     """Files to process: not unchanged-and-done, not unchanged-and-failed unless retried."""
     state = {p: (s, z, m) for p, s, z, m in zip(manifest["path"], manifest["status"], manifest["size"],
                                                  manifest["mtime_ns"])}
@@ -313,11 +313,11 @@ def _plan(files: list[ArchiveFile], manifest: pl.DataFrame, cfg: EmbedConfig, su
             if st[0] == FAILED and not cfg.retry_failed:
                 summary.failed_skipped += 1
                 continue
-        items.append(WorkItem(path=str(f.path), rel=f.rel, size=f.size, mtime_ns=f.mtime_ns))
+        items.append(f)
     return items
 
 
-def _drain(results: Iterator[FileResult | None], rec: _Recorder, items: list[WorkItem], progress: bool,
+def _drain(results: Iterator[FileResult | None], rec: _Recorder, items: list[ArchiveFile], progress: bool,
            on_file: Callable[[str, str], None] | None) -> None:
     """Record the results as they come, committing parts on the way, behind a progress bar.
 

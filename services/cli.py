@@ -168,10 +168,10 @@ def search(
             raise ValueError(f"--model {model} differs from the checkpoint's model {emb_model.model_id}")
         s = CohortSearcher(store, emb_model.model_id)
         try:
-            rec = emb_model.read(edf)  # type: ignore[arg-type]
+            rec, tokens = emb_model.read_tokens(edf)  # type: ignore[arg-type]
         except IngestError as exc:
             raise ValueError(str(exc)) from None
-        e = emb_model.embed(rec)
+        e = emb_model.embed(tokens)
         row = s.row_of_sha(e.source_sha256)
         # a stored file's patient is the store's (sessions.csv / FHIR first), else the header's
         patient = s.meta["patient_hash"][row] if row is not None else rec.facts.patient_hash

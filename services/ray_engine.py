@@ -21,13 +21,13 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
 from services.config import EmbedConfig, load_channel_map
-from services.worker import FileEmbedder, FileResult, WorkItem
+from services.discovery import ArchiveFile
+from services.worker import FileEmbedder, FileResult
 
 if TYPE_CHECKING:
     from tokenizer.channels import ChannelMap
@@ -50,11 +50,7 @@ class _Prepare:
         self.known = known
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = []
-        for i in range(len(batch["rel"])):
-            item = WorkItem(path=str(batch["path"][i]), rel=str(batch["rel"][i]), size=int(batch["size"][i]),
-                            mtime_ns=int(batch["mtime_ns"][i]))
-            out.append(pickle.dumps(self.fe.prepare(item, self.known)))
+        out = [pickle.dumps(self.fe.prepare(pickle.loads(item), self.known)) for item in batch["item"]]
         return {"result": np.array(out, dtype=object)}
 
 
@@ -98,12 +94,12 @@ def init_ray(cfg: EmbedConfig) -> bool:
     return True
 
 
-def run_ray(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig, known: frozenset[str]) -> Iterator[FileResult | None]:
+def run_ray(items: list[ArchiveFile], checkpoint: str, cfg: EmbedConfig, known: frozenset[str]) -> Iterator[FileResult | None]:
     """Process ``items`` on Ray; yields results as they complete.
 
     Parameters
     ----------
-    items : list of WorkItem
+    items : list of ArchiveFile
     checkpoint : str
         Checkpoint path, readable from every Ray node.
     cfg : EmbedConfig
@@ -133,7 +129,7 @@ def run_ray(items: list[WorkItem], checkpoint: str, cfg: EmbedConfig, known: fro
                  cfg.workers, n_model, device)
         for a in range(0, len(items), cfg.ray_chunk):
             chunk = items[a:a + cfg.ray_chunk]
-            ds = ray.data.from_items([asdict(i) for i in chunk], override_num_blocks=len(chunk))
+            ds = ray.data.from_items([{"item": pickle.dumps(i)} for i in chunk], override_num_blocks=len(chunk))
             ds = ds.map_batches(_Prepare, batch_size=1, num_cpus=1, compute=ActorPoolStrategy(size=cfg.workers),
                                 fn_constructor_kwargs={"checkpoint": checkpoint, "known": known,
                                                        "batch_size": cfg.batch_size, "cache_dir": cache,

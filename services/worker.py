@@ -19,24 +19,14 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from services.discovery import ArchiveFile
 from tokenizer.channels import ChannelMap
 from tokenizer.header_facts import HeaderFacts
-from tokenizer.ingest import read_recording
 
 log = logging.getLogger(__name__)
 
 #: Result statuses of one file (``known``: its content is already in the store).
 DONE, FAILED, KNOWN = "done", "failed", "known"
-
-
-@dataclass(frozen=True)
-class WorkItem:
-    """A file to process (plain data: crosses process boundaries)."""
-
-    path: str
-    rel: str
-    size: int
-    mtime_ns: int
 
 
 @dataclass
@@ -118,26 +108,26 @@ class FileEmbedder:
             limiter.restore_original_limits()
         torch.set_num_threads(n)
 
-    def prepare(self, item: WorkItem, known: Iterable[str] | set[str] = frozenset()) -> FileResult:
-        """Read one file (its bytes once: hash, header facts, signal) and tokenize it (CPU
-        work); content whose hash is ``known`` is not tokenized."""
+    def prepare(self, item: ArchiveFile, known: Iterable[str] | set[str] = frozenset()) -> FileResult:
+        """Read one file (its bytes once: hash, header facts, signal) and tokenize it as it is
+        read, in bounded memory (CPU work); content whose hash is ``known`` is not tokenized."""
         t0 = time.perf_counter()
         r = FileResult(rel=item.rel, size=item.size, mtime_ns=item.mtime_ns, status=DONE)
         try:
-            rec = read_recording(item.path, self.embedder.contract, threads=self.threads,
-                                 channel_map=self.embedder.channel_map)
-            r.sha256 = rec.source_sha256
-            if r.sha256 in known:
+            hashes: list[str] = []  # the file's, as soon as it is read: known content is not preprocessed
+            info, r.tokens = self.embedder.read_tokens(item.path, threads=self.threads,
+                                                       known=lambda sha: hashes.append(sha) or sha in known)
+            r.sha256 = hashes[0]
+            if info is None:
                 r.status = KNOWN
             else:
-                r.facts = rec.facts
-                r.tokens = self.embedder.tokens_of(rec)
+                r.facts = info.facts
         except Exception as exc:  # noqa: BLE001 - every file must end done or failed, with its reason
             kind = getattr(exc, "kind", None)
             if not isinstance(kind, str):
                 log.exception("%s: unexpected error", item.rel)
                 kind = f"internal:{type(exc).__name__}"
-            return self._fail(r, kind, one_line(exc, item.path, item.rel), t0)
+            return self._fail(r, kind, one_line(exc, str(item.path), item.rel), t0)
         r.seconds = time.perf_counter() - t0
         return r
 
@@ -161,7 +151,7 @@ class FileEmbedder:
             r.tokens = None
         return list(prepared)
 
-    def process(self, item: WorkItem, known: Iterable[str] | set[str] = frozenset()) -> FileResult:
+    def process(self, item: ArchiveFile, known: Iterable[str] | set[str] = frozenset()) -> FileResult:
         """Both stages on one file."""
         return self.finish([self.prepare(item, known)])[0]
 
@@ -191,6 +181,6 @@ def init_worker(checkpoint: str, device: str, batch_size: int, cache_dir: str | 
     _WORKER["known"] = known
 
 
-def run_in_worker(item: WorkItem) -> FileResult:
+def run_in_worker(item: ArchiveFile) -> FileResult:
     """Pool task: process one file in this worker."""
     return _WORKER["embedder"].process(item, _WORKER["known"])

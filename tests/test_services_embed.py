@@ -235,7 +235,8 @@ def test_each_file_is_read_once_on_the_batch_path(archive: Path, svc_checkpoint:
     import builtins
 
     import tokenizer.ingest as ingest
-    from services.worker import FileEmbedder, WorkItem
+    from services.discovery import ArchiveFile
+    from services.worker import FileEmbedder
 
     recordings = {p.resolve() for p in archive.rglob("*") if p.suffix.lower() in (".edf", ".bdf")}
     read: dict[Path, int] = {}
@@ -284,7 +285,8 @@ def test_each_file_is_read_once_on_the_batch_path(archive: Path, svc_checkpoint:
                 for seen in (read, opened, plans):
                     seen.clear()
                 st = f.stat()
-                r = fe.process(WorkItem(path=str(f), rel=f.name, size=st.st_size, mtime_ns=st.st_mtime_ns))
+                r = fe.process(ArchiveFile(path=f, rel=f.name, size=st.st_size, mtime_ns=st.st_mtime_ns,
+                                           session_id=f.stem))
                 assert r.status == "done" and r.facts is not None and r.vector is not None
                 assert opened == {f.resolve(): 1} and read == {f.resolve(): st.st_size}, (cache, f.name)
                 assert len(plans) == 1

@@ -72,7 +72,7 @@ def test_tokenize_archive_tables_masks_errors_and_resume(archive: Path, tmp_path
 
     # identical to tokenizing the file directly
     tok = Tokenizer.from_checkpoint(ckpt)
-    direct = tok.tokenize_file(archive / "site_b" / "session_2.EDF", SpectrogramCache(cache))
+    _, direct = tok.tokenize_file(archive / "site_b" / "session_2.EDF", SpectrogramCache(cache))
     assert direct.codes.dtype == np.int16
     assert np.array_equal(direct.codes[1].reshape(-1), np.array(long1["codes"], dtype=np.int16))
 

@@ -115,23 +115,25 @@ def read_annotations(header: EDFHeader,
     header : EDFHeader
         Parsed header.
     digital : mapping, optional
-        The annotation channels already read (:func:`read_digital`, by signal index);
-        default: read them from the file.
+        The annotation channels already read (:func:`read_digital`, by signal index), all
+        the records or a run of them (a streamed file's block); default: read them from
+        the file.
 
     Returns
     -------
     annotations : list of Annotation
         All annotations with text, sorted by onset, from all annotation channels.
     record_onsets : ndarray or None
-        Start time (s) of each data record from the time-keeping TALs of the first
-        annotation channel, or None when the file has no annotation channel.
+        Start time (s) of each data record given, from the time-keeping TALs of the
+        first annotation channel, or None when the file has no annotation channel.
     """
     ann_sigs = header.annotation_signals
     if not ann_sigs:
         return [], None
     raw = digital if digital is not None else read_digital(header, ann_sigs)
     annotations: list[Annotation] = []
-    onsets = np.full(header.n_records, np.nan)
+    n_records = len(raw[ann_sigs[0].index]) // ann_sigs[0].samples_per_record
+    onsets = np.full(n_records, np.nan)
     for j, sig in enumerate(ann_sigs):
         data = raw[sig.index]
         if header.bytes_per_sample == 2:
@@ -143,7 +145,7 @@ def read_annotations(header: EDFHeader,
             arr = np.frombuffer(b, dtype=np.uint8).reshape(-1, 4)[:, :3]
             buf = arr.tobytes()
             rec_len = sig.samples_per_record * 3
-        for r in range(header.n_records):
+        for r in range(n_records):
             rec = buf[r * rec_len : (r + 1) * rec_len]
             first = True
             for m in _TAL.finditer(rec):

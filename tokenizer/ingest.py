@@ -10,11 +10,13 @@ is refused without reading its data.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Callable, Collection, Iterator
 
 import numpy as np
 
@@ -23,7 +25,6 @@ from tokenizer.contract import SignalContract
 from tokenizer.deid import deidentify
 from tokenizer.edf_data import (
     Annotation,
-    contiguous_segments,
     read_annotations,
     read_digital,
     to_physical,
@@ -41,13 +42,12 @@ from tokenizer.errors import (
 from tokenizer.hashing import HashingReader
 from tokenizer.montage import BipolarMontage, plan_bipolar
 from tokenizer.preprocess import (
-    FilterPlan,
     plan_filter,
     resample_channel,
     resample_ratio,
     zero_phase_filter,
 )
-from tokenizer.recording import ChannelReport, Recording
+from tokenizer.recording import ChannelReport, Recording, RecordingInfo
 from tokenizer.units import unit_scale
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,13 @@ MAX_ABS_UV = 1e9
 MAX_GAP_S = 24 * 3600.0
 #: Channels filtered together (bounded memory; blocks are much faster than single channels).
 FILTER_BLOCK = 5
+#: Seconds of signal a :class:`RecordingStream` reads and preprocesses at a time by default;
+#: a recording no longer than this is one block, read whole.
+BLOCK_S = 1800.0
+#: Seconds of signal on each side of a streamed block that its filters see and that are then
+#: dropped: the zero-phase filter's transients from the block's edges decay below float32
+#: rounding well within it (``tests/test_bounded_memory.py``).
+MARGIN_S = 60.0
 
 
 def plan_channels(header: EDFHeader, contract: SignalContract, *,
@@ -265,120 +272,408 @@ def _plan_reading(header: EDFHeader, contract: SignalContract, channel_map: Chan
     return _ReadPlan(mapping, montage, sigs, scales, rates, float(sfreq_in), warnings)
 
 
-def _read_once(path: str | Path, contract: SignalContract, strict: bool,
-               channel_map: ChannelMap | None) -> tuple[EDFHeader, _ReadPlan, dict[int, np.ndarray], str]:
-    """Header, plan, the digital samples of the planned and annotation signals, and the
-    file's SHA-256, from one front-to-back read of the file."""
-    with HashingReader(open_edf(path)) as f:
-        header = read_header(path, strict=strict, source=f)
-        plan = _plan_reading(header, contract, channel_map)
-        digital = read_digital(header, [*plan.sigs.values(), *header.annotation_signals], source=f)
-        return header, plan, digital, f.sha256()
+@dataclass(frozen=True)
+class SignalBlock:
+    """A run of a streamed recording's preprocessed signal (:class:`RecordingStream`).
 
-
-def _segments(header: EDFHeader, onsets: np.ndarray | None) -> tuple[list[tuple[int, int, float]], float, list[str]]:
-    """Continuous segments ``(first record, stop record, onset s)``, the time of the first
-    record, and warnings; refuses time-keeping an EDF+D file cannot have.
-
-    Raises
-    ------
-    CorruptHeaderError
-        An EDF+D file without time-keeping annotations, with record onsets that go back,
-        or with implausibly long gaps (more than :data:`MAX_GAP_S`).
+    Attributes
+    ----------
+    start : int
+        Its first sample in the recording's timeline (gaps included).
+    data : ndarray, shape (n_channels, n), float32
+        µV in canonical order; zeros where ``channel_mask`` or ``sample_mask`` is False.
+    sample_mask : ndarray, shape (n,), bool
+        False in the gaps of a discontinuous file.
+    channel_mask : ndarray, shape (n_channels,), bool
+        The electrodes this stream carries (the same for every block).
     """
-    p = header.path
-    if not header.is_discontinuous:
-        return [(0, header.n_records, 0.0)], float(onsets[0]) if onsets is not None else 0.0, []
-    if onsets is None:
-        raise CorruptHeaderError(p, f"{header.format} file without time-keeping annotations in every record")
-    steps = np.diff(onsets)
-    if (steps < header.record_duration - 1e-3).any():
-        bad = int(np.argmax(steps < header.record_duration - 1e-3)) + 1
-        raise CorruptHeaderError(
-            p, f"record {bad} starts at {onsets[bad]:.3f} s, before the previous record ends "
-            f"({onsets[bad - 1] + header.record_duration:.3f} s): record onsets must increase"
-        )
-    segments = contiguous_segments(onsets, header.n_records, header.record_duration)
-    if len(segments) == 1:
-        return segments, float(onsets[0]), []
-    gaps = sum(
-        segments[k + 1][2] - (segments[k][2] + (segments[k][1] - segments[k][0]) * header.record_duration)
-        for k in range(len(segments) - 1)
-    )
-    if gaps > MAX_GAP_S:
-        raise CorruptHeaderError(
-            p, f"record onsets of this {header.format} file leave {gaps:.0f} s of gaps between "
-            f"{len(segments)} segments; expected at most {MAX_GAP_S:.0f} s (implausible time-keeping annotations)"
-        )
-    return segments, float(onsets[0]), [f"discontinuous recording: {len(segments)} segments, {gaps:.1f} s of gaps masked"]
+
+    start: int
+    data: np.ndarray
+    sample_mask: np.ndarray
+    channel_mask: np.ndarray
 
 
-def _timeline(header: EDFHeader, segments: list[tuple[int, int, float]],
-              sf_out: float) -> tuple[int, list[tuple[int, int, int, int]], np.ndarray]:
-    """Output samples, each segment's ``(first record, stop record, first sample, stop
-    sample)`` at ``sf_out``, and the mask of recorded samples (False in gaps)."""
-    last = segments[-1]
-    timeline_s = last[2] + (last[1] - last[0]) * header.record_duration
-    n_out = int(np.ceil(round(timeline_s * sf_out, 6)))
-    sample_mask = np.zeros(n_out, dtype=bool)
-    bounds = []
-    for first, stop, onset in segments:
-        start_out = int(round(onset * sf_out))
-        stop_out = min(n_out, int(np.ceil(round((onset + (stop - first) * header.record_duration) * sf_out, 6))))
-        bounds.append((first, stop, start_out, stop_out))
-        sample_mask[start_out:stop_out] = True
-    return n_out, bounds, sample_mask
+@dataclass
+class _Segment:
+    """A continuous run of data records being preprocessed (all positions segment-relative).
 
-
-def _preprocess(plan: _ReadPlan, digital: dict[int, np.ndarray], bounds: list[tuple[int, int, int, int]],
-                n_out: int, contract: SignalContract, threads: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Physical units, resampling and zero-phase filtering of every planned signal.
-
-    Each segment is resampled and filtered alone (gaps stay zero). Flat and railed
-    channels are masked with a warning. Returns the data ``(rows, n_out)`` float32 µV
-    (rows in contract order, or in derivation order for a bipolar file), the mask of
-    usable rows and the warnings.
+    ``digital`` holds the planned signals' samples from record ``kept`` on: what the
+    blocks not yet emitted, and their margins, still need.
     """
-    sigs, rates, sf_out = plan.sigs, plan.rates, contract.sfreq
-    n_rows = max(contract.n_channels, len(sigs))  # a bipolar file may have more derivations than electrodes
-    data = np.zeros((n_rows, n_out), dtype=np.float32)
-    channel_mask = np.zeros(n_rows, dtype=bool)
-    filters: dict[float, FilterPlan] = {r: plan_filter(r, sf_out, contract.filters) for r in set(rates.values())}
-    warnings = [w for f in filters.values() for w in f.warnings]
-    order = {c: k for k, c in enumerate(contract.channels if plan.montage is None else sigs)}
 
-    def resample(c: str) -> str | None:
-        s = sigs[c]
-        d = digital[s.index]
-        dmin, dmax = d.min(initial=s.digital_max), d.max(initial=s.digital_min)
+    onset: float
+    start: int
+    n_records: int = 0
+    kept: int = 0
+    emitted: int = 0
+    digital: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class RecordingStream:
+    """An EDF/EDF+/BDF/BDF+ file read once, front to back, as blocks of canonical signal.
+
+    The header is read and planned first (a file that cannot be used is refused before
+    any sample is read), then the data records are read ``block_s`` seconds at a time
+    and each continuous segment is resampled and filtered block by block: a block is
+    computed with :data:`MARGIN_S` seconds of signal on either side, which its filters
+    see and which are then dropped, so the blocks join into what the whole segment
+    filtered at once gives, within float32 rounding. Memory is a few blocks, whatever
+    the recording's length. A recording no longer than ``block_s`` (``block_s=None``:
+    any) is read and preprocessed whole, as one block: :func:`read_recording`.
+
+    Flat and railed channels are known only once every record is read. A recording
+    read whole masks them before preprocessing; a longer one carries every planned
+    channel, and when one turns out flat or railed at the end, :attr:`late_masked`
+    names it: the consumer reads the file again with ``exclude=late_masked`` to get
+    what the whole-file path gives (the only case a file is read twice).
+
+    Parameters
+    ----------
+    path : str or Path
+        EDF/EDF+/BDF/BDF+ file.
+    contract : SignalContract, optional
+        Target contract (default: the base configuration).
+    salt, threads, strict, channel_map
+        As for :func:`read_recording`.
+    block_s : float or None
+        Seconds of signal per block (None: the whole recording in one block).
+    exclude : collection of str
+        Planned signals (canonical names, or derivations of a bipolar file) masked from
+        the start, as :attr:`late_masked` of an earlier pass names them.
+    known : callable, optional
+        Called with the file's SHA-256 as soon as it is known (once every record is
+        read: before the first block of a recording read whole); when it returns True
+        the stream stops there, :attr:`info` stays None.
+
+    Attributes
+    ----------
+    info : RecordingInfo or None
+        What was decided about the recording, set once the blocks are exhausted.
+    source_sha256 : str or None
+        The file's SHA-256, once every record is read.
+    late_masked : tuple of str
+        Signals carried by the blocks but masked at the end (flat or railed).
+    """
+
+    def __init__(self, path: str | Path, contract: SignalContract | None = None, *, salt: str | None = None,
+                 threads: int | None = None, strict: bool = False, channel_map: ChannelMap | None = None,
+                 block_s: float | None = None, exclude: Collection[str] = (),
+                 known: Callable[[str], bool] | None = None) -> None:
+        self.path = path
+        self.contract = contract or SignalContract()
+        self.salt, self.strict, self.channel_map = salt, strict, channel_map
+        self.threads = threads if threads is not None else default_threads()
+        self.block_s, self.exclude, self.known = block_s, frozenset(exclude), known
+        self.info: RecordingInfo | None = None
+        self.source_sha256: str | None = None
+        self.late_masked: tuple[str, ...] = ()
+
+    def __iter__(self) -> Iterator[SignalBlock]:
+        with HashingReader(open_edf(self.path)) as f, ThreadPoolExecutor(max_workers=max(1, self.threads)) as ex:
+            header = read_header(self.path, strict=self.strict, source=f)
+            plan = _plan_reading(header, self.contract, self.channel_map)
+            run = _Run(header, plan, self.contract, ex, self.exclude)
+            total, rec_s = header.n_records, header.record_duration
+            whole = self.block_s is None or total * rec_s <= self.block_s
+            per_read = total if whole else max(1, int(self.block_s // rec_s))
+            run.block = None if whole else run.grid(self.block_s)
+            signals = [*plan.sigs.values(), *header.annotation_signals]
+            done = 0
+            while done < total:
+                k = min(per_read, total - done)
+                digital = read_digital(header, signals, k, source=f)
+                done += k
+                if done == total:
+                    self.source_sha256 = f.sha256()
+                    if self.known is not None and self.known(self.source_sha256):
+                        return
+                yield from run.take(digital, last=done == total)
+            self.info, self.late_masked = run.finish(self.source_sha256, self.salt)
+
+
+class _Run:
+    """The state of one pass of a :class:`RecordingStream`: segments, statistics, blocks."""
+
+    def __init__(self, header: EDFHeader, plan: _ReadPlan, contract: SignalContract, ex: ThreadPoolExecutor,
+                 exclude: frozenset[str]) -> None:
+        self.header, self.plan, self.contract, self.ex, self.exclude = header, plan, contract, ex, exclude
+        self.sf = contract.sfreq
+        self.filters = {r: plan_filter(r, self.sf, contract.filters) for r in set(plan.rates.values())}
+        self.n_rows = max(contract.n_channels, len(plan.sigs))  # a bipolar file may have more derivations
+        self.order = {c: k for k, c in enumerate(contract.channels if plan.montage is None else plan.sigs)}
+        self.step = math.lcm(*(fp.up for fp in self.filters.values()))  # blocks start on whole input samples
+        self.margin = self.grid(MARGIN_S)
+        self.block: int | None = None
+        #: per signal: digital minimum and maximum, samples at a digital limit, samples
+        self.stats = {c: [s.digital_max, s.digital_min, 0, 0] for c, s in plan.sigs.items()}
+        self.usable: list[str] | None = None
+        self.channel_mask = np.zeros(contract.n_channels, dtype=bool)
+        self.totals = [0.0, 0.0]
+        self.annotations: list[Annotation] = []
+        self.onsets_ok = True
+        self.first_onset: float | None = None
+        self.last_onset: float | None = None
+        self.segments: list[tuple[int, int]] = []
+        self.seg: _Segment | None = None
+        self.end = 0  # samples emitted
+        self.recorded = 0
+        self.records_read = 0
+        self.n_segments = 1
+        self.gaps = 0.0
+
+    def grid(self, seconds: float) -> int:
+        """``seconds`` of output as a whole number of :attr:`step` samples (at least one)."""
+        return max(1, math.ceil(round(seconds * self.sf / self.step, 6))) * self.step
+
+    def take(self, digital: dict[int, np.ndarray], last: bool) -> Iterator[SignalBlock]:
+        """Blocks made ready by the next run of records (``last``: the file's end)."""
+        h, sigs = self.header, self.plan.sigs
+        for c, s in sigs.items():
+            d, st = digital[s.index], self.stats[c]
+            st[0], st[1] = min(st[0], d.min(initial=s.digital_max)), max(st[1], d.max(initial=s.digital_min))
+            st[2] += np.count_nonzero((d == s.digital_min) | (d == s.digital_max))
+            st[3] += d.size
+        if self.usable is None:  # decided once, before the first block: final when every record is read
+            self.usable = self._usable(final=last)
+        s0 = next(iter(sigs.values()))
+        n = len(digital[s0.index]) // s0.samples_per_record
+        anns, onsets = read_annotations(h, digital)
+        self.annotations += anns
+        if onsets is None:
+            self.onsets_ok = False
+        elif self.first_onset is None:
+            self.first_onset = float(onsets[0])
+        for first, stop, onset in self._runs(onsets, n):
+            if self.seg is None or onset is not None:
+                yield from self._close(onset)
+                self.seg = _Segment(onset or 0.0, int(round((onset or 0.0) * self.sf)))
+            seg = self.seg
+            for c, s in sigs.items():
+                d = digital[s.index][first * s.samples_per_record : stop * s.samples_per_record]
+                seg.digital[c] = np.concatenate([seg.digital[c], d]) if c in seg.digital else d
+            seg.n_records += stop - first
+            if not last:
+                yield from self._emit(None)
+        if last:
+            yield from self._close(None)
+
+    def _runs(self, onsets: np.ndarray | None, n: int) -> list[tuple[int, int, float | None]]:
+        """This read's records as ``(first, stop, onset)`` runs; ``onset`` (s from the
+        first record) starts a new segment, None continues the current one.
+
+        Raises
+        ------
+        CorruptHeaderError
+            An EDF+D file without time-keeping annotations, with record onsets that go
+            back, or with implausibly long gaps (more than :data:`MAX_GAP_S`).
+        """
+        h, p = self.header, self.header.path
+        if not h.is_discontinuous:
+            return [(0, n, 0.0 if self.seg is None else None)]
+        if onsets is None:
+            raise CorruptHeaderError(p, f"{h.format} file without time-keeping annotations in every record")
+        runs: list[tuple[int, int, float | None]] = []
+        prev = self.last_onset
+        for r in range(n):
+            t = float(onsets[r])
+            if prev is not None and t - prev < h.record_duration - 1e-3:
+                raise CorruptHeaderError(
+                    p, f"record {self.records_read + r} starts at {t:.3f} s, before the previous record ends "
+                    f"({prev + h.record_duration:.3f} s): record onsets must increase")
+            if prev is None or abs(t - (prev + h.record_duration)) > 1e-3:
+                if prev is not None:
+                    self.gaps += t - (prev + h.record_duration)
+                    self.n_segments += 1
+                runs.append((r, r + 1, t - self.first_onset))
+            else:
+                runs[-1:] = [(runs[-1][0], r + 1, runs[-1][2])] if runs else [(r, r + 1, None)]
+            prev = t
+        self.last_onset = prev
+        self.records_read += n
+        if self.gaps > MAX_GAP_S:
+            raise CorruptHeaderError(
+                p, f"record onsets of this {h.format} file leave {self.gaps:.0f} s of gaps between "
+                f"{self.n_segments} segments; expected at most {MAX_GAP_S:.0f} s (implausible time-keeping annotations)"
+            )
+        return runs
+
+    def _close(self, next_onset: float | None) -> Iterator[SignalBlock]:
+        """Finish the current segment (the next starts at ``next_onset`` s, None at the
+        file's end), then the gap up to the next one."""
+        seg = self.seg
+        if seg is None:
+            return
+        h = self.header
+        stop = int(np.ceil(round((seg.onset + seg.n_records * h.record_duration) * self.sf, 6)))
+        self.segments.append((seg.start, stop))
+        nxt = None if next_onset is None else int(round(next_onset * self.sf))
+        yield from self._emit(stop - seg.start, None if nxt is None else nxt - seg.start)
+        self.seg = None
+        if nxt is not None:
+            yield from self._zeros(nxt)
+
+    def _zeros(self, stop: int) -> Iterator[SignalBlock]:
+        """The gap from the samples emitted to ``stop``: zeros, masked."""
+        while self.end < stop:
+            n = stop - self.end if self.block is None else min(self.block, stop - self.end)
+            yield self._out(np.zeros((self.contract.n_channels, n), dtype=np.float32), np.zeros(n, dtype=bool))
+
+    def _emit(self, length: int | None, cut: int | None = None) -> Iterator[SignalBlock]:
+        """Blocks of the current segment that its records read so far make ready; with its
+        ``length`` (its end), all that is left, none beyond ``cut`` (the next segment's start)."""
+        seg, block, margin = self.seg, self.block, self.margin
+        while True:
+            a = seg.emitted
+            if length is not None:
+                if a >= length:
+                    return
+                b = length if block is None else min(length, a + block)
+                hi = length if block is None else min(length, b + margin)
+            else:
+                b, hi = a + block, a + block + margin
+                if any(self._input(c, hi, ceil=True) > seg.n_records * s.samples_per_record
+                       for c, s in self.plan.sigs.items()):
+                    return
+            lo = 0 if block is None else max(0, a - margin)
+            keep = b - a if cut is None else max(0, min(b, cut) - a)
+            rows = self._block(lo, hi, final=length is not None and hi == length)[:, a - lo : a - lo + keep]
+            seg.emitted = b
+            self._trim(b - margin)
+            self.recorded += keep
+            if self.plan.montage is None:
+                data = rows[: self.contract.n_channels]
+            else:  # filtered derivations → potentials (both steps linear: they commute)
+                data = self.plan.montage.convert(rows, self._ok(self.usable), self._units(), self.contract,
+                                                 self.totals)[0]
+            yield self._out(data, np.ones(keep, dtype=bool))
+
+    def _input(self, c: str, out: int, ceil: bool = False) -> int:
+        """Input sample of signal ``c`` at output sample ``out`` (rounded down, or up)."""
+        fp = self.filters[self.plan.rates[c]]
+        return -(-out * fp.down // fp.up) if ceil else out * fp.down // fp.up
+
+    def _out(self, data: np.ndarray, mask: np.ndarray) -> SignalBlock:
+        block = SignalBlock(self.end, data, mask, self.channel_mask)
+        self.end += data.shape[1]
+        return block
+
+    def _usable(self, final: bool) -> list[str]:
+        """Signals carried: those not excluded, and, once every record is read, neither flat nor railed."""
+        keep = [c for c in self.plan.sigs if c not in self.exclude and not (final and self._bad(c))]
+        ok = self._ok(keep)
+        if self.plan.montage is None:
+            self.channel_mask = ok[: self.contract.n_channels]
+        else:
+            self.channel_mask = self.plan.montage.convert(np.zeros((self.n_rows, 0), np.float32), ok,
+                                                          self._units(), self.contract)[1]
+        return keep
+
+    def _ok(self, names: Collection[str]) -> np.ndarray:
+        """The rows of ``names`` (True), of the :attr:`n_rows` preprocessed."""
+        ok = np.zeros(self.n_rows, dtype=bool)
+        ok[[self.order[c] for c in names]] = True
+        return ok
+
+    def _units(self) -> dict[str, str]:
+        return {c: s.unit for c, s in self.plan.sigs.items()}
+
+    def _bad(self, c: str) -> str | None:
+        """Why signal ``c`` is masked (flat or railed), from every record read; None if usable."""
+        s = self.plan.sigs[c]
+        dmin, dmax, railed, n = self.stats[c]
         if dmin == dmax:
             return f"channel '{s.label}' ({c}) is flat (constant value); masked"
-        railed = np.count_nonzero((d == s.digital_min) | (d == s.digital_max))
-        if railed > RAILED_FRACTION * d.size:
-            return f"channel '{s.label}' ({c}) is railed at its digital limit in {100 * railed / d.size:.0f}% of samples; masked"
-        ns = s.samples_per_record
-        for first, stop, a, b in bounds:
-            y = resample_channel(to_physical(d[first * ns : stop * ns], s, plan.scales[c], dtype=np.float32),
-                                 filters[rates[c]])
-            m = min(b - a, y.shape[0])
-            data[order[c], a : a + m] = y[:m]
-        channel_mask[order[c]] = True
+        if railed > RAILED_FRACTION * n:
+            return f"channel '{s.label}' ({c}) is railed at its digital limit in {100 * railed / n:.0f}% of samples; masked"
         return None
 
-    def filt(job: tuple[float, list[int], int, int]) -> None:
-        rate, rows, a, b = job
-        data[rows, a:b] = zero_phase_filter(data[rows, a:b], filters[rate], contract.filters)
+    def _block(self, lo: int, hi: int, final: bool) -> np.ndarray:
+        """Samples ``[lo, hi)`` of the current segment's signals (derivations of a bipolar
+        file), resampled and filtered; ``final``: ``hi`` is the segment's end, every record is used."""
+        seg, plan, sf_out = self.seg, self.plan, self.sf
+        out = np.zeros((self.n_rows, hi - lo), dtype=np.float32)
 
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as ex:
-        notes = list(ex.map(resample, sigs))
-        # Filter blocks of channels that share an input rate (hence a filter), per segment.
+        def resample(c: str) -> None:
+            s = plan.sigs[c]
+            d, off = seg.digital[c], seg.kept * s.samples_per_record
+            i_hi = len(d) + off if final else min(len(d) + off, self._input(c, hi, ceil=True))
+            x = to_physical(d[self._input(c, lo) - off : i_hi - off], s, plan.scales[c], dtype=np.float32)
+            y = resample_channel(x, self.filters[plan.rates[c]])
+            m = min(hi - lo, y.shape[0])
+            out[self.order[c], :m] = y[:m]
+
+        def filt(job: tuple[float, list[int]]) -> None:
+            rate, rows = job
+            out[rows] = zero_phase_filter(out[rows], self.filters[rate], self.contract.filters)
+
+        list(self.ex.map(resample, self.usable))
+        # Filter blocks of channels that share an input rate (hence a filter).
         jobs = []
-        for rate in filters:
-            rows = [order[c] for c in sigs if rates[c] == rate and channel_mask[order[c]]]
-            for k in range(0, len(rows), FILTER_BLOCK):
-                jobs.extend((rate, rows[k : k + FILTER_BLOCK], a, b) for _, _, a, b in bounds)
-        list(ex.map(filt, jobs))
-    return data, channel_mask, warnings + [n for n in notes if n]
+        for rate in self.filters:
+            rows = [self.order[c] for c in self.usable if plan.rates[c] == rate]
+            jobs.extend((rate, rows[k : k + FILTER_BLOCK]) for k in range(0, len(rows), FILTER_BLOCK))
+        list(self.ex.map(filt, jobs))
+        return out
+
+    def _trim(self, lo: int) -> None:
+        """Drop the records no later block needs (all before output sample ``lo``)."""
+        seg = self.seg
+        if self.block is None or lo <= 0:
+            return
+        keep = min(self._input(c, lo) // s.samples_per_record for c, s in self.plan.sigs.items())
+        if keep > seg.kept:
+            for c, s in self.plan.sigs.items():
+                seg.digital[c] = seg.digital[c][(keep - seg.kept) * s.samples_per_record :].copy()
+            seg.kept = keep
+
+    def finish(self, sha256: str, salt: str | None) -> tuple[RecordingInfo, tuple[str, ...]]:
+        """The recording's info once every block is out, and the signals masked late."""
+        h, plan, contract = self.header, self.plan, self.contract
+        p = h.path
+        notes = [self._bad(c) for c in plan.sigs]
+        bad = {c for c, n in zip(plan.sigs, notes) if n or c in self.exclude}
+        late = tuple(c for c in self.usable if c in bad)
+        warnings = [*plan.warnings]
+        if len(self.segments) > 1:
+            warnings.append(f"discontinuous recording: {len(self.segments)} segments, {self.gaps:.1f} s of gaps masked")
+        warnings += [w for fp in self.filters.values() for w in fp.warnings]
+        warnings += [n for n in notes if n]
+        ok = self._ok([c for c in plan.sigs if c not in bad])
+        if plan.montage is not None:  # the report of the conversion every block went through
+            _, channel_mask, converted = plan.montage.convert(np.zeros((self.n_rows, 0), np.float32), ok,
+                                                              self._units(), contract, self.totals)
+            warnings += converted.warnings
+        else:
+            channel_mask = ok[: contract.n_channels]
+        _check_usable(p, channel_mask, contract)
+        deid, deid_warnings = deidentify(h.patient, h.recording, h.startdate, salt=salt)
+        warnings += deid_warnings
+        for w in warnings:
+            log.info("%s: %s", os.path.basename(p), w)
+        base = self.first_onset if self.onsets_ok and self.first_onset is not None else 0.0
+        info = RecordingInfo(
+            channel_mask=channel_mask,
+            sfreq=contract.sfreq,
+            channels=tuple(contract.channels),
+            source_path=p,
+            source_sha256=sha256,
+            format=h.format,
+            sfreq_in=plan.sfreq_in,
+            annotations=tuple(Annotation(a.onset - base, a.duration, a.text)
+                              for a in sorted(self.annotations, key=lambda a: a.onset)),
+            deid=deid,
+            channel_report=converted.report if plan.montage is not None else _channel_report(plan),
+            segments=tuple((a / contract.sfreq, b / contract.sfreq) for a, b in self.segments),
+            n_samples=self.end,
+            recorded_samples=self.recorded,
+            warnings=tuple(warnings),
+            contract_digest=contract.digest(),
+            truncated_tail_s=h.truncated_tail_s,
+            montage=converted.summary if plan.montage is not None else None,
+            nominal_duration_s=float(h.duration_s),
+        )
+        return info, late
 
 
 def read_recording(
@@ -397,6 +692,8 @@ def read_recording(
     files keep their segments in place: each segment is filtered alone and the gaps are
     zero-filled and masked in ``sample_mask``, never concatenated. The file's bytes are
     read once; the recording carries their SHA-256 and the de-identified header facts.
+    This is a :class:`RecordingStream` of one block: the whole signal is in memory (the
+    embedding and tokenizing paths stream long files instead).
 
     Parameters
     ----------
@@ -428,45 +725,12 @@ def read_recording(
     tokenizer.IngestError
         A subclass naming the file, what was expected and what was found.
     """
-    contract = contract or SignalContract()
-    header, plan, digital, sha256 = _read_once(path, contract, strict, channel_map)
-    p = header.path
-    annotations, onsets = read_annotations(header, digital)
-    segments, base, notes = _segments(header, onsets)
-    n_out, bounds, sample_mask = _timeline(header, segments, contract.sfreq)
-    data, channel_mask, filtered = _preprocess(plan, digital, bounds, n_out, contract,
-                                               threads if threads is not None else default_threads())
-    digital.clear()  # free the raw samples before building the Recording
-    warnings = [*plan.warnings, *notes, *filtered]
-    if plan.montage is not None:  # filtered derivations → potentials (both steps linear: they commute)
-        data, channel_mask, converted = plan.montage.convert(data, channel_mask,
-                                                             {c: s.unit for c, s in plan.sigs.items()}, contract)
-        warnings += converted.warnings
-    _check_usable(p, channel_mask, contract)
-    deid, deid_warnings = deidentify(header.patient, header.recording, header.startdate, salt=salt)
-    warnings += deid_warnings
-    for w in warnings:
-        log.info("%s: %s", os.path.basename(p), w)
-    return Recording(
-        data=data,
-        channel_mask=channel_mask,
-        sample_mask=sample_mask,
-        sfreq=contract.sfreq,
-        channels=tuple(contract.channels),
-        source_path=p,
-        source_sha256=sha256,
-        format=header.format,
-        sfreq_in=plan.sfreq_in,
-        annotations=tuple(Annotation(a.onset - base, a.duration, a.text) for a in annotations),
-        deid=deid,
-        channel_report=converted.report if plan.montage is not None else _channel_report(plan),
-        segments=tuple((a / contract.sfreq, b / contract.sfreq) for _, _, a, b in bounds),
-        warnings=tuple(warnings),
-        contract_digest=contract.digest(),
-        truncated_tail_s=header.truncated_tail_s,
-        montage=converted.summary if plan.montage is not None else None,
-        nominal_duration_s=float(header.duration_s),
-    )
+    stream = RecordingStream(path, contract, salt=salt, threads=threads, strict=strict, channel_map=channel_map)
+    blocks = list(stream)
+    info = stream.info
+    data = blocks[0].data if len(blocks) == 1 else np.concatenate([b.data for b in blocks], axis=1)
+    mask = blocks[0].sample_mask if len(blocks) == 1 else np.concatenate([b.sample_mask for b in blocks])
+    return Recording(data=data, sample_mask=mask, **{f.name: getattr(info, f.name) for f in fields(RecordingInfo)})
 
 
 def _check_usable(path: str, channel_mask: np.ndarray, contract: SignalContract) -> None:

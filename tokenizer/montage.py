@@ -256,8 +256,8 @@ class BipolarMontage:
     ignored: dict[int, str]
     aliases: dict[str, str] = field(default_factory=dict)
 
-    def convert(self, data: np.ndarray, ok: np.ndarray, units: dict[str, str],
-                contract: SignalContract) -> tuple[np.ndarray, np.ndarray, BipolarResult]:
+    def convert(self, data: np.ndarray, ok: np.ndarray, units: dict[str, str], contract: SignalContract,
+                totals: list[float] | None = None) -> tuple[np.ndarray, np.ndarray, BipolarResult]:
         """Turn the preprocessed derivations into average-referenced potentials, in place.
 
         Parameters
@@ -272,6 +272,10 @@ class BipolarMontage:
             ``{derivation name: unit as written}``.
         contract : SignalContract
             Channel order and ``min_channels``.
+        totals : list of two floats, optional
+            Squared loop residual and squared signal summed over the blocks of a streamed
+            recording converted so far, updated in place: the residual reported is that
+            of every block given.
 
         Returns
         -------
@@ -308,7 +312,7 @@ class BipolarMontage:
         rows_out = [order[e] for e in conv.electrodes]
         w = conv.matrix.astype(np.float32)
         r = conv.residual.astype(np.float32) if conv.n_loops > 0 else None
-        res2 = tot2 = 0.0
+        res2, tot2 = totals if totals is not None else (0.0, 0.0)
         n_ch = contract.n_channels
         for a in range(0, data.shape[1], BLOCK):
             b = min(a + BLOCK, data.shape[1])
@@ -318,6 +322,8 @@ class BipolarMontage:
                 tot2 += float(np.square(d, dtype=np.float64).sum())
             data[:n_ch, a:b] = 0.0
             data[rows_out, a:b] = w @ d
+        if totals is not None:
+            totals[:] = [res2, tot2]
         channel_mask = np.zeros(n_ch, dtype=bool)
         channel_mask[rows_out] = True
         residual = float(np.sqrt(res2 / tot2)) if r is not None and tot2 > 0 else None

@@ -46,21 +46,20 @@ class ChannelReport:
     reference_counts: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(eq=False)
-class Recording:
-    """One EEG session in canonical form.
+@dataclass(eq=False, kw_only=True)
+class RecordingInfo:
+    """What reading a file decided about a session, without its samples.
+
+    A long recording is streamed (:class:`tokenizer.ingest.RecordingStream`): its
+    samples pass block by block and only this summary remains; a :class:`Recording`
+    adds the samples.
 
     Attributes
     ----------
-    data : ndarray, shape (n_channels, n_samples), float32
-        Signal in µV, canonical channel order; zeros where ``channel_mask`` or
-        ``sample_mask`` is False.
     channel_mask : ndarray, shape (n_channels,), bool
         True for electrodes present in the file.
-    sample_mask : ndarray, shape (n_samples,), bool
-        True for recorded samples; False in the gaps of a discontinuous (EDF+D) file.
     sfreq : float
-        Sampling rate (Hz) of ``data`` (the contract rate).
+        Sampling rate (Hz) of the signal (the contract rate).
     channels : tuple of str
         Canonical channel names.
     source_path : str
@@ -79,6 +78,10 @@ class Recording:
         Mapping, missing and excluded channels, units.
     segments : tuple of (float, float)
         Continuous segments as (start, stop) seconds; one for continuous files.
+    n_samples : int
+        Samples per channel (gaps of discontinuous files included).
+    recorded_samples : int
+        Samples actually recorded (gaps excluded).
     warnings : tuple of str
         Everything the reader had to decide (free of PHI).
     contract_digest : str
@@ -95,9 +98,7 @@ class Recording:
         included; complete records only).
     """
 
-    data: np.ndarray
     channel_mask: np.ndarray
-    sample_mask: np.ndarray
     sfreq: float
     channels: tuple[str, ...]
     source_path: str
@@ -108,16 +109,13 @@ class Recording:
     deid: Deidentified
     channel_report: ChannelReport
     segments: tuple[tuple[float, float], ...]
+    n_samples: int
+    recorded_samples: int
     warnings: tuple[str, ...] = field(default_factory=tuple)
     contract_digest: str = ""
     truncated_tail_s: float = 0.0
     montage: dict[str, object] | None = None
     nominal_duration_s: float = 0.0
-
-    @property
-    def n_samples(self) -> int:
-        """Number of samples per channel."""
-        return int(self.data.shape[1])
 
     @property
     def duration_s(self) -> float:
@@ -127,28 +125,7 @@ class Recording:
     @property
     def recorded_s(self) -> float:
         """Seconds of actually recorded signal (gaps excluded)."""
-        return float(self.sample_mask.sum()) / self.sfreq
-
-    def check(self, contract: SignalContract) -> None:
-        """Raise :class:`~tokenizer.ContractMismatchError` unless this recording satisfies ``contract``.
-
-        Checks channel order, sampling rate, array shape and dtype; never reshapes.
-        """
-        problems = []
-        if tuple(self.channels) != tuple(contract.channels):
-            problems.append(f"channels {list(contract.channels)} expected, found {list(self.channels)}")
-        if abs(self.sfreq - contract.sfreq) > 1e-9:
-            problems.append(f"sfreq {contract.sfreq} Hz expected, found {self.sfreq} Hz")
-        if self.data.ndim != 2 or self.data.shape[0] != contract.n_channels:
-            problems.append(f"data of shape ({contract.n_channels}, n) expected, found {self.data.shape}")
-        if self.data.dtype != np.float32:
-            problems.append(f"float32 data expected, found {self.data.dtype}")
-        if self.channel_mask.shape != (contract.n_channels,):
-            problems.append(f"channel_mask of shape ({contract.n_channels},) expected, found {self.channel_mask.shape}")
-        if self.sample_mask.shape != (self.data.shape[-1],):
-            problems.append("sample_mask length differs from the data")
-        if problems:
-            raise ContractMismatchError(self.source_path, "; ".join(problems))
+        return self.recorded_samples / self.sfreq
 
     @property
     def longest_segment_s(self) -> float:
@@ -205,3 +182,41 @@ class Recording:
             "montage": dict(self.montage) if self.montage else {"kind": "referential"},
             "warnings": list(self.warnings),
         }
+
+
+@dataclass(eq=False, kw_only=True)
+class Recording(RecordingInfo):
+    """One EEG session in canonical form: :class:`RecordingInfo` and its samples.
+
+    Attributes
+    ----------
+    data : ndarray, shape (n_channels, n_samples), float32
+        Signal in µV, canonical channel order; zeros where ``channel_mask`` or
+        ``sample_mask`` is False.
+    sample_mask : ndarray, shape (n_samples,), bool
+        True for recorded samples; False in the gaps of a discontinuous (EDF+D) file.
+    """
+
+    data: np.ndarray
+    sample_mask: np.ndarray
+
+    def check(self, contract: SignalContract) -> None:
+        """Raise :class:`~tokenizer.ContractMismatchError` unless this recording satisfies ``contract``.
+
+        Checks channel order, sampling rate, array shape and dtype; never reshapes.
+        """
+        problems = []
+        if tuple(self.channels) != tuple(contract.channels):
+            problems.append(f"channels {list(contract.channels)} expected, found {list(self.channels)}")
+        if abs(self.sfreq - contract.sfreq) > 1e-9:
+            problems.append(f"sfreq {contract.sfreq} Hz expected, found {self.sfreq} Hz")
+        if self.data.ndim != 2 or self.data.shape[0] != contract.n_channels:
+            problems.append(f"data of shape ({contract.n_channels}, n) expected, found {self.data.shape}")
+        if self.data.dtype != np.float32:
+            problems.append(f"float32 data expected, found {self.data.dtype}")
+        if self.channel_mask.shape != (contract.n_channels,):
+            problems.append(f"channel_mask of shape ({contract.n_channels},) expected, found {self.channel_mask.shape}")
+        if self.sample_mask.shape != (self.data.shape[-1],):
+            problems.append("sample_mask length differs from the data")
+        if problems:
+            raise ContractMismatchError(self.source_path, "; ".join(problems))

@@ -24,25 +24,28 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import json
 import logging
+import shutil
+import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
 from tokenizer import multitaper
-from tokenizer.atomic import write_bytes_atomic
+from tokenizer.atomic import atomic_path
 from tokenizer.channels import ChannelMap
 from tokenizer.contract import SignalContract
 from tokenizer.home import clef_home
 from tokenizer.errors import IngestError, UnreadableFileError
 from tokenizer.hashing import file_sha256
-from tokenizer.ingest import read_recording
+from tokenizer.ingest import SignalBlock, read_recording
 from tokenizer.recording import Recording
+from tokenizer.spectrogram_stream import FrameBlock, spectrogram_frames
 
 log = logging.getLogger(__name__)
 
@@ -148,19 +151,30 @@ def compute_spectrogram(rec: Recording, contract: SignalContract) -> SessionSpec
         No spectrogram can be computed for another reason.
     """
     rec.check_long_enough(contract)
+    block = SignalBlock(0, rec.data, rec.sample_mask, rec.channel_mask.astype(bool))
+    (frames,) = checked_frames(rec.source_path, [block], contract)
+    return SessionSpectrogram(values=frames.values, frame_mask=frames.frame_mask, channel_mask=frames.channel_mask,
+                              source_sha256=rec.source_sha256, source_path=rec.source_path)
+
+
+def checked_frames(path: str | Path, blocks: Iterable[SignalBlock], contract: SignalContract, *,
+                   finish: Callable[[], bool] | None = None) -> Iterator[FrameBlock]:
+    """:func:`tokenizer.spectrogram_stream.spectrogram_frames` of a recording's blocks,
+    its failures as :class:`SpectrogramError` naming the file.
+
+    Raises
+    ------
+    SpectrogramError
+        No spectrogram can be computed (non-finite samples, a wrong number of bins).
+    """
     sp = contract.spectrogram
     try:
-        spec = multitaper.multitaper_spectrogram(
-            rec.data, rec.sfreq, window_s=sp.window_s, step_s=sp.step_s, bandwidth=sp.bandwidth,
-            fmin=sp.fmin, fmax=sp.fmax, sample_mask=rec.sample_mask)
+        for frames in spectrogram_frames(blocks, contract, finish=finish):
+            if frames.values.shape[1] != sp.n_freqs:
+                raise SpectrogramError(path, f"{sp.n_freqs} frequency bins expected, found {frames.values.shape[1]}")
+            yield frames
     except ValueError as exc:
-        raise SpectrogramError(rec.source_path, f"no spectrogram: {exc}") from None
-    if spec.values.shape[1] != sp.n_freqs:
-        raise SpectrogramError(rec.source_path, f"{sp.n_freqs} frequency bins expected, found {spec.values.shape[1]}")
-    values = np.clip(spec.values, sp.clip_db[0], sp.clip_db[1]).astype(np.float16)
-    return SessionSpectrogram(values=values, frame_mask=spec.frame_mask.astype(bool),
-                              channel_mask=rec.channel_mask.astype(bool), source_sha256=rec.source_sha256,
-                              source_path=rec.source_path)
+        raise SpectrogramError(path, f"no spectrogram: {exc}") from None
 
 
 class SpectrogramCache:
@@ -200,14 +214,25 @@ class SpectrogramCache:
 
     def put(self, spec: SessionSpectrogram) -> Path:
         """Store ``spec`` atomically; returns the cache file."""
-        path = self.path_for(spec.source_sha256)
-        meta = json.dumps({"source_sha256": spec.source_sha256, "source_path": spec.source_path,
-                           "contract_digest": self.contract.digest(), "code": spectrogram_code_version(),
-                           "format": CACHE_FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-        buf = io.BytesIO()
-        np.savez(buf, values=spec.values, frame_mask=spec.frame_mask, channel_mask=spec.channel_mask,
-                 meta=np.array(meta))
-        return write_bytes_atomic(buf.getbuffer(), path)
+        writer = self.writer()
+        writer.add(FrameBlock(spec.values, spec.frame_mask, spec.channel_mask))
+        return writer.commit(spec.source_sha256, spec.source_path)
+
+    def writer(self) -> CacheWriter:
+        """A writer of one entry, given its frames as they are computed (:class:`CacheWriter`)."""
+        return CacheWriter(self)
+
+    def frames(self, source_sha256: str) -> Iterator[FrameBlock] | None:
+        """The cached spectrogram as frame blocks, read a block at a time (see
+        :func:`entry_frames`), or None (missing or unreadable entry)."""
+        path = self.path_for(source_sha256)
+        if not path.is_file():
+            return None
+        try:
+            return entry_frames(path)
+        except Exception as exc:  # truncated or foreign file: recompute
+            log.warning("ignoring unreadable cache entry %s (%s)", path, exc)
+            return None
 
     def load_or_compute(self, path: str | Path, *, source_sha256: str | None = None,
                         use_cache: bool = True) -> tuple[SessionSpectrogram, bool]:
@@ -249,6 +274,93 @@ class SpectrogramCache:
         spec = compute_spectrogram(rec, self.contract)
         self.put(spec)
         return spec, False
+
+
+class CacheWriter:
+    """One cache entry written as its frames are computed, in bounded memory.
+
+    The values go frame-major to an anonymous temporary file in the cache folder; the
+    entry is then written atomically, ``values`` stored in Fortran order (the layout of
+    those bytes), which :func:`numpy.load` reads as any array and :func:`entry_frames`
+    reads back a block of frames at a time.
+
+    Parameters
+    ----------
+    cache : SpectrogramCache
+    """
+
+    def __init__(self, cache: SpectrogramCache) -> None:
+        cache.root.mkdir(parents=True, exist_ok=True)
+        self.cache = cache
+        self._values = tempfile.TemporaryFile(dir=cache.root)
+        self._masks: list[np.ndarray] = []
+        self._channel_mask: np.ndarray | None = None
+        self._shape: tuple[int, int] = (0, 0)
+
+    def add(self, frames: FrameBlock) -> None:
+        """Append the next frames."""
+        self._values.write(np.ascontiguousarray(frames.values.astype(np.float16).transpose(2, 1, 0)).tobytes())
+        self._masks.append(frames.frame_mask)
+        self._channel_mask, self._shape = frames.channel_mask, frames.values.shape[:2]
+
+    def commit(self, source_sha256: str, source_path: str) -> Path:
+        """Write the entry of the file ``source_sha256`` atomically; returns its path."""
+        path = self.cache.path_for(source_sha256)
+        meta = json.dumps({"source_sha256": source_sha256, "source_path": source_path,
+                           "contract_digest": self.cache.contract.digest(), "code": spectrogram_code_version(),
+                           "format": CACHE_FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        frame_mask = np.concatenate(self._masks)
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f2")), "fortran_order": True,
+                  "shape": (*self._shape, len(frame_mask))}
+        self._values.seek(0)
+        with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            with zf.open("values.npy", "w", force_zip64=True) as out:
+                np.lib.format.write_array_header_1_0(out, header)
+                shutil.copyfileobj(self._values, out, 2**22)
+            for name, arr in (("frame_mask", frame_mask), ("channel_mask", self._channel_mask),
+                              ("meta", np.array(meta))):
+                with zf.open(f"{name}.npy", "w") as out:
+                    np.lib.format.write_array(out, arr, allow_pickle=False)
+        self._values.close()
+        return path
+
+
+def entry_frames(path: str | Path, block_frames: int = 3600) -> Iterator[FrameBlock]:
+    """The frames of a cache entry, ``block_frames`` at a time: read block by block from
+    an entry stored frame-major (Fortran order, as :class:`CacheWriter` writes), loaded
+    whole from one stored otherwise.
+
+    The entry's header and masks are read before this returns (an unreadable entry
+    raises here).
+    """
+    zf = zipfile.ZipFile(path)
+    try:
+        masks = {}
+        for name in ("frame_mask", "channel_mask"):
+            with zf.open(f"{name}.npy") as f:
+                masks[name] = np.lib.format.read_array(f, allow_pickle=False).astype(bool)
+        values = zf.open("values.npy")
+        version = np.lib.format.read_magic(values)
+        shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                 else np.lib.format.read_array_header_2_0)(values)
+    except Exception:
+        zf.close()
+        raise
+
+    def frames() -> Iterator[FrameBlock]:
+        with zf, values:
+            if not fortran:
+                whole = np.load(path, allow_pickle=False)["values"]
+                yield FrameBlock(whole, masks["frame_mask"], masks["channel_mask"])
+                return
+            n_ch, n_bins, n_frames = shape
+            for a in range(0, n_frames, block_frames):
+                b = min(n_frames, a + block_frames)
+                raw = values.read((b - a) * n_ch * n_bins * dtype.itemsize)
+                v = np.frombuffer(raw, dtype=dtype).reshape(b - a, n_bins, n_ch).transpose(2, 1, 0)
+                yield FrameBlock(v, masks["frame_mask"][a:b], masks["channel_mask"])
+
+    return frames()
 
 
 def _sha_or_raise(path: str | Path) -> str:

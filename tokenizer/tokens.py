@@ -34,11 +34,12 @@ a killed run left behind.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import polars as pl
@@ -49,10 +50,19 @@ from tokenizer.channels import ChannelMap
 from tokenizer.contract import SignalContract
 from tokenizer.errors import ContractMismatchError, IngestError, UnreadableFileError
 from tokenizer.hashing import file_sha256
-from tokenizer.recording import Recording
-from tokenizer.spectrogram_cache import SessionSpectrogram, SpectrogramCache, compute_spectrogram, find_recordings
+from tokenizer.ingest import BLOCK_S, RecordingStream
+from tokenizer.recording import Recording, RecordingInfo
+from tokenizer.spectrogram_cache import (
+    CacheWriter,
+    SessionSpectrogram,
+    SpectrogramCache,
+    checked_frames,
+    compute_spectrogram,
+    find_recordings,
+)
+from tokenizer.spectrogram_stream import FrameBlock
 from tokenizer.vqgan.model import VQGAN
-from tokenizer.windows import WindowSpec, iter_windows, token_mask_np
+from tokenizer.windows import WindowSpec, token_mask_np, window_input
 
 log = logging.getLogger(__name__)
 
@@ -153,14 +163,26 @@ class Tokenizer:
         """Short identity of the checkpoint."""
         return self.weights_sha256[:16]
 
-    @torch.no_grad()
     def tokenize_spectrogram(self, spec: SessionSpectrogram) -> Tokens:
         """Tokens of a cached/computed session spectrogram (clipped dB)."""
+        return self.tokenize_frames([FrameBlock(spec.values, spec.frame_mask, spec.channel_mask)],
+                                    spec.source_sha256, spec.source_path)
+
+    @torch.no_grad()
+    def tokenize_frames(self, frames: Iterable[FrameBlock], source_sha256: str | Callable[[], str],
+                        source_path: str) -> Tokens:
+        """Tokens of a session spectrogram given as consecutive frame blocks, encoded a
+        batch of windows at a time as the frames come (one window's frames held at a time).
+
+        ``source_sha256`` may be a function, called once the frames are exhausted (a
+        streamed file's hash is known at its end).
+        """
         n_ch, n_f = self.model.ctx.n_channels, self.model.ctx.n_freqs
-        if spec.values.shape[:2] != (n_ch, n_f):
-            raise ValueError(f"spectrogram of shape ({n_ch}, {n_f}, T) expected, found {spec.values.shape}")
+        w = self.spec.window_frames
         codes, masks, valid = [], [], []
         batch: list[tuple[np.ndarray, np.ndarray]] = []
+        pending: list[FrameBlock] = []
+        channel_mask: np.ndarray | None = None
 
         def flush() -> None:
             x = torch.from_numpy(np.stack([b[0] for b in batch])).to(self.device)
@@ -169,17 +191,32 @@ class Tokenizer:
             codes.append(c.cpu().numpy().astype(np.int16))
             batch.clear()
 
-        for _, x, m in iter_windows(spec.values, spec.frame_mask, spec.channel_mask, self.spec):
+        def window(n: int) -> None:
+            """The next window from the first ``n`` frames pending (``n < w``: the last, padded)."""
+            values = np.concatenate([f.values for f in pending], axis=2) if len(pending) > 1 else pending[0].values
+            frame_mask = np.concatenate([f.frame_mask for f in pending]) if len(pending) > 1 else pending[0].frame_mask
+            x, m = window_input(values[:, :, :n], frame_mask[:n], channel_mask, 0, self.spec)
+            pending[:] = [FrameBlock(values[:, :, n:], frame_mask[n:], channel_mask)] if values.shape[2] > n else []
             batch.append((x, m))
             masks.append(token_mask_np(m, self.grid))
             valid.append(int(m.sum()))
             if len(batch) == self.batch_size:
                 flush()
+
+        for block in frames:
+            if block.values.shape[:2] != (n_ch, n_f):
+                raise ValueError(f"spectrogram of shape ({n_ch}, {n_f}, T) expected, found {block.values.shape}")
+            channel_mask = block.channel_mask
+            pending.append(block)
+            while sum(f.values.shape[2] for f in pending) >= w:
+                window(w)
+        if pending or not valid:
+            window(sum(f.values.shape[2] for f in pending))
         if batch:
             flush()
         return Tokens(codes=np.concatenate(codes), token_mask=np.stack(masks), n_valid_frames=np.array(valid),
-                      source_sha256=spec.source_sha256, source_path=spec.source_path,
-                      window_s=float(self.contract.window_s))
+                      source_sha256=source_sha256 if isinstance(source_sha256, str) else source_sha256(),
+                      source_path=source_path, window_s=float(self.contract.window_s))
 
     def tokenize_recording(self, rec: Recording, cache: SpectrogramCache | None = None) -> Tokens:
         """Tokens of a :class:`~tokenizer.recording.Recording` read under this model's contract.
@@ -198,17 +235,90 @@ class Tokenizer:
         rec.check(self.contract)
         if cache is None:
             return self.tokenize_spectrogram(compute_spectrogram(rec, self.contract))
-        if cache.contract != self.contract:
-            raise ValueError("the spectrogram cache must use the tokenizer's contract")
-        return self.tokenize_spectrogram(cache.spectrogram_of(rec)[0])
+        return self.tokenize_spectrogram(self._check_cache(cache).spectrogram_of(rec)[0])
 
-    def tokenize_file(self, path: str | Path, cache: SpectrogramCache | None = None) -> Tokens:
-        """Tokens of an EDF/BDF file (spectrogram from ``cache`` when given)."""
-        cache = cache or SpectrogramCache(None, self.contract)
+    def tokenize_file(self, path: str | Path, cache: SpectrogramCache | None = None, *,
+                      channel_map: ChannelMap | None = None, threads: int | None = None,
+                      known: Callable[[str], bool] | None = None,
+                      block_s: float | None = BLOCK_S) -> tuple[RecordingInfo | None, Tokens | None]:
+        """Read an EDF/BDF file once and tokenize it as it is read, in bounded memory.
+
+        The file is streamed (:class:`tokenizer.ingest.RecordingStream`): its signal
+        block by block, its spectrogram frame block by frame block
+        (:func:`tokenizer.spectrogram_cache.checked_frames`), its windows encoded a batch
+        at a time, so memory does not grow with the recording's length. A recording no
+        longer than ``block_s`` is one block: what :func:`tokenizer.ingest.read_recording`
+        and :meth:`tokenize_recording` give, to the bit; a longer one matches them
+        within float32 rounding. A channel found flat or railed only at the end of a
+        long recording has the file read a second time without it.
+
+        Parameters
+        ----------
+        path : path
+            EDF/BDF file.
+        cache : SpectrogramCache, optional
+            The spectrogram is stored there as it is computed.
+        channel_map : ChannelMap, optional
+            A site's channel aliases.
+        threads : int, optional
+            Threads of the preprocessing (see :func:`tokenizer.ingest.read_recording`).
+        known : callable, optional
+            Called with the file's SHA-256 once every record is read; True stops the
+            work there (for a recording of one block: before any preprocessing).
+        block_s : float or None
+            Seconds of signal per block (None: the whole recording at once).
+
+        Returns
+        -------
+        info : RecordingInfo or None
+            What was read (None when ``known`` stopped the work).
+        tokens : Tokens or None
+
+        Raises
+        ------
+        tokenizer.IngestError
+            The file cannot be read or is too short (a subclass naming the problem).
+        """
+        exclude: tuple[str, ...] = ()
+        while True:
+            stream = RecordingStream(path, self.contract, threads=threads, channel_map=channel_map,
+                                     block_s=block_s, exclude=exclude, known=known)
+            writer = self._check_cache(cache).writer() if cache is not None else None
+
+            def finish(stream: RecordingStream = stream) -> bool:
+                if stream.info is not None:
+                    stream.info.check_long_enough(self.contract)
+                return stream.info is not None
+
+            frames = checked_frames(str(path), stream, self.contract, finish=finish)
+            first = next(frames, None)  # none: ``known`` stopped the stream before its first block
+            if first is None:
+                return None, None
+            tokens = self.tokenize_frames(_tee(itertools.chain([first], frames), writer),
+                                          lambda: stream.source_sha256 or "", str(path))
+            if stream.info is None:
+                return None, None
+            if not stream.late_masked:
+                break
+            log.info("%s: %s flat or railed, found at the end of the recording; reading it again without",
+                     Path(path).name, ", ".join(stream.late_masked))
+            exclude = stream.late_masked
+        if writer is not None:
+            writer.commit(stream.info.source_sha256, stream.info.source_path)
+        return stream.info, tokens
+
+    def _check_cache(self, cache: SpectrogramCache) -> SpectrogramCache:
         if cache.contract != self.contract:
             raise ValueError("the spectrogram cache must use the tokenizer's contract")
-        spec, _ = cache.load_or_compute(path)
-        return self.tokenize_spectrogram(spec)
+        return cache
+
+
+def _tee(frames: Iterable[FrameBlock], writer: CacheWriter | None) -> Iterator[FrameBlock]:
+    """``frames``, each also given to ``writer`` (when there is one)."""
+    for f in frames:
+        if writer is not None:
+            writer.add(f)
+        yield f
 
 
 @dataclass
@@ -362,8 +472,9 @@ def tokenize_archive(
                 if sha in done or sha in failed_sha:
                     status = "skipped"
                 else:
-                    spec, _ = cache.load_or_compute(f, source_sha256=sha)
-                    tokens = tok.tokenize_spectrogram(spec)
+                    cached = cache.frames(sha)
+                    tokens = (tok.tokenize_frames(cached, sha, str(f)) if cached is not None else
+                              tok.tokenize_file(f, cache, channel_map=channel_map)[1])
                     rows.extend(tokens.rows(rel, tok.tokenizer_id))
                     summary.windows += tokens.n_windows
                     done.add(sha)

@@ -79,9 +79,9 @@ def _embed_upload(state: ServiceState, upload: UploadFile) -> tuple[Any, HeaderF
     try:
         path = _save_upload(state, upload, folder)
         try:
-            with state.lock:  # one recording in memory at a time
-                recording = state.embedder.read(path)
-                emb = state.embedder.embed(recording)
+            with state.lock:  # one recording at a time (streamed: memory does not grow with its length)
+                info, tokens = state.embedder.read_tokens(path)
+                emb = state.embedder.embed(tokens)
         except Exception as exc:  # noqa: BLE001 - ingest errors carry a kind; others are bugs
             kind = getattr(exc, "kind", None)
             if not isinstance(kind, str):
@@ -89,7 +89,7 @@ def _embed_upload(state: ServiceState, upload: UploadFile) -> tuple[Any, HeaderF
                 raise ApiError(500, "internal error while embedding the upload") from None
             raise ApiError(422, f"{kind}: {' '.join(str(exc).replace(str(path), 'upload').split())}", kind) \
                 from None
-        return emb, recording.facts
+        return emb, info.facts
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
