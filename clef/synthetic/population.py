@@ -72,6 +72,7 @@ import numpy as np
 from clef.synthetic.catalogue import (
     CHRONIC_ORDER,
     CONDITIONS,
+    DATA_DIR,
     DRUGS,
     EPILEPSY_KEYS,
     SETTINGS,
@@ -79,6 +80,7 @@ from clef.synthetic.catalogue import (
     SPELL_KEYS,
     CodeVariant,
     SignatureItem,
+    read_yaml,
 )
 from clef.synthetic.population_config import AGE_BAND_EDGES, MAX_AGE, PopulationConfig, SiteConfig
 from clef.synthetic.records import DAYS_PER_YEAR, Condition, Encounter, Medication, Patient, Population, SessionTruth
@@ -98,20 +100,8 @@ def _age_band(age: float) -> int:
 # Fake PHI
 # --------------------------------------------------------------------------------------
 
-_GIVEN_F = ("Mary", "Patricia", "Jennifer", "Linda", "Elizabeth", "Susan", "Jessica", "Sarah", "Karen", "Lisa",
-            "Nancy", "Sandra", "Ashley", "Emily", "Michelle", "Amanda", "Melissa", "Rebecca", "Laura", "Emma",
-            "Olivia", "Sophia", "Ava", "Isabella", "Mia", "Chloe", "Grace", "Lucia", "Mei", "Aisha", "Fatima",
-            "Priya", "Rosa", "Yuki", "Ingrid")
-_GIVEN_M = ("James", "Robert", "John", "Michael", "David", "William", "Richard", "Joseph", "Thomas", "Charles",
-            "Daniel", "Matthew", "Anthony", "Mark", "Steven", "Paul", "Andrew", "Joshua", "Kevin", "Brian",
-            "Liam", "Noah", "Ethan", "Lucas", "Mason", "Carlos", "Jose", "Wei", "Hiroshi", "Omar", "Ahmed",
-            "Raj", "Dmitri", "Kwame", "Lars")
-_FAMILY = ("Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez",
-           "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin",
-           "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson",
-           "Walker", "Young", "Allen", "King", "Wright", "Scott", "Torres", "Nguyen", "Hill", "Flores", "Green",
-           "Adams", "Nelson", "Baker", "Hall", "Rivera", "Campbell", "Mitchell", "Carter", "Roberts", "Chen",
-           "Patel", "Kim", "Okafor", "Kowalski", "Novak", "Haddad", "Tanaka", "Larsen", "O'Brien")
+#: Given names by sex and family names (``data/names.yaml``).
+_NAMES = read_yaml(DATA_DIR / "names.yaml")
 
 _MRN_MOD = 89_999_999
 _MRN_MULT = 37_513_229
@@ -298,9 +288,9 @@ class _PatientBuilder:
 
     def _name(self, sex: str) -> tuple[str, str]:
         """Fake given and family names."""
-        names = _GIVEN_F if sex == "female" else _GIVEN_M
+        names, family_names = _NAMES["given_female" if sex == "female" else "given_male"], _NAMES["family"]
         given = names[int(self.rng.random() * len(names))]
-        family = _FAMILY[int(self.rng.random() * len(_FAMILY))]
+        family = family_names[int(self.rng.random() * len(family_names))]
         return given, family
 
     def _chronic_conditions(self, sex: str, age0: float, days: list[dt.date]) -> None:

@@ -7,7 +7,8 @@ medications, technique, description, impression, clinical correlation) under var
 headings (upper/lower case, with or without colons), synonyms and abbreviations (PDR,
 IEDs, GPDs, LPDs, BS), explicit negations ("No epileptiform discharges were seen"), and
 sometimes fake PHI (patient name, MRN, date of study, referring physician) so that PHI
-scrubbing can be tested.
+scrubbing can be tested. Fixed wording is data beside the module (``data/report_wording.yaml``,
+physicians in ``data/names.yaml``); sentences built from what was drawn stay here.
 
 Reports are imperfect on purpose: each finding present in the EEG is missed with
 ``ReportConfig.miss_rate`` and, with ``ReportConfig.overcall_rate``, a report asserts one
@@ -23,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from clef.synthetic.catalogue import CONDITIONS, EPILEPSY_KEYS
+from clef.synthetic.catalogue import CONDITIONS, DATA_DIR, EPILEPSY_KEYS, read_yaml
 from clef.synthetic.population_config import PopulationConfig, ReportConfig
 from clef.synthetic.records import Patient, SessionTruth
 from clef.synthetic.spec import FINDINGS, EEGSummary, PlantedFinding
@@ -37,16 +38,15 @@ __all__ = [
     "write_report",
 ]
 
-#: Canonical section → the headings a report may use for it (case varies further).
-SECTION_HEADINGS: dict[str, tuple[str, ...]] = {
-    "history": ("CLINICAL HISTORY", "HISTORY", "Clinical History", "INDICATION/HISTORY", "Reason for study"),
-    "medications": ("MEDICATIONS", "CURRENT MEDICATIONS", "Medications", "Meds"),
-    "technique": ("TECHNIQUE", "INTRODUCTION", "Technical description", "Technique"),
-    "description": ("DESCRIPTION OF THE RECORD", "DESCRIPTION", "EEG DESCRIPTION", "Findings",
-                    "Description of the recording"),
-    "impression": ("IMPRESSION", "INTERPRETATION", "Impression", "Conclusion"),
-    "correlation": ("CLINICAL CORRELATION", "Clinical Correlation", "CORRELATION", "Comment"),
+#: The wording of the reports (``data/report_wording.yaml``): section → key → phrases.
+_WORDING: dict[str, dict[str, tuple[str, ...]]] = {
+    section: {key: tuple(phrases) for key, phrases in table.items()}
+    for section, table in read_yaml(DATA_DIR / "report_wording.yaml").items()
 }
+#: Canonical section → the headings a report may use for it (case varies further).
+SECTION_HEADINGS: dict[str, tuple[str, ...]] = _WORDING["section_headings"]
+#: Negation sentences, by what they negate.
+NEGATION_PHRASES: dict[str, tuple[str, ...]] = _WORDING["negations"]
 
 #: Findings with a side.
 LATERALIZED: frozenset[str] = frozenset({"ied_focal", "focal_slowing", "asymmetry", "lpd"})
@@ -54,27 +54,6 @@ LATERALIZED: frozenset[str] = frozenset({"ied_focal", "focal_slowing", "asymmetr
 #: Findings a reader may over-call (the common false positives of EEG reading).
 OVERCALL_POOL: tuple[str, ...] = ("ied_focal", "focal_slowing", "mild_slowing", "excess_beta", "asymmetry",
                                   "generalized_slowing")
-
-#: Negation sentences, by what they negate.
-NEGATION_PHRASES: dict[str, tuple[str, ...]] = {
-    "epileptiform": (
-        "No epileptiform discharges were seen.",
-        "There were no epileptiform abnormalities.",
-        "No interictal epileptiform discharges (IEDs) were recorded.",
-        "No IEDs were seen.",
-        "Epileptiform activity was not present.",
-    ),
-    "seizure": (
-        "No electrographic seizures were recorded.",
-        "There were no clinical or electrographic seizures.",
-        "No seizures were captured.",
-    ),
-    "focal": (
-        "There was no focal slowing.",
-        "No focal or lateralized abnormalities were seen.",
-        "No focal slowing or asymmetry was present.",
-    ),
-}
 
 _SIDE = {"L": "left", "R": "right"}
 _REGIONS = {  # region -> (left electrodes, right electrodes)
@@ -87,10 +66,7 @@ _REGIONS = {  # region -> (left electrodes, right electrodes)
 }
 _LEFT_CH = {"Fp1", "F7", "F3", "T3", "C3", "T5", "P3", "O1"}
 _RIGHT_CH = {"Fp2", "F8", "F4", "T4", "C4", "T6", "P4", "O2"}
-_DOCTORS = ("Alvarez", "Bennett", "Chowdhury", "Delgado", "Eriksen", "Fischer", "Goldberg", "Hoffman", "Iyer",
-            "Jablonski", "Kaplan", "Lindqvist", "Morales", "Nakamura", "Oyelaran", "Petrov", "Quinn", "Rosenberg",
-            "Sato", "Thornton", "Umarov", "Vasquez", "Whitaker", "Xu", "Yilmaz", "Zimmerman")
-_DOC_GIVEN = ("A.", "B.", "C.", "D.", "E.", "F.", "G.", "H.", "J.", "K.", "L.", "M.", "N.", "P.", "R.", "S.", "T.")
+_PHYSICIANS = read_yaml(DATA_DIR / "names.yaml")  # family names and initials of referrers and readers
 
 
 @dataclass(frozen=True)
@@ -274,62 +250,8 @@ def _side_text(f: PlantedFinding) -> str:
     return _SIDE.get(f.side or "", "")
 
 
-#: DESCRIPTION sentences and IMPRESSION items of the findings worded from side and severity
-#: alone; ``{side}``/``{Side}`` and ``{severity}``/``{Severity}`` are filled by :func:`_fill`.
-_DESCRIPTIONS: dict[str, tuple[str, ...]] = {
-    "generalized_slowing": (
-        "There is {severity} diffuse slowing of the background, with predominant theta and delta activity.",
-        "The background shows {severity} generalized polymorphic delta and theta slowing.",
-        "{Severity} generalized slowing is present."),
-    "mild_slowing": (
-        "There is mild diffuse slowing with intermixed 5-7 Hz theta activity.",
-        "Mild generalized background slowing is present.",
-        "The background is mildly slow for age."),
-    "asymmetry": (
-        "There is an amplitude asymmetry, with lower voltage over the {side} hemisphere.",
-        "The background is asymmetric: attenuated over the {side} hemisphere.",
-        "Faster frequencies are attenuated over the {side} hemisphere (asymmetry)."),
-    "burst_suppression": (
-        "The background is discontinuous with a burst-suppression pattern: bursts of mixed-frequency activity "
-        "lasting 1-3 s alternate with periods of suppression (<10 uV) of 2-10 s.",
-        "Burst suppression (BS) is present, with generalized bursts separated by suppressed intervals.",
-        "The record shows a burst-suppression pattern."),
-    "low_voltage": (
-        "The background is diffusely low voltage, below 20 uV.",
-        "There is a low-voltage, suppressed background throughout the recording.",
-        "The background is of very low amplitude (<20 uV)."),
-    "excess_beta": (
-        "There is excess diffuse beta activity, maximal frontally.",
-        "Prominent generalized beta activity (excess beta) is present.",
-        "Increased fast (beta) activity is seen diffusely."),
-    "lpd": (
-        "Lateralized periodic discharges (LPDs) are present over the {side} hemisphere at approximately 1 Hz.",
-        "{Side} hemispheric LPDs are seen at 0.5-1.5 Hz.",
-        "There are periodic sharp discharges over the {side} hemisphere (LPDs)."),
-    "gpd": (
-        "Generalized periodic discharges (GPDs) are present at 1-2 Hz, some with triphasic morphology.",
-        "There are GPDs at approximately 1 Hz.",
-        "Generalized periodic discharges are seen intermittently."),
-}
-_IMPRESSIONS: dict[str, tuple[str, ...]] = {
-    "ied_focal": ("{Side} temporal sharp waves (IEDs)", "{Side} focal epileptiform discharges",
-                  "Interictal epileptiform discharges, {side} hemisphere"),
-    "ied_generalized": ("Generalized spike-and-wave discharges", "Generalized epileptiform discharges",
-                        "Generalized polyspike-wave discharges"),
-    "generalized_slowing": ("{Severity} diffuse slowing", "Generalized background slowing, {severity}"),
-    "mild_slowing": ("Mild diffuse background slowing", "Mild generalized slowing"),
-    "focal_slowing": ("{Side} focal slowing", "Focal slowing, {side} hemisphere",
-                      "{Side} temporal polymorphic delta slowing"),
-    "asymmetry": ("Asymmetry, attenuated over the {side} hemisphere", "{Side} hemispheric attenuation"),
-    "burst_suppression": ("Burst suppression (BS)", "Burst-suppression pattern"),
-    "low_voltage": ("Diffusely low-voltage background", "Low-voltage suppressed background"),
-    "excess_beta": ("Excess beta activity", "Excess diffuse beta"),
-    "lpd": ("LPDs, {side} hemisphere", "{Side} lateralized periodic discharges (LPDs)"),
-    "gpd": ("GPDs", "Generalized periodic discharges (GPDs)"),
-}
-
-
 def _fill(templates: tuple[str, ...], f: PlantedFinding) -> tuple[str, ...]:
+    """The phrases of a finding worded from side and severity alone, placeholders filled."""
     side, severity = _side_text(f), _severity_word(f.severity)
     return tuple(t.format(side=side, Side=side.capitalize(), severity=severity, Severity=severity.capitalize())
                  for t in templates)
@@ -380,7 +302,7 @@ def _describe(w: _Writer, name: str, fs: list[PlantedFinding], eeg: EEGSummary) 
             f"Continuous {side} {region} delta slowing is present." if sev >= 0.6
             else f"Intermittent {side} {region} theta-delta slowing is present.",
         ))
-    return w.pick(_fill(_DESCRIPTIONS[name], f))
+    return w.pick(_fill(_WORDING["descriptions"][name], f))
 
 
 def _impression_item(w: _Writer, name: str, fs: list[PlantedFinding], eeg: EEGSummary) -> str:
@@ -392,7 +314,7 @@ def _impression_item(w: _Writer, name: str, fs: list[PlantedFinding], eeg: EEGSu
         return w.pick(("Absent posterior dominant rhythm", "No PDR"))
     if name == "pdr_slowing":
         return w.pick(("Slowing of the posterior dominant rhythm", f"Slow PDR ({eeg.pdr_hz:.1f} Hz)"))
-    return w.pick(_fill(_IMPRESSIONS[name], f))
+    return w.pick(_fill(_WORDING["impressions"][name], f))
 
 
 def _correlation(w: _Writer, asserted: dict[str, list[PlantedFinding]], atc: Sequence[str]) -> str:
@@ -510,13 +432,10 @@ def write_report(session: SessionTruth, patient: Patient, eeg: EEGSummary, rng: 
         blocks.append(f"{h} {body}" if inline else f"{h}\n{body}")
 
     # -- title and PHI header ------------------------------------------------------------
-    title = {"routine": ("ROUTINE EEG REPORT", "Electroencephalogram Report", "EEG REPORT"),
-             "emu": ("VIDEO-EEG MONITORING REPORT", "Epilepsy Monitoring Unit - EEG Report", "LONG-TERM VIDEO EEG"),
-             "icu": ("CONTINUOUS EEG MONITORING (ICU)", "cEEG Report - Intensive Care Unit", "ICU EEG REPORT")}
-    blocks.append(w.pick(title[session.setting]))
+    blocks.append(w.pick(_WORDING["titles"][session.setting]))
     with_phi = w.chance(rc.phi_rate)
-    referrer = f"Dr. {w.pick(_DOC_GIVEN)} {w.pick(_DOCTORS)}"
-    reader = f"{w.pick(_DOC_GIVEN)} {w.pick(_DOCTORS)}, MD"
+    referrer = f"Dr. {w.pick(_PHYSICIANS['physician_initial'])} {w.pick(_PHYSICIANS['physician_family'])}"
+    reader = f"{w.pick(_PHYSICIANS['physician_initial'])} {w.pick(_PHYSICIANS['physician_family'])}, MD"
     study_date = _fmt_date(w, day)
     if with_phi:
         name = w.pick((f"{patient.family_name}, {patient.given_name}", patient.name,
