@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from clef.config import FrozenConfig
 
 from clef.synthetic.spec import FINDINGS, Setting, Side
 from ehr.atc import is_atc_code, rxnorm_for_atc
@@ -78,11 +80,7 @@ class CatalogueError(ValueError):
     """A catalogue file is missing, is not YAML of the expected shape, or holds an invalid entry."""
 
 
-class _Entry(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SignatureItem(_Entry):
+class SignatureItem(FrozenConfig):
     """One EEG finding a condition or drug group can cause.
 
     Attributes
@@ -132,7 +130,7 @@ class SignatureItem(_Entry):
         return v
 
 
-class CodeVariant(_Entry):
+class CodeVariant(FrozenConfig):
     """One ICD-10-CM code a condition is coded with (chosen per patient by ``weight``).
 
     ``side`` is the lesion hemisphere the code implies, if any.
@@ -144,7 +142,7 @@ class CodeVariant(_Entry):
     side: Side | None = None
 
 
-class ConditionDef(_Entry):
+class ConditionDef(FrozenConfig):
     """A condition of the catalogue.
 
     Attributes
@@ -204,7 +202,7 @@ class ConditionDef(_Entry):
         return tuple(v.code for v in self.variants)
 
 
-class DrugDef(_Entry):
+class DrugDef(FrozenConfig):
     """A drug the model prescribes.
 
     Attributes
@@ -240,7 +238,7 @@ class DrugDef(_Entry):
         return rxnorm_for_atc(self.atc)
 
 
-class Catalogue(_Entry):
+class Catalogue(FrozenConfig):
     """The whole catalogue, its cross-references checked.
 
     Attributes

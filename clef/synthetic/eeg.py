@@ -51,8 +51,9 @@ from typing import Literal
 
 import numpy as np
 import scipy.fft as sfft
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from clef.config import FrozenConfig
 from clef.synthetic.montage import Montage, default_montage, mirror, position
 from clef.synthetic.spec import EEGEvent, EEGSummary, PlantedFinding, SessionSpec, StateSpan
 from tokenizer.contract import CANONICAL_CHANNELS
@@ -102,7 +103,7 @@ Curve = tuple[tuple[float, float], ...]
 StateGains = tuple[float, float, float, float]  # awake, drowsy, n2, n3
 
 
-class EEGSimConfig(BaseModel):
+class EEGSimConfig(FrozenConfig):
     """Every strength of the EEG simulator, with documented defaults.
 
     Amplitudes are RMS µV at the electrode of maximal weight for ongoing activity and
@@ -244,8 +245,6 @@ class EEGSimConfig(BaseModel):
         ICU generalized-slowing severity from which the patient is comatose (no
         wakefulness, no blinks, no sleep transients).
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     # background
     background_uv: float = Field(9.0, ge=0)
@@ -847,16 +846,16 @@ class _Session:
                 _add(lat.row, int(t0 * sf), a * cfg.spindle_uv * amp * _spindle_template(sf, fr, d))
                 self.event(t0, d, "spindle", ("C3", "Cz", "C4"))
         # vertex waves (drowsy: half the rate) and K-complexes
-        for kind, key, rate, gains, topo, tmpl, hi, uv, dur in (
-            ("vertex_wave", "vertex", cfg.vertex_rate_per_min, (0.0, 0.5, 1.0, 0.3),
+        for kind, rate, gains, topo, tmpl, hi, uv, dur in (
+            ("vertex_wave", cfg.vertex_rate_per_min, (0.0, 0.5, 1.0, 0.3),
              m.topography(position("Cz"), 0.5), _vertex_template(sf), 1.3, cfg.vertex_uv, 0.3),
-            ("k_complex", "kcomplex", cfg.k_complex_rate_per_min, (0.0, 0.0, 1.0, 0.5),
+            ("k_complex", cfg.k_complex_rate_per_min, (0.0, 0.0, 1.0, 0.5),
              m.topography(position("Fz", "Cz"), 0.65), _k_complex_template(sf), 1.4, cfg.k_complex_uv, 1.0),
         ):
             times = _poisson_times(rng, rate / 60 * np.asarray(gains)[st])
             if times.size:
                 amps = rng.uniform(0.6, hi, times.size) * uv * amp
-                _place(self.latent(key, topo).row, (times * sf).astype(int), tmpl, amps)
+                _place(self.latent(kind, topo).row, (times * sf).astype(int), tmpl, amps)
                 ch = m.channels_above(topo)
                 for t0 in times:
                     self.event(t0, dur, kind, ch)

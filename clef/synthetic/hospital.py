@@ -34,8 +34,9 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from clef.config import FrozenConfig
 from clef.synthetic.eeg import EEGSimConfig, simulate_eeg
 from clef.synthetic.fhir import patient_bundle, validate_bundle
 from clef.synthetic.population import generate_population
@@ -48,7 +49,7 @@ from tokenizer.contract import CANONICAL_CHANNELS
 from tokenizer.edf_writer import EDFSignal, write_edf
 
 
-class VendorStyle(BaseModel):
+class VendorStyle(FrozenConfig):
     """How one site's EEG system writes EDF files.
 
     Attributes
@@ -68,8 +69,6 @@ class VendorStyle(BaseModel):
     extras : tuple of str
         Non-EEG channel labels appended (ECG-like, photic, DC, oximetry ...).
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     label: str
     new_temporal_names: bool = False
@@ -91,7 +90,7 @@ DEFAULT_STYLES: tuple[VendorStyle, ...] = (
 )
 
 
-class HospitalConfig(BaseModel):
+class HospitalConfig(FrozenConfig):
     """Everything that shapes the synthetic hospital (all strengths are config values).
 
     Attributes
@@ -105,8 +104,6 @@ class HospitalConfig(BaseModel):
     minutes_range : tuple of float, optional
         If set, every session's duration is redrawn uniformly in this range (minutes).
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     population: PopulationConfig = Field(default_factory=PopulationConfig)
     eeg: EEGSimConfig = Field(default_factory=EEGSimConfig)

@@ -16,8 +16,9 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from clef.config import FrozenConfig
 from clef.synthetic.catalogue import (
     CHRONIC_ORDER,
     CONDITIONS,
@@ -52,11 +53,7 @@ AGE_BAND_EDGES: tuple[float, ...] = (0.0, 18.0, 45.0, 65.0, 80.0, 96.0)
 MAX_AGE = 95.0
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AgeBand(_Frozen):
+class AgeBand(FrozenConfig):
     """A band of the age distribution: ages uniform in ``[low, high)`` with probability ``weight``."""
 
     weight: float = Field(ge=0)
@@ -70,7 +67,7 @@ class AgeBand(_Frozen):
         return self
 
 
-class DurationBand(_Frozen):
+class DurationBand(FrozenConfig):
     """A band of session durations: uniform in ``[low_s, high_s]`` with probability ``weight``."""
 
     weight: float = Field(ge=0)
@@ -92,7 +89,7 @@ def _check_setting_weights(v: Mapping[str, float], what: str) -> None:
         raise ValueError(f"{what}: weights must be >= 0 with a positive sum, found {dict(v)}")
 
 
-class SiteConfig(_Frozen):
+class SiteConfig(FrozenConfig):
     """A hospital site: id, mains frequency, share of patients and care-setting mix."""
 
     site_id: str = Field(pattern=r"^[A-Za-z0-9\-\.]{1,32}$")
@@ -116,7 +113,7 @@ class SiteConfig(_Frozen):
         return self
 
 
-class PrevalenceRule(_Frozen):
+class PrevalenceRule(FrozenConfig):
     """Probability that a patient has a chronic condition.
 
     ``by_age`` gives, for each of the 5 age bands (:data:`AGE_BAND_EDGES`, age at the
@@ -137,7 +134,7 @@ class PrevalenceRule(_Frozen):
         return v
 
 
-class TreatmentRule(_Frozen):
+class TreatmentRule(FrozenConfig):
     """How a chronic condition is treated.
 
     Attributes
@@ -174,7 +171,7 @@ class TreatmentRule(_Frozen):
         return v
 
 
-class IcuConfig(_Frozen):
+class IcuConfig(FrozenConfig):
     """ICU admissions: reasons, intubation, sedation and antiseizure drugs.
 
     Reasons: ``encephalopathy`` (adds encephalopathy/delirium), ``sepsis`` (sepsis, often
@@ -215,7 +212,7 @@ class IcuConfig(_Frozen):
         return self
 
 
-class InpatientConfig(_Frozen):
+class InpatientConfig(FrozenConfig):
     """Routine EEGs of inpatients, and EMU rescue benzodiazepines."""
 
     routine_inpatient_p: tuple[float, float, float, float, float] = (0.08, 0.10, 0.15, 0.25, 0.30)
@@ -223,7 +220,7 @@ class InpatientConfig(_Frozen):
     emu_rescue_benzo_p: float = Field(default=0.12, ge=0, le=1)
 
 
-class ReportConfig(_Frozen):
+class ReportConfig(FrozenConfig):
     """Imperfection of the neurologists' reports.
 
     Attributes
@@ -323,7 +320,7 @@ def _default_races() -> dict[str, float]:
             "Native Hawaiian/Pacific Islander": 0.005, "Other": 0.04, "Unknown": 0.065, "Hispanic/Latino": 0.09}
 
 
-class PopulationConfig(_Frozen):
+class PopulationConfig(FrozenConfig):
     """Every rate of the population model (defaults: a plausible EEG-referred population).
 
     ``penetrance``, ``prevalence`` and ``treatments`` are *merged* onto their defaults,
