@@ -591,7 +591,7 @@ class _Run:
     def _block(self, lo: int, hi: int, final: bool) -> np.ndarray:
         """Samples ``[lo, hi)`` of the current segment's signals (derivations of a bipolar
         file), resampled and filtered; ``final``: ``hi`` is the segment's end, every record is used."""
-        seg, plan, sf_out = self.seg, self.plan, self.sf
+        seg, plan = self.seg, self.plan
         out = np.zeros((self.n_rows, hi - lo), dtype=np.float32)
 
         def resample(c: str) -> None:

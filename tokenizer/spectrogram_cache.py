@@ -14,8 +14,11 @@ Files
     ``<root>/<key[:2]>/<key>.npz`` (uncompressed, no pickled objects) holding ``values``
     ``(channels, bins, T)`` float16 dB already clipped to the contract's ``clip_db``
     (float16 steps are ≤ 0.03 dB in that range), ``frame_mask`` ``(T,)``, ``channel_mask``
-    ``(channels,)`` and a JSON ``meta`` string. Written atomically (temp + rename); an
-    unreadable entry is recomputed.
+    ``(channels,)`` and a JSON ``meta`` string. Written atomically (temp + rename), as
+    the frames are computed (:class:`CacheWriter`): ``values`` is stored frame-major
+    (Fortran order), so an entry is read back a block of frames at a time
+    (:func:`entry_frames`); entries stored in C order still load. An unreadable entry
+    is recomputed.
 Location
     ``$CLEF_HOME/cache/spectrograms`` (``~/.clef/cache/spectrograms``) unless given.
 """
@@ -32,7 +35,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping, TypeVar
 
 import numpy as np
 
@@ -48,6 +51,8 @@ from tokenizer.recording import Recording
 from tokenizer.spectrogram_stream import FrameBlock, spectrogram_frames
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Layout version of the cache files.
 CACHE_FORMAT = 1
@@ -203,14 +208,7 @@ class SpectrogramCache:
 
     def get(self, source_sha256: str) -> SessionSpectrogram | None:
         """The cached spectrogram, or None (missing or unreadable entry)."""
-        path = self.path_for(source_sha256)
-        if not path.is_file():
-            return None
-        try:
-            return load_entry(path)
-        except Exception as exc:  # truncated or foreign file: recompute
-            log.warning("ignoring unreadable cache entry %s (%s)", path, exc)
-            return None
+        return self._entry(source_sha256, load_entry)
 
     def put(self, spec: SessionSpectrogram) -> Path:
         """Store ``spec`` atomically; returns the cache file."""
@@ -225,11 +223,15 @@ class SpectrogramCache:
     def frames(self, source_sha256: str) -> Iterator[FrameBlock] | None:
         """The cached spectrogram as frame blocks, read a block at a time (see
         :func:`entry_frames`), or None (missing or unreadable entry)."""
+        return self._entry(source_sha256, entry_frames)
+
+    def _entry(self, source_sha256: str, read: Callable[[Path], T]) -> T | None:
+        """``read`` of the entry of ``source_sha256``, or None (missing or unreadable)."""
         path = self.path_for(source_sha256)
         if not path.is_file():
             return None
         try:
-            return entry_frames(path)
+            return read(path)
         except Exception as exc:  # truncated or foreign file: recompute
             log.warning("ignoring unreadable cache entry %s (%s)", path, exc)
             return None
