@@ -234,9 +234,7 @@ def label_reference(label: str, common_reference: str | None = None) -> str:
     """Reference scheme a label names (:data:`SCHEMES`): ``"EEG C3-CLE"`` → ``"LE"``,
     ``"EEG Fp1"`` → ``"unknown"``, ``"Fp1-Cz"`` with ``common_reference="cz"`` → ``"CZ"``."""
     ref = split_label(label, common_reference)[1]
-    if ref is None:
-        return "unknown"
-    return REFERENCE_SCHEMES.get(ref, ref.upper())
+    return "unknown" if ref is None else REFERENCE_SCHEMES.get(ref, ref.upper())
 
 
 def reference_scheme(name: str) -> str | None:
@@ -244,14 +242,8 @@ def reference_scheme(name: str) -> str | None:
     (``LER`` → ``LE``, ``M1M2`` → ``MAST``) or a shared scalp electrode (``Cz`` → ``CZ``);
     None for anything else."""
     low = name.strip().lower()
-    for scheme in SCHEMES:
-        if scheme.lower() == low:
-            return scheme
-    if low in REFERENCE_SCHEMES:
-        return REFERENCE_SCHEMES[low]
-    if low in KNOWN_ELECTRODES:
-        return low.upper()
-    return None
+    return ({s.lower(): s for s in SCHEMES}.get(low) or REFERENCE_SCHEMES.get(low)
+            or (low.upper() if low in KNOWN_ELECTRODES else None))
 
 
 def common_reference(labels: Sequence[str]) -> str | None:
@@ -311,14 +303,8 @@ def detect_dense_cap(labels: Sequence[str]) -> str | None:
 def _canonical_name(bare: str, canonical: Sequence[str]) -> str | None:
     """The contract's name of electrode ``bare`` (T7 found as T3 and so on), or None."""
     by_lower = {c.lower(): c for c in canonical}
-    if bare in by_lower:
-        return by_lower[bare]
-    for group in CANONICAL_ALIASES:
-        if bare in group:
-            for other in group:
-                if other in by_lower:
-                    return by_lower[other]
-    return None
+    group = next((g for g in CANONICAL_ALIASES if bare in g), ())
+    return next((by_lower[n] for n in (bare, *group) if n in by_lower), None)
 
 
 def classify_label(label: str, canonical: Sequence[str], *,
@@ -427,19 +413,9 @@ def map_channels(labels: Sequence[str], canonical: Sequence[str], annotation: Se
         if kind == "bipolar":
             bipolar.append(label)
         excluded[key] = reason
-    missing = [c for c in canonical if c not in mapped]
     ordered = {c: mapped[c] for c in canonical if c in mapped}
-    result = ChannelMapping(
-        mapped=ordered,
-        labels={c: names[c] for c in ordered},
-        missing=missing,
-        excluded=excluded,
-        bipolar=bipolar,
-        warnings=warnings,
-        aliases=aliases,
-        references={c: refs[c] for c in ordered},
-        dense_cap=dense,
-    )
+    result = ChannelMapping(ordered, {c: names[c] for c in ordered}, [c for c in canonical if c not in mapped],
+                            excluded, bipolar, warnings, aliases, {c: refs[c] for c in ordered}, dense)
     counts = result.reference_counts
     if len(counts) > 1:
         warnings.append("channels recorded against several references: "
@@ -536,7 +512,7 @@ class ChannelMap:
         index: dict[str, ChannelAlias] = {}
         fixed = []
         for a in self.aliases:
-            at = self._at(a)
+            at = self.where(a)
             label, target = str(a.label).strip(), str(a.target).strip()
             if not label:
                 raise ChannelMapError(f"{at}: a local label expected before '{target}', found an empty one")
@@ -551,7 +527,7 @@ class ChannelMap:
             key = _map_key(label)
             if key in index:
                 first = index[key]
-                raise ChannelMapError(f"{at}: label '{label}' given twice (first {self._at(first)}, "
+                raise ChannelMapError(f"{at}: label '{label}' given twice (first {self.where(first)}, "
                                       f"as '{first.label}' → {first.target})")
             alias = ChannelAlias(label, target, a.line)
             index[key] = alias
@@ -559,22 +535,16 @@ class ChannelMap:
         object.__setattr__(self, "aliases", tuple(fixed))
         object.__setattr__(self, "_index", index)
 
-    def _at(self, alias: ChannelAlias) -> str:
-        return f"{self.source} line {alias.line}" if alias.line else self.source
-
     def where(self, alias: ChannelAlias) -> str:
         """``"FILE line N"`` of an alias (for reports)."""
-        return self._at(alias)
+        return f"{self.source} line {alias.line}" if alias.line else self.source
 
     def __len__(self) -> int:
         return len(self.aliases)
 
     def lookup(self, label: str) -> ChannelAlias | None:
         """The alias matching a file's label (as recorded, then its bare electrode), or None."""
-        hit = self._index.get(_map_key(label))
-        if hit is None:
-            hit = self._index.get(split_label(label)[0])
-        return hit
+        return self._index.get(_map_key(label)) or self._index.get(split_label(label)[0])
 
     def to_dict(self) -> dict[str, str]:
         """``{label: target}`` in map order."""
