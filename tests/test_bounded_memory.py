@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from clef.embedding import Embedder
+from clef.factory import save_random_checkpoint
 from clef.synthetic.recordings import eeg_signals, make_edf
 from tests.factories import set_patient_field, write_archive, write_bipolar_edf
 from tokenizer import SignalContract, read_recording
@@ -159,14 +160,20 @@ def test_memory_of_a_streamed_recording_does_not_grow_with_its_length(tmp_path: 
 
 
 @pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight ``tiny`` checkpoint (what is compared does not depend on training)."""
+    return save_random_checkpoint("tiny", tmp_path_factory.mktemp("ck") / "tiny")
+
+
+@pytest.fixture(scope="module")
 def long_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 1500 s session (two 1280 s windows) of rhythmic EEG."""
     return write_archive(tmp_path_factory.mktemp("long"), (300.0, 1280.0, 1500.0))[2]
 
 
-def test_streamed_tokens_and_embedding_match_the_whole_file_path(svc_checkpoint: Path, long_file: Path,
+def test_streamed_tokens_and_embedding_match_the_whole_file_path(checkpoint: Path, long_file: Path,
                                                                  tmp_path: Path) -> None:
-    emb = Embedder(svc_checkpoint)
+    emb = Embedder(checkpoint)
     tok = emb.tokenizer
     whole = emb.embed(read_recording(long_file, emb.contract))
     info, tokens = tok.tokenize_file(long_file, block_s=200.0)
@@ -182,9 +189,9 @@ def test_streamed_tokens_and_embedding_match_the_whole_file_path(svc_checkpoint:
     assert np.array_equal(emb.embed(short).vector, emb.embed(read_recording(short, emb.contract)).vector)
 
 
-def test_a_streamed_spectrogram_is_cached_and_read_back_block_by_block(svc_checkpoint: Path, long_file: Path,
+def test_a_streamed_spectrogram_is_cached_and_read_back_block_by_block(checkpoint: Path, long_file: Path,
                                                                        tmp_path: Path) -> None:
-    tok = Tokenizer.from_checkpoint(svc_checkpoint / "tokenizer")
+    tok = Tokenizer.from_checkpoint(checkpoint / "tokenizer")
     cache = SpectrogramCache(tmp_path / "cache", tok.contract)
     info, tokens = tok.tokenize_file(long_file, cache, block_s=200.0)
     entry = cache.path_for(info.source_sha256)
