@@ -27,7 +27,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import scipy.fft
@@ -54,6 +54,7 @@ CANONICAL_BANDS: dict[str, tuple[float, float]] = {
 _REFINE_ABOVE = 1.0
 _GPU_CHUNK_BYTES = 64 * 2**20  # default size of one chunk's complex FFT output on a GPU
 _CPU_CHUNK_BYTES = 3 * 2**19  # on a CPU: small, so the working set stays in the caches
+_NOT_FINITE = "data must be finite at valid samples (mark gaps in sample_mask), found NaN or inf"
 
 
 @dataclass(frozen=True)
@@ -80,16 +81,12 @@ class Spectrogram:
 
     def __post_init__(self) -> None:
         if self.values.ndim != 3:
-            raise ValueError(
-                f"values must be (channels, freqs, frames), found shape {self.values.shape}"
-            )
+            raise ValueError(f"values must be (channels, freqs, frames), found shape {self.values.shape}")
         expected = (self.values.shape[1], self.values.shape[2], self.values.shape[2])
         found = (self.freqs.shape[0], self.times.shape[0], self.frame_mask.shape[0])
         if found != expected:
-            raise ValueError(
-                f"freqs/times/frame_mask lengths must be {expected} to match values "
-                f"{self.values.shape}, found {found}"
-            )
+            raise ValueError(f"freqs/times/frame_mask lengths must be {expected} to match values "
+                             f"{self.values.shape}, found {found}")
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -172,20 +169,14 @@ def _validate(
     n_win_f = window_s * sfreq
     n_win = int(round(n_win_f))
     if abs(n_win_f - n_win) > 1e-6 or n_win < 2:
-        raise ValueError(
-            f"window_s * sfreq must be a whole number of samples >= 2, found {n_win_f}"
-        )
+        raise ValueError(f"window_s * sfreq must be a whole number of samples >= 2, found {n_win_f}")
     if shape[1] < n_win:
-        raise ValueError(
-            f"signal must hold at least one window ({n_win} samples = {window_s} s), "
-            f"found {shape[1]} samples"
-        )
+        raise ValueError(f"signal must hold at least one window ({n_win} samples = {window_s} s), "
+                         f"found {shape[1]} samples")
     half_nbw = bandwidth * window_s / 2
     if half_nbw < 0.5:
-        raise ValueError(
-            f"bandwidth * window_s / 2 (NW) must be >= 0.5, found {half_nbw} "
-            f"(bandwidth {bandwidth} Hz, window {window_s} s)"
-        )
+        raise ValueError(f"bandwidth * window_s / 2 (NW) must be >= 0.5, found {half_nbw} "
+                         f"(bandwidth {bandwidth} Hz, window {window_s} s)")
     for name, value in (("n_frames", n_frames), ("chunk_frames", chunk_frames)):
         if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
             raise ValueError(f"{name} must be a positive integer or None, found {value!r}")
@@ -288,46 +279,30 @@ def multitaper_spectrogram(
     is_torch = type(data).__module__.startswith("torch")
     if not is_torch:
         data = np.asarray(data)
-        if data.dtype.kind not in "biuf":
-            raise ValueError(f"data must be real numbers (µV), found dtype {data.dtype}")
-    elif data.is_complex():
+    if data.is_complex() if is_torch else data.dtype.kind not in "biuf":
         raise ValueError(f"data must be real numbers (µV), found dtype {data.dtype}")
-    n_win, first, stop = _validate(
-        tuple(data.shape), sfreq, window_s, step_s, bandwidth, fmin, fmax, n_frames,
-        chunk_frames,
-    )
+    n_win, first, stop = _validate(tuple(data.shape), sfreq, window_s, step_s, bandwidth, fmin, fmax, n_frames,
+                                   chunk_frames)
     n_ch, n_samples = data.shape
     if sample_mask is not None:
-        mask_np = _to_numpy(sample_mask)
-        if mask_np.shape != (n_samples,) or mask_np.dtype != np.bool_:
-            raise ValueError(
-                f"sample_mask must be bool of shape ({n_samples},), found "
-                f"{mask_np.dtype} {mask_np.shape}"
-            )
-        sample_mask = mask_np
-    times, starts, frame_mask = _frame_layout(
-        n_samples, sfreq, window_s, step_s, n_win, n_frames, sample_mask
-    )
+        if type(sample_mask).__module__.startswith("torch"):
+            sample_mask = sample_mask.detach().cpu().numpy()
+        sample_mask = np.asarray(sample_mask)
+        if sample_mask.shape != (n_samples,) or sample_mask.dtype != np.bool_:
+            raise ValueError(f"sample_mask must be bool of shape ({n_samples},), found "
+                             f"{sample_mask.dtype} {sample_mask.shape}")
+    times, starts, frame_mask = _frame_layout(n_samples, sfreq, window_s, step_s, n_win, n_frames, sample_mask)
     tapers, eigvals = dpss_tapers(n_win, bandwidth * window_s / 2)
     scale = _scale(eigvals, sfreq, first, stop, n_win)
     if chunk_frames is None:
         chunk_frames = default_chunk_frames(n_ch, len(tapers), n_win,
                                             on_gpu=is_torch and data.device.type != "cpu")
-    logger.debug(
-        "multitaper: %d ch x %d frames, %d tapers, window %d samples, bins %d:%d, "
-        "chunks of %d frames", n_ch, len(times), len(tapers), n_win, first, stop, chunk_frames,
-    )
+    logger.debug("multitaper: %d ch x %d frames, %d tapers, window %d samples, bins %d:%d, chunks of %d frames",
+                 n_ch, len(times), len(tapers), n_win, first, stop, chunk_frames)
     run = _run_torch if is_torch else _run_numpy
-    values = run(data, sample_mask, starts, n_win, tapers, scale, first, stop, chunk_frames,
-                 threads)
+    values = run(data, sample_mask, starts, n_win, tapers, scale, first, stop, chunk_frames, threads)
     freqs = np.arange(first, stop) * (sfreq / n_win)
     return Spectrogram(values=values, freqs=freqs, times=times, frame_mask=frame_mask)
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    if type(x).__module__.startswith("torch"):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
 
 
 def _signal32(data: np.ndarray, sample_mask: np.ndarray | None) -> np.ndarray:
@@ -354,8 +329,7 @@ def _check_finite(x: np.ndarray, means: np.ndarray, covered: tuple[int, int]) ->
     ok = ok and all(np.isfinite(x[:, a:b].sum()) for a, b in ((0, lo), (hi, x.shape[1]))
                     if b > a)
     if not (ok or np.isfinite(x).all()):
-        raise ValueError("data must be finite at valid samples (mark gaps in sample_mask), "
-                         "found NaN or inf")
+        raise ValueError(_NOT_FINITE)
 
 
 def _spread(x: np.ndarray, sample_mask: np.ndarray | None, lag: int, n_pairs: int = 1024
@@ -596,8 +570,7 @@ def _run_torch(
     if sample_mask is not None and not sample_mask.all():
         x = torch.where(torch.as_tensor(sample_mask, device=dev), x, 0.0)  # gaps may be NaN
     if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
-        raise ValueError("data must be finite at valid samples (mark gaps in sample_mask), "
-                         "found NaN or inf")
+        raise ValueError(_NOT_FINITE)
     left = max(0, -int(starts.min()))
     right = max(0, int(starts.max()) + n_win - x.shape[1])
     x = torch.nn.functional.pad(x, (left, right))
@@ -671,10 +644,8 @@ def band_power_from_psd(
     for name, (low, high) in bands.items():
         sel = (freqs >= low) & (freqs < high)
         if not sel.any():
-            raise ValueError(
-                f"band {name!r} ({low}-{high} Hz) holds no bin of the spectrum, whose "
-                f"bins span {freqs[0]}-{freqs[-1]} Hz"
-            )
+            raise ValueError(f"band {name!r} ({low}-{high} Hz) holds no bin of the spectrum, whose "
+                             f"bins span {freqs[0]}-{freqs[-1]} Hz")
         inside = psd[(slice(None),) * axis + (sel,)]
         result[name] = inside.mean(axis=axis) if statistic == "mean" else inside.sum(axis=axis)
     return result
