@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,13 +110,9 @@ def cross_validated_auroc(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, n
 def standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """NaN-aware column mean and scale of training features (scale 1 for constant columns)."""
     x = np.asarray(x, dtype=np.float64)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(x, axis=0)
-            scale = np.nanstd(x, axis=0)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean, scale = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
     mean = np.where(np.isfinite(mean), mean, 0.0)
     scale = np.where(np.isfinite(scale) & (scale > 1e-12), scale, 1.0)
     return mean, scale
@@ -211,8 +208,7 @@ class LogisticProbe:
             raise ValueError(f"probe JSON: coef, mean and scale must be vectors of one length, found "
                              f"{coef.shape}, {mean.shape}, {scale.shape}")
         intercept = float(d["intercept"])
-        if not (np.all(np.isfinite(coef)) and np.all(np.isfinite(mean)) and np.all(np.isfinite(scale))
-                and np.isfinite(intercept)):
+        if not np.isfinite(np.concatenate([coef, mean, scale, [intercept]])).all():
             raise ValueError("probe JSON: non-finite values")
         if np.any(scale <= 0):
             raise ValueError("probe JSON: scale must be > 0")
@@ -419,6 +415,7 @@ def fit_mlp_probe(x: np.ndarray, y: np.ndarray, config: MLPConfig | None = None,
         One probe per seed: its initialisation, dropout and batch order.
     """
     import torch
+    import torch.nn.functional as F
 
     cfg = config or MLPConfig()
     x, y = _check_xy(x, y)
@@ -428,52 +425,42 @@ def fit_mlp_probe(x: np.ndarray, y: np.ndarray, config: MLPConfig | None = None,
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small matrices: a second intra-op thread only spins (and thrashes on a busy machine)
     try:
-        return _fit_mlp(x, y, cfg, seeds)
+        mean, scale = standardiser(x)
+        n, d = x.shape
+        h = cfg.hidden
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+
+        def uniform(shape: tuple[int, ...], fan_in: int, g: torch.Generator) -> torch.Tensor:
+            bound = 1.0 / fan_in**0.5  # nn.Linear's default initialisation
+            return (torch.rand(shape, generator=g) * 2 - 1) * bound
+
+        params = [torch.stack([uniform(shape, fan_in, g) for g in gens]).requires_grad_()
+                  for shape, fan_in in (((d, h), d), ((h,), d), ((h,), h), ((), h))]
+        w1, b1, w2, b2 = params
+        xt = torch.from_numpy(_standardise(x, mean, scale).astype(np.float32))
+        yt = torch.from_numpy(y.astype(np.float32))
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+        bs = min(cfg.batch_size, n)
+        steps = max(cfg.epochs * -(-n // bs), cfg.min_steps)
+        drops = [torch.Generator().manual_seed(s + 7919) for s in seeds]
+        perms: list[torch.Tensor] = []
+        pos = n  # position in the current epoch's permutations
+        for _ in range(steps):
+            if pos + bs > n:
+                perms = [torch.randperm(n, generator=g) for g in gens]
+                pos = 0
+            idx = torch.stack([p[pos:pos + bs] for p in perms])  # (k, bs)
+            pos += bs
+            xb, yb = xt[idx], yt[idx]  # (k, bs, d), (k, bs)
+            hid = F.gelu(torch.baddbmm(b1[:, None, :], xb, w1))
+            if cfg.dropout > 0:
+                u = torch.stack([torch.rand(hid.shape[1:], generator=g) for g in drops])
+                hid = hid * ((u >= cfg.dropout).to(hid.dtype) / (1.0 - cfg.dropout))
+            logit = torch.einsum("sbh,sh->sb", hid, w2) + b2[:, None]
+            loss = F.binary_cross_entropy_with_logits(logit, yb, reduction="none").mean(1).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return MLPProbe(*(p.detach().numpy().copy() for p in params), mean=mean, scale=scale, seeds=seeds)
     finally:
         torch.set_num_threads(threads)
-
-
-def _fit_mlp(x: np.ndarray, y: np.ndarray, cfg: MLPConfig, seeds: tuple[int, ...]) -> MLPProbe:
-    import torch
-    import torch.nn.functional as F
-
-    mean, scale = standardiser(x)
-    n, d = x.shape
-    h = cfg.hidden
-    gens = [torch.Generator().manual_seed(s) for s in seeds]
-
-    def uniform(shape: tuple[int, ...], fan_in: int, g: torch.Generator) -> torch.Tensor:
-        bound = 1.0 / fan_in**0.5  # nn.Linear's default initialisation
-        return (torch.rand(shape, generator=g) * 2 - 1) * bound
-
-    w1 = torch.stack([uniform((d, h), d, g) for g in gens]).requires_grad_()
-    b1 = torch.stack([uniform((h,), d, g) for g in gens]).requires_grad_()
-    w2 = torch.stack([uniform((h,), h, g) for g in gens]).requires_grad_()
-    b2 = torch.stack([uniform((), h, g) for g in gens]).requires_grad_()
-    params = [w1, b1, w2, b2]
-    xt = torch.from_numpy(_standardise(x, mean, scale).astype(np.float32))
-    yt = torch.from_numpy(y.astype(np.float32))
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
-    bs = min(cfg.batch_size, n)
-    steps = max(cfg.epochs * -(-n // bs), cfg.min_steps)
-    drops = [torch.Generator().manual_seed(s + 7919) for s in seeds]
-    perms: list[torch.Tensor] = []
-    pos = n  # position in the current epoch's permutations
-    for _ in range(steps):
-        if pos + bs > n:
-            perms = [torch.randperm(n, generator=g) for g in gens]
-            pos = 0
-        idx = torch.stack([p[pos:pos + bs] for p in perms])  # (k, bs)
-        pos += bs
-        xb, yb = xt[idx], yt[idx]  # (k, bs, d), (k, bs)
-        hid = F.gelu(torch.baddbmm(b1[:, None, :], xb, w1))
-        if cfg.dropout > 0:
-            u = torch.stack([torch.rand(hid.shape[1:], generator=g) for g in drops])
-            keep = (u >= cfg.dropout).to(hid.dtype) / (1.0 - cfg.dropout)
-            hid = hid * keep
-        logit = torch.einsum("sbh,sh->sb", hid, w2) + b2[:, None]
-        loss = F.binary_cross_entropy_with_logits(logit, yb, reduction="none").mean(1).sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return MLPProbe(*(p.detach().numpy().copy() for p in params), mean=mean, scale=scale, seeds=seeds)
