@@ -9,6 +9,7 @@ header problems as typed errors. The format is small and fully specified
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -32,16 +33,8 @@ _TIME_KEEPING = re.compile(rb"^[+-]\d+(?:\.\d*)?\x14\x14")
 
 #: Width in bytes of each per-signal header field, in file order.
 _SIGNAL_FIELDS: tuple[tuple[str, int], ...] = (
-    ("label", 16),
-    ("transducer", 80),
-    ("unit", 8),
-    ("physical_min", 8),
-    ("physical_max", 8),
-    ("digital_min", 8),
-    ("digital_max", 8),
-    ("prefilter", 80),
-    ("samples_per_record", 8),
-    ("reserved", 32),
+    ("label", 16), ("transducer", 80), ("unit", 8), ("physical_min", 8), ("physical_max", 8),
+    ("digital_min", 8), ("digital_max", 8), ("prefilter", 80), ("samples_per_record", 8), ("reserved", 32),
 )
 
 
@@ -148,10 +141,8 @@ def _number(text: str, name: str, path: str, *, integer: bool = False) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise CorruptHeaderError(
-            path, f"header field '{name}' should be a number, found {text!r}"
-        ) from None
-    if value != value or value in (float("inf"), float("-inf")):
+        raise CorruptHeaderError(path, f"header field '{name}' should be a number, found {text!r}") from None
+    if not math.isfinite(value):
         raise CorruptHeaderError(path, f"header field '{name}' is not finite: {text!r}")
     if integer and value != int(value):
         raise CorruptHeaderError(path, f"header field '{name}' should be an integer, found {text!r}")
@@ -258,23 +249,14 @@ def read_header(path: str | Path, *, strict: bool = False, source: BinaryIO | No
     record_duration = _number(_field(head[244:252], "record duration", p), "record duration", p)
 
     if header_bytes != expected_header:
-        raise CorruptHeaderError(
-            p,
-            f"header length field says {header_bytes} bytes, but {ns} signals need "
-            f"256 * ({ns} + 1) = {expected_header}",
-        )
+        raise CorruptHeaderError(p, f"header length field says {header_bytes} bytes, but {ns} signals need "
+                                    f"256 * ({ns} + 1) = {expected_header}")
     if len(rest) < 256 * ns:
-        raise TruncatedFileError(
-            p, f"expected a {expected_header}-byte header for {ns} signals, file has only {size} bytes"
-        )
+        raise TruncatedFileError(p, f"expected a {expected_header}-byte header for {ns} signals, file has only "
+                                    f"{size} bytes")
 
     kind = "BDF" if bdf else "EDF"
-    fmt = kind
-    upper = reserved.upper()
-    if upper.startswith(f"{kind}+C") or upper.startswith("EDF+C"):
-        fmt = f"{kind}+C"
-    elif upper.startswith(f"{kind}+D") or upper.startswith("EDF+D"):
-        fmt = f"{kind}+D"
+    fmt = next((kind + c for c in ("+C", "+D") if reserved.upper().startswith((kind + c, "EDF" + c))), kind)
 
     signals = _parse_signals(rest, ns, p, bdf)
     warnings: list[str] = []
@@ -289,15 +271,11 @@ def read_header(path: str | Path, *, strict: bool = False, source: BinaryIO | No
         # Allowed by the spec while recording; derive the count from the file size.
         n_records = data_bytes // record_bytes if record_bytes else 0
         if n_records == 0:
-            raise NoDataRecordsError(
-                p, f"expected at least one data record, header says -1 (unknown) and the file holds "
-                f"{data_bytes} bytes of data, less than one {record_bytes}-byte record"
-            )
+            raise NoDataRecordsError(p, f"expected at least one data record, header says -1 (unknown) and the file "
+                                        f"holds {data_bytes} bytes of data, less than one {record_bytes}-byte record")
         if strict:
-            raise TruncatedFileError(
-                p, f"header says -1 data records (unknown: the recording was never closed) and the file holds "
-                f"{n_records} complete records; strict mode refuses it"
-            )
+            raise TruncatedFileError(p, f"header says -1 data records (unknown: the recording was never closed) and "
+                                        f"the file holds {n_records} complete records; strict mode refuses it")
         warnings.append(f"number of data records was -1 (unknown); derived {n_records} from the file size")
         if data_bytes % record_bytes:
             tail_s = record_duration
@@ -319,10 +297,9 @@ def read_header(path: str | Path, *, strict: bool = False, source: BinaryIO | No
             raise TruncatedFileError(p, cut)
         misplaced = _misplaced_record(p, expected_header, record_bytes, bytes_per_sample, signals, (0, complete - 1))
         if misplaced is not None:
-            raise TruncatedFileError(
-                p, f"{cut}, and record {misplaced + 1} has no time-keeping annotation where the header puts it, "
-                "so the header (samples per record, sample size), not only the copy, is wrong"
-            )
+            raise TruncatedFileError(p, f"{cut}, and record {misplaced + 1} has no time-keeping annotation where the "
+                                        "header puts it, so the header (samples per record, sample size), not only "
+                                        "the copy, is wrong")
         tail_s = (n_records - complete) * record_duration
         warnings.append(f"incomplete data: the header announces {n_records} data records, the file holds {complete} "
                         f"complete ones; the last {tail_s:g} s are lost (a crashed or half-copied recording)")
@@ -332,19 +309,15 @@ def read_header(path: str | Path, *, strict: bool = False, source: BinaryIO | No
         # More than a record too much, and not whole records (a stale record count): the
         # samples per record (or the header length) are wrong and every record would be
         # read misaligned.
-        raise CorruptHeaderError(
-            p,
-            f"file size does not match the header: {n_records} data records of {record_bytes} bytes "
-            f"(from the samples per record) need {expected_data} bytes, the file holds {data_bytes} "
-            f"({extra} bytes more, not a whole number of records)",
-        )
+        raise CorruptHeaderError(p, f"file size does not match the header: {n_records} data records of {record_bytes} "
+                                    f"bytes (from the samples per record) need {expected_data} bytes, the file holds "
+                                    f"{data_bytes} ({extra} bytes more, not a whole number of records)")
     if extra >= record_bytes > 0:
         warnings.append(f"{extra // record_bytes} data records after the {n_records} the header announces ignored")
     elif extra > 0:
         warnings.append(f"{extra} trailing bytes after the last data record ignored")
 
-    has_data = any(not s.is_annotation for s in signals)
-    if has_data and record_duration == 0:
+    if record_duration == 0 and any(not s.is_annotation for s in signals):
         raise CorruptHeaderError(p, "record duration is 0 s but the file holds ordinary signals")
 
     return EDFHeader(path=p, format=fmt, bytes_per_sample=bytes_per_sample, patient=patient, recording=recording,
@@ -392,33 +365,17 @@ def _parse_signals(raw: bytes, ns: int, p: str, bdf: bool) -> tuple[SignalHeader
         pmin = _number(cols["physical_min"][i], f"physical minimum of {where}", p)
         pmax = _number(cols["physical_max"][i], f"physical maximum of {where}", p)
         if not (dig_lo <= dmin <= dig_hi and dig_lo <= dmax <= dig_hi):
-            raise CorruptHeaderError(
-                p,
-                f"digital range of {where} must lie in [{dig_lo}, {dig_hi}], found [{dmin}, {dmax}]",
-            )
-        if dmax <= dmin and label.strip().lower() not in _ANNOTATION_LABELS:
-            raise CorruptHeaderError(
-                p, f"digital maximum of {where} must exceed its minimum, found min={dmin} max={dmax}"
-            )
-        if pmax == pmin and label.strip().lower() not in _ANNOTATION_LABELS:
-            raise CorruptHeaderError(
-                p, f"physical minimum and maximum of {where} must differ, found both {pmin:g} "
-                "(every sample would read as the same value)"
-            )
-        out.append(
-            SignalHeader(
-                index=i,
-                label=label,
-                transducer=cols["transducer"][i],
-                unit=cols["unit"][i],
-                physical_min=pmin,
-                physical_max=pmax,
-                digital_min=dmin,
-                digital_max=dmax,
-                prefilter=cols["prefilter"][i],
-                samples_per_record=nspr,
-            )
-        )
+            raise CorruptHeaderError(p, f"digital range of {where} must lie in [{dig_lo}, {dig_hi}], "
+                                        f"found [{dmin}, {dmax}]")
+        sig = SignalHeader(i, label, cols["transducer"][i], cols["unit"][i], pmin, pmax, dmin, dmax,
+                           cols["prefilter"][i], nspr)
+        if dmax <= dmin and not sig.is_annotation:
+            raise CorruptHeaderError(p, f"digital maximum of {where} must exceed its minimum, "
+                                        f"found min={dmin} max={dmax}")
+        if pmax == pmin and not sig.is_annotation:
+            raise CorruptHeaderError(p, f"physical minimum and maximum of {where} must differ, found both {pmin:g} "
+                                        "(every sample would read as the same value)")
+        out.append(sig)
     return tuple(out)
 
 
