@@ -433,17 +433,13 @@ def _classify(s: _Sentence, h: _Hit) -> list[tuple[str, Status, Side | None]]:
     status = s.status(h.start, h.end)
     near = s.windows(h)[:3]  # phrase before, phrase after, clause (not the whole sentence)
 
-    def side() -> Side | None:
-        return s.side(h)
-
     g = h.group
     if g == "abnormal":
         return [("normal", "absent" if status == "present" else status, None)]
     if g == "normal":
         return [("normal", status, None)]
     if g in ("lpd", "lrda", "asym", "seizure"):
-        name = _DIRECT[g]
-        return [(name, status, side())]
+        return [(_DIRECT[g], status, s.side(h))]
     if g in _DIRECT:
         return [(_DIRECT[g], status, None)]
     if g == "periodic":
@@ -451,7 +447,7 @@ def _classify(s: _Sentence, h: _Hit) -> list[tuple[str, Status, Side | None]]:
         if loc == "generalized" and not _SIDE_WORD.search(near[0] + near[1]):
             return [("gpd", status, None)]
         if loc == "focal":
-            return [("lpd", status, side())]
+            return [("lpd", status, s.side(h))]
         return []
     if g == "focal_abn":
         if status == "absent":
@@ -465,7 +461,7 @@ def _classify(s: _Sentence, h: _Hit) -> list[tuple[str, Status, Side | None]]:
         if loc == "generalized":
             return [("ied_generalized", status, None)]
         if loc == "focal":
-            return [("ied_focal", status, side())]
+            return [("ied_focal", status, s.side(h))]
         return [("ied", status, None)]  # resolved at report level
     if g == "pdr":
         return _classify_pdr(s, h, status)
@@ -477,7 +473,7 @@ def _classify(s: _Sentence, h: _Hit) -> list[tuple[str, Status, Side | None]]:
             return []  # the PDR's own slowing (handled with the PDR)
         loc = loc or _locality(near[2:], False)
         if loc == "focal":
-            return [("focal_slowing", status, side())]
+            return [("focal_slowing", status, s.side(h))]
         if _MILD.search(near[2]) and not _HIGH_GRADE.search(near[2]):
             return [("mild_slowing", status, None)]
         return [("generalized_slowing", status, None)]
@@ -558,19 +554,10 @@ def _resolve_report(raw: list[tuple[str, Status, Side | None, str]]) -> list[Fin
     """Report-level rules: unlocalised IEDs take the report's IED type; de-duplication."""
     affirmed = {n for n, st, _, _ in raw if st == "present"}
     ied_default = "ied_generalized" if ("ied_generalized" in affirmed and "ied_focal" not in affirmed) else "ied_focal"
-    out: list[FindingMention] = []
-    seen: set[tuple[str, str, str | None, str]] = set()
-    for name, status, side, sentence in raw:
-        names = [name]
-        if name == "ied":
-            names = ["ied_focal", "ied_generalized"] if status == "absent" else [ied_default]
-        for n in names:
-            key = (n, status, side, sentence)
-            if key in seen:
-                continue
-            seen.add(key)
-            out.append(FindingMention(n, status, side, sentence))
-    return out
+    keys = dict.fromkeys((n, status, side, sentence) for name, status, side, sentence in raw
+                         for n in ((["ied_focal", "ied_generalized"] if status == "absent" else [ied_default])
+                                   if name == "ied" else [name]))
+    return [FindingMention(*k) for k in keys]
 
 
 def labels_from_mentions(mentions: Iterable[FindingMention], *, possible_as_positive: bool = False) -> dict[str, int]:

@@ -347,34 +347,17 @@ def _propagate_names(text: str, spans: list[_Span], names: Iterable[str]) -> Non
 
 
 def _regex_spans(text: str, spans: list[_Span], cfg: PhiConfig) -> None:
-    for m in _EMAIL.finditer(text):
-        _add(spans, m.start(), m.end(), "email", 5)
-    for m in _URL.finditer(text):
-        _add(spans, m.start(), m.end(), "url", 5)
-    for m in _PHONE_CUE.finditer(text):
-        _add(spans, m.start("v"), m.end("v"), "phone", 4)
-    for m in _PHONE.finditer(text):
-        _add(spans, m.start(), m.end(), "phone", 4)
-    for pat in _DATE_PATTERNS:
-        for m in pat.finditer(text):
-            _add(spans, m.start(), m.end(), "date", 4)
-    for m in _ID_CUE.finditer(text):
-        if re.search(r"\d", m.group("v")):
-            _add(spans, m.start("v"), m.end("v"), "id", 4)
-    for m in _SSN.finditer(text):
-        _add(spans, m.start(), m.end(), "id", 4)
-    n = cfg.min_id_digits
-    for m in re.finditer(rf"(?<![\w.,])\d{{{n},}}(?![\w]|[.,]\d)", text):
-        _add(spans, m.start(), m.end(), "id", 1)
+    long_number = re.compile(rf"(?<![\w.,])\d{{{cfg.min_id_digits},}}(?![\w]|[.,]\d)")
+    rules = [(_EMAIL, 0, "email", 5), (_URL, 0, "url", 5), (_PHONE_CUE, "v", "phone", 4), (_PHONE, 0, "phone", 4),
+             *((p, 0, "date", 4) for p in _DATE_PATTERNS), (_ID_CUE, "v", "id", 4), (_SSN, 0, "id", 4),
+             (long_number, 0, "id", 1)]
     if cfg.scrub_places:
-        for m in _ADDRESS_CUE.finditer(text):
-            _add(spans, m.start("v"), m.end("v"), "place", 2)
-        for m in _ADDRESS.finditer(text):
-            _add(spans, m.start(), m.end(), "place", 2)
-        for m in _CITY_STATE.finditer(text):
-            _add(spans, m.start(), m.end(), "place", 1)
-        for m in _FACILITY.finditer(text):
-            _add(spans, m.start(), m.end(), "place", 2)
+        rules += [(_ADDRESS_CUE, "v", "place", 2), (_ADDRESS, 0, "place", 2), (_CITY_STATE, 0, "place", 1),
+                  (_FACILITY, 0, "place", 2)]
+    for pat, group, kind, priority in rules:
+        for m in pat.finditer(text):
+            if pat is not _ID_CUE or re.search(r"\d", m.group("v")):  # a cued ID holds a digit
+                _add(spans, m.start(group), m.end(group), kind, priority)
     if cfg.cap_ages:
         for m in _AGE_OVER_89.finditer(text):
             _add(spans, m.start("n"), m.end("n"), "age", 4, replacement="90+")
@@ -464,13 +447,11 @@ def scrub_phi(text: str, *, extra_names: Iterable[str] = (), config: PhiConfig |
     _propagate_names(text, spans, harvested)
 
     kept = _resolve(spans)
+    kinds = Counter(s.kind for s in kept)
     out: list[str] = []
     pos = 0
-    kinds: Counter[str] = Counter()
     for s in kept:
-        out.append(text[pos:s.start])
-        out.append(s.replacement if s.replacement is not None else PLACEHOLDERS[s.kind])
-        kinds[s.kind] += 1
+        out += [text[pos:s.start], s.replacement if s.replacement is not None else PLACEHOLDERS[s.kind]]
         pos = s.end
     out.append(text[pos:])
     if kept:

@@ -198,11 +198,6 @@ class ReportSections:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def _classify_ambiguous(heading: str, body: str) -> str:
-    history, description = _AMBIGUOUS[heading]
-    return description if len(_EEG_WORDS.findall(body)) >= 1 else history
-
-
 def _match_heading(line: str) -> tuple[str, str, str] | None:
     """``(section, heading_key, rest_of_line)`` when ``line`` starts with a heading, else None."""
     m = _HEADING_LINE.match(line)
@@ -292,8 +287,9 @@ def parse_sections(text: str) -> ReportSections:
                 out["other"].append(keep[first].strip())
                 keep = keep[first + 1:]
             section = "description"
-        elif key in _AMBIGUOUS:
-            section = _classify_ambiguous(key, "\n".join(keep))
+        elif key in _AMBIGUOUS:  # "Background": history unless it speaks of the EEG
+            history, description = _AMBIGUOUS[key]
+            section = description if _EEG_WORDS.search("\n".join(keep)) else history
         out[section].append(_clean_block(keep))
 
     return ReportSections(**{k: "\n".join(p for p in v if p).strip() for k, v in out.items()})
