@@ -17,6 +17,7 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -72,14 +73,9 @@ class ProcessedReport:
     labels: dict[str, int] = field(default_factory=dict)
 
 
-_DEFAULT_SUMMARISER: ExtractiveSummariser | None = None
-
-
+@lru_cache(maxsize=1)
 def _default_summariser() -> ExtractiveSummariser:
-    global _DEFAULT_SUMMARISER
-    if _DEFAULT_SUMMARISER is None:
-        _DEFAULT_SUMMARISER = ExtractiveSummariser()
-    return _DEFAULT_SUMMARISER
+    return ExtractiveSummariser()
 
 
 def process_report(text: str, summariser: Summariser | None = None, *,
@@ -252,20 +248,12 @@ def process_reports(
             skipped.append((path, f"error: {type(e).__name__}: {e}"))
 
     if progress and items:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         with Progress(TextColumn("reports"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       transient=True) as bar:
-            task = bar.add_task("reports", total=len(items))
-            for path in items:
+            for path in bar.track(items, description="reports"):
                 one(path)
-                bar.advance(task)
     else:
         for path in items:
             one(path)

@@ -41,9 +41,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Instruction given to the LLM; ``{report}`` is replaced by the scrubbed electrographic text.
-#: It asks for the electrographic content only (background, PDR, slowing, epileptiform
-#: discharges, seizures, periodic/rhythmic patterns, sleep, artefacts, impression),
-#: negative findings included, and no history, medications, names or dates.
 SUMMARY_PROMPT = (
     "You summarise clinical EEG reports for a research database.\n"
     "Keep only the electrographic content: background (continuity, reactivity, symmetry, voltage), "
@@ -250,12 +247,7 @@ class LLMSummariser:
         path = Path(config.model_dir)
         require_model_dir(path, "LLM model", SummariserError)
         import torch
-        from transformers import (
-            AutoConfig,
-            AutoModelForCausalLM,
-            AutoModelForSeq2SeqLM,
-            AutoTokenizer,
-        )
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
         try:
             hf_config = AutoConfig.from_pretrained(str(path), local_files_only=True)
@@ -317,9 +309,7 @@ class LLMSummariser:
         if enc["input_ids"].shape[1] > limit:  # the instructions alone are too long: keep the end
             logger.warning("LLM prompt of %d tokens cut to its last %d", enc["input_ids"].shape[1], limit)
             enc = {k: v[:, -limit:] for k, v in enc.items()}
-        pad = self.tokenizer.pad_token_id
-        if pad is None:
-            pad = self.tokenizer.eos_token_id
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         with torch.no_grad():
             out = self.model.generate(**enc, do_sample=False, num_beams=1, max_new_tokens=self.config.max_new_tokens,
                                       pad_token_id=pad)
