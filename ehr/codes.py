@@ -196,20 +196,16 @@ _G = TypeVar("_G", bound=CodeGroup)
 _GROUP_TABLE = yaml.safe_load(resources.files("ehr").joinpath("data", "code_groups.yaml").read_text(encoding="utf-8"))
 
 
-def _groups(kind: str, cls: type[_G]) -> tuple[_G, ...]:
+def _groups(kind: str, cls: type[_G]) -> dict[str, _G]:
     """The ``kind`` groups (``phenotypes`` or ``medications``) of ``ehr/data/code_groups.yaml``, in file order."""
-    return tuple(cls(name, g["description"], tuple(g["prefixes"]), tuple(g.get("exclude", ())))
-                 for name, g in _GROUP_TABLE[kind].items())
+    return {name: cls(name, g["description"], tuple(g["prefixes"]), tuple(g.get("exclude", ())))
+            for name, g in _GROUP_TABLE[kind].items()}
 
-
-_PHENOTYPES = _groups("phenotypes", PhenotypeGroup)
-_MEDICATIONS = _groups("medications", MedicationGroup)
 
 #: Curated disease phenotypes by name (see the module docstring).
-PHENOTYPE_GROUPS: dict[str, PhenotypeGroup] = {g.name: g for g in _PHENOTYPES}
-
+PHENOTYPE_GROUPS: dict[str, PhenotypeGroup] = _groups("phenotypes", PhenotypeGroup)
 #: Curated drug classes by name, as ATC prefixes.
-MEDICATION_GROUPS: dict[str, MedicationGroup] = {g.name: g for g in _MEDICATIONS}
+MEDICATION_GROUPS: dict[str, MedicationGroup] = _groups("medications", MedicationGroup)
 
 #: ICD-10-CM codes "with status epilepticus": the G40 prefixes of the ``status_epilepticus`` group.
 STATUS_EPILEPTICUS_CODES: tuple[str, ...] = tuple(
@@ -239,7 +235,7 @@ def phenotypes_of(codes: Iterable[str]) -> set[str]:
     if isinstance(codes, str):
         raise TypeError(f"codes must be an iterable of codes, found a single string {codes!r}")
     normalised = {_lenient_icd(c) for c in codes}
-    return {g.name for g in _PHENOTYPES for c in normalised if c and g.matches(c)}
+    return {g.name for g in PHENOTYPE_GROUPS.values() for c in normalised if c and g.matches(c)}
 
 
 def medication_groups_of(codes: Iterable[str]) -> set[str]:
@@ -247,7 +243,7 @@ def medication_groups_of(codes: Iterable[str]) -> set[str]:
     if isinstance(codes, str):
         raise TypeError(f"codes must be an iterable of codes, found a single string {codes!r}")
     normalised = {c.strip().upper() for c in codes if isinstance(c, str)}
-    return {g.name for g in _MEDICATIONS for c in normalised if g.matches(c)}
+    return {g.name for g in MEDICATION_GROUPS.values() for c in normalised if g.matches(c)}
 
 
 def atc_ancestors(code: str) -> list[str]:

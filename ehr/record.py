@@ -254,9 +254,7 @@ class PatientRecord:
     @property
     def race_class(self) -> str | None:
         """Race with Hispanic or Latino ethnicity folded in (the race of :class:`CodeSet`)."""
-        if self.ethnicity == "Hispanic or Latino":
-            return "Hispanic/Latino"
-        return self.race
+        return "Hispanic/Latino" if self.ethnicity == "Hispanic or Latino" else self.race
 
     def codes_at(self, when: dt.date | dt.datetime) -> CodeSet:
         """The :class:`CodeSet` of the patient on the calendar day of ``when``.
@@ -271,15 +269,9 @@ class PatientRecord:
         CodeSet
             Active ICD-10-CM and ATC codes (most recent first), age, sex and race.
         """
-        conds = self.active_conditions(when)
-        meds = [m for m in self.active_medications(when) if m.atc is not None]
-        return CodeSet(
-            icd10=_recent_first([(c.onset, c.code) for c in conds]),
-            atc=_recent_first([(m.start, m.atc) for m in meds if m.atc is not None]),
-            age=self.age_at(when),
-            sex=self.sex,
-            race=self.race_class,
-        )
+        meds = [(m.start, m.atc) for m in self.active_medications(when) if m.atc is not None]
+        return CodeSet(icd10=_recent_first([(c.onset, c.code) for c in self.active_conditions(when)]),
+                       atc=_recent_first(meds), age=self.age_at(when), sex=self.sex, race=self.race_class)
 
     def session(self, session_id: str) -> SessionEntry | None:
         """The session with this id, or None."""

@@ -272,13 +272,8 @@ class CodeVocab:
         for toks in token_lists:
             if isinstance(toks, str):
                 raise TypeError(f"token_lists must hold lists of tokens, found a string {toks!r}")
-            for t in dict.fromkeys(toks):
-                kind = _kind(t)
-                if kind in _CODE_KINDS and _held(kind, t[4:], prefixes):
-                    continue
-                if t in _SPECIALS:
-                    continue
-                counts[t] += 1
+            counts.update(t for t in dict.fromkeys(toks)
+                          if t not in _SPECIALS and not (_kind(t) in _CODE_KINDS and _held(_kind(t), t[4:], prefixes)))
         demo = [f"age:{b[2]}" for b in AGE_BUCKETS] + ["age:U"] + [f"sex:{s}" for s in _SEXES] + list(RACE_TOKENS)
         demo += sorted(t for t in counts if _kind(t) in _DEMO_KINDS and t not in demo)
         kept = {t for t, n in counts.items() if n >= min_count and _kind(t) not in _DEMO_KINDS}
@@ -344,12 +339,7 @@ class CodeVocab:
             raise TypeError(f"tokens must be a list of tokens, found a string {tokens!r}")
         if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1):
             raise ValueError(f"max_len must be a positive integer or None, found {max_len!r}")
-        ids: dict[int, None] = {}
-        for t in tokens:
-            i = self.token_id(t)
-            if i is not None:
-                ids[i] = None
-        out = list(ids)
+        out = list(dict.fromkeys(i for i in map(self.token_id, tokens) if i is not None))
         return out[:max_len] if max_len is not None else out
 
     def encode_batch(self, token_lists: Sequence[Sequence[str]],
@@ -369,8 +359,7 @@ class CodeVocab:
         length = max([len(r) for r in rows] + [1])
         ids = torch.full((len(rows), length), PAD, dtype=torch.long)
         for i, r in enumerate(rows):
-            if r:
-                ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+            ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
         return ids, ids != PAD
 
     def decode(self, ids: Iterable[int]) -> list[str]:

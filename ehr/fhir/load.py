@@ -104,11 +104,11 @@ class _Reader:
             if path.stat().st_size == 0:
                 self.problem(src, None, None, "empty file (expected a FHIR JSON resource or NDJSON lines)")
                 return
-            if name.endswith(_NDJSON_SUFFIXES):
-                self._load_ndjson(path)
-                return
             opener = gzip.open if name.endswith(".gz") else open
             with opener(path, "rt", encoding="utf-8-sig") as fh:
+                if name.endswith(_NDJSON_SUFFIXES):
+                    self._ndjson_lines(fh, src)
+                    return
                 text = fh.read()
         except (OSError, UnicodeDecodeError, EOFError) as exc:
             self.problem(src, None, None, f"cannot read file: {exc}")
@@ -129,11 +129,6 @@ class _Reader:
             self.problem(src, None, None, "invalid JSON: nested too deeply to be a FHIR resource")
             return
         self.resource(data, src, {})
-
-    def _load_ndjson(self, path: Path) -> None:
-        opener = gzip.open if path.name.lower().endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8-sig") as fh:
-            self._ndjson_lines(fh, str(path))
 
     def _ndjson_lines(self, lines: Any, src: str) -> None:
         n_good = 0
@@ -327,10 +322,8 @@ def load_fhir(path: str | Path, *, now: dt.date | dt.datetime | None = None, pro
             from rich.progress import Progress
 
             with Progress(transient=True) as bar:
-                task = bar.add_task(f"reading FHIR ({len(files)} files)", total=len(files))
-                for f in files:
+                for f in bar.track(files, description=f"reading FHIR ({len(files)} files)"):
                     loader.load_file(f)
-                    bar.advance(task)
         else:
             for f in files:
                 loader.load_file(f)
