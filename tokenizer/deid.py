@@ -57,11 +57,9 @@ class Deidentified:
 
 def get_salt(salt: str | None = None) -> str:
     """Return the de-identification salt (argument, environment, or installation file)."""
+    salt = salt or os.environ.get("CLEF_DEID_SALT")
     if salt:
         return salt
-    env = os.environ.get("CLEF_DEID_SALT")
-    if env:
-        return env
     path = clef_home() / "deid_salt"
     if path.exists():
         return path.read_text().strip()
@@ -102,12 +100,8 @@ def is_placeholder_id(text: str) -> bool:
     text : str
         A patient ID as written (PHI; never logged).
     """
-    parts = text.split() or [""]
-    for part in parts:
-        key = re.sub(r"[\s_\-./]", "", part).upper()
-        if key not in PLACEHOLDER_IDS and not _PLACEHOLDER_RUNS.match(key):
-            return False
-    return True
+    keys = (re.sub(r"[\s_\-./]", "", part).upper() for part in text.split() or [""])
+    return all(key in PLACEHOLDER_IDS or _PLACEHOLDER_RUNS.match(key) for key in keys)
 
 
 def known_patient_hash(patient_id: str | None, salt: str | None = None) -> str | None:
@@ -186,10 +180,8 @@ def deidentify(patient_field: str, recording_field: str, startdate: str, *, salt
     sex: Literal["M", "F"] | None = None
     birth: date | None = None
     pid: str | None = None
-    looks_plus = len(parts) >= 3 and parts[1].upper() in ("M", "F", "X") and (
-        parts[2].upper() == "X" or parse_edfplus_date(parts[2]) is not None
-    )
-    if looks_plus:
+    if len(parts) >= 3 and parts[1].upper() in ("M", "F", "X") and (
+            parts[2].upper() == "X" or parse_edfplus_date(parts[2]) is not None):
         pid = parts[0]  # EDF+ subfields: code sex birthdate name; only the code identifies
         s = parts[1].upper()
         sex = s if s in ("M", "F") else None  # type: ignore[assignment]
