@@ -62,10 +62,6 @@ class Checkpoint:
     meta: dict[str, Any]
 
 
-def _sha256(path: Path) -> str:
-    return file_sha256(path)
-
-
 def recover_checkpoint(path: str | Path) -> bool:
     """Put back the checkpoint a writer killed mid-replace left under ``.<name>.old-*``.
 
@@ -122,19 +118,10 @@ def code_version() -> str:
         return "unknown"
 
 
-def save_checkpoint(
-    path: str | Path,
-    *,
-    kind: str,
-    config: dict[str, Any],
-    contract: SignalContract,
-    state_dict: dict[str, torch.Tensor],
-    data_digest: str = "",
-    extra_meta: dict[str, Any] | None = None,
-    training_state: dict[str, torch.Tensor] | None = None,
-    training_meta: dict[str, str] | None = None,
-    copy_dirs: dict[str, str | Path] | None = None,
-) -> Path:
+def save_checkpoint(path: str | Path, *, kind: str, config: dict[str, Any], contract: SignalContract,
+                    state_dict: dict[str, torch.Tensor], data_digest: str = "",
+                    extra_meta: dict[str, Any] | None = None, training_state: dict[str, torch.Tensor] | None = None,
+                    training_meta: dict[str, str] | None = None, copy_dirs: dict[str, str | Path] | None = None) -> Path:
     """Write a checkpoint directory atomically.
 
     Parameters
@@ -178,20 +165,14 @@ def save_checkpoint(
         save_file(tensors, str(tmp / "model.safetensors"))
         (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=True))
         (tmp / "contract.json").write_text(contract.to_json() + "\n")
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "kind": kind,
-            "code_version": code_version(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "training_data_digest": data_digest,
-            "weights_sha256": _sha256(tmp / "model.safetensors"),
-            "contract_digest": contract.digest(),
-            **(extra_meta or {}),
-        }
+        meta = {"format_version": FORMAT_VERSION, "kind": kind, "code_version": code_version(),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "training_data_digest": data_digest,
+                "weights_sha256": file_sha256(tmp / "model.safetensors"), "contract_digest": contract.digest(),
+                **(extra_meta or {})}
         if training_state is not None:
             save_file({k: v.detach().to("cpu").contiguous() for k, v in training_state.items()},
                       str(tmp / TRAINING_STATE), metadata=training_meta or {})
-            meta["training_state_sha256"] = _sha256(tmp / TRAINING_STATE)
+            meta["training_state_sha256"] = file_sha256(tmp / TRAINING_STATE)
         for sub, src in (copy_dirs or {}).items():
             shutil.copytree(src, tmp / sub)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")  # last: marks it whole
@@ -237,8 +218,7 @@ def load_checkpoint(path: str | Path, *, kind: str | None = None, map_location: 
         raise CheckpointError(path, f"format version {FORMAT_VERSION} expected, found {meta.get('format_version')}")
     if kind is not None and meta.get("kind") != kind:
         raise CheckpointError(path, f"a '{kind}' checkpoint expected, found '{meta.get('kind')}'")
-    digest = _sha256(path / "model.safetensors")
-    if digest != meta.get("weights_sha256"):
+    if file_sha256(path / "model.safetensors") != meta.get("weights_sha256"):
         raise CheckpointError(path, "model.safetensors does not match the SHA-256 recorded in meta.json "
                                     "(tampered with or corrupted); refusing to load")
     if contract.digest() != meta.get("contract_digest", contract.digest()):
@@ -261,7 +241,7 @@ def load_training_state(path: str | Path, map_location: str = "cpu") -> tuple[di
         return None
     meta_file = Path(path) / "meta.json"
     recorded = json.loads(meta_file.read_text()).get("training_state_sha256") if meta_file.is_file() else None
-    if recorded is not None and _sha256(f) != recorded:
+    if recorded is not None and file_sha256(f) != recorded:
         raise CheckpointError(path, f"{TRAINING_STATE} does not match the SHA-256 recorded in meta.json "
                                     "(tampered with or corrupted); refusing to resume from it")
     from safetensors import safe_open

@@ -56,10 +56,7 @@ class FilterParams(BaseModel):
     @model_validator(mode="after")
     def _edges(self) -> "FilterParams":
         if self.l_freq >= self.h_freq:
-            raise ValueError(
-                f"filter l_freq must be below h_freq, found l_freq={self.l_freq} "
-                f"h_freq={self.h_freq}"
-            )
+            raise ValueError(f"filter l_freq must be below h_freq, found l_freq={self.l_freq} h_freq={self.h_freq}")
         return self
 
 
@@ -97,10 +94,7 @@ class SpectrogramParams(BaseModel):
             raise ValueError(f"fmax must exceed fmin, found {self.fmin}..{self.fmax}")
         expected = round((self.fmax - self.fmin) * self.window_s)
         if expected != self.n_freqs:
-            raise ValueError(
-                f"n_freqs must equal (fmax - fmin) * window_s = {expected}, "
-                f"found {self.n_freqs}"
-            )
+            raise ValueError(f"n_freqs must equal (fmax - fmin) * window_s = {expected}, found {self.n_freqs}")
         if self.clip_db[0] >= self.clip_db[1]:
             raise ValueError(f"clip_db must be (low, high), found {self.clip_db}")
         return self
@@ -157,20 +151,14 @@ class SignalContract(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> "SignalContract":
         if self.min_channels > len(self.channels):
-            raise ValueError(
-                f"min_channels ({self.min_channels}) exceeds the number of channels "
-                f"({len(self.channels)})"
-            )
+            raise ValueError(f"min_channels ({self.min_channels}) exceeds the number of channels "
+                             f"({len(self.channels)})")
         nyq = self.sfreq / 2
         if self.filters.h_freq >= nyq:
-            raise ValueError(
-                f"filters.h_freq ({self.filters.h_freq} Hz) must be below the contract "
-                f"Nyquist frequency ({nyq} Hz)"
-            )
+            raise ValueError(f"filters.h_freq ({self.filters.h_freq} Hz) must be below the contract "
+                             f"Nyquist frequency ({nyq} Hz)")
         if self.spectrogram.fmax > nyq:
-            raise ValueError(
-                f"spectrogram.fmax ({self.spectrogram.fmax} Hz) exceeds Nyquist ({nyq} Hz)"
-            )
+            raise ValueError(f"spectrogram.fmax ({self.spectrogram.fmax} Hz) exceeds Nyquist ({nyq} Hz)")
         if self.window_s < self.spectrogram.window_s:
             raise ValueError("window_s must be at least one spectrogram window long")
         return self
