@@ -50,15 +50,7 @@ __all__ = ["PLACEHOLDERS", "PhiConfig", "ScrubResult", "scrub_phi"]
 logger = logging.getLogger(__name__)
 
 #: Placeholder written for each kind of identifier.
-PLACEHOLDERS: dict[str, str] = {
-    "name": "[NAME]",
-    "date": "[DATE]",
-    "id": "[ID]",
-    "phone": "[PHONE]",
-    "email": "[EMAIL]",
-    "url": "[URL]",
-    "place": "[PLACE]",
-}
+PLACEHOLDERS: dict[str, str] = {k: f"[{k.upper()}]" for k in ("name", "date", "id", "phone", "email", "url", "place")}
 
 
 class PhiConfig(BaseModel):

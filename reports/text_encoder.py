@@ -163,9 +163,7 @@ class FrozenTextEncoder:
         enc = self.tokenizer(batch, padding=True, truncation=True, max_length=self.config.max_length,
                              return_tensors="pt")
         enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        out = self.model(**enc)
-        feats = out.last_hidden_state.float()
-        return feats, enc["attention_mask"].bool()
+        return self.model(**enc).last_hidden_state.float(), enc["attention_mask"].bool()
 
     def encode_tokens(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token features of a batch of texts.
@@ -309,6 +307,4 @@ class ReportEncoder(nn.Module):
         x = self.norm(x)
         m = mask[..., None].to(x.dtype)
         pooled = (x * m).sum(1) / m.sum(1).clamp_min(1.0)
-        if return_features:
-            return pooled, x * m
-        return pooled
+        return (pooled, x * m) if return_features else pooled
