@@ -67,15 +67,7 @@ NAME_ALIASES: dict[str, str] = {
 }
 
 _CODE_RE = re.compile(r"^[A-Z]([0-9]{2}([A-Z]([A-Z]([0-9]{2})?)?)?)?$")
-_SCHEMA = {
-    "atc_code": pl.Utf8,
-    "name": pl.Utf8,
-    "rxnorm_cui": pl.Utf8,
-    "level1": pl.Utf8,
-    "level2": pl.Utf8,
-    "level3": pl.Utf8,
-    "level4": pl.Utf8,
-}
+_SCHEMA = dict.fromkeys(("atc_code", "name", "rxnorm_cui", "level1", "level2", "level3", "level4"), pl.Utf8)
 
 
 def is_atc_code(code: str) -> bool:

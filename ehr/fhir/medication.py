@@ -144,11 +144,9 @@ def _drug_name_candidates(name: str) -> list[str]:
     name = " ".join(name.split())
     out = [name]
     words = name.split(" ")
-    for i, w in enumerate(words):
-        if any(ch.isdigit() for ch in w):
-            if i > 0:
-                out.append(" ".join(words[:i]))
-            break
+    number = next((i for i, w in enumerate(words) if any(ch.isdigit() for ch in w)), 0)
+    if number > 0:
+        out.append(" ".join(words[:number]))
     first = re.split(r"[\s,(\[]", name, maxsplit=1)[0]
     if first and first not in out:
         out.append(first)

@@ -75,16 +75,13 @@ def _race(ext: Any) -> str | None:
     detailed = False
     for sub in ext.extension or []:
         coding = sub.valueCoding
-        if sub.url == "ombCategory" and coding is not None:
+        if sub.url in ("ombCategory", "detailed") and coding is not None:
             if coding.code in _OMB_RACE:
                 omb.add(_OMB_RACE[coding.code])
+            elif sub.url == "detailed":
+                detailed = True
             elif coding.code in _UNKNOWN_CODES:
                 unknown = True
-        elif sub.url == "detailed" and coding is not None:
-            if coding.code in _OMB_RACE:
-                omb.add(_OMB_RACE[coding.code])
-            else:
-                detailed = True
         elif sub.url == "text" and sub.valueString:
             text = sub.valueString
     if len(omb) == 1:
