@@ -279,23 +279,17 @@ def match_controls(cohort: pl.DataFrame, positive: np.ndarray, candidate: np.nda
     treated = np.concatenate([np.ones(len(pos_rows), bool), np.zeros(len(cand_rows), bool)])
     logit = propensity_logit(cov.design[rows], treated)
     width = cfg.caliper * float(np.std(logit)) if cfg.caliper is not None else None
-    if strata is None:
-        ctl_idx, pos_idx = _greedy(logit[treated], logit[~treated], cfg.ratio, width)
-    else:
-        strata = np.asarray(strata)
-        if strata.shape != (cohort.height,):
-            raise ValueError(f"strata of shape ({cohort.height},) expected, found {strata.shape}")
-        s_pos, s_cand = strata[pos_rows], strata[cand_rows]
-        ctl_parts, pos_parts = [], []
-        for level in np.unique(s_pos):
-            ip, ic = np.flatnonzero(s_pos == level), np.flatnonzero(s_cand == level)
-            if len(ic) == 0:
-                continue
-            c, p = _greedy(logit[treated][ip], logit[~treated][ic], cfg.ratio, width)
-            ctl_parts.append(ic[c])
-            pos_parts.append(ip[p])
-        ctl_idx = np.concatenate(ctl_parts) if ctl_parts else np.zeros(0, int)
-        pos_idx = np.concatenate(pos_parts) if pos_parts else np.zeros(0, int)
+    strata = np.zeros(cohort.height) if strata is None else np.asarray(strata)
+    if strata.shape != (cohort.height,):
+        raise ValueError(f"strata of shape ({cohort.height},) expected, found {strata.shape}")
+    s_pos, s_cand = strata[pos_rows], strata[cand_rows]
+    ctl_parts, pos_parts = [np.zeros(0, int)], [np.zeros(0, int)]
+    for level in np.unique(s_pos):
+        ip, ic = np.flatnonzero(s_pos == level), np.flatnonzero(s_cand == level)
+        c, p = _greedy(logit[treated][ip], logit[~treated][ic], cfg.ratio, width)
+        ctl_parts.append(ic[c])
+        pos_parts.append(ip[p])
+    ctl_idx, pos_idx = np.concatenate(ctl_parts), np.concatenate(pos_parts)
     matched_pos = np.unique(pos_idx)
     controls = cand_rows[ctl_idx]
     positives = pos_rows[matched_pos]

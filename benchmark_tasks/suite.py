@@ -415,10 +415,9 @@ def generate_suite(archive: str | os.PathLike[str] | None, out: str | os.PathLik
 
     stem = out.stem
     data_dir = out.parent / stem
-    files = {"labels": f"{stem}/labels.parquet", "splits": f"{stem}/splits.parquet",
-             "balance": f"{stem}/balance.parquet", "cohort": f"{stem}/cohort.parquet"}
-    for t, df in (("labels", labels), ("splits", splits), ("balance", balance), ("cohort", cohort)):
-        write_parquet_atomic(df, out.parent / files[t])
+    files = {t: f"{stem}/{t}.parquet" for t in _TABLES}
+    for f, df in zip(files.values(), (labels, splits, balance, cohort), strict=True):
+        write_parquet_atomic(df, out.parent / f)
     digests = {t: file_sha256(out.parent / f) for t, f in files.items()}
     archive_text = None
     if archive is not None:

@@ -170,9 +170,7 @@ class _ListIndex:
 
     def __init__(self, column: pl.Series) -> None:
         exploded = pl.DataFrame({"row": np.arange(len(column)), "v": column}).explode("v").drop_nulls("v")
-        self.rows: dict[str, np.ndarray] = {}
-        for (value,), g in exploded.group_by("v"):
-            self.rows[str(value)] = g["row"].to_numpy()
+        self.rows = {str(value): g["row"].to_numpy() for (value,), g in exploded.group_by("v")}
         self.n = len(column)
 
     def mask(self, match: Iterable[str]) -> np.ndarray:
