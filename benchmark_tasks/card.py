@@ -185,8 +185,5 @@ def subgroup_table(predictions: pl.DataFrame, cohort: pl.DataFrame, *,
 
 def audit_columns(audit: Sequence[Mapping[str, Any]]) -> list[str]:
     """Keys of the stage-overlap audit rows, in order of first appearance (``model`` first)."""
-    keys: dict[str, None] = {}
-    for r in audit:
-        keys.update(dict.fromkeys(str(k) for k in r))
-    cols = list(keys)
-    return (["model"] + [c for c in cols if c != "model"]) if "model" in keys else cols
+    cols = list(dict.fromkeys(str(k) for r in audit for k in r))
+    return (["model"] + [c for c in cols if c != "model"]) if "model" in cols else cols

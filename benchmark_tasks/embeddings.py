@@ -181,14 +181,8 @@ def read_held_out(checkpoint: str | os.PathLike[str]) -> tuple[str, ...]:
     return tuple(str(v) for v in value)
 
 
-class _TokenMemo:
-    """Tokens of sessions per tokenizer, shared by the checkpoints of one run."""
-
-    def __init__(self) -> None:
-        self.tokens: dict[tuple[str, str], Any] = {}
-
-
-_MEMO = _TokenMemo()
+#: Tokens of sessions per (tokenizer, file), shared by the checkpoints of one run.
+_MEMO: dict[tuple[str, str], Any] = {}
 _MEMO_MAX = 20_000  # sessions whose tokens are kept for the next checkpoint with the same tokenizer
 
 
@@ -274,11 +268,11 @@ def embed_checkpoint(checkpoint: str | os.PathLike[str], sessions: pl.DataFrame,
     for r in track(new, f"embed {set_name}", enabled=progress):
         key = (tok_key, str((root / r["path"]).resolve()))
         try:
-            tokens = _MEMO.tokens.get(key)
+            tokens = _MEMO.get(key)
             if tokens is None:
                 tokens = emb.tokens_of(root / r["path"])
-                if len(_MEMO.tokens) < _MEMO_MAX:
-                    _MEMO.tokens[key] = tokens
+                if len(_MEMO) < _MEMO_MAX:
+                    _MEMO[key] = tokens
         except Exception as exc:  # an unreadable file is left out, not fatal
             failed += 1
             log.warning("%s: session %s not embedded: %s", set_name, r["session_id"], exc)

@@ -35,9 +35,7 @@ def _f(x: float | None, nd: int = 3) -> str:
 
 
 def _ci(m: float, lo: float, hi: float) -> str:
-    if not np.isfinite(lo):
-        return _f(m)
-    return f"{_f(m)} [{_f(lo, 2)}, {_f(hi, 2)}]"
+    return f"{_f(m)} [{_f(lo, 2)}, {_f(hi, 2)}]" if np.isfinite(lo) else _f(m)
 
 
 def _patients(row: Mapping[str, Any]) -> str:
@@ -82,9 +80,8 @@ def _headroom_section(result: BenchmarkResult, names: Sequence[str], probe: str,
         out.append("No oracle among the models (`--oracle HOSPITAL_DIR`): no headroom.")
     if classes:
         counts = ", ".join(f"{sum(v == k for v in classes.values())} {k}" for k in TASK_CLASSES)
-        out.append("")
-        out.append(f"Truth classes of the tasks ({counts}): planted = every matched code or finding has a simulated "
-                   "EEG signature; negative = negative-control conditions (or their drugs) only; other = the rest.")
+        out += ["", f"Truth classes of the tasks ({counts}): planted = every matched code or finding has a simulated "
+                   "EEG signature; negative = negative-control conditions (or their drugs) only; other = the rest."]
     groups = [k for k in TASK_CLASSES if classes] + [*CATEGORIES, "overall"]
     sub = summ.filter(pl.col("probe") == probe) if summ.height else summ
     present = [c for c in groups if sub.height and c in set(sub["category"].to_list())]
@@ -186,16 +183,13 @@ def _card_section(result: BenchmarkResult, names: Sequence[str], config: ProbeCo
             counts = m.filter(pl.col("weakest")).group_by("variable", "subgroup").len().sort("len", descending=True)
             top = ", ".join(f"{v}={g} ({n})" for v, g, n in counts.head(3).iter_rows())
             out += [f"**{name}** — most often weakest: {top or 'none'}.", ""]
-            out.append(_table(["task", *[f"{v}={g}" for v, g in cols], "weakest"], rows))
-            out.append("")
+            out += [_table(["task", *[f"{v}={g}" for v, g in cols], "weakest"], rows), ""]
     else:
-        out.append("No subgroup could be formed (no test predictions).")
-        out.append("")
+        out += ["No subgroup could be formed (no test predictions).", ""]
     out += ["### Stage-overlap audit", ""]
     if result.stage_audit:
-        out.append("Per checkpoint model: the test patients and sessions of this suite its training stages saw "
-                   "(computed by the caller from the checkpoints' records; shown as given).")
-        out.append("")
+        out += ["Per checkpoint model: the test patients and sessions of this suite its training stages saw "
+                "(computed by the caller from the checkpoints' records; shown as given).", ""]
         cols = audit_columns(result.stage_audit)
         out.append(_table(cols, [[_cell(r.get(c)) for c in cols] for r in result.stage_audit]))
     else:
@@ -271,9 +265,8 @@ def write_report(result: BenchmarkResult, suite: Suite, models: Sequence[Embeddi
     out += _headroom_section(result, names, probe, headroom_min_gain)
     out += ["", "## Held-out concepts", ""]
     if result.heldout.height:
-        out.append("Code tasks whose concepts were removed from the alignment of a model (read from its checkpoint's "
-                   "`held_out_concepts`), against the tasks it saw; every model is shown on the same tasks.")
-        out.append("")
+        out += ["Code tasks whose concepts were removed from the alignment of a model (read from its checkpoint's "
+                "`held_out_concepts`), against the tasks it saw; every model is shown on the same tasks.", ""]
         out.append(_table(["held-out model", "tasks", "model", "n", "mean AUROC [95% CI]"],
                           [[x["heldout_model"], x["status"], x["model"], str(x["n_tasks"]),
                             _ci(x["mean_auroc"], x["ci_low"], x["ci_high"])]
