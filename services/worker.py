@@ -114,10 +114,11 @@ class FileEmbedder:
         t0 = time.perf_counter()
         r = FileResult(rel=item.rel, size=item.size, mtime_ns=item.mtime_ns, status=DONE)
         try:
-            hashes: list[str] = []  # the file's, as soon as it is read: known content is not preprocessed
-            info, r.tokens = self.embedder.read_tokens(item.path, threads=self.threads,
-                                                       known=lambda sha: hashes.append(sha) or sha in known)
-            r.sha256 = hashes[0]
+            def hashed(sha: str) -> bool:  # as soon as the file is read: known content is not preprocessed
+                r.sha256 = sha
+                return sha in known
+
+            info, r.tokens = self.embedder.read_tokens(item.path, threads=self.threads, known=hashed)
             if info is None:
                 r.status = KNOWN
             else:
