@@ -47,7 +47,7 @@ import polars as pl
 from tokenizer.atomic import atomic_path, write_json_atomic, write_parquet_atomic
 from tokenizer.hashing import file_sha256
 from services.config import IndexConfig
-from services.store import EmbeddingStore, StoreError, vectors_of
+from services.store import EmbeddingStore, StoreError, digest_of, vectors_of
 from services.store_writer import utc_now
 
 log = logging.getLogger(__name__)
@@ -72,17 +72,10 @@ def normalise(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x / np.maximum(n, 1e-12), dtype=np.float32)
 
 
-def digest_of(shas: list[str]) -> str:
-    """Digest of a set of content hashes (order-free)."""
-    return hashlib.sha256("\n".join(sorted(shas)).encode()).hexdigest()[:16]
-
-
 def default_nlist(n: int) -> int:
     """About 4 √n lists, a power of two in [64, 65536], with at least 39 vectors per list."""
-    nlist = 2 ** round(math.log2(max(4 * math.sqrt(max(n, 1)), 1)))
-    nlist = min(max(nlist, 64), 65536)
-    cap = 2 ** int(math.log2(max(n // 39, 1)))
-    return int(min(nlist, cap))
+    nlist = min(max(2 ** round(math.log2(max(4 * math.sqrt(max(n, 1)), 1))), 64), 65536)
+    return int(min(nlist, 2 ** int(math.log2(max(n // 39, 1)))))
 
 
 @dataclass
@@ -190,22 +183,16 @@ def new_index(kind: str, x: np.ndarray, cfg: IndexConfig, seed: int = 0) -> tupl
         raise ValueError(f"an IVF index of {nlist} lists needs at least {nlist} vectors, found {n}; "
                          "use --kind flat (exact) for a store this small")
     nprobe = min(nlist, cfg.ivf_nprobe or max(32, nlist // 32))
-    quantizer = faiss.IndexFlatIP(d)
-    idx = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-    sample = x
-    if n > cfg.ivf_train_max:
-        sample = x[np.sort(np.random.default_rng(seed).choice(n, cfg.ivf_train_max, replace=False))]
+    idx = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
     idx.cp.seed = seed
-    idx.train(sample)
+    idx.train(x if n <= cfg.ivf_train_max
+              else x[np.sort(np.random.default_rng(seed).choice(n, cfg.ivf_train_max, replace=False))])
     idx.nprobe = nprobe
     return idx, {"nlist": nlist, "nprobe": nprobe, "trained_n": int(n)}
 
 
-def _model_rows(store: EmbeddingStore, model_id: str, exclude: set[str] | None = None) -> pl.DataFrame:
-    df = store.embeddings(model_id, windows=False).select("session_id", "source_sha256", "vector")
-    if exclude:
-        df = df.filter(~pl.col("source_sha256").is_in(list(exclude)))
-    return df
+def _model_rows(store: EmbeddingStore, model_id: str) -> pl.DataFrame:
+    return store.embeddings(model_id, windows=False).select("session_id", "source_sha256", "vector")
 
 
 def _norms(raw: np.ndarray) -> np.ndarray:

@@ -317,11 +317,10 @@ class CohortSearcher:
 
     def _neighbour(self, rank: int, row: int, score: float) -> Neighbour:
         m = self.meta.row(row, named=True)
-        return Neighbour(rank=rank, session_id=m["session_id"], score=round(score, 6), distance=round(1.0 - score, 6),
-                         site=m.get("site"), setting=m.get("setting"), sex=m.get("sex"), age_years=m.get("age_years"),
-                         n_windows=m.get("n_windows"), duration_s=m.get("duration_s"),
-                         patient_hash=m.get("patient_hash"), source_sha256=m["source_sha256"], path=m.get("path"),
-                         reference=m.get("reference"))
+        return Neighbour(rank, m["session_id"], round(score, 6), round(1.0 - score, 6),
+                         source_sha256=m["source_sha256"], **{k: m.get(k) for k in (
+                             "site", "setting", "sex", "age_years", "n_windows", "duration_s", "patient_hash", "path",
+                             "reference")})
 
     def search_session(self, session_id: str, k: int = 50, filters: Sequence[Filter] = (), *,
                        per_patient: bool = False) -> list[Neighbour]:

@@ -38,10 +38,6 @@ class StoreError(Exception):
     """A store folder is missing, of another schema, or does not hold what was asked."""
 
 
-def _empty(table: str) -> pl.DataFrame:
-    return pl.DataFrame(schema=SCHEMAS[table])
-
-
 def part_files(root: Path, table: str) -> list[Path]:
     """Committed parts of ``table`` (sorted by part number)."""
     return sorted((root / table).glob("part-*.parquet"))
@@ -118,7 +114,7 @@ class EmbeddingStore:
             raise ValueError(f"table must be one of {TABLES}, found {table!r}")
         parts = part_files(self.path, table)
         if not parts:
-            df = _empty(table)
+            df = pl.DataFrame(schema=SCHEMAS[table])
             return df.select(columns) if columns else df
         return pl.concat([self._read_part(p, columns) for p in parts], how="vertical_relaxed")
 
@@ -208,9 +204,13 @@ class EmbeddingStore:
 
     def digest(self, model_id: str) -> str:
         """Digest of the embedded contents of one model (changes whenever the store grows)."""
-        shas = sorted(self._read("embeddings", columns=["source_sha256", "model_id"])
-                      .filter(pl.col("model_id") == model_id)["source_sha256"].unique().to_list())
-        return hashlib.sha256("\n".join(shas).encode()).hexdigest()[:16]
+        return digest_of(self._read("embeddings", columns=["source_sha256", "model_id"])
+                         .filter(pl.col("model_id") == model_id)["source_sha256"].unique().to_list())
+
+
+def digest_of(shas: list[str]) -> str:
+    """Digest of a set of content hashes (order-free)."""
+    return hashlib.sha256("\n".join(sorted(shas)).encode()).hexdigest()[:16]
 
 
 def vectors_of(df: pl.DataFrame, column: str = "vector") -> np.ndarray:
@@ -220,6 +220,5 @@ def vectors_of(df: pl.DataFrame, column: str = "vector") -> np.ndarray:
     lengths = df[column].list.len().unique().to_list()
     if len(lengths) != 1:
         raise StoreError(f"embeddings of one width expected in column {column!r}, found widths {sorted(lengths)}")
-    dim = int(lengths[0])
     flat = df[column].explode().to_numpy()
-    return np.ascontiguousarray(flat.astype(np.float32, copy=False).reshape(df.height, dim))
+    return np.ascontiguousarray(flat.astype(np.float32, copy=False).reshape(df.height, int(lengths[0])))

@@ -116,16 +116,8 @@ class StoreWriter:
             log.warning("store %s was built from archive %s; now embedding %s (paths are relative to each root)",
                         self.path, info.get("archive"), self.archive)
         self.recover()
-        self._next = 1 + max(self._part_numbers(), default=0)
-
-    def _part_numbers(self) -> list[int]:
-        nums = []
-        for folder in [*(self.path / t for t in TABLES), self.path / ".staging"]:
-            for p in folder.iterdir():
-                m = _PART.match(p.name)
-                if m:
-                    nums.append(int(m.group(1)))
-        return nums
+        names = [p.name for d in (*TABLES, ".staging") for p in (self.path / d).iterdir()]
+        self._next = 1 + max((int(m.group(1)) for n in names if (m := _PART.match(n))), default=0)
 
     def recover(self) -> int:
         """Roll forward commits marked ready, delete unmarked ones; returns commits rolled forward."""
@@ -192,8 +184,7 @@ class StoreWriter:
         return name
 
     def _record_models(self, models: dict[str, dict[str, Any]]) -> None:
-        store = EmbeddingStore(self.path)
-        info = store.info()
+        info = EmbeddingStore(self.path).info()
         known = info.setdefault("models", {})
         if all(m in known for m in models):
             return
