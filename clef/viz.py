@@ -101,15 +101,6 @@ REGIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def _region_rows(values: np.ndarray, channels: tuple[str, ...], channel_mask: np.ndarray) -> list[tuple[str, np.ndarray | None]]:
-    idx = {c: k for k, c in enumerate(channels)}
-    rows = []
-    for title, chans in REGIONS:
-        ks = [idx[c] for c in chans if c in idx and channel_mask[idx[c]]]
-        rows.append((title, values[ks].astype(np.float32).mean(0) if ks else None))
-    return rows
-
-
 def plot_session_spectrogram(values: np.ndarray, freqs: np.ndarray, frame_mask: np.ndarray, channel_mask: np.ndarray,
                              channels: tuple[str, ...], out: str | Path, *, title: str = "",
                              reconstruction: np.ndarray | None = None, vmin: float = -20.0, vmax: float = 30.0,
@@ -159,15 +150,18 @@ def plot_session_spectrogram(values: np.ndarray, freqs: np.ndarray, frame_mask: 
         for c in range(n_cols):
             axes[r, c] = fig.add_subplot(gs[r, c], sharex=axes[0, 0], sharey=axes[0, 0])
     minutes = np.arange(values.shape[2]) / 60.0
+    idx = {c: k for k, c in enumerate(channels)}
     im = None
     for s, (label, v) in enumerate(sets):
         masked = np.where(frame_mask[None, None, :], v.astype(np.float32), np.nan)
-        for k, (region, data) in enumerate(_region_rows(masked, channels, channel_mask)):
+        for k, (region, chans) in enumerate(REGIONS):
+            ks = [idx[c] for c in chans if c in idx and channel_mask[idx[c]]]
             ax = axes[k // 2, 2 * s + k % 2]
-            if data is None:
+            if not ks:
                 ax.text(0.5, 0.5, "absent", transform=ax.transAxes, ha="center", color="grey")
             else:
-                im = ax.pcolormesh(minutes, freqs, data, shading="auto", cmap="jet", vmin=vmin, vmax=vmax)
+                im = ax.pcolormesh(minutes, freqs, masked[ks].mean(0), shading="auto", cmap="jet", vmin=vmin,
+                                   vmax=vmax)
             short = "original" if s == 0 else "decoded"
             ax.set_title(f"{region}" + (f" ({short})" if reconstruction is not None else ""), fontsize=9)
             if k % 2 == 0 and s == 0:
