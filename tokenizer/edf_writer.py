@@ -56,8 +56,7 @@ class EDFSignal:
 
 
 def _fit(text: str, width: int) -> bytes:
-    raw = text.encode("latin-1", errors="replace")[:width]
-    return raw.ljust(width, b" ")
+    return text.encode("latin-1", errors="replace")[:width].ljust(width, b" ")
 
 
 def _num(value: float, width: int = 8) -> bytes:
@@ -80,19 +79,10 @@ def _tal(onset: float, duration: float | None, texts: Sequence[str]) -> bytes:
     return (head + "\x14" + (body if texts else "\x14")).encode("utf-8") + b"\x00"
 
 
-def write_edf(
-    path: str | Path,
-    signals: Sequence[EDFSignal],
-    *,
-    fmt: Format = "EDF+C",
-    record_duration: float = 1.0,
-    start: datetime = datetime(2020, 1, 1, 9, 0, 0),
-    patient: str = "X X X X",
-    recording: str | None = None,
-    annotations: Sequence[tuple[float, float | None, str]] = (),
-    n_annotation_channels: int = 1,
-    record_onsets: Sequence[float] | None = None,
-) -> Path:
+def write_edf(path: str | Path, signals: Sequence[EDFSignal], *, fmt: Format = "EDF+C", record_duration: float = 1.0,
+              start: datetime = datetime(2020, 1, 1, 9, 0, 0), patient: str = "X X X X", recording: str | None = None,
+              annotations: Sequence[tuple[float, float | None, str]] = (), n_annotation_channels: int = 1,
+              record_onsets: Sequence[float] | None = None) -> Path:
     """Write an EDF/EDF+/BDF/BDF+ file.
 
     Parameters
@@ -175,9 +165,7 @@ def write_edf(
         dmin = s.digital_min if s.digital_min is not None else dlo
         dmax = s.digital_max if s.digital_max is not None else dhi
         gain = (pmax - pmin) / (dmax - dmin)
-        d = np.round((x - pmin) / gain + dmin)
-        d = np.clip(d, min(dmin, dmax), max(dmin, dmax)).astype(np.int32)
-        digital.append(d)
+        digital.append(np.clip(np.round((x - pmin) / gain + dmin), min(dmin, dmax), max(dmin, dmax)).astype(np.int32))
         pmins.append(pmin)
         pmaxs.append(pmax)
         dmins.append(dmin)
@@ -191,8 +179,7 @@ def write_edf(
     ns = len(labels)
 
     rec_field = recording if recording is not None else (
-        f"Startdate {start.strftime('%d-%b-%Y').upper()} X X X" if plus else "Startdate X"
-    )
+        f"Startdate {start.strftime('%d-%b-%Y').upper()} X X X" if plus else "Startdate X")
     head = b"".join([
         b"\xffBIOSEMI" if bdf else b"0       ",
         _fit(patient, 80),
