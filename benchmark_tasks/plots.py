@@ -68,8 +68,7 @@ def plot_auroc_by_category(summary: pl.DataFrame, probe: str, path: Path) -> Pat
     ax.axhline(0.5, color="k", lw=0.8, ls="--")
     ax.set_xticks(np.arange(len(cats)), [f"{c}\n(n={int(sub.filter(pl.col('category') == c)['n_tasks'].max())})"
                                          for c in cats])
-    ax.set_ylabel(f"mean AUROC ({probe} probe)")
-    ax.set_ylim(0.3, 1.0)
+    ax.set(ylabel=f"mean AUROC ({probe} probe)", ylim=(0.3, 1.0))
     ax.legend(fontsize=8, frameon=False, ncol=min(3, len(models)))
     ax.set_title("AUROC by task category (95% CI over tasks)")
     return _save(fig, path)
@@ -96,10 +95,7 @@ def plot_scatter(results: pl.DataFrame, model: str, reference: str, probe: str, 
     ax.plot([0, 1], [0, 1], color="k", lw=0.8, ls="--")
     ax.axhline(0.5, color="grey", lw=0.5)
     ax.axvline(0.5, color="grey", lw=0.5)
-    ax.set_xlim(0.0, 1.02)
-    ax.set_ylim(0.0, 1.02)
-    ax.set_xlabel(f"{reference} AUROC")
-    ax.set_ylabel(f"{model} AUROC")
+    ax.set(xlim=(0.0, 1.02), ylim=(0.0, 1.02), xlabel=f"{reference} AUROC", ylabel=f"{model} AUROC")
     wins = int((j["auroc"] > j["ref"]).sum())
     ax.set_title(f"{model} vs {reference} ({probe}): better on {wins}/{j.height}", fontsize=9)
     ax.legend(fontsize=7, frameon=False, loc="lower right")
@@ -130,8 +126,7 @@ def plot_balance(balance: pl.DataFrame, path: Path, tasks: list[str] | None = No
         ax.plot(agg["before"].to_numpy(), agg["after"].to_numpy(), "o", ms=3, alpha=0.6)
         top = float(np.nanmax(agg["before"].to_numpy())) if n else 1.0
         ax.plot([0, top], [0, top], "k--", lw=0.8)
-        ax.set_xlabel("max |SMD| before matching")
-        ax.set_ylabel("max |SMD| after matching")
+        ax.set(xlabel="max |SMD| before matching", ylabel="max |SMD| after matching")
     ax.axvline(0.1, color="r", lw=0.8, ls=":") if n <= 60 else ax.axhline(0.1, color="r", lw=0.8, ls=":")
     ax.legend(fontsize=7, frameon=False) if n <= 60 else None
     ax.set_title(f"Covariate balance of {n} tasks", fontsize=9)
@@ -157,13 +152,10 @@ def plot_reliability(predictions: pl.DataFrame, probe: str, path: Path, *, n_bin
         ece = expected_calibration_error(y, p, n_bins=n_bins)
         line, = ax.plot(mean_p[ok], frac[ok], "o-", ms=3, lw=1, label=f"{m} (ECE {ece:.3f})")
         axh.bar(edges[:-1] + i * width, count, width, align="edge", color=line.get_color(), alpha=0.7)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("observed positive rate")
+    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="observed positive rate")
     ax.legend(fontsize=7, frameon=False, loc="upper left")
     ax.set_title(f"Probe calibration ({probe}, test sessions of all tasks)", fontsize=9)
-    axh.set_xlabel(f"predicted probability ({n_bins} equal-width bins)")
-    axh.set_ylabel("sessions")
+    axh.set(xlabel=f"predicted probability ({n_bins} equal-width bins)", ylabel="sessions")
     return _save(fig, path)
 
 
