@@ -169,11 +169,22 @@ def warmup_cosine_lr(step: int, optim: OptimConfig, total_steps: int) -> float:
     return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Symmetric InfoNCE between matched rows of ``a`` and ``b`` (cosine similarity)."""
-    a = F.normalize(a, dim=-1)
-    b = F.normalize(b, dim=-1)
-    logits = a @ b.T / temperature
+def contrastive_loss(a: torch.Tensor, b: torch.Tensor, temperature: float | torch.Tensor,
+                     exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE between matched rows of ``a`` and ``b`` (cosine similarity).
+
+    Parameters
+    ----------
+    a, b : Tensor, (n, d)
+        Row ``i`` of ``a`` matches row ``i`` of ``b``.
+    temperature : float or Tensor
+    exclude : Tensor, (n, n) bool, optional
+        Off-diagonal pairs not to use as negatives (e.g. two sessions of one patient).
+    """
+    logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / temperature
+    if exclude is not None:
+        eye = torch.eye(a.shape[0], dtype=torch.bool, device=a.device)
+        logits = logits.masked_fill(exclude & ~eye, float("-inf"))
     target = torch.arange(a.shape[0], device=a.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
@@ -244,7 +255,7 @@ class MaskedTokenModule(L.LightningModule):
             codes = self._grid_view(batch["codes"])
             v1 = self.encoder(codes, batch["valid"], random_token_mask(batch["valid"], r)).window_embedding
             v2 = self.encoder(codes, batch["valid"], random_token_mask(batch["valid"], r)).window_embedding
-            align = info_nce(v1, v2, ma.temperature)
+            align = contrastive_loss(v1, v2, ma.temperature)
             loss = loss + ma.weight * align
             metrics["train/mask_align"] = align.detach()
         self.log_dict(metrics, prog_bar=True, on_step=True, batch_size=batch["codes"].shape[0])

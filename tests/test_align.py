@@ -13,11 +13,11 @@ import torch
 
 from clef.align import AlignConfig, index_archive
 from clef.align.data import collate, prepare_align_data
-from clef.align.module import AlignModule, contrastive_loss, retrieval_accuracy
+from clef.align.module import AlignModule, retrieval_accuracy
 from clef.align.train import align, evaluate_retrieval, init_from_stage1, load_align_module
 from clef.config import SessionConfig
 from clef.embedding import Embedder
-from clef.pretrain import load_token_table
+from clef.pretrain import contrastive_loss, load_token_table
 from clef.synthetic.hospital import load_truth
 from tokenizer.checkpoint_io import CheckpointError, load_checkpoint
 from tokenizer.presets import load_preset

@@ -35,31 +35,11 @@ from clef.config import SessionConfig
 from clef.factory import create_model
 from clef.masking import random_token_mask, sample_mask_ratios
 from clef.model import MaskedTokenHead, aggregate_windows
-from clef.pretrain import warmup_cosine_lr
+from clef.pretrain import contrastive_loss, warmup_cosine_lr
 from ehr.encoder import EHREncoder, EHREncoderConfig
 from tokenizer.contract import SignalContract
 
 log = logging.getLogger(__name__)
-
-
-def contrastive_loss(a: torch.Tensor, b: torch.Tensor, temperature: float | torch.Tensor,
-                     exclude: torch.Tensor | None = None) -> torch.Tensor:
-    """Symmetric InfoNCE between matched rows of ``a`` and ``b`` (cosine similarity).
-
-    Parameters
-    ----------
-    a, b : Tensor, (n, d)
-        Row ``i`` of ``a`` matches row ``i`` of ``b``.
-    temperature : float or Tensor
-    exclude : Tensor, (n, n) bool, optional
-        Off-diagonal pairs not to use as negatives (e.g. two sessions of one patient).
-    """
-    logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / temperature
-    if exclude is not None:
-        eye = torch.eye(a.shape[0], dtype=torch.bool, device=a.device)
-        logits = logits.masked_fill(exclude & ~eye, float("-inf"))
-    target = torch.arange(a.shape[0], device=a.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
 @dataclass
