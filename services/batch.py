@@ -22,7 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import polars as pl
 
@@ -202,20 +202,15 @@ def _run_local(items: list[ArchiveFile], checkpoint: str, cfg: EmbedConfig,
         except BrokenProcessPool:
             deaths += 1
             log.error("a worker process died; %d file(s) in flight recorded as failed (worker_died)", len(running))
-            yield from _worker_died(running.values())
+            for it in running.values():
+                yield FileResult(rel=it.rel, size=it.size, mtime_ns=it.mtime_ns, status=FAILED,
+                                 error_kind="worker_died", error=f"{it.rel}: a worker process died while this file "
+                                 "was in flight (out of memory?); retry with --retry-failed")
             if deaths > max(3, len(items) // 10):
                 raise EmbedError(f"worker processes died {deaths} times; stopping (the store is consistent: "
                                  "re-run to resume)") from None
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _worker_died(items: Iterable[ArchiveFile]) -> Iterator[FileResult]:
-    """Failures of the files a dead worker process took down with it."""
-    for it in items:
-        yield FileResult(rel=it.rel, size=it.size, mtime_ns=it.mtime_ns, status=FAILED, error_kind="worker_died",
-                         error=f"{it.rel}: a worker process died while this file was in flight (out of memory?); "
-                               "retry with --retry-failed")
 
 
 def _model_of(checkpoint: str | Path) -> tuple[str, int]:
@@ -231,15 +226,8 @@ def _model_of(checkpoint: str | Path) -> tuple[str, int]:
     return model.model_id, int(model.cfg.model.dim)
 
 
-def embed_archive(
-    archive: str | Path,
-    checkpoint: str | Path,
-    store: str | Path,
-    config: EmbedConfig | None = None,
-    *,
-    progress: bool = True,
-    on_file: Callable[[str, str], None] | None = None,
-) -> EmbedSummary:
+def embed_archive(archive: str | Path, checkpoint: str | Path, store: str | Path, config: EmbedConfig | None = None, *,
+                  progress: bool = True, on_file: Callable[[str, str], None] | None = None) -> EmbedSummary:
     """Embed every EDF/BDF file under ``archive`` into the store (resumable, idempotent).
 
     Parameters
@@ -326,14 +314,7 @@ def _drain(results: Iterator[FileResult | None], rec: _Recorder, items: list[Arc
     routines with 24-hour recordings.
     """
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     s = rec.summary
     size = {it.rel: it.size for it in items}

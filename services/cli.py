@@ -195,9 +195,8 @@ def search(
         t.add_column(col, justify="right" if col in ("#", "cosine", "distance", "age", "windows") else "left")
     for n in found:
         t.add_row(str(n.rank), n.session_id, f"{n.score:.4f}", f"{n.distance:.4f}", n.site or "", n.setting or "",
-                  n.sex or "",
-                  "" if n.age_years is None else f"{n.age_years:.0f}", n.reference or "", str(n.n_windows or ""),
-                  n.patient_hash or "")
+                  n.sex or "", "" if n.age_years is None else f"{n.age_years:.0f}", n.reference or "",
+                  str(n.n_windows or ""), n.patient_hash or "")
     Console().print(t)
     if len(found) < k:
         err.print(f"{len(found)} of {k} found: no more sessions pass the filters", highlight=False)
@@ -227,8 +226,7 @@ def serve(
         from services.api import create_app
         from services.auth import load_api_keys
 
-        keys = load_api_keys(cfg.api_keys_file)
-        return create_app(cfg, keys)
+        return create_app(cfg, load_api_keys(cfg.api_keys_file))
 
     app = _guard(run)
     import uvicorn
