@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from reports.text_encoder import FrozenTextEncoder
 
 from clef.align.archive import ArchiveIndex
@@ -121,8 +122,7 @@ def encode_texts(encoder: FrozenTextEncoder, texts: Sequence[str], batch_size: i
     feats: list[torch.Tensor] = []
     for a in range(0, len(texts), batch_size):
         h, m = encoder.encode_tokens(list(texts[a:a + batch_size]))
-        for row, mask in zip(h, m):
-            feats.append(row[mask.bool()].to(torch.float16).cpu())
+        feats += [row[mask.bool()].to(torch.float16).cpu() for row, mask in zip(h, m)]
     return feats
 
 
@@ -191,9 +191,8 @@ def prepare_align_data(table: TokenTable, index: ArchiveIndex, cfg: AlignConfig,
     ehr_ids = [vocab.encode(e.ehr) if e.ehr is not None else None for e in examples]
     with_text = [i for i, e in enumerate(examples) if e.summary is not None]
     feats = encode_texts(text_encoder, [examples[i].summary for i in with_text]) if with_text else []  # type: ignore[misc]
-    text_features: list[torch.Tensor | None] = [None] * len(examples)
-    for i, f in zip(with_text, feats):
-        text_features[i] = f
+    feature_of = dict(zip(with_text, feats))
+    text_features: list[torch.Tensor | None] = [feature_of.get(i) for i in range(len(examples))]
     stats = {
         "sessions": len(examples), "patients": len(patients), "unmatched_token_sessions": unmatched,
         "with_report": len(with_text), "with_ehr": sum(e.ehr is not None for e in examples),
@@ -202,6 +201,14 @@ def prepare_align_data(table: TokenTable, index: ArchiveIndex, cfg: AlignConfig,
     }
     log.info("stage-2 data: %s", stats)
     return AlignData(table, examples, text_features, text_encoder.dim, vocab, ehr_ids, stats)
+
+
+def _padded(rows: list[torch.Tensor], empty: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows zero-padded to the longest, and the mask of their real entries (``empty`` when there are none)."""
+    if not rows:
+        return empty, torch.zeros(empty.shape[:2], dtype=torch.bool)
+    return (pad_sequence(rows, batch_first=True),
+            pad_sequence([torch.ones(len(r), dtype=torch.bool) for r in rows], batch_first=True))
 
 
 def collate(data: AlignData, idx: Sequence[int], *, max_windows: int | None, train: bool) -> dict[str, torch.Tensor]:
@@ -236,20 +243,10 @@ def collate(data: AlignData, idx: Sequence[int], *, max_windows: int | None, tra
     }
     text_of = [j for j, i in enumerate(idx) if data.text_features[i] is not None]
     feats = [data.text_features[idx[j]] for j in text_of]
-    length = max((f.shape[0] for f in feats), default=1)  # type: ignore[union-attr]
-    text = torch.zeros(len(feats), length, data.text_dim)
-    tmask = torch.zeros(len(feats), length, dtype=torch.bool)
-    for r, f in enumerate(feats):
-        text[r, : f.shape[0]] = f.float()  # type: ignore[union-attr]
-        tmask[r, : f.shape[0]] = True  # type: ignore[union-attr]
+    text, tmask = _padded([f.float() for f in feats], torch.zeros(0, 1, data.text_dim))  # type: ignore[union-attr]
     batch.update(text=text, text_mask=tmask, text_of=torch.tensor(text_of, dtype=torch.long))
     ehr_of = [j for j, i in enumerate(idx) if data.ehr_ids[i]]
     ids = [data.ehr_ids[idx[j]] for j in ehr_of]
-    length = max((len(x) for x in ids), default=1)  # type: ignore[arg-type]
-    eids = torch.zeros(len(ids), length, dtype=torch.long)
-    emask = torch.zeros(len(ids), length, dtype=torch.bool)
-    for r, x in enumerate(ids):
-        eids[r, : len(x)] = torch.tensor(x, dtype=torch.long)  # type: ignore[arg-type]
-        emask[r, : len(x)] = True  # type: ignore[arg-type]
+    eids, emask = _padded([torch.tensor(x, dtype=torch.long) for x in ids], torch.zeros(0, 1, dtype=torch.long))
     batch.update(ehr_ids=eids, ehr_mask=emask, ehr_of=torch.tensor(ehr_of, dtype=torch.long))
     return batch

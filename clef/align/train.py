@@ -99,22 +99,19 @@ def project_split(module: AlignModule, data: AlignData, indices: list[int], batc
     """Projected embeddings of some examples, in eval mode (all windows of every session)."""
     was = module.training
     module.eval()
-    eeg_r, eeg_e, rep, ehr, rep_rows, ehr_rows, eeg = [], [], [], [], [], [], []
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("eeg", "eeg_report", "eeg_ehr", "report", "ehr")}
+    rep_rows, ehr_rows = [], []
     for a in range(0, len(indices), batch_size):
-        idx = indices[a:a + batch_size]
-        b = collate(data, idx, max_windows=None, train=False)
+        b = collate(data, indices[a:a + batch_size], max_windows=None, train=False)
         out = module(b)
-        eeg.append(out.eeg)
-        eeg_r.append(out.eeg_report)
-        eeg_e.append(out.eeg_ehr)
-        rep.append(out.report)
-        ehr.append(out.ehr)
+        for k, xs in parts.items():
+            xs.append(getattr(out, k))
         rep_rows += [a + int(j) for j in b["text_of"]]
         ehr_rows += [a + int(j) for j in b["ehr_of"]]
     module.train(was)
     cat = lambda xs: torch.cat(xs).float().numpy() if xs else np.zeros((0, 0), np.float32)
-    return {"eeg": cat(eeg), "eeg_report": cat(eeg_r), "eeg_ehr": cat(eeg_e), "report": cat(rep), "ehr": cat(ehr),
-            "report_rows": np.asarray(rep_rows, dtype=np.int64), "ehr_rows": np.asarray(ehr_rows, dtype=np.int64)}
+    return {**{k: cat(xs) for k, xs in parts.items()}, "report_rows": np.asarray(rep_rows, dtype=np.int64),
+            "ehr_rows": np.asarray(ehr_rows, dtype=np.int64)}
 
 
 def evaluate_retrieval(module: AlignModule, data: AlignData, *, val: bool = True, k: int = 10) -> dict[str, float]:
