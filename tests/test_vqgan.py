@@ -134,7 +134,7 @@ def test_cache_hits_and_invalidation(archive: Path, tmp_path: Path, monkeypatch:
     import tokenizer.spectrogram_cache as sc
 
     old = cache_key(sha, contract)
-    monkeypatch.setattr(sc, "spectrogram_code_version", lambda: "another-version")
+    monkeypatch.setattr(sc, "SPECTROGRAM_VERSION", sc.SPECTROGRAM_VERSION + 1)
     assert cache_key(sha, contract) != old and cache.get(sha) is None
     monkeypatch.undo()
     assert cache_key(sha, contract) == old
@@ -143,6 +143,36 @@ def test_cache_hits_and_invalidation(archive: Path, tmp_path: Path, monkeypatch:
     entry.write_bytes(b"garbage")
     fixed, hit = cache.load_or_compute(f)
     assert not hit and np.array_equal(fixed.values, first.values)
+
+
+def test_cached_spectrogram_numbers_are_pinned_to_their_version(tmp_path: Path) -> None:
+    """The numbers a cache entry holds are pinned for the current ``SPECTROGRAM_VERSION``.
+
+    Fails when a change to the read (mapping, units, resampling, filters) or to the
+    multitaper estimate moves them: bump ``tokenizer.spectrogram_cache.SPECTROGRAM_VERSION``
+    (every cache entry is then recomputed) and pin the new numbers under it.
+    """
+    import tokenizer.spectrogram_cache as sc
+    from clef.synthetic.recordings import eeg_signals, make_edf
+    from tokenizer.multitaper import CANONICAL_BANDS
+
+    pinned = {1: {"bands": {"delta": -11.936, "theta": -11.673, "alpha": 0.989, "beta": -12.154},
+                  "channel_means": [-10.053, -10.088, -10.036, -10.076, -10.114, -10.001, -10.129, -10.127,
+                                    -10.043, -10.039, -10.083, -10.21, -9.945, -10.145, -10.069, -9.978,
+                                    -10.036, -10.083, -10.054],
+                  "values": {(0, 2, 10): -14.9453125, (5, 40, 50): 27.546875, (10, 39, 60): 27.46875,
+                             (18, 100, 100): -10.015625, (7, 20, 5): -15.765625}}}
+    assert sc.SPECTROGRAM_VERSION in pinned, "pin the numbers of the new SPECTROGRAM_VERSION here"
+    ref = pinned[sc.SPECTROGRAM_VERSION]
+    f = make_edf(tmp_path / "pin.edf", eeg_signals(seconds=120, sfreq=256, seed=0))
+    spec, _ = SpectrogramCache(tmp_path / "cache", SignalContract()).load_or_compute(f)
+    v = spec.values.astype(np.float64)[:, :, spec.frame_mask]
+    freqs = np.arange(v.shape[1]) * 0.25
+    bands = {k: float(v[:, (freqs >= a) & (freqs < b)].mean()) for k, (a, b) in CANONICAL_BANDS.items()}
+    moved = "the cached spectrogram's numbers moved: bump SPECTROGRAM_VERSION and pin them"
+    assert bands == pytest.approx(ref["bands"], abs=0.02), moved
+    assert v.mean(axis=(1, 2)) == pytest.approx(ref["channel_means"], abs=0.02), moved
+    assert {p: float(spec.values[p]) for p in ref["values"]} == pytest.approx(ref["values"], abs=0.05), moved
 
 
 # ---------------------------------------------------------------- quantiser
