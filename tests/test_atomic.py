@@ -65,3 +65,36 @@ def test_replace_dir_swaps_a_whole_folder(tmp_path: Path) -> None:
         assert replace_dir(staging, target) == target
         assert (target / "meta.json").read_text() == version
     assert [p.name for p in tmp_path.iterdir()] == ["ck"]  # the old folder is gone, no staging left
+
+
+def test_json_is_indented_by_one_unless_asked_and_unsorted_unless_asked(tmp_path: Path) -> None:
+    target = tmp_path / "x.json"
+    write_json_atomic({"b": 1, "a": [2]}, target)
+    assert target.read_text() == '{\n "b": 1,\n "a": [\n  2\n ]\n}\n'
+    write_json_atomic({"b": 1, "a": 2}, target, indent=None, sort_keys=True)
+    assert target.read_text() == '{"a": 2, "b": 1}\n'
+    write_text_atomic("é", target)
+    assert target.read_bytes() == "é".encode()
+
+
+def test_only_dead_writers_leftovers_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    staging = tmp_path / ".ck.staging-999999999-1"
+    (staging / "sub").mkdir(parents=True)
+    (staging / "sub" / "meta.json").write_text("{}")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    link = tmp_path / ".ln.staging-999999998-1"
+    link.symlink_to(elsewhere, target_is_directory=True)
+    kept = [tmp_path / ".x.tmp-abc", tmp_path / f".y.tmp-{os.getpid()}-1"]
+    for p in kept:
+        p.write_text("")
+    assert sorted(remove_stale_temps(tmp_path, ".*")) == [staging, link]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".x.tmp-abc", kept[1].name, "elsewhere"])
+    assert not pid_alive(999999999)
+
+    def denied(pid: int, sig: int) -> None:
+        raise PermissionError(pid)
+
+    monkeypatch.setattr(os, "kill", denied)
+    assert pid_alive(999999999)  # someone else's process: alive, its temporaries are kept
+    assert remove_stale_temps(tmp_path, ".*") == []

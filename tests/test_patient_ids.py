@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import subprocess
@@ -15,7 +16,8 @@ import pytest
 
 from tests.factories import copy_real, real_file, set_patient_field
 from tokenizer import read_recording
-from tokenizer.deid import deidentify, is_placeholder_id, known_patient_hash
+from tokenizer.deid import (Deidentified, anonymous_id, deidentify, get_salt, is_placeholder_id, known_patient_hash,
+                            parse_edfplus_date, patient_hash)
 
 NK = "nk_chtypes_edfplusC.edf"  # Nihon Kohden export: writes "0 X <birthdate> No_Name" without an ID
 EEGMAT = "eegmat_Subject00_1.edf"
@@ -68,6 +70,63 @@ def test_placeholder_rule_is_not_too_greedy() -> None:
         assert d.patient_hash is None and d.sex == sex and d.age_years == 30.0  # the rest of the field is kept
     assert known_patient_hash("No_Name") is None and known_patient_hash(None) is None
     assert known_patient_hash("P1") == known_patient_hash(" p1 ")
+
+
+def test_age_comes_from_the_header_dates_capped_at_90_and_refused_when_implausible() -> None:
+    pid = known_patient_hash("P1")
+    cases = [  # patient field, recording field, dd.mm.yy startdate -> age, warnings
+        ("P1 M 15-JUN-1925 Name", "Startdate 16-jun-2020 X X X", "01.01.01", 90.0, []),  # 95: Safe Harbor cap
+        ("P1 F 01-JAN-1990 X", "Startdate 30-FEB-2020 X", "02.07.99", 9.5, []),  # bad EDF+ date: dd.mm.yy, 99 -> 1999
+        ("P1 F 01-JAN-2000 X", "X", "01.01.84", 84.0, []),  # 84 -> 2084
+        ("P1 F 01-JAN-2000 X", "X", "01.01.85", None, ["implausible age from header dates: age left unknown"]),
+        ("P1 F 01-JAN-1850 X", "X", "01.01.99", None, ["implausible age from header dates: age left unknown"]),
+        ("P1 F 01-JAN-1990 X", "Startdate X", "1.1.99", None,
+         ["birthdate present but recording date unreadable: age unknown"]),
+        ("P1 F 01-JAN-1990 X", "X", "31.02.99", None, ["birthdate present but recording date unreadable: age unknown"]),
+        ("P1 X X X", "X", "01.01.99", None, []),
+    ]
+    for fields in cases:
+        d, w = deidentify(*fields[:3])
+        assert (d.age_years, w) == fields[3:], fields
+        assert d.patient_hash == pid and d.sex == {"M": "M", "F": "F"}.get(fields[0].split()[1])
+    assert deidentify("P1 M 01-JAN-1990 X", "X", "01.01.20")[0].to_dict() == {
+        "sex": "M", "age_years": 30.0, "patient_hash": pid}
+    assert deidentify("P1 M 01-JAN-1990 X", "X", "01.01.20", salt="other")[0] == Deidentified(
+        "M", 30.0, known_patient_hash("P1", "other"))
+    for text in ("X", "1-JAN-19900", "01-FOO-2000", "32-JAN-2000", ""):
+        assert parse_edfplus_date(text) is None, text
+    assert str(parse_edfplus_date(" 1-jan-2000 ")) == "2000-01-01"
+
+
+def test_a_placeholder_warning_names_only_the_placeholder() -> None:
+    no_id = ": no patient hash; this session counts as its own patient"
+    assert deidentify("", "X", "01.01.20")[1] == ["no patient ID in the header" + no_id]
+    assert deidentify(" No_Name  X ", "X", "01.01.20")[1] == ["patient ID in the header is a placeholder ('No_Name X')" + no_id]
+    assert deidentify("Anonymous", "X", "01.01.20") == (Deidentified(None, None, None), [
+        "patient ID in the header is a placeholder ('Anonymous')" + no_id])
+
+
+def test_hashes_are_salted_sha256_and_anonymous_ids_keep_kinds_apart() -> None:
+    def sha(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    assert patient_hash(" p 1 ") == sha("test-salt\x00P 1") and patient_hash("p1", "s") == sha("s\x00P1")
+    assert anonymous_id("a/B", "path") == sha("test-salt\x00path\x00a/B") != anonymous_id("a/b", "path")
+    assert anonymous_id("x", "session", "s") == sha("s\x00session\x00x") != anonymous_id("x", "path", "s")
+    for kind in ("", "a\x00b"):
+        with pytest.raises(ValueError, match="kind must be a non-empty name without NUL"):
+            anonymous_id("x", kind)
+
+
+def test_the_salt_is_created_once_privately_and_an_argument_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CLEF_DEID_SALT")
+    monkeypatch.setenv("CLEF_HOME", str(tmp_path / "home"))
+    salt = get_salt()
+    path = tmp_path / "home" / "deid_salt"
+    assert len(salt) == 32 and path.read_text() == salt + "\n" and path.stat().st_mode & 0o777 == 0o600
+    assert get_salt() == salt and get_salt("mine") == "mine" and os.listdir(path.parent) == ["deid_salt"]
+    monkeypatch.setenv("CLEF_DEID_SALT", "env")
+    assert get_salt() == "env" and get_salt("mine") == "mine"
 
 
 # -- the store: the archive's patient first, unknown patients never merged --------------------

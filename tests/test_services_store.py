@@ -119,3 +119,44 @@ def test_store_errors_say_what_was_expected(tmp_path: Path) -> None:
         EmbeddingStore(tmp_path / "two").matrix("c" * 16)
     with pytest.raises(StoreError, match="one width expected"):
         vectors_of(pl.DataFrame({"vector": [[1.0, 2.0], [1.0]]}))
+
+
+def test_store_json_records_the_archive_and_models_and_a_store_keeps_one_id_kind(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from tokenizer.deid import anonymous_id
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreError, match="expected a folder, found a file"):
+        StoreWriter(tmp_path / "file", tmp_path).open()
+    store = tmp_path / "store"
+    w = StoreWriter(store, tmp_path / "archive" / "..")
+    with pytest.raises(StoreError, match="StoreWriter.commit called on a closed writer"):
+        w.commit([_rows(1)[0]])
+    with w:
+        assert w.commit([], [], []) is None
+        assert w.commit([_rows(1)[0]], models={"a" * 16: {"dim": 4}}) == "part-000001"
+        assert w.commit([_rows(2)[0]], models={"a" * 16: {"dim": 5}, "b" * 16: {"dim": 8}}) == "part-000002"
+    text = (store / "store.json").read_text()
+    info = json.loads(text)
+    assert text.startswith('{\n  "anonymous_ids": false,\n  "archive": ') and list(info) == sorted(info)
+    assert info["archive"] == str(tmp_path.resolve()) and info["anonymous_ids"] is False
+    assert info["created"] <= info["models"]["b" * 16]["added"] <= info["updated"]
+    assert info["models"]["a" * 16]["dim"] == 4 and info["models"]["b" * 16]["dim"] == 8  # the first record stays
+    with pytest.raises(StoreError, match="written without --anonymous-ids; embed into it the same way"):
+        StoreWriter(store, tmp_path, anonymous_ids=True).open()
+    anon = tmp_path / "anon"
+    with StoreWriter(anon, tmp_path, anonymous_ids=True):
+        pass
+    assert json.loads((anon / "store.json").read_text())["archive"] == anonymous_id(str(tmp_path.resolve()), "archive")
+    with pytest.raises(StoreError, match="written with --anonymous-ids"):
+        StoreWriter(anon, tmp_path).open()
+    (store / ".staging" / "stray").write_text("")
+    ready = store / ".staging" / "part-000007"
+    ready.mkdir()
+    (ready / "READY").write_text("part-000007")
+    (store / "manifest" / "part-000001.parquet").rename(ready / "manifest.parquet")
+    with caplog.at_level("WARNING", logger="services.store_writer"), StoreWriter(store, tmp_path / "archive") as w:
+        assert not list((store / ".staging").iterdir())
+        assert w.recover() == 0 and w.commit([_rows(3)[0]]) == "part-000008"  # after the rolled-forward part
+    assert sorted(EmbeddingStore(store).manifest()["path"]) == ["p/s1.edf", "p/s2.edf", "p/s3.edf"]
+    assert f"was built from archive {tmp_path.resolve()}" in caplog.text
