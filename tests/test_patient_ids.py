@@ -84,6 +84,11 @@ def test_age_comes_from_the_header_dates_capped_at_90_and_refused_when_implausib
          ["birthdate present but recording date unreadable: age unknown"]),
         ("P1 F 01-JAN-1990 X", "X", "31.02.99", None, ["birthdate present but recording date unreadable: age unknown"]),
         ("P1 X X X", "X", "01.01.99", None, []),
+        ("P1 F 01-JAN-1990 X", "Recorded 01-JAN-2000", "01.01.99", 9.0, []),  # only a Startdate subfield counts
+        ("P1 M 01-JAN-1990", "Startdate 01-JAN-1999", "01.01.01", 9.0, []),  # no name subfield: still EDF+
+        ("P1 F X Jane", "X", "01.01.99", None, []),
+        ("P1 F 01-JAN-2020 X", "X", "01.01.20", 0.0, []),  # recorded on the day of birth
+        ("P1 F 01-JAN-1894 X", "X", "01.07.19", None, ["implausible age from header dates: age left unknown"]),
     ]
     for fields in cases:
         d, w = deidentify(*fields[:3])
@@ -92,7 +97,7 @@ def test_age_comes_from_the_header_dates_capped_at_90_and_refused_when_implausib
     assert deidentify("P1 M 01-JAN-1990 X", "X", "01.01.20")[0].to_dict() == {
         "sex": "M", "age_years": 30.0, "patient_hash": pid}
     assert deidentify("P1 M 01-JAN-1990 X", "X", "01.01.20", salt="other")[0] == Deidentified(
-        "M", 30.0, known_patient_hash("P1", "other"))
+        "M", 30.0, patient_hash("P1", "other"))
     for text in ("X", "1-JAN-19900", "01-FOO-2000", "32-JAN-2000", ""):
         assert parse_edfplus_date(text) is None, text
     assert str(parse_edfplus_date(" 1-jan-2000 ")) == "2000-01-01"
@@ -111,6 +116,7 @@ def test_hashes_are_salted_sha256_and_anonymous_ids_keep_kinds_apart() -> None:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     assert patient_hash(" p 1 ") == sha("test-salt\x00P 1") and patient_hash("p1", "s") == sha("s\x00P1")
+    assert known_patient_hash("p1", "s") == sha("s\x00P1")
     assert anonymous_id("a/B", "path") == sha("test-salt\x00path\x00a/B") != anonymous_id("a/b", "path")
     assert anonymous_id("x", "session", "s") == sha("s\x00session\x00x") != anonymous_id("x", "path", "s")
     for kind in ("", "a\x00b"):
