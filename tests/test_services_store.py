@@ -160,3 +160,44 @@ def test_store_json_records_the_archive_and_models_and_a_store_keeps_one_id_kind
         assert w.recover() == 0 and w.commit([_rows(3)[0]]) == "part-000008"  # after the rolled-forward part
     assert sorted(EmbeddingStore(store).manifest()["path"]) == ["p/s1.edf", "p/s2.edf", "p/s3.edf"]
     assert f"was built from archive {tmp_path.resolve()}" in caplog.text
+
+
+def test_the_lock_and_the_store_json_keep_their_names_and_format(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import os
+    import re
+    from datetime import timezone
+
+    assert utc_now().tzinfo is timezone.utc
+    store = tmp_path / "deep" / "er" / "store"
+    umask = os.umask(0o022)
+    try:
+        with StoreWriter(store, tmp_path) as w:
+            text = (store / "store.json").read_text()
+            assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+            assert (store / ".lock").stat().st_mode & 0o777 == 0o644
+            lock = re.escape(str(store / ".lock"))
+            with pytest.raises(StoreError, match=rf"^store .*: another 'clef embed' is writing it \(lock {lock} held\); "
+                                                 r"wait for it to finish$"):
+                StoreWriter(store, tmp_path).open()
+            _, s, e = _rows(1)
+            assert w.commit([], [], [e]) == "part-000001" and w.commit([], [s]) == "part-000002"
+            w.commit([_rows(2)[0]], models={"a" * 16: {"dim": 4}})
+    finally:
+        os.umask(umask)
+    text = (store / "store.json").read_text()
+    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+    with pytest.raises(StoreError, match=r"^StoreWriter\.commit called on a closed writer$"):
+        w.commit([_rows(3)[0]])
+    info = json.loads(text)
+    del info["anonymous_ids"]  # a store written before the flag existed holds session ids
+    (store / "store.json").write_text(json.dumps(info))
+    with pytest.raises(StoreError, match="written without --anonymous-ids"):
+        StoreWriter(store, tmp_path, anonymous_ids=True).open()
+    (store / "store.json").write_text(json.dumps({**info, "schema": "clef.store/0"}))
+    with pytest.raises(StoreError, match=r"schema clef\.store/1 expected, found clef\.store/0$"):
+        StoreWriter(store, tmp_path).open()
+    (store / "store.json").write_text(json.dumps(info))
+    with caplog.at_level("WARNING", logger="services.store_writer"), StoreWriter(store, tmp_path / "x"):
+        pass
+    assert caplog.messages == [f"store {store} was built from archive {tmp_path.resolve()}; now embedding "
+                               f"{(tmp_path / 'x').resolve()} (paths are relative to each root)"]
