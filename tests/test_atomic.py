@@ -98,3 +98,12 @@ def test_only_dead_writers_leftovers_are_removed(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(os, "kill", denied)
     assert pid_alive(999999999)  # someone else's process: alive, its temporaries are kept
     assert remove_stale_temps(tmp_path, ".*") == []
+
+
+def test_parquet_options_reach_the_writer(tmp_path: Path) -> None:
+    df = pl.DataFrame({"v": list(range(1000))})
+    df.write_parquet(tmp_path / "default.parquet")
+    df.write_parquet(tmp_path / "plain.parquet", compression="uncompressed")
+    write_parquet_atomic(df, tmp_path / "t.parquet", compression="uncompressed")
+    assert (tmp_path / "t.parquet").read_bytes() == (tmp_path / "plain.parquet").read_bytes()
+    assert (tmp_path / "default.parquet").read_bytes() != (tmp_path / "plain.parquet").read_bytes()
