@@ -353,8 +353,8 @@ def test_training_loss_decreases_and_checkpoint_round_trip(archive: Path, tmp_pa
     module = load_training_checkpoint(out)
     assert module.g_step == 16 and module._optimizer_state is not None
     rec_f = find_recordings(archive)[2]
-    tok1 = Tokenizer(module.model).tokenize_file(rec_f, SpectrogramCache(cache))
-    tok2 = Tokenizer.from_checkpoint(out).tokenize_file(rec_f, SpectrogramCache(cache))
+    _, tok1 = Tokenizer(module.model).tokenize_file(rec_f, SpectrogramCache(cache))
+    _, tok2 = Tokenizer.from_checkpoint(out).tokenize_file(rec_f, SpectrogramCache(cache))
     assert tok1.codes.dtype == np.int16 and tok1.codes.shape == (2, 8, 16)
     assert np.array_equal(tok1.codes, tok2.codes) and np.array_equal(tok1.token_mask, tok2.token_mask)
     rec = read_recording(rec_f)
@@ -543,7 +543,8 @@ def test_training_on_time_crops_with_the_clinical_terms_then_whole_windows(archi
     assert lrs[1] == pytest.approx(3e-3) and lrs[-1] < 0.5 * max(lrs)  # warm-up, then the cosine decay
     assert all(float(r["train/pooled_l1"]) > 0 and float(r["train/freq_grad_l1"]) > 0 for r in rows)
     # the weights tokenize whole windows
-    tok = Tokenizer.from_checkpoint(out).tokenize_file(find_recordings(archive)[2], SpectrogramCache(tmp_path / "cache"))
+    _, tok = Tokenizer.from_checkpoint(out).tokenize_file(find_recordings(archive)[2],
+                                                          SpectrogramCache(tmp_path / "cache"))
     assert tok.codes.shape == (2, 8, 16)
     for bad in (100, 2000):
         with pytest.raises(ValueError, match="crop_frames"):
