@@ -106,6 +106,7 @@ def main() -> None:
     from benchmark_tasks.run import run_benchmark
     from benchmark_tasks.suite import load_suite
     from benchmark_tasks.truth import task_classes
+    from validity_study import auroc_cell, paired_line  # this folder: the ladder's formatting
 
     torch.set_num_threads(args.threads)
     suite = load_suite(study / "suite" / "suite.yaml")
@@ -129,22 +130,11 @@ def main() -> None:
              "| model | dim | planted mean AUROC [95% CI] · patients |", "|---|---|---|"]
     dims = {m.name: m.vectors.shape[1] for m in models}
     for x in s.iter_rows(named=True):
-        lines.append(f"| {x['model']} | {dims.get(x['model'], '')} | {x['mean_auroc']:.3f} "
-                     f"[{x['ci_low']:.3f}, {x['ci_high']:.3f}] · [{x['patient_ci_low']:.3f}, "
-                     f"{x['patient_ci_high']:.3f}] |")
+        lines.append(f"| {x['model']} | {dims.get(x['model'], '')} | {auroc_cell(x)} |")
     lines += ["", "Paired differences (A − B, planted):", ""]
-    for a, b in (("stage1_mean", name), ("stage1_rows", "stage1_mean"), ("random_rows", "random_mean"),
-                 ("stage1_rows", "random_rows"), ("stage1_rows", "codes"), ("stage1_rows", "bandpower")):
-        row = c.filter(((pl.col("model_a") == a) & (pl.col("model_b") == b)) |
-                       ((pl.col("model_a") == b) & (pl.col("model_b") == a)))
-        if not row.height:
-            continue
-        x = row.row(0, named=True)
-        sg = 1 if x["model_a"] == a else -1
-        lo, hi = sorted((sg * x["ci_low"], sg * x["ci_high"]))
-        plo, phi = sorted((sg * x["patient_ci_low"], sg * x["patient_ci_high"]))
-        lines.append(f"- {a} − {b}: {sg * x['mean_diff']:+.3f} [{lo:+.3f}, {hi:+.3f}] · patients "
-                     f"[{plo:+.3f}, {phi:+.3f}]")
+    pairs = (("stage1_mean", name), ("stage1_rows", "stage1_mean"), ("random_rows", "random_mean"),
+             ("stage1_rows", "random_rows"), ("stage1_rows", "codes"), ("stage1_rows", "bandpower"))
+    lines += [line for a, b in pairs if (line := paired_line(c, a, b))]
     (out / "readout.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

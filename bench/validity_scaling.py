@@ -85,6 +85,7 @@ def main() -> None:
     import polars as pl
     import torch
 
+    from validity_study import auroc_cell  # this folder: the ladder's formatting
     from benchmark_tasks.baselines.oracle import oracle_embeddings
     from benchmark_tasks.config import ProbeConfig
     from benchmark_tasks.leakage import audit_checkpoints
@@ -148,9 +149,7 @@ def main() -> None:
         x = row.row(0, named=True)
         p = points.get(name, {})
         hr = "n/a" if x.get("mean_headroom") is None else f"{x['mean_headroom']:.2f}"
-        pat = "" if x.get("patient_ci_low") is None else f" · [{x['patient_ci_low']:.3f}, {x['patient_ci_high']:.3f}]"
-        lines.append(f"| {name} | {p.get('train_patients', '—')} | {p.get('steps', '—')} | {x['mean_auroc']:.3f} "
-                     f"[{x['ci_low']:.3f}, {x['ci_high']:.3f}]{pat} | {hr} |")
+        lines.append(f"| {name} | {p.get('train_patients', '—')} | {p.get('steps', '—')} | {auroc_cell(x)} | {hr} |")
     (out / "scaling.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -352,6 +352,30 @@ LADDER = ("input_bandpower", "decoded_bandpower", "codes", "code_rows", "stage1_
           "aligned_heldout", "oracle", "bandpower", "random_encoder", "aligned_leaky")
 
 
+def auroc_cell(x: dict[str, Any]) -> str:
+    """``mean [CI over tasks] · patients [CI over test patients]`` of a summary row."""
+    pat = "" if x.get("patient_ci_low") is None else f" · patients [{x['patient_ci_low']:.3f}, {x['patient_ci_high']:.3f}]"
+    return f"{x['mean_auroc']:.3f} [{x['ci_low']:.3f}, {x['ci_high']:.3f}]{pat}"
+
+
+def paired_line(comparisons: Any, a: str, b: str) -> str | None:
+    """``- a − b: diff [CI] · patients [CI] over n tasks`` from a comparisons table, either order; None if absent."""
+    import polars as pl
+
+    row = comparisons.filter(((pl.col("model_a") == a) & (pl.col("model_b") == b)) |
+                             ((pl.col("model_a") == b) & (pl.col("model_b") == a)))
+    if not row.height:
+        return None
+    x = row.row(0, named=True)
+    sign = 1 if x["model_a"] == a else -1
+    lo, hi = sorted((sign * x["ci_low"], sign * x["ci_high"]))
+    pat = ""
+    if x.get("patient_ci_low") is not None:
+        plo, phi = sorted((sign * x["patient_ci_low"], sign * x["patient_ci_high"]))
+        pat = f" · patients [{plo:+.3f}, {phi:+.3f}]"
+    return f"- {a} − {b}: {sign * x['mean_diff']:+.3f} [{lo:+.3f}, {hi:+.3f}]{pat} over {x['n_tasks']} tasks"
+
+
 def write_ladder(out: Path, state: dict[str, Any]) -> None:
     """``OUT/ladder.md``: the ladder on planted and negative-control tasks, the key contrasts, and the cost."""
     import polars as pl
@@ -380,37 +404,18 @@ def write_ladder(out: Path, state: dict[str, Any]) -> None:
         cover = (f"{int(((neg['ci_low'] <= 0.5) & (neg['ci_high'] >= 0.5)).sum())}/{neg.height}" if neg.height
                  else "n/a")
 
-        def fmt(row: pl.DataFrame) -> str:
-            if not row.height:
-                return "n/a"
-            x = row.row(0, named=True)
-            pat = ("" if x.get("patient_ci_low") is None else
-                   f" · patients [{x['patient_ci_low']:.3f}, {x['patient_ci_high']:.3f}]")
-            return f"{x['mean_auroc']:.3f} [{x['ci_low']:.3f}, {x['ci_high']:.3f}]{pat}"
-
         hr = "n/a"
         if p.height and p["mean_headroom"][0] is not None:
             hr = f"{p['mean_headroom'][0]:.2f} / {p['pooled_headroom'][0]:.2f}"
-        lines.append(f"| {m} | {fmt(p)} | {p['n_tasks'][0] if p.height else 0} | {hr} | {fmt(n)} | {cover} |")
+        cells = [auroc_cell(r.row(0, named=True)) if r.height else "n/a" for r in (p, n)]
+        lines.append(f"| {m} | {cells[0]} | {p['n_tasks'][0] if p.height else 0} | {hr} | {cells[1]} | {cover} |")
     lines += ["", "Paired differences on planted tasks (mean over tasks [95% CI], wins):", ""]
     c = comp.filter((pl.col("probe") == probe) & (pl.col("category") == "planted"))
-    for a, b in (("aligned", "bandpower"), ("aligned", "input_bandpower"), ("stage1", "bandpower"),
-                 ("stage1", "stage1_short"), ("aligned", "stage1"), ("aligned_heldout", "aligned"),
-                 ("decoded_bandpower", "input_bandpower"), ("codes", "decoded_bandpower"),
-                 ("stage1", "codes"), ("aligned_leaky", "aligned"), ("aligned_leaky", "stage1")):
-        row = c.filter(((pl.col("model_a") == a) & (pl.col("model_b") == b)) |
-                       ((pl.col("model_a") == b) & (pl.col("model_b") == a)))
-        if not row.height:
-            continue
-        x = row.row(0, named=True)
-        sign = 1 if x["model_a"] == a else -1
-        lo, hi = sorted((sign * x["ci_low"], sign * x["ci_high"]))
-        pat = ""
-        if x.get("patient_ci_low") is not None:
-            plo, phi = sorted((sign * x["patient_ci_low"], sign * x["patient_ci_high"]))
-            pat = f" · patients [{plo:+.3f}, {phi:+.3f}]"
-        lines.append(f"- {a} − {b}: {sign * x['mean_diff']:+.3f} [{lo:+.3f}, {hi:+.3f}]{pat} over {x['n_tasks']} "
-                     "tasks")
+    pairs = (("aligned", "bandpower"), ("aligned", "input_bandpower"), ("stage1", "bandpower"),
+             ("stage1", "stage1_short"), ("aligned", "stage1"), ("aligned_heldout", "aligned"),
+             ("decoded_bandpower", "input_bandpower"), ("codes", "decoded_bandpower"),
+             ("stage1", "codes"), ("aligned_leaky", "aligned"), ("aligned_leaky", "stage1"))
+    lines += [line for a, b in pairs if (line := paired_line(c, a, b))]
     (out / "ladder.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
