@@ -1,0 +1,749 @@
+"""Trends of long recordings (hours to days): strided embeddings, probe scores, hemisphere CSA, changes.
+
+``clef trend FILE --checkpoint CKPT`` and :func:`trend` stream a recording once, in memory
+that does not grow with its length (:class:`tokenizer.ingest.RecordingStream` →
+:func:`tokenizer.spectrogram_cache.checked_frames`), and give the frames to a
+:class:`TrendBuilder`, which is incremental: it takes frame blocks as they come, so a
+follower of a growing file can feed it the frames of new records.
+
+Per stride point (every ``stride_s`` from the start of the recording, once one context is
+available):
+
+* the **embedding** of the session model over its context ending at that time: the last
+  ``window_s`` (1280 s) of spectrogram frames are tokenized as one window (the
+  tokenizer's own window input, :func:`tokenizer.windows.window_input`), and the
+  model's context (``context_s`` of its configuration; the whole window when unset)
+  ending at that time is encoded; the embedding is the window embedding of that context;
+* the **score** of each probe given (``{task: callable}``, e.g. the benchmark's
+  :func:`benchmark_tasks.probes.load_probes`), applied to that embedding;
+* the **change distance** of the embedding and of each score (below).
+
+Per CSA step (``csa_step_s``, 60 s by default, finer than the stride), the left and
+right **compressed spectral array**: the mean dB over the present lateral electrodes of
+each side (10-20 sides as :class:`tokenizer.vqgan.layout.HemisphereLayout` groups them),
+per frequency bin, over the valid frames of the step; plus the power of each canonical
+band per side (:data:`tokenizer.multitaper.CANONICAL_BANDS`, cut by
+:func:`tokenizer.multitaper.band_power_from_psd`, dB of the mean linear power).
+
+Change rule (causal: every quantity at a stride point uses the points up to ``k`` strides
+after it, so the same rule runs live with a delay of ``k`` strides). For the boundary
+before point ``i``, the distance ``d_i`` between the mean of points ``i-k .. i-1`` and the
+mean of points ``i .. i+k-1``: the cosine distance of the mean embeddings, or the absolute
+difference of the mean scores. The threshold at ``i`` is ``median + max(z * 1.4826 * MAD,
+min_delta)`` of the distances ``d_k .. d_i`` computed so far (the MAD scaled to a standard
+deviation; ``min_delta`` keeps a very steady recording from flagging its own noise);
+boundaries are judged once ``min_history`` distances exist. A run of consecutive
+boundaries above their thresholds is one change: its onset is the run's first boundary
+(a change enters a context at its end first), its peak the run's largest distance.
+An embedding over a context of ``C`` seconds sees a step change at ``c`` until ``c + C``,
+when it leaves the context's start and may move the embedding again: after a change, the
+boundaries up to ``C + k`` strides after its onset are not flagged (one flag per change,
+not an echo one context later). Defaults (:class:`TrendConfig`): ``k = 3``, ``z = 5``,
+``min_history = 6``, ``min_delta`` 0.02 (cosine distance) for the embedding and 0.1 for
+a probability.
+
+Outputs (:meth:`TrendResult.write`): ``trend.parquet`` (one row per stride point),
+``csa.parquet`` (one row per CSA step), ``changes.parquet`` (one row per flagged change),
+each with the schema tag and the run's parameters in its Parquet metadata; the figure is
+:func:`clef.viz.plot_trend`. Annotation text is never written to a table (it may hold
+PHI); the figure draws it scrubbed. The wall clock is the time of day of the header's
+start time; the date is never read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from clef.embedding import Embedder
+from tokenizer import Annotation
+from tokenizer.atomic import write_parquet_atomic
+from tokenizer.contract import SignalContract
+from tokenizer.edf_header import read_header
+from tokenizer.errors import TooShortError
+from tokenizer.ingest import BLOCK_S, RecordingStream
+from tokenizer.multitaper import CANONICAL_BANDS, band_power_from_psd
+from tokenizer.spectrogram_cache import checked_frames
+from tokenizer.spectrogram_stream import FrameBlock
+from tokenizer.tokens import Tokenizer
+from tokenizer.vqgan.layout import HemisphereLayout
+from tokenizer.windows import token_mask_np, window_input
+
+__all__ = [
+    "SCHEMA",
+    "Change",
+    "ChangeDetector",
+    "TrendBuilder",
+    "TrendConfig",
+    "TrendResult",
+    "check_probes",
+    "parse_duration",
+    "trend",
+]
+
+log = logging.getLogger(__name__)
+
+#: Schema tag written into the Parquet metadata of the trend tables.
+SCHEMA = "clef.trend/1"
+#: A score function: embeddings ``(n, dim)`` → scores ``(n,)`` (a probe).
+Scorer = Callable[[np.ndarray], np.ndarray]
+
+_UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0, "m": 60.0, "min": 60.0,
+          "mins": 60.0, "minute": 60.0, "minutes": 60.0, "h": 3600.0, "hr": 3600.0, "hrs": 3600.0, "hour": 3600.0,
+          "hours": 3600.0, "d": 86400.0, "day": 86400.0, "days": 86400.0}
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+#: MAD × this is a standard deviation for normal data.
+_MAD_TO_SD = 1.4826
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds of a duration written ``30s``, ``5min``, ``1.5h``, ``2d`` or a bare number of seconds.
+
+    Raises
+    ------
+    ValueError
+        Not a positive number with one of the units s, min (m), h, d.
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        m = _DURATION.match(str(text))
+        unit = m.group(2).lower() if m else None
+        if m is None or unit not in _UNITS:
+            raise ValueError(f"a duration like 30s, 5min, 1h or 2d expected, found {text!r}")
+        value = float(m.group(1)) * _UNITS[unit]
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"a positive duration expected, found {text!r}")
+    return value
+
+
+class TrendConfig(BaseModel):
+    """Parameters of a trend (see the module docstring for the change rule).
+
+    Attributes
+    ----------
+    stride_s : float
+        Seconds between stride points (at least the spectrogram step; rounded to whole frames).
+    csa_step_s : float
+        Seconds per CSA row (rounded to whole frames).
+    change_k : int
+        Stride points averaged on each side of a boundary.
+    change_z : float
+        Robust z (MADs as standard deviations) above the median distance.
+    min_history : int
+        Distances computed before any boundary is judged.
+    embedding_min_delta : float
+        Least margin of a flag over the median cosine distance.
+    score_min_delta : float
+        Least margin of a flag over the median score difference.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stride_s: float = Field(300.0, gt=0)
+    csa_step_s: float = Field(60.0, gt=0)
+    change_k: int = Field(3, ge=1)
+    change_z: float = Field(5.0, gt=0)
+    min_history: int = Field(6, ge=1)
+    embedding_min_delta: float = Field(0.02, ge=0)
+    score_min_delta: float = Field(0.1, ge=0)
+
+
+@dataclass(frozen=True)
+class Change:
+    """A flagged change.
+
+    Attributes
+    ----------
+    signal : str
+        ``embedding`` or ``score:<task>``.
+    index : int
+        Stride point after the onset boundary (row of ``trend.parquet`` flagged).
+    onset_s : float
+        The run's first boundary (s from the start): midway between points ``index - 1``
+        and ``index``.
+    peak_s : float
+        The boundary of the run's largest distance.
+    detected_s : float
+        When the rule could first flag it (the last point the onset's distance used).
+    distance, threshold : float
+        At the peak.
+    """
+
+    signal: str
+    index: int
+    onset_s: float
+    peak_s: float
+    detected_s: float
+    distance: float
+    threshold: float
+
+
+def _cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0 or nb == 0:
+        return float("nan")
+    return float(1.0 - np.dot(a, b) / (na * nb))
+
+
+def _abs_difference(a: np.ndarray, b: np.ndarray) -> float:
+    return float(abs(float(a) - float(b)))
+
+
+class ChangeDetector:
+    """The causal change rule on one series (embeddings or one score), fed a point at a time.
+
+    Parameters
+    ----------
+    k, z, min_history, min_delta
+        As in :class:`TrendConfig`.
+    refractory : int
+        Points after a change's onset boundary that are not flagged again.
+    metric : {"cosine", "absolute"}
+        Distance between the means of the two sides.
+
+    Attributes
+    ----------
+    distance, threshold : list of float
+        Per point, of the boundary before it (NaN where not computed or not computable).
+    flags : list of bool
+        True at each change's onset point.
+    """
+
+    def __init__(self, *, k: int, z: float, min_history: int, min_delta: float, refractory: int = 0,
+                 metric: str = "cosine") -> None:
+        if metric not in ("cosine", "absolute"):
+            raise ValueError(f"metric 'cosine' or 'absolute' expected, found {metric!r}")
+        self.k, self.z, self.min_history, self.min_delta = k, z, min_history, min_delta
+        self.refractory = refractory
+        self._metric = _cosine_distance if metric == "cosine" else _abs_difference
+        self._values: list[np.ndarray] = []
+        self._history: list[float] = []
+        self._run: list[int] = []  # boundaries of the open run above threshold
+        self._quiet_until = -1  # last boundary of the refractory period of the last change
+        self.distance: list[float] = []
+        self.threshold: list[float] = []
+        self.flags: list[bool] = []
+
+    def push(self, value: np.ndarray | float) -> list[tuple[int, int]]:
+        """Add the next point; returns ``(onset, peak)`` points of the changes it closes (a run that ended)."""
+        self._values.append(np.asarray(value, dtype=np.float64))
+        self.distance.append(float("nan"))
+        self.threshold.append(float("nan"))
+        self.flags.append(False)
+        n, k = len(self._values), self.k
+        if n < 2 * k:
+            return []
+        i = n - k  # the boundary before point i now has k points on each side
+        before = np.stack(self._values[i - k:i])
+        after = np.stack(self._values[i:n])
+        d = float("nan")
+        if np.isfinite(before).any() and np.isfinite(after).any():
+            with np.errstate(invalid="ignore"):
+                d = self._metric(np.nanmean(before, axis=0), np.nanmean(after, axis=0))
+        if not math.isfinite(d):
+            return self._close()
+        self._history.append(d)
+        self.distance[i] = d
+        if len(self._history) < self.min_history:
+            return []
+        h = np.asarray(self._history)
+        med = float(np.median(h))
+        mad = float(np.median(np.abs(h - med)))
+        thr = med + max(self.z * _MAD_TO_SD * mad, self.min_delta)
+        self.threshold[i] = thr
+        if d > thr and i > self._quiet_until:
+            self._run.append(i)
+            return []
+        return self._close()
+
+    def finish(self) -> list[tuple[int, int]]:
+        """End of the series: the open run, if any, is a change."""
+        return self._close()
+
+    def _close(self) -> list[tuple[int, int]]:
+        if not self._run:
+            return []
+        onset, peak = self._run[0], max(self._run, key=lambda j: self.distance[j])
+        self._run = []
+        self._quiet_until = onset + self.refractory
+        self.flags[onset] = True
+        return [(onset, peak)]
+
+
+@dataclass
+class TrendResult:
+    """The trend of one recording.
+
+    Attributes
+    ----------
+    t_s : ndarray, (n,)
+        Stride points: end of each context (s from the start).
+    embeddings : ndarray, (n, dim) float32
+        NaN rows where the context held no valid frame.
+    valid_fraction : ndarray, (n,)
+        Valid frames in each context.
+    scores : dict of str to ndarray (n,)
+    embedding_change : ChangeDetector
+    score_changes : dict of str to ChangeDetector
+    changes : list of Change
+    csa_t_s : ndarray, (m,)
+        End of each CSA step (s).
+    csa_left, csa_right : ndarray, (m, n_freqs) float32
+        Mean dB per bin over each side's present lateral electrodes (NaN: no valid frame).
+    bands : dict of str to ndarray (m,)
+        ``left_<band>_db`` and ``right_<band>_db``.
+    freqs : ndarray, (n_freqs,)
+        Bin frequencies (Hz).
+    context_s : float
+        Seconds of signal each embedding sees.
+    start_clock_s : float or None
+        Time of day of the first sample (s after midnight), from the header.
+    annotations : tuple of Annotation
+        Of the file (drawn scrubbed, never written to a table).
+    source_path, source_sha256, model_id : str
+    duration_s : float
+    config : TrendConfig
+    """
+
+    t_s: np.ndarray
+    embeddings: np.ndarray
+    valid_fraction: np.ndarray
+    scores: dict[str, np.ndarray]
+    embedding_change: ChangeDetector
+    score_changes: dict[str, ChangeDetector]
+    changes: list[Change]
+    csa_t_s: np.ndarray
+    csa_left: np.ndarray
+    csa_right: np.ndarray
+    bands: dict[str, np.ndarray]
+    freqs: np.ndarray
+    context_s: float
+    start_clock_s: float | None
+    annotations: tuple[Annotation, ...]
+    source_path: str
+    source_sha256: str
+    model_id: str
+    duration_s: float
+    config: TrendConfig
+
+    @property
+    def n_points(self) -> int:
+        """Stride points."""
+        return int(self.t_s.shape[0])
+
+    def clock(self, t_s: np.ndarray) -> list[str] | None:
+        """Wall-clock time of day ``HH:MM:SS`` of times from the start (None without a start time)."""
+        if self.start_clock_s is None:
+            return None
+        return [_hms((self.start_clock_s + float(t)) % 86400.0) for t in t_s]
+
+    def table(self) -> pl.DataFrame:
+        """``trend.parquet``: one row per stride point.
+
+        Columns: ``t_s``, ``clock`` (time of day, when the header has a start time),
+        ``context_start_s``, ``valid_fraction``, ``embedding`` (list of float32),
+        ``embedding_change``, ``embedding_threshold``, ``embedding_flag``, and per task
+        ``score_<task>``, ``score_<task>_change``, ``score_<task>_threshold``,
+        ``score_<task>_flag``. A change distance sits on the point after its boundary.
+        """
+        cols: dict[str, pl.Series] = {"t_s": pl.Series(self.t_s, dtype=pl.Float64)}
+        clock = self.clock(self.t_s)
+        if clock is not None:
+            cols["clock"] = pl.Series(clock, dtype=pl.String)
+        cols["context_start_s"] = pl.Series(self.t_s - self.context_s, dtype=pl.Float64)
+        cols["valid_fraction"] = pl.Series(self.valid_fraction, dtype=pl.Float32)
+        cols["embedding"] = pl.Series(list(self.embeddings.astype(np.float32)), dtype=pl.List(pl.Float32))
+        for name, det in [("embedding", self.embedding_change),
+                          *((f"score_{t}", d) for t, d in self.score_changes.items())]:
+            if name != "embedding":
+                cols[name] = pl.Series(self.scores[name[len("score_"):]], dtype=pl.Float64)
+            cols[f"{name}_change"] = pl.Series(det.distance, dtype=pl.Float64)
+            cols[f"{name}_threshold"] = pl.Series(det.threshold, dtype=pl.Float64)
+            cols[f"{name}_flag"] = pl.Series(det.flags, dtype=pl.Boolean)
+        return pl.DataFrame(cols)
+
+    def csa_table(self) -> pl.DataFrame:
+        """``csa.parquet``: one row per CSA step: ``t_s`` (end of the step), ``clock``,
+        ``left_db`` and ``right_db`` (lists of float32, one per bin of :attr:`freqs`), and
+        ``<side>_<band>_db``."""
+        cols: dict[str, pl.Series] = {"t_s": pl.Series(self.csa_t_s, dtype=pl.Float64)}
+        clock = self.clock(self.csa_t_s)
+        if clock is not None:
+            cols["clock"] = pl.Series(clock, dtype=pl.String)
+        cols["left_db"] = pl.Series(list(self.csa_left.astype(np.float32)), dtype=pl.List(pl.Float32))
+        cols["right_db"] = pl.Series(list(self.csa_right.astype(np.float32)), dtype=pl.List(pl.Float32))
+        for name, v in self.bands.items():
+            cols[name] = pl.Series(v, dtype=pl.Float32)
+        return pl.DataFrame(cols)
+
+    def changes_table(self) -> pl.DataFrame:
+        """``changes.parquet``: one row per flagged change (the fields of :class:`Change`)."""
+        schema = {"signal": pl.String, "index": pl.Int32, "onset_s": pl.Float64, "peak_s": pl.Float64,
+                  "detected_s": pl.Float64, "distance": pl.Float64, "threshold": pl.Float64}
+        rows = [{k: getattr(c, k) for k in schema} for c in self.changes]
+        return pl.DataFrame(rows, schema=schema)
+
+    def metadata(self) -> dict[str, str]:
+        """Parquet metadata of the tables: schema tag and the run's parameters."""
+        return {"clef.schema": SCHEMA, "clef.trend.model_id": self.model_id,
+                "clef.trend.source_sha256": self.source_sha256, "clef.trend.context_s": f"{self.context_s:g}",
+                "clef.trend.duration_s": f"{self.duration_s:g}", "clef.trend.config": self.config.model_dump_json(),
+                "clef.trend.freqs_hz": json.dumps([round(float(f), 6) for f in self.freqs])}
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write the three tables into ``out_dir`` (atomically); returns ``{name: path}``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        meta = self.metadata()
+        return {name: write_parquet_atomic(df, out / f"{name}.parquet", metadata=meta)
+                for name, df in (("trend", self.table()), ("csa", self.csa_table()), ("changes", self.changes_table()))}
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds)) % 86400
+    return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def _clock_of(starttime: str) -> float | None:
+    """Seconds after midnight of an EDF ``hh.mm.ss`` start time (None when unreadable)."""
+    m = re.match(r"^\s*(\d{1,2})[.:](\d{1,2})[.:](\d{1,2})\s*$", starttime or "")
+    if not m:
+        return None
+    h, mi, s = (int(g) for g in m.groups())
+    if h > 23 or mi > 59 or s > 59:
+        return None
+    return float(h * 3600 + mi * 60 + s)
+
+
+def check_probes(probes: Mapping[str, Scorer], model_id: str, dim: int) -> None:
+    """Refuse probes fitted on another checkpoint or width.
+
+    A probe may carry ``model_id`` and ``dim`` attributes (the benchmark's
+    :class:`benchmark_tasks.probes.TaskProbe` does); a probe without them is trusted.
+
+    Raises
+    ------
+    ValueError
+        Naming the first probe of another model or width.
+    """
+    for task, p in probes.items():
+        pid = getattr(p, "model_id", None)
+        if pid is not None and pid != model_id:
+            raise ValueError(f"probe {task!r} was fitted on model {pid}, the checkpoint is model {model_id}: "
+                             "probes for another checkpoint")
+        pdim = getattr(p, "dim", None)
+        if pdim is not None and int(pdim) != dim:
+            raise ValueError(f"probe {task!r} scores embeddings of width {pdim}, the checkpoint's are {dim}")
+
+
+class TrendBuilder:
+    """The incremental trend: give it frame blocks (:meth:`add`), then :meth:`result`.
+
+    Nothing in it reads a file: a batch run feeds it a recording's frames
+    (:func:`trend`); a follower of a growing file can feed it new frames as they come,
+    each :meth:`add` computing the stride points and CSA steps they complete (changes
+    are flagged ``k`` strides after their boundary).
+
+    Parameters
+    ----------
+    embedder : Embedder
+        The session model (and its tokenizer).
+    probes : mapping of str to callable, optional
+        ``{task: scorer}``, each scoring ``(n, dim)`` embeddings (checked by :func:`check_probes`).
+    config : TrendConfig
+    """
+
+    def __init__(self, embedder: Embedder, probes: Mapping[str, Scorer] | None = None,
+                 config: TrendConfig | None = None) -> None:
+        self.config = config or TrendConfig()
+        self.embedder = embedder
+        self.tokenizer: Tokenizer = embedder.tokenizer
+        self.contract: SignalContract = embedder.contract
+        self.probes = dict(probes or {})
+        check_probes(self.probes, embedder.model_id, int(embedder.cfg.model.dim))
+        sp = self.contract.spectrogram
+        self.step_s = float(sp.step_s)
+        if self.config.stride_s < self.step_s:
+            raise ValueError(f"a stride of at least the spectrogram step ({self.step_s:g} s) expected, "
+                             f"found {self.config.stride_s:g} s")
+        self.stride = max(1, int(round(self.config.stride_s / self.step_s)))
+        self.csa_step = max(1, int(round(self.config.csa_step_s / self.step_s)))
+        self.window = self.tokenizer.spec.window_frames
+        gf, gt = self.tokenizer.grid
+        self.grid = (gf, gt)
+        self.column_frames = self.window // gt
+        self.context_columns = embedder.context_columns or gt
+        self.context = self.context_columns * self.column_frames  # frames
+        self.freqs = sp.fmin + np.arange(sp.n_freqs) / sp.window_s
+        layout = HemisphereLayout.from_channels(self.contract.channels)
+        self._left = np.array(layout.left[:layout.n_lateral])
+        self._right = np.array(layout.right[:layout.n_lateral])
+        c = self.config
+        quiet = -(-self.context // self.stride) + c.change_k  # an echo: the change leaving the context's start
+        self.embedding_change = ChangeDetector(k=c.change_k, z=c.change_z, min_history=c.min_history,
+                                               min_delta=c.embedding_min_delta, refractory=quiet, metric="cosine")
+        self.score_changes = {t: ChangeDetector(k=c.change_k, z=c.change_z, min_history=c.min_history,
+                                                min_delta=c.score_min_delta, refractory=quiet, metric="absolute")
+                              for t in self.probes}
+        self.changes: list[Change] = []
+        self.frames = 0  # frames received
+        self._buf: np.ndarray | None = None  # the last frames (channels, bins, ≤ window + block)
+        self._buf_mask: np.ndarray | None = None
+        self._buf_start = 0
+        self._t: list[float] = []
+        self._emb: list[np.ndarray] = []
+        self._valid: list[float] = []
+        self._scores: dict[str, list[float]] = {t: [] for t in self.probes}
+        # CSA of the open step: sums of dB and of linear power per side and bin, valid frames
+        self._csa_acc = np.zeros((2, 2, len(self.freqs)), dtype=np.float64)
+        self._csa_n = 0
+        self._csa_t: list[float] = []
+        self._csa_rows: list[np.ndarray] = []  # (2, n_freqs) mean dB
+        self._csa_lin: list[np.ndarray] = []  # (2, n_freqs) mean linear power
+
+    @property
+    def context_s(self) -> float:
+        """Seconds of signal one embedding sees."""
+        return self.context * self.step_s
+
+    @property
+    def n_points(self) -> int:
+        """Stride points computed so far."""
+        return len(self._t)
+
+    def add(self, block: FrameBlock) -> int:
+        """Take the next frames; returns the stride points they completed."""
+        n = block.values.shape[2]
+        if n == 0:
+            return 0
+        self._add_csa(block)
+        if self._buf is None:
+            self._buf, self._buf_mask = block.values, block.frame_mask.astype(bool)
+        else:
+            self._buf = np.concatenate([self._buf, block.values], axis=2)
+            self._buf_mask = np.concatenate([self._buf_mask, block.frame_mask.astype(bool)])
+        end = self.frames + n
+        first = max(self.frames + 1, self.context)
+        points = [t for t in range(-(-first // self.stride) * self.stride, end + 1, self.stride)]
+        self.frames = end
+        self._embed_points(points, block.channel_mask)
+        keep = min(self._buf.shape[2], self.window)
+        self._buf_start = end - keep
+        self._buf, self._buf_mask = self._buf[:, :, -keep:].copy(), self._buf_mask[-keep:].copy()
+        return len(points)
+
+    def finish(self) -> None:
+        """End of the recording: close the open runs of the change rule."""
+        for onset, peak in self.embedding_change.finish():
+            self._change("embedding", onset, peak)
+        for task, det in self.score_changes.items():
+            for onset, peak in det.finish():
+                self._change(f"score:{task}", onset, peak)
+
+    def _add_csa(self, block: FrameBlock) -> None:
+        cm = block.channel_mask.astype(bool)
+        sides = [s[cm[s]] for s in (self._left, self._right)]
+        pos, n = 0, block.values.shape[2]
+        while pos < n:
+            take = min(n - pos, self.csa_step - (self.frames + pos) % self.csa_step)
+            fm = block.frame_mask[pos:pos + take].astype(bool)
+            if fm.any():
+                for k, chans in enumerate(sides):
+                    if chans.size:
+                        db = block.values[chans][:, :, pos:pos + take][:, :, fm].astype(np.float32)
+                        self._csa_acc[k, 0] += db.mean(0).sum(1)
+                        self._csa_acc[k, 1] += np.power(10.0, db / 10.0, dtype=np.float32).mean(0).sum(1)
+                self._csa_n += int(fm.sum())
+            pos += take
+            if (self.frames + pos) % self.csa_step == 0:
+                mean = self._csa_acc / self._csa_n if self._csa_n else np.full_like(self._csa_acc, np.nan)
+                absent = [not s.size for s in sides]
+                mean[absent] = np.nan
+                self._csa_t.append((self.frames + pos) * self.step_s)
+                self._csa_rows.append(mean[:, 0].astype(np.float32))
+                self._csa_lin.append(mean[:, 1])
+                self._csa_acc[:] = 0
+                self._csa_n = 0
+
+    @torch.no_grad()
+    def _embed_points(self, points: list[int], channel_mask: np.ndarray) -> None:
+        """Embed the contexts ending at ``points`` (frames from the start), a tokenizer batch at a time."""
+        tok, gf = self.tokenizer, self.grid[0]
+        assert self._buf is not None and self._buf_mask is not None
+        for a in range(0, len(points), tok.batch_size):
+            batch = points[a:a + tok.batch_size]
+            xs, ms, ends = [], [], []
+            for t in batch:
+                lo = max(0, t - self.window)
+                i, j = lo - self._buf_start, t - self._buf_start
+                x, m = window_input(self._buf[:, :, i:j], self._buf_mask[i:j], channel_mask, 0, tok.spec)
+                xs.append(x)
+                ms.append(m)
+                ends.append(-(-(t - lo) // self.column_frames))  # token column the context ends at
+            x_t = torch.from_numpy(np.stack(xs)).to(tok.device)
+            m_np = np.stack(ms)
+            codes, _ = tok.model.tokenize(x_t, torch.from_numpy(m_np).to(tok.device))
+            valid = token_mask_np(m_np, self.grid)
+            c_cols = self.context_columns
+            ctx_codes = torch.stack([codes[b, :, e - c_cols:e] for b, e in enumerate(ends)]).long()
+            ctx_valid = torch.from_numpy(np.stack([valid[b, :, e - c_cols:e] for b, e in enumerate(ends)]))
+            enc = self.embedder.encoder
+            dev = self.embedder.device
+            emb = enc(ctx_codes.reshape(len(batch), gf, c_cols).to(dev), ctx_valid.to(dev)).window_embedding
+            emb_np = emb.float().cpu().numpy()
+            for b, t in enumerate(batch):
+                lo = max(0, t - self.context)
+                frac = float(self._buf_mask[lo - self._buf_start:t - self._buf_start].mean())
+                e = emb_np[b] if ctx_valid[b].any() else np.full(emb_np.shape[1], np.nan, dtype=np.float32)
+                self._push_point(t * self.step_s, e, frac)
+
+    def _push_point(self, t_s: float, emb: np.ndarray, valid_fraction: float) -> None:
+        self._t.append(t_s)
+        self._emb.append(emb.astype(np.float32))
+        self._valid.append(valid_fraction)
+        for onset, peak in self.embedding_change.push(emb):
+            self._change("embedding", onset, peak)
+        for task, probe in self.probes.items():
+            s = float(np.asarray(probe(emb[None].astype(np.float64))).reshape(-1)[0]) if np.isfinite(emb).all() \
+                else float("nan")
+            self._scores[task].append(s)
+            for onset, peak in self.score_changes[task].push(s):
+                self._change(f"score:{task}", onset, peak)
+
+    def _change(self, signal: str, onset: int, peak: int) -> None:
+        det = self.embedding_change if signal == "embedding" else self.score_changes[signal[len("score:"):]]
+
+        def boundary(j: int) -> float:
+            return 0.5 * (self._t[j - 1] + self._t[j])
+
+        detected = self._t[min(onset + det.k - 1, len(self._t) - 1)]
+        ch = Change(signal, onset, boundary(onset), boundary(peak), detected, det.distance[peak], det.threshold[peak])
+        self.changes.append(ch)
+        log.info("change in %s at %.0f s (distance %.3g > %.3g)", signal, ch.onset_s, ch.distance, ch.threshold)
+
+    def result(self, *, annotations: tuple[Annotation, ...] = (), source_path: str = "", source_sha256: str = "",
+               start_clock_s: float | None = None) -> TrendResult:
+        """The trend so far (call :meth:`finish` first at the end of a recording)."""
+        dim = int(self.embedder.cfg.model.dim)
+        n_f = len(self.freqs)
+        csa = np.stack(self._csa_rows) if self._csa_rows else np.zeros((0, 2, n_f), np.float32)
+        lin = np.stack(self._csa_lin) if self._csa_lin else np.zeros((0, 2, n_f))
+        bands: dict[str, np.ndarray] = {}
+        for k, side in enumerate(("left", "right")):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                power = band_power_from_psd(lin[:, k], self.freqs, CANONICAL_BANDS, axis=1)
+                for name, p in power.items():
+                    bands[f"{side}_{name}_db"] = (10.0 * np.log10(p)).astype(np.float32)
+        return TrendResult(
+            t_s=np.asarray(self._t, dtype=np.float64),
+            embeddings=np.stack(self._emb) if self._emb else np.zeros((0, dim), np.float32),
+            valid_fraction=np.asarray(self._valid, dtype=np.float32),
+            scores={t: np.asarray(v, dtype=np.float64) for t, v in self._scores.items()},
+            embedding_change=self.embedding_change, score_changes=self.score_changes,
+            changes=sorted(self.changes, key=lambda c: (c.onset_s, c.signal)),
+            csa_t_s=np.asarray(self._csa_t, dtype=np.float64), csa_left=csa[:, 0], csa_right=csa[:, 1], bands=bands,
+            freqs=self.freqs, context_s=self.context_s, start_clock_s=start_clock_s, annotations=annotations,
+            source_path=source_path, source_sha256=source_sha256, model_id=self.embedder.model_id,
+            duration_s=self.frames * self.step_s, config=self.config)
+
+
+def trend(path: str | Path, checkpoint: str | Path | Embedder, *, probes: Mapping[str, Scorer] | None = None,
+          stride_s: float | str = 300.0, config: TrendConfig | None = None, device: str = "cpu",
+          threads: int | None = None, block_s: float = BLOCK_S,
+          progress: Callable[[float, float], None] | None = None) -> TrendResult:
+    """The trend of a long recording, streamed once in bounded memory.
+
+    See the module docstring for what is computed per stride point and per CSA step,
+    and for the change rule and its defaults.
+
+    Parameters
+    ----------
+    path : path
+        EDF/BDF file.
+    checkpoint : path or Embedder
+        Session-transformer checkpoint (with its ``tokenizer/``).
+    probes : mapping of str to callable, optional
+        ``{task: scorer}`` applied to the embeddings (e.g.
+        ``benchmark_tasks.probes.load_probes(RESULTS)``); probes fitted on another
+        checkpoint are refused.
+    stride_s : float or str
+        Seconds between stride points, or a duration (``5min``, :func:`parse_duration`);
+        overrides ``config.stride_s``.
+    config : TrendConfig, optional
+        The other parameters.
+    device : str
+        Torch device.
+    threads : int, optional
+        Threads of the preprocessing.
+    block_s : float
+        Seconds of signal read at a time.
+    progress : callable, optional
+        Called as ``progress(seconds_done, seconds_total)`` as the recording is read.
+
+    Returns
+    -------
+    TrendResult
+
+    Raises
+    ------
+    tokenizer.IngestError
+        The file cannot be read, or is shorter than one context (:class:`~tokenizer.TooShortError`).
+    ValueError
+        A bad stride or configuration, probes of another checkpoint, or no stride point
+        inside the recording.
+    """
+    stride = parse_duration(stride_s)
+    config = (config or TrendConfig()).model_copy(update={"stride_s": stride})
+    TrendConfig.model_validate(config.model_dump())
+    embedder = checkpoint if isinstance(checkpoint, Embedder) else Embedder(checkpoint, device=device)
+    builder = TrendBuilder(embedder, probes, config)
+    header = read_header(path)
+    total = float(header.duration_s)
+    if total < builder.context_s:
+        raise TooShortError(path, f"expected at least one context of the model ({builder.context_s:g} s) for a "
+                                  f"trend, found {total:g} s")
+    first = math.ceil(builder.context / builder.stride) * builder.stride * builder.step_s
+    if first > total:
+        raise ValueError(f"{path}: the recording ({total:g} s) ends before the first stride point ({first:g} s): "
+                         "choose a shorter stride")
+    stream = RecordingStream(path, builder.contract, threads=threads, channel_map=embedder.channel_map,
+                             block_s=block_s)
+
+    def finish() -> bool:
+        if stream.info is not None:
+            stream.info.check_long_enough(builder.contract)
+        return stream.info is not None
+
+    for block in _with_progress(checked_frames(str(path), stream, builder.contract, finish=finish), progress,
+                                total, builder.step_s):
+        builder.add(block)
+    builder.finish()
+    if stream.late_masked:
+        log.warning("%s: %s flat or railed, found only at the end: kept in the trend", Path(path).name,
+                    ", ".join(stream.late_masked))
+    if builder.n_points == 0:
+        raise ValueError(f"{path}: no stride point inside the recording: choose a shorter stride")
+    info = stream.info
+    return builder.result(annotations=tuple(info.annotations) if info else (), source_path=str(path),
+                          source_sha256=stream.source_sha256 or "", start_clock_s=_clock_of(header.starttime))
+
+
+def _with_progress(frames: Iterable[FrameBlock], progress: Callable[[float, float], None] | None, total: float,
+                   step_s: float) -> Iterator[FrameBlock]:
+    done = 0
+    for f in frames:
+        yield f
+        done += f.values.shape[2]
+        if progress is not None:
+            progress(min(done * step_s, total), total)
