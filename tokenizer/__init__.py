@@ -21,6 +21,7 @@ from tokenizer.errors import (
     CorruptHeaderError,
     DenseCapError,
     EmptyFileError,
+    FileChangedError,
     IngestError,
     NoDataRecordsError,
     NoEEGChannelsError,
@@ -33,15 +34,15 @@ from tokenizer.errors import (
     UnreadableFileError,
 )
 from tokenizer.hashing import file_sha256
-from tokenizer.ingest import read_recording
+from tokenizer.ingest import follow_recording, read_recording
 from tokenizer.recording import ChannelReport, Recording
 
 __all__ = [
     "Annotation", "BipolarMontageError", "CANONICAL_ALIASES", "CANONICAL_CHANNELS", "ChannelMap", "ChannelMapError",
     "ChannelReport", "DenseCapError",
     "ContractMismatchError", "CorruptHeaderError", "Deidentified", "EDFHeader", "EmptyFileError",
-    "FilterParams", "IngestError", "NoDataRecordsError", "NoEEGChannelsError", "NoSignalsError",
+    "FileChangedError", "FilterParams", "IngestError", "NoDataRecordsError", "NoEEGChannelsError", "NoSignalsError",
     "NotEDFError", "Recording", "SignalContract", "SignalHeader", "SpectrogramParams",
     "TooFewChannelsError", "TooShortError", "TruncatedFileError", "UnitError", "UnreadableFileError",
-    "classify_label", "file_sha256", "map_channels", "normalise_label", "read_header", "read_recording",
+    "classify_label", "file_sha256", "follow_recording", "map_channels", "normalise_label", "read_header", "read_recording",
 ]

@@ -174,7 +174,8 @@ def open_edf(path: str | Path) -> BinaryIO:
         raise UnreadableFileError(p, f"cannot read file: {exc.strerror or exc}") from None
 
 
-def read_header(path: str | Path, *, strict: bool = False, source: BinaryIO | None = None) -> EDFHeader:
+def read_header(path: str | Path, *, strict: bool = False, source: BinaryIO | None = None,
+                growing: bool = False) -> EDFHeader:
     """Parse and validate the header of an EDF/EDF+/BDF/BDF+ file.
 
     Only the header is read (plus the file size, and for a file cut short the start of
@@ -200,6 +201,11 @@ def read_header(path: str | Path, *, strict: bool = False, source: BinaryIO | No
         ``path`` already open at its start (:func:`open_edf`), read from front to back
         instead of opening it here and left open at the first data record: a reader that
         goes on to the data reads each byte once (:func:`tokenizer.ingest.read_recording`).
+    growing : bool
+        The file is still being written (:func:`tokenizer.ingest.follow_recording`):
+        ``n_records`` counts the complete records in the file now, whatever the header's
+        count says (-1, or a count that lags the data), none is an error, and neither a
+        half-written last record nor records beyond the count are warned about.
 
     Returns
     -------
@@ -267,7 +273,7 @@ def read_header(path: str | Path, *, strict: bool = False, source: BinaryIO | No
     record_bytes = sum(s.samples_per_record for s in signals) * bytes_per_sample
     data_bytes = size - expected_header
     tail_s = 0.0
-    if n_records == -1:
+    if n_records == -1 and not growing:
         # Allowed by the spec while recording; derive the count from the file size.
         n_records = data_bytes // record_bytes if record_bytes else 0
         if n_records == 0:
@@ -284,7 +290,12 @@ def read_header(path: str | Path, *, strict: bool = False, source: BinaryIO | No
             data_bytes = n_records * record_bytes  # not "trailing bytes" below
     elif n_records < -1:
         raise CorruptHeaderError(p, f"number of data records must be >= 0, found {n_records}")
-    if n_records == 0:
+    if growing:
+        # A recorder's file: its count is -1 or lags the data while it writes, and its last
+        # record may be half written; what counts is the complete records there now.
+        n_records = data_bytes // record_bytes if record_bytes else 0
+        data_bytes = n_records * record_bytes
+    elif n_records == 0:
         raise NoDataRecordsError(p, "expected at least one data record, header says 0")
     expected_data = n_records * record_bytes
     if data_bytes < expected_data:
@@ -325,6 +336,29 @@ def read_header(path: str | Path, *, strict: bool = False, source: BinaryIO | No
                      record_duration=record_duration, signals=signals, file_size=size, warnings=tuple(warnings),
                      truncated_tail_s=float(tail_s))
 
+
+#: The fixed fields of the first 256 header bytes: (name, first byte, stop byte).
+_FIXED_FIELDS: tuple[tuple[str, int, int], ...] = (
+    ("version", 0, 8), ("patient", 8, 88), ("recording", 88, 168), ("startdate", 168, 176),
+    ("starttime", 176, 184), ("header bytes", 184, 192), ("reserved", 192, 236),
+    ("number of data records", 236, 244), ("record duration", 244, 252), ("number of signals", 252, 256),
+)
+#: Where the number of data records lies in the header (a recorder rewrites it as it writes).
+RECORD_COUNT_BYTES = slice(236, 244)
+
+
+def header_field_at(offset: int, n_signals: int) -> str:
+    """The header field that byte ``offset`` of a header of ``n_signals`` signals belongs to,
+    in words (``"record duration"``, ``"label of signal 3"``), to say what changed."""
+    for name, lo, hi in _FIXED_FIELDS:
+        if lo <= offset < hi:
+            return name
+    pos = 256
+    for name, width in _SIGNAL_FIELDS:
+        if offset < pos + width * n_signals:
+            return f"{name.replace('_', ' ')} of signal {(offset - pos) // width + 1}"
+        pos += width * n_signals
+    return "data"
 
 def _misplaced_record(p: str, header_bytes: int, record_bytes: int, bps: int, signals: tuple[SignalHeader, ...],
                       records: tuple[int, ...]) -> int | None:

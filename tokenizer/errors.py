@@ -61,6 +61,13 @@ class NoDataRecordsError(IngestError):
     kind = "no_data_records"
 
 
+class FileChangedError(IngestError):
+    """A recording followed while it is written changed other than by growing: its header
+    changed (other than its record count) or the file shrank."""
+
+    kind = "file_changed"
+
+
 class NoSignalsError(IngestError):
     """The file holds no ordinary signals (e.g. an annotation-only EDF+)."""
 

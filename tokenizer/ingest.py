@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Collection, Iterator
 
@@ -29,17 +30,26 @@ from tokenizer.edf_data import (
     read_digital,
     to_physical,
 )
-from tokenizer.edf_header import EDFHeader, SignalHeader, open_edf, read_header
+from tokenizer.edf_header import (
+    RECORD_COUNT_BYTES,
+    EDFHeader,
+    SignalHeader,
+    header_field_at,
+    open_edf,
+    read_header,
+)
 from tokenizer.errors import (
     ContractMismatchError,
     CorruptHeaderError,
     DenseCapError,
+    FileChangedError,
+    NoDataRecordsError,
     NoEEGChannelsError,
     NoSignalsError,
     TooFewChannelsError,
     UnitError,
 )
-from tokenizer.hashing import HashingReader
+from tokenizer.hashing import HashingReader, file_sha256
 from tokenizer.montage import BipolarMontage, plan_bipolar
 from tokenizer.preprocess import (
     plan_filter,
@@ -310,6 +320,49 @@ class _Segment:
     digital: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Follow:
+    """How a :class:`RecordingStream` follows a file that a recorder is still writing.
+
+    Attributes
+    ----------
+    poll_s : float
+        Seconds between looks at the file once every complete record is read.
+    idle_timeout_s : float or None
+        Stop after this many seconds without a new complete record (None: never).
+    stop : callable or None
+        Stop when it returns True (asked before every wait).
+    lookahead_s : float
+        Seconds of signal after a block that its filters see: a block is out once the
+        recorder has written this much beyond its end. With the default
+        (:data:`MARGIN_S`, the margin of every streamed block) the blocks are the
+        finished file's read whole, within float32 rounding; a live display that cannot
+        wait a minute takes less and accepts the zero-phase filter's edge transient at
+        each block's end (its size is in the README). The signal before a block is
+        always seen over :data:`MARGIN_S`.
+
+    Raises
+    ------
+    ValueError
+        A non-positive poll, timeout or margin.
+    """
+
+    poll_s: float = 1.0
+    idle_timeout_s: float | None = None
+    stop: Callable[[], bool] | None = None
+    lookahead_s: float = MARGIN_S
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.poll_s) and self.poll_s > 0):
+            raise ValueError(f"poll_s must be a positive number of seconds, found {self.poll_s}")
+        if self.idle_timeout_s is not None and not self.idle_timeout_s > 0:
+            raise ValueError(f"idle_timeout_s must be positive seconds or None, found {self.idle_timeout_s}")
+        if not (math.isfinite(self.lookahead_s) and self.lookahead_s > 0):
+            raise ValueError(f"lookahead_s must be a positive number of seconds, found {self.lookahead_s}")
+        if self.stop is not None and not callable(self.stop):
+            raise ValueError(f"stop must be a callable returning bool, found {type(self.stop).__name__}")
+
+
 class RecordingStream:
     """An EDF/EDF+/BDF/BDF+ file read once, front to back, as blocks of canonical signal.
 
@@ -344,7 +397,13 @@ class RecordingStream:
     known : callable, optional
         Called with the file's SHA-256 as soon as it is known (once every record is
         read: before the first block of a recording read whole); when it returns True
-        the stream stops there, :attr:`info` stays None.
+        the stream stops there, :attr:`info` stays None. Not asked when following.
+    follow : Follow, optional
+        Read a file that a recorder is still writing (:func:`follow_recording`): its
+        complete records as they appear, whatever its record count says, until the
+        file stops growing or ``follow.stop`` says so; blocks come as soon as the
+        records after them (``follow.lookahead_s``) are written, up to ``block_s``
+        (default :data:`BLOCK_S`) each.
 
     Attributes
     ----------
@@ -354,26 +413,36 @@ class RecordingStream:
         The file's SHA-256, once every record is read.
     late_masked : tuple of str
         Signals carried by the blocks but masked at the end (flat or railed).
+    records_read : int
+        Data records read so far.
     """
 
     def __init__(self, path: str | Path, contract: SignalContract | None = None, *, salt: str | None = None,
                  threads: int | None = None, strict: bool = False, channel_map: ChannelMap | None = None,
                  block_s: float | None = None, exclude: Collection[str] = (),
-                 known: Callable[[str], bool] | None = None) -> None:
+                 known: Callable[[str], bool] | None = None, follow: Follow | None = None) -> None:
         self.path = path
         self.contract = contract or SignalContract()
         self.salt, self.strict, self.channel_map = salt, strict, channel_map
         self.threads = threads if threads is not None else default_threads()
-        self.block_s, self.exclude, self.known = block_s, frozenset(exclude), known
+        self.block_s, self.exclude, self.known, self.follow = block_s, frozenset(exclude), known, follow
         self.info: RecordingInfo | None = None
         self.source_sha256: str | None = None
         self.late_masked: tuple[str, ...] = ()
+        self.records_read = 0
 
     def __iter__(self) -> Iterator[SignalBlock]:
         with HashingReader(open_edf(self.path)) as f, ThreadPoolExecutor(max_workers=max(1, self.threads)) as ex:
-            header = read_header(self.path, strict=self.strict, source=f)
+            if self.follow is not None:
+                _wait_for_header(f, self.follow)
+            header = read_header(self.path, strict=self.strict, source=f, growing=self.follow is not None)
             plan = _plan_reading(header, self.contract, self.channel_map)
-            run = _Run(header, plan, self.contract, ex, self.exclude)
+            run = _Run(header, plan, self.contract, ex, self.exclude,
+                       MARGIN_S if self.follow is None else self.follow.lookahead_s)
+            if self.follow is not None:
+                yield from self._follow(f, run)
+                self.info, self.late_masked = run.finish(self.source_sha256, self.salt)
+                return
             total, rec_s = header.n_records, header.record_duration
             whole = self.block_s is None or total * rec_s <= self.block_s
             per_read = total if whole else max(1, int(self.block_s // rec_s))
@@ -384,6 +453,7 @@ class RecordingStream:
                 k = min(per_read, total - done)
                 digital = read_digital(header, signals, k, source=f)
                 done += k
+                self.records_read = done
                 if done == total:
                     self.source_sha256 = f.sha256()
                     if self.known is not None and self.known(self.source_sha256):
@@ -391,12 +461,191 @@ class RecordingStream:
                 yield from run.take(digital, last=done == total)
             self.info, self.late_masked = run.finish(self.source_sha256, self.salt)
 
+    def _follow(self, f: HashingReader, run: _Run) -> Iterator[SignalBlock]:
+        """The blocks of a growing file, as its complete records appear (:attr:`follow`)."""
+        fo, header, p = self.follow, run.header, str(self.path)
+        rec_s, rec_bytes = header.record_duration, header.record_bytes
+        block_s = self.block_s or BLOCK_S
+        run.block, run.eager = run.grid(block_s), True
+        per_read = max(1, int(block_s // rec_s))
+        signals = [*run.plan.sigs.values(), *header.annotation_signals]
+        fd = f.fileno()
+        first = os.pread(fd, header.header_bytes, 0)
+        size, count = header.file_size, _record_count(p, first)
+        last_growth = time.monotonic()
+        while True:
+            available = (size - header.header_bytes) // rec_bytes
+            if available > self.records_read:
+                view = replace(header, n_records=available)
+                while self.records_read < available:
+                    k = min(per_read, available - self.records_read)
+                    digital = read_digital(view, signals, k, source=f)
+                    self.records_read += k
+                    yield from run.take(digital, last=False)
+                last_growth = time.monotonic()
+            if fo.stop is not None and fo.stop():
+                break
+            if fo.idle_timeout_s is not None and time.monotonic() - last_growth >= fo.idle_timeout_s:
+                log.info("%s: no new data record for %g s; following stops", os.path.basename(p), fo.idle_timeout_s)
+                break
+            time.sleep(fo.poll_s)
+            size, count = _look_again(p, fd, first, header.header_bytes + self.records_read * rec_bytes)
+        done = self.records_read
+        if done == 0:
+            raise NoDataRecordsError(p, f"expected at least one data record, found none when following stopped "
+                                        f"({size - header.header_bytes} bytes of data, a record is {rec_bytes})")
+        partial = (size - header.header_bytes) % rec_bytes
+        if partial:
+            run.notes.append(f"incomplete last data record ({partial} of {rec_bytes} bytes) not read: the file "
+                             "stopped growing mid-record")
+        if count != done:
+            said = "-1 (unknown)" if count == -1 else str(count)
+            run.notes.append(f"the header's record count was {said} when following stopped after {done} records")
+        run.header = replace(header, n_records=done, file_size=size,
+                             truncated_tail_s=rec_s if partial else 0.0)
+        yield from run._close(None)
+        # The identity of the file is its bytes now: the count a recorder rewrote changes the
+        # header hashed at the start, so such a file is hashed again.
+        now = os.pread(fd, header.header_bytes, 0)
+        self.source_sha256 = f.sha256() if now == first else file_sha256(p)
+
+
+def follow_recording(path: str | Path, contract: SignalContract | None = None, *, poll_s: float = 1.0,
+                     idle_timeout_s: float | None = None, stop: Callable[[], bool] | None = None,
+                     lookahead_s: float = MARGIN_S, block_s: float = BLOCK_S, salt: str | None = None,
+                     threads: int | None = None, channel_map: ChannelMap | None = None) -> RecordingStream:
+    """Follow an EDF/EDF+/BDF/BDF+ file that a recorder is still writing.
+
+    The recorder appends data records and leaves the header's record count at -1 or
+    rewrites it as it goes; what is read is the file's complete records, as they appear
+    (a half-written last record is read once complete). Each record is read once, and
+    the signal comes out as :class:`SignalBlock` s in order, without gaps or repeats,
+    preprocessed as :class:`RecordingStream` preprocesses a finished file: with the
+    default ``lookahead_s`` the blocks joined are the finished file read whole, within
+    float32 rounding. Memory stays a few blocks, however long the recording runs.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file being written (it must exist; its header may still be on its way).
+    contract : SignalContract, optional
+        Target contract (default: the base configuration).
+    poll_s : float
+        Seconds between looks at the file once every complete record is read.
+    idle_timeout_s : float or None
+        Stop after this many seconds without a new complete record (None: never).
+    stop : callable or None
+        Stop when it returns True (asked before every wait).
+    lookahead_s : float
+        Seconds of signal after a block that its filters see; a block is out once the
+        recorder has written this much beyond it (see :class:`Follow`).
+    block_s : float
+        Longest block, in seconds (a backlog already in the file comes in such blocks).
+    salt, threads, channel_map
+        As for :func:`read_recording`.
+
+    Returns
+    -------
+    RecordingStream
+        Iterate it for the blocks; its :attr:`~RecordingStream.info` is set when
+        following stops (the file's SHA-256 is then that of its bytes at that moment).
+
+    Raises
+    ------
+    ValueError
+        A non-positive ``poll_s``, ``idle_timeout_s``, ``lookahead_s`` or ``block_s``.
+    tokenizer.IngestError
+        While iterating: a file that is not EDF/BDF (:class:`NotEDFError`) or cannot be
+        used (as :func:`read_recording`); :class:`FileChangedError` when its header
+        changes other than by its record count, or the file shrinks;
+        :class:`NoDataRecordsError` when it stops before its first complete record.
+    """
+    if not (math.isfinite(block_s) and block_s > 0):
+        raise ValueError(f"block_s must be a positive number of seconds, found {block_s}")
+    follow = Follow(poll_s=poll_s, idle_timeout_s=idle_timeout_s, stop=stop, lookahead_s=lookahead_s)
+    return RecordingStream(path, contract, salt=salt, threads=threads, channel_map=channel_map, block_s=block_s,
+                           follow=follow)
+
+
+def _wait_for_header(f: HashingReader, follow: Follow) -> None:
+    """Wait until the file holds its whole header (a recorder may have only created it).
+
+    Returns as soon as the header is there, or as soon as the first bytes show it is not
+    EDF/BDF, or after ``follow.idle_timeout_s`` (or ``stop``): :func:`read_header` then
+    raises what is wrong.
+    """
+    fd, since = f.fileno(), time.monotonic()
+    while True:
+        size = os.fstat(fd).st_size
+        head = os.pread(fd, 256, 0)
+        if len(head) >= 8 and head[:8] not in (b"0       ", b"\xffBIOSEMI"):
+            return
+        if len(head) == 256:
+            try:
+                need = 256 * (int(head[252:256].decode("ascii").strip()) + 1)
+            except ValueError:
+                return
+            if size >= need:
+                return
+        if (follow.stop is not None and follow.stop()) or (
+                follow.idle_timeout_s is not None and time.monotonic() - since >= follow.idle_timeout_s):
+            return
+        time.sleep(follow.poll_s)
+
+
+def _record_count(path: str, head: bytes) -> int:
+    """The header's record count (-1: unknown).
+
+    Raises
+    ------
+    CorruptHeaderError
+        A count that is not an integer of at least -1.
+    """
+    text = head[RECORD_COUNT_BYTES].decode("ascii", errors="replace").strip()
+    try:
+        n = int(text)
+    except ValueError:
+        n = -2
+    if n < -1:
+        raise CorruptHeaderError(path, f"header field 'number of data records' should be an integer of at least -1, "
+                                       f"found {text!r} while following the file")
+    return n
+
+
+def _look_again(path: str, fd: int, first: bytes, read_to: int) -> tuple[int, int]:
+    """The size and record count of a followed file, after checking that it only grew.
+
+    Raises
+    ------
+    FileChangedError
+        A header that changed other than in its record count, or a file shorter than the
+        bytes already read from it (truncated or replaced).
+    CorruptHeaderError
+        A record count that is no longer a number.
+    """
+    size = os.fstat(fd).st_size
+    head = os.pread(fd, len(first), 0)
+    if size < read_to or len(head) < len(first):
+        raise FileChangedError(path, f"expected a file that only grows, found {size} bytes after {read_to} were read "
+                                     "(truncated or replaced while followed)")
+    if head != first:
+        count = RECORD_COUNT_BYTES
+        at = next((i for i, (a, b) in enumerate(zip(first, head)) if a != b and not count.start <= i < count.stop),
+                  None)
+        if at is not None:
+            n_signals = (len(first) - 256) // 256
+            was, now = first[at : at + 16].decode("latin-1"), head[at : at + 16].decode("latin-1")
+            raise FileChangedError(path, f"expected a header that changes only its record count while the file is "
+                                         f"written, found the {header_field_at(at, n_signals)} changed "
+                                         f"(from byte {at}: {was!r} -> {now!r})")
+    return size, _record_count(path, head)
+
 
 class _Run:
     """The state of one pass of a :class:`RecordingStream`: segments, statistics, blocks."""
 
     def __init__(self, header: EDFHeader, plan: _ReadPlan, contract: SignalContract, ex: ThreadPoolExecutor,
-                 exclude: frozenset[str]) -> None:
+                 exclude: frozenset[str], ahead_s: float = MARGIN_S) -> None:
         self.header, self.plan, self.contract, self.ex, self.exclude = header, plan, contract, ex, exclude
         self.sf = contract.sfreq
         self.filters = {r: plan_filter(r, self.sf, contract.filters) for r in set(plan.rates.values())}
@@ -404,7 +653,13 @@ class _Run:
         self.order = {c: k for k, c in enumerate(contract.channels if plan.montage is None else plan.sigs)}
         self.step = math.lcm(*(fp.up for fp in self.filters.values()))  # blocks start on whole input samples
         self.margin = self.grid(MARGIN_S)
+        #: The margin after a block (shorter when following a recording live).
+        self.ahead = self.grid(ahead_s)
         self.block: int | None = None
+        #: Emit what the records read so far make ready, up to a block, not only whole blocks (following).
+        self.eager = False
+        #: Warnings of the reading itself (a followed file's end), joined to the recording's.
+        self.notes: list[str] = []
         #: per signal: digital minimum and maximum, samples at a digital limit, samples
         self.stats = {c: [s.digital_max, s.digital_min, 0, 0] for c, s in plan.sigs.items()}
         self.usable: list[str] | None = None
@@ -522,16 +777,23 @@ class _Run:
     def _emit(self, length: int | None, cut: int | None = None) -> Iterator[SignalBlock]:
         """Blocks of the current segment that its records read so far make ready; with its
         ``length`` (its end), all that is left, none beyond ``cut`` (the next segment's start)."""
-        seg, block, margin = self.seg, self.block, self.margin
+        seg, block, margin, ahead = self.seg, self.block, self.margin, self.ahead
         while True:
             a = seg.emitted
             if length is not None:
                 if a >= length:
                     return
                 b = length if block is None else min(length, a + block)
-                hi = length if block is None else min(length, b + margin)
+                hi = length if block is None else min(length, b + ahead)
+            elif self.eager:
+                ready = min(seg.n_records * s.samples_per_record * self.filters[self.plan.rates[c]].up
+                            // self.filters[self.plan.rates[c]].down for c, s in self.plan.sigs.items())
+                b = min(a + block, (ready - ahead) // self.step * self.step)
+                if b <= a:
+                    return
+                hi = b + ahead
             else:
-                b, hi = a + block, a + block + margin
+                b, hi = a + block, a + block + ahead
                 if any(self._input(c, hi, ceil=True) > seg.n_records * s.samples_per_record
                        for c, s in self.plan.sigs.items()):
                     return
@@ -634,7 +896,7 @@ class _Run:
         notes = [self._bad(c) for c in plan.sigs]
         bad = {c for c, n in zip(plan.sigs, notes) if n or c in self.exclude}
         late = tuple(c for c in self.usable if c in bad)
-        warnings = [*plan.warnings]
+        warnings = [*plan.warnings, *self.notes]
         if len(self.segments) > 1:
             warnings.append(f"discontinuous recording: {len(self.segments)} segments, {self.gaps:.1f} s of gaps masked")
         warnings += [w for fp in self.filters.values() for w in fp.warnings]
