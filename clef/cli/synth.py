@@ -44,3 +44,33 @@ def synth(
         fail(str(exc))
     err.print(f"wrote {s.n_sessions} sessions of {s.n_patients} patients ({s.hours_of_eeg:.1f} h of EEG) "
               f"to {s.out} in {s.seconds:.1f} s")
+
+
+@app.command("synth-long")
+def synth_long(
+    out: Path = typer.Argument(..., help="Output folder (must be empty or absent)."),
+    n: int = typer.Option(8, "--n", min=1, help="Number of recordings; their kinds cycle through --kinds."),
+    hours: float = typer.Option(6.0, "--hours", help="Duration of each recording in hours (at least 10 minutes)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed: same seed, same recordings."),
+    kinds: str = typer.Option("seizure_cluster,burst_suppression_onset,evolving_encephalopathy,no_change", "--kinds",
+                              help="Comma-separated kinds: seizure_cluster (EMU), burst_suppression_onset (ICU), "
+                                   "evolving_encephalopathy (ICU), no_change."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Parallel processes (0 = all cores)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder."),
+) -> None:
+    """Write long ICU and EMU recordings (hours) whose state changes at a known time (a seizure
+    cluster, burst-suppression onset, an evolving encephalopathy) or does not, with their
+    truth (truth.parquet: kind, onset_s, seizures), to check trends against."""
+    from clef.synthetic.long import synthesize_long_recordings
+
+    chosen = [k.strip() for k in kinds.split(",") if k.strip()]
+    with Progress(TextColumn("[bold]synth-long[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("recordings"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False) as bar:
+        task = bar.add_task("synth-long", total=n)
+        try:
+            s = synthesize_long_recordings(out, n, hours=hours, seed=seed, kinds=chosen, workers=workers or None,
+                                           overwrite=overwrite,
+                                           progress=lambda done, total: bar.update(task, completed=done))
+        except (FileExistsError, ValueError) as exc:
+            fail(str(exc))
+    err.print(f"wrote {s.n_recordings} recordings ({s.hours_of_eeg:.1f} h of EEG) to {s.out} in {s.seconds:.1f} s")

@@ -96,6 +96,8 @@ _STREAMS: tuple[str, ...] = (
     "pdr", "sleep", "slowing", "ied", "gsw", "seizure", "bs", "periodic", "photic",
     "blink", "muscle", "pop", "mains", "ecg",
 )
+#: Streams of a person's traits, drawn from ``spec.trait_seed`` when it is set.
+_TRAIT_STREAMS: tuple[str, ...] = ("side", "locus", "pdr", "mains", "ecg")
 _CTRL_HZ = 10.0  # control rate of envelopes and event rates
 _STATE_INDEX = {s: i for i, s in enumerate(STATES)}
 
@@ -520,6 +522,9 @@ class _Session:
         self._t: np.ndarray | None = None
         root = np.random.default_rng(spec.seed)
         self.rng = dict(zip(_STREAMS, root.spawn(len(_STREAMS))))
+        if spec.trait_seed is not None:
+            traits = dict(zip(_STREAMS, np.random.default_rng(spec.trait_seed).spawn(len(_STREAMS))))
+            self.rng.update({k: traits[k] for k in _TRAIT_STREAMS})
         self.mont: Montage = default_montage(CANONICAL_CHANNELS)
         self.events: list[EEGEvent] = []
         self.brain: list[_Latent] = []

@@ -75,6 +75,11 @@ class SessionSpec:
         Mains frequency of the site (50 or 60).
     seed : int
         Seed of this session's random stream (sessions are independent).
+    trait_seed : int or None
+        Seed of the person's traits (PDR frequency, sides and loci of lesions, mains and
+        ECG pick-up), so that they stay the same across sessions simulated apart, as the
+        consecutive segments of one long recording (:mod:`clef.synthetic.long`); None:
+        drawn from ``seed`` with everything else.
     """
 
     session_id: str
@@ -84,6 +89,7 @@ class SessionSpec:
     findings: tuple[PlantedFinding, ...] = field(default_factory=tuple)
     mains_hz: float = 60.0
     seed: int = 0
+    trait_seed: int | None = None
 
 
 @dataclass(frozen=True)
