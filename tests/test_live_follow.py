@@ -210,3 +210,32 @@ def test_memory_of_a_followed_recording_does_not_grow_with_its_length(tmp_path: 
             tracemalloc.stop()
 
     assert peak(long) / peak(short) < 1.25
+
+
+@pytest.mark.parametrize("count", ["close", "each", "never"])
+def test_a_file_written_record_by_record_is_the_file_written_whole(tmp_path: Path, count: str) -> None:
+    sigs = _signals(12)
+    whole = make_edf(tmp_path / "whole.edf", sigs, annotations=[(3.5, 1.0, "Eyes open")])
+
+    def said() -> bytes:
+        return (tmp_path / "parts.edf").read_bytes()[236:244].strip()
+
+    with EDFStreamWriter(tmp_path / "parts.edf", sigs, record_count=count, atomic=False) as writer:
+        assert said() == b"-1"
+        for a in (0, 4, 8):
+            writer.write([s.data[a * 256 : (a + 4) * 256] for s in sigs],
+                         annotations=[(3.5, 1.0, "Eyes open")] if a == 0 else ())
+            assert said() == (str(a + 4).encode() if count == "each" else b"-1")
+        with pytest.raises(ValueError, match="outside the records written"):
+            writer.write([s.data[:256] for s in sigs], annotations=[(1.0, None, "late")])
+    assert said() == (b"-1" if count == "never" else b"12")
+    a, b = read_recording(whole, CONTRACT), read_recording(tmp_path / "parts.edf", CONTRACT)
+    assert np.array_equal(a.data, b.data)  # the same digital samples, read the same way
+    assert b.annotations == a.annotations
+    with pytest.raises(ValueError, match="physical_min and physical_max"):
+        EDFStreamWriter(tmp_path / "x.edf", eeg_signals(seconds=2))
+    atomic = EDFStreamWriter(tmp_path / "atomic.edf", sigs)
+    atomic.write([s.data for s in sigs])
+    assert not (tmp_path / "atomic.edf").exists()  # renamed into place at close only
+    atomic.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parts.edf", "whole.edf"]  # no temporary left
