@@ -1,4 +1,8 @@
-"""``clef tasks generate`` and ``clef benchmark run``, registered as a ``clef.cli_plugins`` entry point.
+"""``clef tasks generate``, ``clef benchmark run`` and ``clef trend``, registered as a ``clef.cli_plugins`` entry point.
+
+``clef trend`` is here, not in ``clef/cli``, because ``--probes`` scores with the
+benchmark's probes (:func:`benchmark_tasks.probes.load_probes`); the work is
+:func:`clef.trend.trend`'s.
 
 ``clef`` may not import ``benchmark_tasks`` (ARCHITECTURE.md, "Packages and layers"); the
 package's ``[project.entry-points."clef.cli_plugins"] benchmark =
@@ -21,9 +25,10 @@ benchmark_app = typer.Typer(no_args_is_help=True, help="The phenotype probe benc
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``tasks`` and ``benchmark`` command groups to the ``clef`` app."""
+    """Add the ``tasks`` and ``benchmark`` command groups and the ``trend`` command to the ``clef`` app."""
     app.add_typer(tasks_app, name="tasks")
     app.add_typer(benchmark_app, name="benchmark")
+    app.command("trend")(trend)
 
 
 def _fail(message: str) -> None:
@@ -204,3 +209,80 @@ def run(
         err.print(f"{row['model']}: planted tasks mean AUROC {row['mean_auroc']:.3f}, headroom captured {hr} "
                   f"({row['n_headroom']} of {row['n_tasks']} tasks with a ceiling)")
     err.print(f"results -> {out}/results.parquet, report {out}/report.md, probes {out}/probes/")
+
+
+def trend(
+    file: Path = typer.Argument(..., help="EDF/BDF recording (hours to days)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Session-transformer checkpoint directory."),
+    probes: Path | None = typer.Option(None, "--probes", help="Benchmark results folder whose probes "
+                                       "(RESULTS/probes/*.json) are scored over time; probes of another checkpoint "
+                                       "are refused."),
+    stride: str = typer.Option("5min", "--stride", help="Time between trend points, e.g. 30s, 5min, 1h."),
+    csa_step: str = typer.Option("1min", "--csa-step", help="Time per column of the CSA."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default: FILE's name + '.trend' in the "
+                                    "current folder)."),
+    figure: bool = typer.Option(True, "--figure/--no-figure", help="Draw trend.png."),
+    device: str = typer.Option("cpu", "--device", help="Torch device."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
+) -> None:
+    """Trend of a long recording: strided embeddings, probe scores, left/right CSA, flagged changes."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from benchmark_tasks.probes import load_probes
+    from clef.cli import err
+    from clef.embedding import Embedder
+    from clef.trend import TrendConfig, parse_duration
+    from clef.trend import trend as compute_trend
+    from clef.viz import plot_trend
+    from tokenizer.checkpoint_io import CheckpointError
+    from tokenizer.errors import IngestError
+
+    try:
+        stride_s = parse_duration(stride)
+    except ValueError as exc:
+        _fail(f"--stride: {exc}")
+        return
+    try:
+        csa_s = parse_duration(csa_step)
+    except ValueError as exc:
+        _fail(f"--csa-step: {exc}")
+        return
+    if not file.is_file():
+        _fail(f"{file}: no such file")
+        return
+    scorers = {}
+    if probes is not None:
+        scorers = load_probes(probes)
+        if not scorers:
+            _fail(f"--probes: no readable probe in {probes / 'probes'}")
+            return
+    try:
+        embedder = Embedder(checkpoint, device=device)
+        embedder.tokenizer  # noqa: B018  (a checkpoint without its tokenizer fails here, before any reading)
+    except (CheckpointError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        return
+    columns = [TextColumn("[bold]trend[/]"), BarColumn(), TextColumn("{task.fields[done]}"), TimeElapsedColumn(),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=Console(stderr=True), disable=not progress, transient=True) as bar:
+        task = bar.add_task("trend", total=None, done="")
+
+        def advance(done: float, total: float) -> None:
+            bar.update(task, completed=done, total=total, done=f"{done / 3600:.1f} of {total / 3600:.1f} h")
+
+        try:
+            result = compute_trend(file, embedder, probes=scorers, stride_s=stride_s,
+                                   config=TrendConfig(csa_step_s=csa_s), progress=advance)
+        except (IngestError, ValueError) as exc:
+            _fail(str(exc))
+            return
+    folder = out if out is not None else Path(f"{file.name}.trend")
+    written = result.write(folder)
+    if figure:
+        written["figure"] = plot_trend(result, folder / "trend.png")
+    n_emb = sum(c.signal == "embedding" for c in result.changes)
+    err.print(f"{file.name}: {result.n_points} points every {result.config.stride_s:g} s over "
+              f"{result.duration_s / 3600:.2f} h, {len(result.scores)} probe(s), {n_emb} embedding change(s), "
+              f"{len(result.changes) - n_emb} score change(s) -> {folder}/ "
+              f"({', '.join(p.name for p in written.values())})", highlight=False)

@@ -33,12 +33,12 @@ difference of the mean scores. The threshold at ``i`` is ``median + max(z * 1.48
 min_delta)`` of the distances ``d_k .. d_i`` computed so far (the MAD scaled to a standard
 deviation; ``min_delta`` keeps a very steady recording from flagging its own noise);
 boundaries are judged once ``min_history`` distances exist. A run of consecutive
-boundaries above their thresholds is one change: its onset is the run's first boundary
-(a change enters a context at its end first), its peak the run's largest distance.
-An embedding over a context of ``C`` seconds sees a step change at ``c`` until ``c + C``,
+boundaries above their thresholds is one change, placed at the run's largest distance
+(its onset) and reported when the run ends (a boundary below its threshold). An
+embedding over a context of ``C`` seconds sees a step change at ``c`` until ``c + C``,
 when it leaves the context's start and may move the embedding again: after a change, the
-boundaries up to ``C + k`` strides after its onset are not flagged (one flag per change,
-not an echo one context later). Defaults (:class:`TrendConfig`): ``k = 3``, ``z = 5``,
+boundaries up to ``C`` plus ``k`` strides after its onset are not flagged (one flag per
+change, not an echo one context later). Defaults (:class:`TrendConfig`): ``k = 3``, ``z = 5``,
 ``min_history = 6``, ``min_delta`` 0.02 (cosine distance) for the embedding and 0.1 for
 a probability.
 
@@ -170,20 +170,20 @@ class Change:
     index : int
         Stride point after the onset boundary (row of ``trend.parquet`` flagged).
     onset_s : float
-        The run's first boundary (s from the start): midway between points ``index - 1``
-        and ``index``.
-    peak_s : float
-        The boundary of the run's largest distance.
+        The boundary of the run's largest distance (s from the start): midway between
+        points ``index - 1`` and ``index``.
+    first_s : float
+        The run's first boundary.
     detected_s : float
-        When the rule could first flag it (the last point the onset's distance used).
+        When the rule flagged it: the stride point that ended the run (or the last one).
     distance, threshold : float
-        At the peak.
+        At the onset.
     """
 
     signal: str
     index: int
     onset_s: float
-    peak_s: float
+    first_s: float
     detected_s: float
     distance: float
     threshold: float
@@ -208,7 +208,7 @@ class ChangeDetector:
     k, z, min_history, min_delta
         As in :class:`TrendConfig`.
     refractory : int
-        Points after a change's onset boundary that are not flagged again.
+        Points after a change's onset that are not flagged again.
     metric : {"cosine", "absolute"}
         Distance between the means of the two sides.
 
@@ -236,7 +236,7 @@ class ChangeDetector:
         self.flags: list[bool] = []
 
     def push(self, value: np.ndarray | float) -> list[tuple[int, int]]:
-        """Add the next point; returns ``(onset, peak)`` points of the changes it closes (a run that ended)."""
+        """Add the next point; returns ``(onset, first)`` points of the changes it closes (a run that ended)."""
         self._values.append(np.asarray(value, dtype=np.float64))
         self.distance.append(float("nan"))
         self.threshold.append(float("nan"))
@@ -274,11 +274,11 @@ class ChangeDetector:
     def _close(self) -> list[tuple[int, int]]:
         if not self._run:
             return []
-        onset, peak = self._run[0], max(self._run, key=lambda j: self.distance[j])
+        first, onset = self._run[0], max(self._run, key=lambda j: self.distance[j])
         self._run = []
         self._quiet_until = onset + self.refractory
         self.flags[onset] = True
-        return [(onset, peak)]
+        return [(onset, first)]
 
 
 @dataclass
@@ -363,7 +363,7 @@ class TrendResult:
             cols["clock"] = pl.Series(clock, dtype=pl.String)
         cols["context_start_s"] = pl.Series(self.t_s - self.context_s, dtype=pl.Float64)
         cols["valid_fraction"] = pl.Series(self.valid_fraction, dtype=pl.Float32)
-        cols["embedding"] = pl.Series(list(self.embeddings.astype(np.float32)), dtype=pl.List(pl.Float32))
+        cols["embedding"] = pl.Series(self.embeddings.astype(np.float32).tolist(), dtype=pl.List(pl.Float32))
         for name, det in [("embedding", self.embedding_change),
                           *((f"score_{t}", d) for t, d in self.score_changes.items())]:
             if name != "embedding":
@@ -381,15 +381,15 @@ class TrendResult:
         clock = self.clock(self.csa_t_s)
         if clock is not None:
             cols["clock"] = pl.Series(clock, dtype=pl.String)
-        cols["left_db"] = pl.Series(list(self.csa_left.astype(np.float32)), dtype=pl.List(pl.Float32))
-        cols["right_db"] = pl.Series(list(self.csa_right.astype(np.float32)), dtype=pl.List(pl.Float32))
+        cols["left_db"] = pl.Series(self.csa_left.astype(np.float32).tolist(), dtype=pl.List(pl.Float32))
+        cols["right_db"] = pl.Series(self.csa_right.astype(np.float32).tolist(), dtype=pl.List(pl.Float32))
         for name, v in self.bands.items():
             cols[name] = pl.Series(v, dtype=pl.Float32)
         return pl.DataFrame(cols)
 
     def changes_table(self) -> pl.DataFrame:
         """``changes.parquet``: one row per flagged change (the fields of :class:`Change`)."""
-        schema = {"signal": pl.String, "index": pl.Int32, "onset_s": pl.Float64, "peak_s": pl.Float64,
+        schema = {"signal": pl.String, "index": pl.Int32, "onset_s": pl.Float64, "first_s": pl.Float64,
                   "detected_s": pl.Float64, "distance": pl.Float64, "threshold": pl.Float64}
         rows = [{k: getattr(c, k) for k in schema} for c in self.changes]
         return pl.DataFrame(rows, schema=schema)
@@ -545,11 +545,11 @@ class TrendBuilder:
 
     def finish(self) -> None:
         """End of the recording: close the open runs of the change rule."""
-        for onset, peak in self.embedding_change.finish():
-            self._change("embedding", onset, peak)
+        for onset, first in self.embedding_change.finish():
+            self._change("embedding", onset, first)
         for task, det in self.score_changes.items():
-            for onset, peak in det.finish():
-                self._change(f"score:{task}", onset, peak)
+            for onset, first in det.finish():
+                self._change(f"score:{task}", onset, first)
 
     def _add_csa(self, block: FrameBlock) -> None:
         cm = block.channel_mask.astype(bool)
@@ -612,23 +612,23 @@ class TrendBuilder:
         self._t.append(t_s)
         self._emb.append(emb.astype(np.float32))
         self._valid.append(valid_fraction)
-        for onset, peak in self.embedding_change.push(emb):
-            self._change("embedding", onset, peak)
+        for onset, first in self.embedding_change.push(emb):
+            self._change("embedding", onset, first)
         for task, probe in self.probes.items():
             s = float(np.asarray(probe(emb[None].astype(np.float64))).reshape(-1)[0]) if np.isfinite(emb).all() \
                 else float("nan")
             self._scores[task].append(s)
-            for onset, peak in self.score_changes[task].push(s):
-                self._change(f"score:{task}", onset, peak)
+            for onset, first in self.score_changes[task].push(s):
+                self._change(f"score:{task}", onset, first)
 
-    def _change(self, signal: str, onset: int, peak: int) -> None:
+    def _change(self, signal: str, onset: int, first: int) -> None:
         det = self.embedding_change if signal == "embedding" else self.score_changes[signal[len("score:"):]]
 
         def boundary(j: int) -> float:
             return 0.5 * (self._t[j - 1] + self._t[j])
 
-        detected = self._t[min(onset + det.k - 1, len(self._t) - 1)]
-        ch = Change(signal, onset, boundary(onset), boundary(peak), detected, det.distance[peak], det.threshold[peak])
+        ch = Change(signal, onset, boundary(onset), boundary(first), self._t[-1], det.distance[onset],
+                    det.threshold[onset])
         self.changes.append(ch)
         log.info("change in %s at %.0f s (distance %.3g > %.3g)", signal, ch.onset_s, ch.distance, ch.threshold)
 

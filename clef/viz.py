@@ -1,8 +1,9 @@
-"""Clinical-style figures: a 10 s EEG page of the canonical channels."""
+"""Clinical-style figures: a 10 s EEG page of the canonical channels, a session spectrogram, a long-term trend."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -11,6 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tokenizer import Recording  # noqa: E402
+
+if TYPE_CHECKING:
+    from clef.trend import TrendResult
 
 
 def annotation_label(text: str, width: int = 30) -> str:
@@ -202,3 +206,99 @@ def plot_recording_spectrogram(rec: Recording, out: str | Path) -> Path:
     freqs = sp.fmin + np.arange(sp.n_freqs) / sp.window_s
     return plot_session_spectrogram(spec.values, freqs, spec.frame_mask, spec.channel_mask, rec.channels, out,
                                     title=f"{Path(rec.source_path).name} — {rec.duration_s / 60:.1f} min session spectrogram")
+
+
+def plot_trend(result: "TrendResult", out: str | Path, *, fmax: float = 20.0, vmin: float = -20.0,
+               vmax: float = 30.0, max_labels: int = 25, title: str | None = None) -> Path:
+    """Draw a trend (:class:`clef.trend.TrendResult`) as a long-term monitoring review page.
+
+    Time runs along x (hours, or minutes for a recording under two hours). From the top:
+    the left and the right hemisphere's compressed spectral array (frequency on y, dB in
+    colour); the probe scores; the embedding's change distance with its threshold.
+    Flagged changes are vertical lines on every panel (solid red: the embedding; dashed
+    orange: a score), the file's annotations ticks along the top with their scrubbed text
+    (:func:`annotation_label`; only ticks when there are more than ``max_labels``).
+
+    Parameters
+    ----------
+    result : TrendResult
+    out : str or Path
+        PNG to write.
+    fmax : float
+        Highest frequency drawn (Hz); 20 Hz makes slowing and alpha legible.
+    vmin, vmax : float
+        Colour scale of the CSA (dB).
+    max_labels : int
+        Annotations labelled with their text at most.
+    title : str, optional
+        Default: the file's name, duration, stride and context. Never PHI.
+
+    Returns
+    -------
+    Path
+    """
+    out = Path(out)
+    hours = result.duration_s >= 2 * 3600
+    unit, scale = ("hours", 3600.0) if hours else ("minutes", 60.0)
+    n_scores = len(result.scores)
+    ratios = [2.2, 2.2] + ([1.3] if n_scores else []) + [1.0]
+    fig, axes = plt.subplots(len(ratios), 1, figsize=(14, 2.1 * sum(ratios) + 1.0), sharex=True,
+                             gridspec_kw={"height_ratios": ratios, "hspace": 0.12})
+    step = result.config.csa_step_s
+    edges = np.concatenate([[0.0], result.csa_t_s]) / scale if result.csa_t_s.size else np.zeros(1)
+    keep = result.freqs <= fmax
+    f = result.freqs[keep]
+    df = float(f[1] - f[0]) if f.size > 1 else 1.0
+    f_edges = np.concatenate([f - df / 2, [f[-1] + df / 2]])
+    im = None
+    for ax, side, csa in ((axes[0], "left", result.csa_left), (axes[1], "right", result.csa_right)):
+        if csa.shape[0]:
+            im = ax.pcolormesh(edges, f_edges, csa[:, keep].T, shading="flat", cmap="jet", vmin=vmin,
+                               vmax=vmax)
+        ax.set_ylabel(f"{side}\nHz")
+        ax.set_ylim(result.freqs[0], fmax)
+        ax.text(0.005, 0.92, f"{side} hemisphere CSA ({step:g} s steps)", transform=ax.transAxes, fontsize=8,
+                color="white", va="top", bbox={"facecolor": "black", "alpha": 0.4, "pad": 2, "lw": 0})
+    if im is not None:
+        # beside every panel, so the time axes of the panels stay aligned
+        fig.colorbar(im, ax=list(axes), fraction=0.02, pad=0.01, anchor=(0.0, 1.0), shrink=0.5, label="dB µV²/Hz")
+    t = result.t_s / scale
+    row = 2
+    if n_scores:
+        ax = axes[row]
+        for task, s in result.scores.items():
+            ax.plot(t, s, marker=".", ms=3, lw=1, label=task)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylabel("probe\nscore")
+        ax.legend(fontsize=7, loc="upper left", ncol=min(4, n_scores))
+        row += 1
+    ax = axes[row]
+    det = result.embedding_change
+    ax.plot(t, det.distance, color="black", lw=1, marker=".", ms=3, label="embedding change")
+    ax.plot(t, det.threshold, color="tab:red", lw=0.8, ls=":", label="threshold")
+    ax.set_ylabel("cosine\ndistance")
+    ax.legend(fontsize=7, loc="upper left")
+    start = result.clock(np.zeros(1))
+    ax.set_xlabel(f"{unit} from the start" + (f" (start {start[0]})" if start else ""))
+    for c in result.changes:
+        for a in axes:
+            if c.signal == "embedding":
+                a.axvline(c.onset_s / scale, color="red", lw=1.4)
+            else:
+                a.axvline(c.onset_s / scale, color="orange", lw=1.2, ls="--")
+    label = len(result.annotations) <= max_labels
+    for ann in result.annotations:
+        x = ann.onset / scale
+        axes[0].plot([x], [fmax], marker="v", color="magenta", ms=6, clip_on=False, zorder=5)
+        if label:
+            axes[0].annotate(annotation_label(ann.text, 20), (x, fmax), xytext=(0, 6), textcoords="offset points",
+                             fontsize=6, rotation=45, color="magenta", ha="left", annotation_clip=False)
+    axes[-1].set_xlim(0, max(result.duration_s, float(result.t_s[-1]) if result.n_points else 0.0) / scale)
+    name = Path(result.source_path).name
+    fig.suptitle(title or f"{name} — {result.duration_s / 3600:.1f} h trend, stride {result.config.stride_s:g} s, "
+                          f"context {result.context_s:g} s, model {result.model_id}", fontsize=11, y=0.91)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
