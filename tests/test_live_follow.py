@@ -92,6 +92,22 @@ def test_a_file_followed_while_written_is_the_finished_file_record_by_record(tmp
     assert np.median(delays) < 0.3
 
 
+@pytest.mark.parametrize("kind", ["EDF+D", "BDF+C"])
+def test_a_finished_file_followed_is_the_file_read_whole(tmp_path: Path, kind: str) -> None:
+    if kind == "EDF+D":  # segments, gaps and annotations, as a recorder paused twice
+        onsets = [float(r) for r in range(100)] + [150.0 + r for r in range(100)] + [400.5 + r for r in range(60)]
+        path = make_edf(tmp_path / "gaps.edf", eeg_signals(seconds=260, sfreq=250, seed=3), fmt="EDF+D",
+                        record_onsets=onsets, annotations=[(10.0, None, "eyes closed"), (160.0, 2.0, "spike")])
+    else:
+        path = make_edf(tmp_path / "biosemi.bdf", eeg_signals(seconds=200, sfreq=512, seed=3), fmt="BDF+C")
+    stream = follow_recording(path, CONTRACT, poll_s=0.01, idle_timeout_s=0.05, block_s=50.0)
+    blocks, whole = list(stream), read_recording(path, CONTRACT)
+    assert len(blocks) >= 4 and np.abs(_joined(blocks) - whole.data).max() < 0.1
+    assert np.array_equal(np.concatenate([b.sample_mask for b in blocks]), whole.sample_mask)
+    info = stream.info
+    assert (info.segments, info.annotations, info.warnings) == (whole.segments, whole.annotations, whole.warnings)
+
+
 def test_a_half_written_record_is_read_once_complete(tmp_path: Path) -> None:
     path, sigs = tmp_path / "live.edf", _signals(30)
     writer = EDFStreamWriter(path, sigs, record_count="never", atomic=False)
