@@ -518,7 +518,10 @@ def follow_recording(path: str | Path, contract: SignalContract | None = None, *
 
     The recorder appends data records and leaves the header's record count at -1 or
     rewrites it as it goes; what is read is the file's complete records, as they appear
-    (a half-written last record is read once complete). Each record is read once, and
+    (a half-written last record is read once complete). Following ends when the file
+    stops growing for ``idle_timeout_s`` or when ``stop()`` says so: the record count
+    cannot say that a recording has ended, since a recorder that keeps it current
+    writes a count after every record, as one that closes its file writes it at the end. Each record is read once, and
     the signal comes out as :class:`SignalBlock` s in order, without gaps or repeats,
     preprocessed as :class:`RecordingStream` preprocesses a finished file: with the
     default ``lookahead_s`` the blocks joined are the finished file read whole, within
