@@ -57,8 +57,9 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -554,22 +555,25 @@ class TrendBuilder:
     def _add_csa(self, block: FrameBlock) -> None:
         cm = block.channel_mask.astype(bool)
         sides = [s[cm[s]] for s in (self._left, self._right)]
-        pos, n = 0, block.values.shape[2]
+        n = block.values.shape[2]
+        # per side: mean over its electrodes of the dB and of the linear power, (bins, frames)
+        means = np.full((2, 2, len(self.freqs), n), np.nan, dtype=np.float32)
+        for k, chans in enumerate(sides):
+            if chans.size:
+                db = block.values[chans].astype(np.float32)
+                means[k, 0] = db.mean(0)
+                means[k, 1] = np.power(np.float32(10.0), db / np.float32(10.0)).mean(0)
+        fm = block.frame_mask.astype(bool)
+        pos = 0
         while pos < n:
             take = min(n - pos, self.csa_step - (self.frames + pos) % self.csa_step)
-            fm = block.frame_mask[pos:pos + take].astype(bool)
-            if fm.any():
-                for k, chans in enumerate(sides):
-                    if chans.size:
-                        db = block.values[chans][:, :, pos:pos + take][:, :, fm].astype(np.float32)
-                        self._csa_acc[k, 0] += db.mean(0).sum(1)
-                        self._csa_acc[k, 1] += np.power(10.0, db / 10.0, dtype=np.float32).mean(0).sum(1)
-                self._csa_n += int(fm.sum())
+            sel = np.flatnonzero(fm[pos:pos + take]) + pos
+            if sel.size:
+                self._csa_acc += means[:, :, :, sel].sum(-1, dtype=np.float64)
+                self._csa_n += sel.size
             pos += take
             if (self.frames + pos) % self.csa_step == 0:
                 mean = self._csa_acc / self._csa_n if self._csa_n else np.full_like(self._csa_acc, np.nan)
-                absent = [not s.size for s in sides]
-                mean[absent] = np.nan
                 self._csa_t.append((self.frames + pos) * self.step_s)
                 self._csa_rows.append(mean[:, 0].astype(np.float32))
                 self._csa_lin.append(mean[:, 1])
@@ -580,14 +584,14 @@ class TrendBuilder:
     def _embed_points(self, points: list[int], channel_mask: np.ndarray) -> None:
         """Embed the contexts ending at ``points`` (frames from the start), a tokenizer batch at a time."""
         tok, gf = self.tokenizer, self.grid[0]
-        assert self._buf is not None and self._buf_mask is not None
+        buf, buf_mask = cast(np.ndarray, self._buf), cast(np.ndarray, self._buf_mask)
         for a in range(0, len(points), tok.batch_size):
             batch = points[a:a + tok.batch_size]
             xs, ms, ends = [], [], []
             for t in batch:
                 lo = max(0, t - self.window)
                 i, j = lo - self._buf_start, t - self._buf_start
-                x, m = window_input(self._buf[:, :, i:j], self._buf_mask[i:j], channel_mask, 0, tok.spec)
+                x, m = window_input(buf[:, :, i:j], buf_mask[i:j], channel_mask, 0, tok.spec)
                 xs.append(x)
                 ms.append(m)
                 ends.append(-(-(t - lo) // self.column_frames))  # token column the context ends at
@@ -604,7 +608,7 @@ class TrendBuilder:
             emb_np = emb.float().cpu().numpy()
             for b, t in enumerate(batch):
                 lo = max(0, t - self.context)
-                frac = float(self._buf_mask[lo - self._buf_start:t - self._buf_start].mean())
+                frac = float(buf_mask[lo - self._buf_start:t - self._buf_start].mean())
                 e = emb_np[b] if ctx_valid[b].any() else np.full(emb_np.shape[1], np.nan, dtype=np.float32)
                 self._push_point(t * self.step_s, e, frac)
 
@@ -704,8 +708,7 @@ def trend(path: str | Path, checkpoint: str | Path | Embedder, *, probes: Mappin
         inside the recording.
     """
     stride = parse_duration(stride_s)
-    config = (config or TrendConfig()).model_copy(update={"stride_s": stride})
-    TrendConfig.model_validate(config.model_dump())
+    config = TrendConfig.model_validate({**(config or TrendConfig()).model_dump(), "stride_s": stride})
     embedder = checkpoint if isinstance(checkpoint, Embedder) else Embedder(checkpoint, device=device)
     builder = TrendBuilder(embedder, probes, config)
     header = read_header(path)

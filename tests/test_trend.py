@@ -83,9 +83,24 @@ def _build(embedder: Embedder, blocks: list[FrameBlock], probes: dict | None = N
     return b
 
 
+def _probe(results: Path, task: str, coef: np.ndarray, intercept: float, model_id: str) -> None:
+    d = coef.shape[0]
+    save_probe(results, TaskProbe(task, LogisticProbe(coef, intercept, np.zeros(d), np.ones(d)), model_id))
+
+
 @pytest.fixture(scope="module")
-def change_trend(embedder: Embedder, frames: dict[str, list[FrameBlock]]):
-    return _build(embedder, frames["change"], stride_s=60.0, **FAST).result()
+def change_trend(embedder: Embedder, frames: dict[str, list[FrameBlock]], tmp_path_factory: pytest.TempPathFactory):
+    """The change file's trend every minute, with a probe of the slowing: the direction from the
+    file's first window (normal) to its last (slowed), as ``clef embed`` encodes them."""
+    from benchmark_tasks.probes import load_probes
+
+    tokens = embedder.tokenizer.tokenize_frames(iter(frames["change"]), "x", "change.edf")
+    windows = embedder.embed_tokens([tokens])[0].windows
+    before, after = windows[0], windows[-1]
+    coef = (after - before) / float(np.dot(after - before, after - before)) * 12.0
+    results = tmp_path_factory.mktemp("probes")
+    _probe(results, "slowing", coef, -float(np.dot(coef, (before + after) / 2)), embedder.model_id)
+    return _build(embedder, frames["change"], load_probes(results), stride_s=60.0, **FAST).result()
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +170,8 @@ def test_table_shape_and_columns(change_trend, embedder: Embedder) -> None:
     # one point per minute from the first whole context to the end of the hour
     assert t["t_s"].to_list() == [float(s) for s in range(1320, 3601, 60)]
     assert t.columns == ["t_s", "context_start_s", "valid_fraction", "embedding", "embedding_change",
-                         "embedding_threshold", "embedding_flag"]
+                         "embedding_threshold", "embedding_flag", "score_slowing", "score_slowing_change",
+                         "score_slowing_threshold", "score_slowing_flag"]
     assert (t["context_start_s"] == t["t_s"] - context).all()
     assert t["embedding"].list.len().unique().to_list() == [embedder.cfg.model.dim]
     assert t["valid_fraction"].min() > 0.99
@@ -202,26 +218,16 @@ def test_window_aligned_points_are_the_embedders_windows(embedder: Embedder,
     np.testing.assert_allclose(r.embeddings, windows[:2], atol=1e-5)
 
 
-def _probe(results: Path, task: str, coef: np.ndarray, intercept: float, model_id: str) -> None:
-    d = coef.shape[0]
-    save_probe(results, TaskProbe(task, LogisticProbe(coef, intercept, np.zeros(d), np.ones(d)), model_id))
-
-
-def test_probe_scores_and_their_changes(change_trend, embedder: Embedder, frames: dict[str, list[FrameBlock]],
-                                        tmp_path: Path) -> None:
-    from benchmark_tasks.probes import load_probes
-
-    e = change_trend.embeddings
-    before, after = e[change_trend.t_s < CHANGE_S].mean(0), e[change_trend.t_s > CHANGE_S + 1280].mean(0)
-    coef = (after - before) / float(np.dot(after - before, after - before)) * 12.0
-    _probe(tmp_path, "slowing", coef, -float(np.dot(coef, (before + after) / 2)), embedder.model_id)
-    r = _build(embedder, frames["change"], load_probes(tmp_path), stride_s=60.0, **FAST).result()
+def test_probe_scores_and_their_changes(change_trend) -> None:
+    r = change_trend
     s = r.scores["slowing"]
     assert s[r.t_s < CHANGE_S].max() < 0.2 and s[r.t_s > CHANGE_S + 1280].min() > 0.8
     flagged = [c for c in r.changes if c.signal == "score:slowing"]
-    assert len(flagged) == 1 and abs(flagged[0].onset_s - CHANGE_S) <= 600.0
+    assert len(flagged) == 1 and abs(flagged[0].onset_s - CHANGE_S) <= 300.0
+    assert flagged[0].first_s <= flagged[0].onset_s < flagged[0].detected_s
     t = r.table()
-    assert {"score_slowing", "score_slowing_change", "score_slowing_threshold", "score_slowing_flag"} <= set(t.columns)
+    assert t.filter(pl.col("score_slowing_flag"))["t_s"].item() == pytest.approx(flagged[0].onset_s + 30.0)
+    assert {"score_slowing", "score_slowing_change", "score_slowing_threshold"} <= set(t.columns)
 
 
 @pytest.fixture()
