@@ -207,6 +207,34 @@ def test_a_streamed_spectrogram_is_cached_and_read_back_block_by_block(checkpoin
     assert [p.name for p in (tmp_path / "cache").rglob("*") if p.is_file()] == [entry.name]
 
 
+def test_a_file_whose_spectrogram_is_cached_skips_the_multitaper(checkpoint: Path, files: dict[str, Path],
+                                                                 long_file: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import tokenizer.spectrogram_stream as stream_module
+
+    tok = Tokenizer.from_checkpoint(checkpoint / "tokenizer")
+    cache = SpectrogramCache(tmp_path / "cache", tok.contract)
+    first = {name: tok.tokenize_file(files[name], cache) for name in ("plain", "flat", "gaps")}
+    entries = sorted(p.name for p in (tmp_path / "cache").rglob("*.npz"))
+    calls = []
+    real = stream_module.multitaper_spectrogram
+    monkeypatch.setattr(stream_module, "multitaper_spectrogram", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for name, (info, tokens) in first.items():
+        again_info, again = tok.tokenize_file(files[name], cache)
+        # the cache's spectrogram gives the same tokens; what reading decides still comes from the file
+        assert np.array_equal(again.codes, tokens.codes) and np.array_equal(again.token_mask, tokens.token_mask)
+        assert again_info.source_sha256 == info.source_sha256 and again_info.annotations == info.annotations
+        assert np.array_equal(again_info.channel_mask, info.channel_mask), name
+    assert calls == []  # no spectrogram computed (the flat channel's second pass included)
+    assert sorted(p.name for p in (tmp_path / "cache").rglob("*.npz")) == entries  # nothing rewritten
+    # a file of several blocks is hashed only at its end: its frames are computed again, to the same tokens
+    _, long_tokens = tok.tokenize_file(long_file, cache, block_s=200.0)
+    _, long_again = tok.tokenize_file(long_file, cache, block_s=200.0)
+    assert calls and np.array_equal(long_again.codes, long_tokens.codes)
+    # ``known`` still stops a cached file before any work
+    assert tok.tokenize_file(files["plain"], cache, known=lambda sha: True) == (None, None)
+
+
 def test_patient_facts_of_a_stream_are_deidentified(files: dict[str, Path], tmp_path: Path) -> None:
     path = set_patient_field(make_edf(tmp_path / "p.edf", eeg_signals(seconds=200)), "MCH-0234567 F 02-MAY-1951 Haagse_Harry")
     stream = RecordingStream(path, CONTRACT, block_s=BLOCK_S)

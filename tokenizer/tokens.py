@@ -279,22 +279,31 @@ class Tokenizer:
         tokenizer.IngestError
             The file cannot be read or is too short (a subclass naming the problem).
         """
+        if cache is not None:
+            self._check_cache(cache)
         exclude: tuple[str, ...] = ()
         while True:
+            hashes: list[str] = []  # the file's hash, once every record is read
+
+            def hashed(sha: str) -> bool:
+                hashes.append(sha)
+                return known is not None and known(sha)
+
             stream = RecordingStream(path, self.contract, threads=threads, channel_map=channel_map,
-                                     block_s=block_s, exclude=exclude, known=known)
-            writer = self._check_cache(cache).writer() if cache is not None else None
+                                     block_s=block_s, exclude=exclude, known=hashed)
 
             def finish(stream: RecordingStream = stream) -> bool:
                 if stream.info is not None:
                     stream.info.check_long_enough(self.contract)
                 return stream.info is not None
 
-            frames = checked_frames(str(path), stream, self.contract, finish=finish)
+            frames = _CachedOrComputed(str(path), stream, self.contract, finish,
+                                         lambda: cache.frames(hashes[0]) if cache is not None and hashes else None)
             first = next(frames, None)  # none: ``known`` stopped the stream before its first block
             if first is None:
                 return None, None
-            tokens = self.tokenize_frames(_tee(itertools.chain([first], frames), writer),
+            writer = cache.writer() if cache is not None and not frames.cached else None
+            tokens = self.tokenize_frames(frames.tee(itertools.chain([first], frames), writer),
                                           lambda: stream.source_sha256 or "", str(path))
             if stream.info is None:
                 return None, None
@@ -313,12 +322,49 @@ class Tokenizer:
         return cache
 
 
-def _tee(frames: Iterable[FrameBlock], writer: CacheWriter | None) -> Iterator[FrameBlock]:
-    """``frames``, each also given to ``writer`` (when there is one)."""
-    for f in frames:
-        if writer is not None:
-            writer.add(f)
-        yield f
+class _CachedOrComputed:
+    """The spectrogram frames of a streamed file: the cache's when the file's hash is
+    known before its first block and found in the cache, else computed block by block.
+
+    A recording of one block is hashed before any preprocessing, so a cached one skips
+    the multitaper (most of the work); its signal still passes through the stream, for
+    what reading decides (masks, annotations, facts). A longer recording's hash is known
+    only once its last block is read, after its frames were computed: hashing it first
+    would read every file twice.
+    """
+
+    def __init__(self, path: str, stream: RecordingStream, contract: SignalContract, finish: Callable[[], bool],
+                 lookup: Callable[[], Iterator[FrameBlock] | None]) -> None:
+        self.cached = False
+        self._frames = self._run(path, stream, contract, finish, lookup)
+
+    def __iter__(self) -> Iterator[FrameBlock]:
+        return self._frames
+
+    def __next__(self) -> FrameBlock:
+        return next(self._frames)
+
+    def _run(self, path: str, stream: RecordingStream, contract: SignalContract, finish: Callable[[], bool],
+             lookup: Callable[[], Iterator[FrameBlock] | None]) -> Iterator[FrameBlock]:
+        blocks = iter(stream)
+        first = next(blocks, None)
+        entry = lookup() if first is not None else None
+        if entry is None:
+            chained = itertools.chain([first], blocks) if first is not None else blocks
+            yield from checked_frames(path, chained, contract, finish=finish)
+            return
+        self.cached = True
+        for _ in blocks:
+            pass
+        if finish():
+            yield from entry
+
+    def tee(self, frames: Iterable[FrameBlock], writer: CacheWriter | None) -> Iterator[FrameBlock]:
+        """``frames``, each also given to ``writer`` when they are computed, not cached."""
+        for f in frames:
+            if writer is not None and not self.cached:
+                writer.add(f)
+            yield f
 
 
 @dataclass
