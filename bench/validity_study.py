@@ -5,7 +5,7 @@ Usage::
     python bench/validity_study.py --out bench/out/study_200 --patients 200 [--seed 0]
         [--tokenizer-config tiny --tokenizer-steps 600] [--pretrain-steps 300] [--align-steps 300]
         [--short-context-s 80] [--held-out icd:G40,icd:G41,atc:N03] [--transductive] [--leaky-control]
-        [--threads 2] [--stop-after STAGE] [--hospital DIR] [--tokenizer CKPT]
+        [--threads 2] [--stop-after STAGE] [--redo STAGE] [--hospital DIR] [--tokenizer CKPT]
 
 Every stage writes into ``--out`` and is skipped when its output is complete; an
 interrupted stage resumes (tokenization by file, training from its last checkpoint), so
@@ -163,6 +163,9 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--stop-after", choices=STAGES, default=None)
+    ap.add_argument("--redo", choices=STAGES, action="append", default=[],
+                    help="Run this stage again although it is done (repeatable): e.g. the benchmark once a "
+                         "rung it lacked (stage1_short) has trained; embeddings already probed are reused")
     ap.add_argument("--hospital", type=Path, default=None, help="Reuse a hospital another study wrote (linked, "
                     "not copied) instead of synthesizing one: two studies on one hospital share its suite and "
                     "test patients, so their rungs can be compared.")
@@ -183,6 +186,8 @@ def main() -> None:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     study = Study(out, args)
+    for stage in args.redo:
+        study.state["stages"].pop(stage, None)
     hospital, cache = out / "hospital", out / "cache"
     tok_ck, tokens = out / "tokenizer", out / "tokens"
     held = [c.strip() for c in args.held_out.split(",") if c.strip()]
