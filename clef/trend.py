@@ -39,7 +39,7 @@ embedding over a context of ``C`` seconds sees a step change at ``c`` until ``c 
 when it leaves the context's start and may move the embedding again: after a change, the
 boundaries up to ``C`` plus ``k`` strides after its onset are not flagged (one flag per
 change, not an echo one context later). Defaults (:class:`TrendConfig`): ``k = 3``, ``z = 5``,
-``min_history = 6``, ``min_delta`` 0.02 (cosine distance) for the embedding and 0.1 for
+``min_history = 6``, ``min_delta`` 0.01 (cosine distance) for the embedding and 0.1 for
 a probability.
 
 Outputs (:meth:`TrendResult.write`): ``trend.parquet`` (one row per stride point),
@@ -156,7 +156,7 @@ class TrendConfig(BaseModel):
     change_k: int = Field(3, ge=1)
     change_z: float = Field(5.0, gt=0)
     min_history: int = Field(6, ge=1)
-    embedding_min_delta: float = Field(0.02, ge=0)
+    embedding_min_delta: float = Field(0.01, ge=0)
     score_min_delta: float = Field(0.1, ge=0)
 
 
