@@ -132,7 +132,8 @@ class Embedder:
                     known: Callable[[str], bool] | None = None) -> tuple[RecordingInfo | None, Tokens | None]:
         """Read an EDF/BDF file once and tokenize it as it is read, in memory that does not
         grow with its length (:meth:`tokenizer.tokens.Tokenizer.tokenize_file`); with a
-        cache, the spectrogram is stored there.
+        cache, a file's spectrogram is taken from it when there (a recording of one block)
+        or stored there.
 
         Parameters
         ----------

@@ -257,7 +257,9 @@ class Tokenizer:
         path : path
             EDF/BDF file.
         cache : SpectrogramCache, optional
-            The spectrogram is stored there as it is computed.
+            The spectrogram is stored there as it is computed; a recording of one block
+            found there (by its hash, known before any preprocessing) is still read, for
+            what reading decides, but its spectrogram is the cache's.
         channel_map : ChannelMap, optional
             A site's channel aliases.
         threads : int, optional
