@@ -126,7 +126,11 @@ def search(
     store: Path = typer.Argument(..., help="Embedding store folder."),
     session: str | None = typer.Option(None, "--session", help="Query: a stored session id."),
     edf: Path | None = typer.Option(None, "--edf", help="Query: an EDF/BDF file (needs --checkpoint)."),
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint to embed --edf with."),
+    text: str | None = typer.Option(None, "--text", help="Query: words, e.g. \"left temporal slowing\" (needs "
+                                                         "--checkpoint, an aligned one: its report tower places "
+                                                         "the words among the sessions' EEG)."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint to embed --edf or --text with "
+                                                                      "(the model that embedded the store)."),
     k: int = typer.Option(50, "-k", "--k", min=1, help="Neighbours to return."),
     filters: list[str] = typer.Option([], "--filter", help="KEY=VALUE (site=S01[,S02], sex=F, setting=emu, "
                                                            "age=40-60, reference=LE); repeatable, combined with "
@@ -143,18 +147,30 @@ def search(
                                                            "checkpoint's)."),
     as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
-    """Sessions most similar to a stored session or to an EDF file, with filters."""
+    """Sessions most similar to a stored session, an EDF file or words (``--text``), with filters."""
     from clef.cli import err
 
-    if (session is None) == (edf is None):
-        _fail("give exactly one query: --session ID or --edf FILE")
+    if sum(q is not None for q in (session, edf, text)) != 1:
+        _fail("give exactly one query: --session ID, --edf FILE or --text WORDS")
     if edf is not None and checkpoint is None:
         _fail("--edf needs --checkpoint (the model that embedded the store)")
+    if text is not None and checkpoint is None:
+        _fail("--text needs --checkpoint (the aligned checkpoint that embedded the store)")
+    if text is not None and channel_map is not None:
+        _fail("--channel-map applies to --edf only")
 
     def run() -> Any:
         from services.search import CohortSearcher, parse_filters
 
         fs = parse_filters([*filters, *([f"reference={reference}"] if reference is not None else [])])
+        if text is not None:
+            from services.text_search import TextSearcher, check_query
+
+            check_query(text)
+            ts = TextSearcher(store, checkpoint)  # type: ignore[arg-type]
+            if model is not None and model != ts.model_id:
+                raise ValueError(f"--model {model} differs from the checkpoint's model {ts.model_id}")
+            return ts.sessions, ts.search(text, k, fs, per_patient=per_patient)
         if session is not None:
             s = CohortSearcher(store, model)
             return s, s.search_session(session, k, fs, per_patient=per_patient)
@@ -183,13 +199,15 @@ def search(
         err.print(f"index {searcher.index_action}: {searcher.index.kind}, {searcher.index.n} sessions", highlight=False)
     rows = [{k_: v for k_, v in n.to_dict().items() if k_ != "path"} for n in found]
     if as_json:
-        print(json.dumps({"query": session or str(edf), "model_id": searcher.model_id, "k": k, "filters": filters,
+        print(json.dumps({"query": session or text or str(edf), "model_id": searcher.model_id, "k": k,
+                          "filters": filters, **({"space": "report"} if text is not None else {}),
                           "per_patient": per_patient, "neighbours": rows}))
         return
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"{len(found)} nearest to {session or edf}", title_justify="left")
+    what = f"the words {text!r} (cosine in the report space)" if text is not None else session or edf
+    t = Table(title=f"{len(found)} nearest to {what}", title_justify="left")
     for col in ("#", "session", "cosine", "distance", "site", "setting", "sex", "age", "reference", "windows",
                 "patient"):
         t.add_column(col, justify="right" if col in ("#", "cosine", "distance", "age", "windows") else "left")

@@ -21,8 +21,10 @@ session itself is never returned; with ``per_patient``, the query's own patient 
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -30,8 +32,8 @@ import numpy as np
 import polars as pl
 
 from services.config import IndexConfig
-from services.index import ensure_index, normalise
-from services.store import EmbeddingStore, StoreError
+from services.index import CohortIndex, choose_kind, ensure_index, new_index, normalise
+from services.store import EmbeddingStore, StoreError, vectors_of
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +193,78 @@ class CohortSearcher:
         ph = self.meta["patient_hash"].to_list()
         # Sessions without a patient hash count as their own patient.
         self._patient = np.array([p if p is not None else f"\x00{i}" for i, p in enumerate(ph)], dtype=object)
+        self.space = "session"
+        self._spaces: dict[str, CohortSearcher] = {}
+
+    def raw_matrix(self) -> np.ndarray:
+        """Raw (unnormalised) embeddings of every indexed session, in FAISS row order, (n, dim) float32.
+
+        From memory when the index keeps the norms, else read from the store.
+
+        Raises
+        ------
+        StoreError
+            An indexed session is gone from the store.
+        """
+        raw = self.index.raw_vectors(np.arange(self.index.n))
+        if raw is not None:
+            return raw
+        df = self.store.embeddings(self.model_id, windows=False).select("source_sha256", "vector")
+        row_of = {s: i for i, s in enumerate(df["source_sha256"].to_list())}
+        missing = [s for s in self.index.shas if s not in row_of]
+        if missing:
+            raise StoreError(f"store {self.store.path}: {len(missing)} indexed sessions of model {self.model_id} "
+                             "are gone from the store; run 'clef index' to rebuild the index")
+        return vectors_of(df)[np.array([row_of[s] for s in self.index.shas], dtype=np.int64)]
+
+    def projected(self, project: Callable[[np.ndarray], np.ndarray], space: str) -> CohortSearcher:
+        """A searcher over the same sessions, metadata and filters, in another embedding space.
+
+        ``project`` maps the raw session embeddings (:meth:`raw_matrix`) into the space
+        (e.g. an aligned checkpoint's EEG→report projection); the projected vectors are
+        L2-normalised and indexed in memory (FAISS inner product: flat, or IVF past
+        ``IndexConfig.flat_max``), so :meth:`search` scores cosines in that space. The
+        result is cached per ``space`` on this searcher, which stands for one state of the
+        store: a service that reloads its searcher projects again.
+
+        Parameters
+        ----------
+        project : callable
+            ``(n, dim) float32 -> (n, dim2)``.
+        space : str
+            Name of the space, the cache key (e.g. ``report:<checkpoint weights digest>``).
+
+        Returns
+        -------
+        CohortSearcher
+            Shares this searcher's store, metadata and patients; its ``index`` holds the
+            projected vectors.
+        """
+        if not space:
+            raise ValueError("space must name the projection, found an empty string")
+        if space in self._spaces:
+            return self._spaces[space]
+        raw = self.raw_matrix()
+        y = np.asarray(project(raw), dtype=np.float32)
+        if y.ndim != 2 or y.shape[0] != raw.shape[0]:
+            raise ValueError(f"projection of {space!r}: ({raw.shape[0]}, dim) expected, found {y.shape}")
+        x = normalise(y)
+        kind = choose_kind("auto", len(x), self.cfg)
+        idx, params = new_index(kind, x, self.cfg)
+        idx.add(x)
+        if kind == "ivf":
+            idx.make_direct_map()
+        norms = np.linalg.norm(y.astype(np.float64), axis=1).astype(np.float32)
+        out = copy.copy(self)
+        out.index = CohortIndex(idx, kind, "auto", self.model_id, self.index.session_ids, self.index.shas,
+                                self.index.digest, params, norms)
+        out.index_action = "projected"
+        out.space = space
+        out._spaces = {}
+        self._spaces[space] = out
+        log.info("projected %d sessions of model %s into %s (%s index, dim %d)", len(x), self.model_id, space, kind,
+                 x.shape[1])
+        return out
 
     def row_of(self, session_id: str) -> int:
         """FAISS row of a stored session.

@@ -11,6 +11,9 @@ Endpoints (all but ``/health`` and the OpenAPI docs need an API key, sent as
     POST /embed                                    embed an uploaded EDF/BDF (multipart "file")
     POST /probabilities                            task probabilities of an uploaded file
     POST /similar                                  sessions similar to an uploaded file
+    POST /search/text                              sessions whose EEG matches words (JSON body: text, k,
+                                                   filters, per_patient; needs an aligned checkpoint, 409
+                                                   without a report tower)
     GET  /docs, /openapi.json                      OpenAPI documentation
 
 Uploads are limited in size (413 beyond; 411 without a Content-Length), must be EDF/BDF
@@ -30,7 +33,8 @@ The service follows its store: sessions that ``clef embed`` adds, and an index t
 ``--reload-seconds``, loaded in the background; see :class:`~services.api.state.ServiceState`).
 
 Modules: :mod:`~services.api.service` (``/health``, ``/tasks``), :mod:`~services.api.sessions`
-(stored sessions), :mod:`~services.api.uploads` (uploaded recordings) hold the routers;
+(stored sessions), :mod:`~services.api.uploads` (uploaded recordings), :mod:`~services.api.text` (search by words) hold the
+routers;
 :mod:`~services.api.deps` the dependencies (service state, API key), :mod:`~services.api.answers`
 what stored-session and upload endpoints share, :mod:`~services.api.models` and
 :mod:`~services.api.errors` the response models.
@@ -44,6 +48,7 @@ from services.api.errors import answer_errors_as_error_out
 from services.api.service import router as service_router
 from services.api.sessions import sessions_router
 from services.api.state import ServiceState
+from services.api.text import text_router
 from services.api.uploads import limit_uploads, uploads_router
 from services.auth import ApiKeys, load_api_keys
 from services.config import ServeConfig
@@ -70,4 +75,5 @@ def create_app(cfg: ServeConfig, keys: list[str] | None = None) -> FastAPI:
     app.include_router(service_router)
     app.include_router(sessions_router(cfg.max_k))
     app.include_router(uploads_router(cfg.max_k))
+    app.include_router(text_router(cfg.max_k))
     return app

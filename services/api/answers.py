@@ -10,9 +10,9 @@ from services.api.errors import ApiError, FieldErrorOut
 from services.api.models import NeighbourOut, SimilarOut
 from services.api.state import ServiceState
 from services.schemas import PUBLIC_SESSION_FIELDS
-from services.search import CohortSearcher, FilterError, parse_filters
+from services.search import CohortSearcher, Filter, FilterError, parse_filters
 
-__all__ = ["probabilities", "public", "similar", "stored"]
+__all__ = ["filters_of", "probabilities", "public", "similar", "stored"]
 
 
 def stored(searcher: CohortSearcher, session_id: str) -> dict[str, Any]:
@@ -37,6 +37,15 @@ def probabilities(state: ServiceState, x: np.ndarray, tasks: list[str] | None) -
     return {t: round(float(state.probes[t](x)), 6) for t in names}
 
 
+def filters_of(filters: list[str], loc: tuple[str, str] = ("query", "filter")) -> list[Filter]:
+    """Parsed filters; 422 (kind ``invalid_request``, the field at ``loc``) for one that does not parse."""
+    try:
+        return parse_filters(filters)
+    except FilterError as exc:
+        raise ApiError(422, str(exc), "invalid_request",
+                       errors=[FieldErrorOut(loc=list(loc), msg=str(exc), type="value_error")]) from None
+
+
 def similar(state: ServiceState, searcher: CohortSearcher, vector: np.ndarray, k: int, filters: list[str],
             per_patient: bool, query: str, *, session_id: str | None = None, sha: str | None = None,
             patient: str | None = None) -> SimilarOut:
@@ -50,11 +59,7 @@ def similar(state: ServiceState, searcher: CohortSearcher, vector: np.ndarray, k
         raise ApiError(422, f"k of at most {max_k} expected, found {k}", "invalid_request",
                        errors=[FieldErrorOut(loc=["query", "k"], msg=f"k of at most {max_k} expected",
                                              type="less_than_equal")])
-    try:
-        fs = parse_filters(filters)
-    except FilterError as exc:
-        raise ApiError(422, str(exc), "invalid_request",
-                       errors=[FieldErrorOut(loc=["query", "filter"], msg=str(exc), type="value_error")]) from None
+    fs = filters_of(filters)
     if session_id is not None:
         found = searcher.search_session(session_id, k, fs, per_patient=per_patient)
     else:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
 
 from services.api.errors import ApiModel
+from services.text_search import MAX_QUERY_CHARS
 
 __all__ = [
     "NEIGHBOUR_LINKS",
@@ -16,6 +19,8 @@ __all__ = [
     "SimilarOut",
     "TaskOut",
     "TasksOut",
+    "TextSearchOut",
+    "text_search_in",
 ]
 
 
@@ -60,6 +65,30 @@ class SimilarOut(ApiModel):
     filters: list[str]
     per_patient: bool
     neighbours: list[NeighbourOut]
+
+
+class TextSearchOut(ApiModel):
+    model_id: str
+    text: str = Field(description="The query, stripped of surrounding white space.")
+    k: int
+    filters: list[str]
+    per_patient: bool
+    neighbours: list[NeighbourOut] = Field(description="Best first; `score` is the cosine of the session's EEG "
+                                                       "projection with the text in the report space.")
+
+
+def text_search_in(max_k: int) -> type[ApiModel]:
+    """The body of ``POST /search/text``, with ``k`` of at most ``max_k`` (the app's ``ServeConfig.max_k``)."""
+
+    class TextSearchIn(ApiModel):
+        text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUERY_CHARS)] = \
+            Field(description=f"Words, e.g. 'left temporal slowing' (1 to {MAX_QUERY_CHARS} characters).")
+        k: int = Field(10, ge=1, le=max_k, description=f"Sessions to return (at most {max_k}).")
+        filters: list[str] = Field(default_factory=list, description="KEY=VALUE: site=S01[,S02], sex=F, "
+                                                                     "setting=emu, age=40-60, reference=LE.")
+        per_patient: bool = Field(False, description="At most one session (the best) per patient.")
+
+    return TextSearchIn
 
 
 class EmbeddingOut(ApiModel):

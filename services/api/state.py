@@ -54,8 +54,37 @@ class ServiceState:
         self.probes: dict[str, TaskProbe] = load_probes(cfg.probes, model_id=self.model_id, dim=self.searcher.index.dim)
         self.lock = threading.Lock()  # one embedding at a time: bounded memory and CPU
         self.max_bytes = int(cfg.max_upload_mb * 2**20)
+        self._text_lock = threading.Lock()  # loads the report tower, and projects a searcher, once
+        self._tower: Any = None  # services.text_search.ReportTower, loaded by the first text search
+        self._no_tower: Exception | None = None
         log.info("serving model %s: %d sessions, %d probe task(s)", self.model_id, self.searcher.index.n,
                  len(self.probes))
+
+    def text_searcher(self) -> Any:
+        """A :class:`~services.text_search.TextSearcher` over the current searcher.
+
+        The checkpoint's report tower (and its text encoder) is loaded by the first call;
+        the sessions' EEG projections are computed once per loaded searcher (cached on it,
+        so a reload of the store projects again).
+
+        Raises
+        ------
+        services.text_search.NoReportTowerError
+            The served checkpoint has no report tower (remembered: not tried again).
+        """
+        from services.text_search import NoReportTowerError, ReportTower, TextSearcher
+
+        searcher = self.current()
+        with self._text_lock:
+            if self._no_tower is not None:
+                raise self._no_tower
+            if self._tower is None:
+                try:
+                    self._tower = ReportTower(self.cfg.checkpoint, device=self.cfg.device)
+                except NoReportTowerError as exc:
+                    self._no_tower = exc
+                    raise
+            return TextSearcher(self.store, self._tower, searcher=searcher)
 
     def current(self) -> CohortSearcher:
         """The searcher to answer a request with; starts a background reload when the store changed."""
