@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 
 from services.config import IndexConfig
-from services.index import CohortIndex, choose_kind, ensure_index, new_index, normalise
+from services.index import CohortIndex, ensure_index, new_index, normalise
 from services.store import EmbeddingStore, StoreError, vectors_of
 
 log = logging.getLogger(__name__)
@@ -222,8 +222,11 @@ class CohortSearcher:
 
         ``project`` maps the raw session embeddings (:meth:`raw_matrix`) into the space
         (e.g. an aligned checkpoint's EEG→report projection); the projected vectors are
-        L2-normalised and indexed in memory (FAISS inner product: flat, or IVF past
-        ``IndexConfig.flat_max``), so :meth:`search` scores cosines in that space. The
+        L2-normalised and indexed in memory by an exact FAISS inner-product index, so
+        :meth:`search` scores cosines in that space. Exact, because the index is rebuilt
+        with every state of the store and is never saved: an IVF index would be trained
+        again each time (minutes at a million sessions), while a flat one costs a copy and
+        answers a million sessions in a fraction of a second (``bench/search.py``). The
         result is cached per ``space`` on this searcher, which stands for one state of the
         store: a service that reloads its searcher projects again.
 
@@ -249,11 +252,9 @@ class CohortSearcher:
         if y.ndim != 2 or y.shape[0] != raw.shape[0]:
             raise ValueError(f"projection of {space!r}: ({raw.shape[0]}, dim) expected, found {y.shape}")
         x = normalise(y)
-        kind = choose_kind("auto", len(x), self.cfg)
+        kind = "flat"
         idx, params = new_index(kind, x, self.cfg)
         idx.add(x)
-        if kind == "ivf":
-            idx.make_direct_map()
         norms = np.linalg.norm(y.astype(np.float64), axis=1).astype(np.float32)
         out = copy.copy(self)
         out.index = CohortIndex(idx, kind, "auto", self.model_id, self.index.session_ids, self.index.shas,
