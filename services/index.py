@@ -159,8 +159,7 @@ def index_dir(store: EmbeddingStore, model_id: str) -> Path:
     return store.path / "index" / model_id
 
 
-def choose_kind(kind: str, n: int, cfg: IndexConfig) -> str:
-    """The concrete kind of an index of ``n`` vectors (``auto``: flat up to ``cfg.flat_max``, else IVF)."""
+def _choose(kind: str, n: int, cfg: IndexConfig) -> str:
     if kind not in KINDS:
         raise ValueError(f"index kind must be one of {', '.join(KINDS)}, found {kind!r}")
     if kind == "auto":
@@ -225,7 +224,7 @@ def build_index(store: EmbeddingStore | str | Path, model_id: str | None = None,
         raise StoreError(f"store {store.path}: no embeddings of model {model_id} to index")
     raw = vectors_of(df)
     x = normalise(raw)
-    chosen = choose_kind(kind, df.height, cfg)
+    chosen = _choose(kind, df.height, cfg)
     t0 = time.perf_counter()
     idx, params = new_index(chosen, x, cfg)
     idx.add(x)
@@ -401,7 +400,7 @@ def ensure_index(store: EmbeddingStore | str | Path, model_id: str | None = None
             log.info("index of %s: removed %d file(s) left by an interrupted save", model_id, len(removed))
         return ci, "loaded"
     total = len(current)
-    if choose_kind(want, total, cfg) != ci.kind or (ci.kind == "ivf" and total > cfg.rebuild_growth * ci.params.get("trained_n", total)):
+    if _choose(want, total, cfg) != ci.kind or (ci.kind == "ivf" and total > cfg.rebuild_growth * ci.params.get("trained_n", total)):
         return build_index(store, model_id, want, cfg), "rebuilt"
     df = _model_rows(store, model_id).filter(pl.col("source_sha256").is_in(list(new)))
     raw = vectors_of(df)
