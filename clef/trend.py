@@ -32,15 +32,16 @@ mean of points ``i .. i+k-1``: the cosine distance of the mean embeddings, or th
 difference of the mean scores. The threshold at ``i`` is ``median + max(z * 1.4826 * MAD,
 min_delta)`` of the distances ``d_k .. d_i`` computed so far (the MAD scaled to a standard
 deviation; ``min_delta`` keeps a very steady recording from flagging its own noise);
-boundaries are judged once ``min_history`` distances exist. A run of consecutive
-boundaries above their thresholds is one change, placed at the run's largest distance
-(its onset) and reported when the run ends (a boundary below its threshold). An
+boundaries are judged once ``min_history`` distances exist; a point whose context is less
+than ``min_valid`` (half) valid frames (a gap) is left out of the means. A run of
+consecutive boundaries above their thresholds is one change, placed at the run's largest
+distance (its onset) and reported when the run ends (a boundary below its threshold). An
 embedding over a context of ``C`` seconds sees a step change at ``c`` until ``c + C``,
 when it leaves the context's start and may move the embedding again: after a change, the
 boundaries up to ``C`` plus ``k`` strides after its onset are not flagged (one flag per
-change, not an echo one context later). Defaults (:class:`TrendConfig`): ``k = 3``, ``z = 5``,
-``min_history = 6``, ``min_delta`` 0.01 (cosine distance) for the embedding and 0.1 for
-a probability.
+change, not an echo one context later). Defaults (:class:`TrendConfig`): ``k = 3``,
+``z = 5``, ``min_history = 6``, ``min_valid = 0.5``, ``min_delta`` 0.01 (cosine distance)
+for the embedding and 0.1 for a probability.
 
 Outputs (:meth:`TrendResult.write`): ``trend.parquet`` (one row per stride point),
 ``csa.parquet`` (one row per CSA step), ``changes.parquet`` (one row per flagged change),
@@ -147,6 +148,9 @@ class TrendConfig(BaseModel):
         Least margin of a flag over the median cosine distance.
     score_min_delta : float
         Least margin of a flag over the median score difference.
+    min_valid : float
+        Least fraction of valid frames in a point's context for the change rule to use
+        the point (an embedding of a context mostly in a gap describes the gap's edge).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -158,6 +162,7 @@ class TrendConfig(BaseModel):
     min_history: int = Field(6, ge=1)
     embedding_min_delta: float = Field(0.01, ge=0)
     score_min_delta: float = Field(0.1, ge=0)
+    min_valid: float = Field(0.5, ge=0, le=1)
 
 
 @dataclass(frozen=True)
@@ -616,13 +621,15 @@ class TrendBuilder:
         self._t.append(t_s)
         self._emb.append(emb.astype(np.float32))
         self._valid.append(valid_fraction)
-        for onset, first in self.embedding_change.push(emb):
+        # a context mostly in a gap is missing to the change rule, not a change
+        usable = valid_fraction >= self.config.min_valid
+        for onset, first in self.embedding_change.push(emb if usable else np.full_like(emb, np.nan)):
             self._change("embedding", onset, first)
         for task, probe in self.probes.items():
             s = float(np.asarray(probe(emb[None].astype(np.float64))).reshape(-1)[0]) if np.isfinite(emb).all() \
                 else float("nan")
             self._scores[task].append(s)
-            for onset, first in self.score_changes[task].push(s):
+            for onset, first in self.score_changes[task].push(s if usable else float("nan")):
                 self._change(f"score:{task}", onset, first)
 
     def _change(self, signal: str, onset: int, first: int) -> None:

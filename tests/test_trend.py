@@ -284,3 +284,35 @@ def test_cli_bad_input(cli, files: dict[str, Path], svc_checkpoint: Path, tmp_pa
         assert r.exit_code == 2, (args, r.output)
         assert message in " ".join(r.output.split()) and "Traceback" not in r.output, (args, r.output)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_gap_gives_nan_points_and_csa_not_an_error(embedder: Embedder, frames: dict[str, list[FrameBlock]],
+                                                     tmp_path: Path) -> None:
+    """Frames masked over 25 minutes (a gap of an EDF+D file): contexts inside it have no embedding, its CSA
+    steps no value; the points around it, the change rule, the tables and the figure carry on."""
+    from clef.viz import plot_trend
+
+    gap = slice(1400, 2900)
+    blocks = []
+    start = 0
+    for f in frames["steady"]:
+        n = f.values.shape[2]
+        mask = f.frame_mask.copy()
+        lo, hi = max(gap.start - start, 0), min(gap.stop - start, n)
+        if lo < hi:
+            mask[lo:hi] = False
+        blocks.append(FrameBlock(f.values, mask, f.channel_mask))
+        start += n
+    r = _build(embedder, blocks, stride_s=120.0, **FAST).result()
+    t = r.table()
+    inside = (r.t_s - r.context_s >= gap.start) & (r.t_s <= gap.stop)
+    assert r.t_s[inside].tolist() == [2760.0, 2880.0] and np.isnan(r.embeddings[inside]).all()
+    assert np.isfinite(r.embeddings[~inside]).all()
+    assert t.filter(pl.col("t_s") >= 2760.0, pl.col("t_s") <= 2880.0)["valid_fraction"].to_list() == [0.0, 0.0]
+    csa = r.csa_table()
+    gap_rows = csa.filter((pl.col("t_s") > 1440) & (pl.col("t_s") <= 2880))
+    assert gap_rows.height == 24 and gap_rows["left_alpha_db"].is_nan().all()
+    assert not csa.filter(pl.col("t_s") <= 1380)["left_alpha_db"].is_nan().any()
+    assert r.changes == []
+    r.write(tmp_path)
+    assert plot_trend(r, tmp_path / "trend.png").is_file()
