@@ -483,8 +483,15 @@ class TrendBuilder:
         if self.config.stride_s < self.step_s:
             raise ValueError(f"a stride of at least the spectrogram step ({self.step_s:g} s) expected, "
                              f"found {self.config.stride_s:g} s")
-        self.stride = max(1, int(round(self.config.stride_s / self.step_s)))
-        self.csa_step = max(1, int(round(self.config.csa_step_s / self.step_s)))
+        if self.config.csa_step_s < self.step_s:
+            raise ValueError(f"a CSA step of at least the spectrogram step ({self.step_s:g} s) expected, "
+                             f"found {self.config.csa_step_s:g} s")
+        self.stride = int(round(self.config.stride_s / self.step_s))
+        self.csa_step = int(round(self.config.csa_step_s / self.step_s))
+        for name, frames, asked in (("stride", self.stride, self.config.stride_s),
+                                    ("CSA step", self.csa_step, self.config.csa_step_s)):
+            if abs(frames * self.step_s - asked) > 1e-9:
+                log.info("%s of %g s rounded to %g s (whole spectrogram frames)", name, asked, frames * self.step_s)
         self.window = self.tokenizer.spec.window_frames
         gf, gt = self.tokenizer.grid
         self.grid = (gf, gt)

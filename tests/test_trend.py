@@ -275,6 +275,7 @@ def test_cli_bad_input(cli, files: dict[str, Path], svc_checkpoint: Path, tmp_pa
         ((files["change"], *ck, "--stride", "5 fortnights"), "--stride: a duration like 30s, 5min, 1h or 2d"),
         ((files["change"], *ck, "--stride", "0.5s"), "a stride of at least the spectrogram step (1 s)"),
         ((files["change"], *ck, "--stride", "2h"), "ends before the first stride point (7200 s)"),
+        ((files["change"], *ck, "--csa-step", "0.2s"), "a CSA step of at least the spectrogram step (1 s)"),
         ((files["change"], *ck, "--probes", tmp_path), "no readable probe"),
     ]
     _probe(tmp_path / "other", "slowing", np.ones(Embedder(svc_checkpoint).cfg.model.dim), 0.0, "f" * 16)
