@@ -17,7 +17,8 @@ p@20 is at most positives / 20: the table shows that ceiling). Then the latency 
 Usage::
 
     python bench/text_search.py --store STORE --checkpoint ALIGNED --hospital HOSPITAL \\
-        [--embeddings CACHED.parquet] [--threads 1] [--out results.json]
+        [--embeddings CACHED.parquet] [--tokens TOKENS] [--scale 10000,1000000] [--threads 1] \\
+        [--out results.json]
 
 A missing ``--store`` is built first: from ``--embeddings`` (a benchmark embedding cache
 of the same checkpoint, ``session_id`` + ``vector``: the vectors ``clef embed`` stores,
@@ -191,6 +192,65 @@ def run(store: Path, checkpoint: Path, hospital: Path, repeats: int) -> dict:
             "findings": rows}
 
 
+def scale_latency(store: Path, checkpoint: Path, sizes: list[int], workdir: Path, repeats: int) -> list[dict]:
+    """Text-search latency on stores of ``sizes`` sessions, made by resampling this store's vectors.
+
+    Each synthetic store holds the real store's session vectors drawn with replacement plus
+    Gaussian noise (a tenth of each coordinate's spread), 5 sites, 3 sessions per patient;
+    the session-space index is kept flat (text search does not use it).
+    """
+    from services.config import IndexConfig
+    from services.search import CohortSearcher, parse_filters
+    from services.store import EmbeddingStore
+    from services.store_writer import StoreWriter, utc_now
+    from services.text_search import ReportTower, TextSearcher
+
+    tower = ReportTower(checkpoint)
+    _, x = EmbeddingStore(store).matrix(tower.model_id)
+    rng = np.random.default_rng(0)
+    out = []
+    for n in sizes:
+        path = workdir / f"scale_{n}"
+        if not (path / "store.json").is_file():
+            part = 100_000
+            with StoreWriter(path, workdir) as w:
+                for a in range(0, n, part):
+                    m = min(part, n - a)
+                    v = x[rng.integers(0, len(x), m)] + 0.1 * x.std(0) * rng.normal(size=(m, x.shape[1]))
+                    v = v.astype(np.float32)
+                    sid = [f"syn{a + i:08d}" for i in range(m)]
+                    sha = [f"{a + i:064x}" for i in range(m)]
+                    man = pl.DataFrame({"path": sid, "sha256": sha, "size": 0, "status": "done", "error_kind": None,
+                                        "error": None, "seconds": 0.0, "updated": utc_now(),
+                                        "model_id": tower.model_id, "mtime_ns": 0})
+                    ses = pl.DataFrame({"session_id": sid, "source_sha256": sha, "path": sid, "format": "EDF+C",
+                                        "duration_s": 1200.0, "n_windows": 1, "sex": ["FM"[i % 2] for i in range(m)],
+                                        "age_years": rng.uniform(0, 90, m).round(1),
+                                        "patient_hash": [f"p{(a + i) // 3:08d}" for i in range(m)],
+                                        "site": [f"S0{1 + i % 5}" for i in range(m)], "setting": "routine"})
+                    vl = v.tolist()
+                    emb = pl.DataFrame({"session_id": sid, "source_sha256": sha, "model_id": tower.model_id,
+                                        "vector": vl, "window_vectors": [[r] for r in vl], "n_windows": 1})
+                    w.commit(man.to_dicts(), ses.to_dicts(), emb.to_dicts(),
+                             models={tower.model_id: {"dim": x.shape[1], "checkpoint": "synthetic"}})
+        t0 = time.perf_counter()
+        sessions = CohortSearcher(path, tower.model_id, IndexConfig(flat_max=10**8))
+        t_load = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ts = TextSearcher(path, tower, searcher=sessions)
+        t_project = time.perf_counter() - t0
+        site = parse_filters(["site=S02"])
+        q = "burst suppression"
+        row = {"sessions": n, "load_store_and_index_s": t_load, "project_s": t_project,
+               "search_ms": 1e3 * best_of(lambda: ts.search(q, TOP), repeats),
+               "search_site_filter_ms": 1e3 * best_of(lambda: ts.search(q, TOP, site), repeats),
+               "search_per_patient_ms": 1e3 * best_of(lambda: ts.search(q, TOP, per_patient=True), repeats),
+               "concept_scores_all_ms": 1e3 * best_of(lambda: ts.concept_scores(q), repeats)}
+        log.info("%s", row)
+        out.append(row)
+    return out
+
+
 def table(res: dict) -> str:
     lines = ["| finding | query | positives (base rate) | p@20 | lift | AUROC | held-out: positives / n | p@20 (max) "
              "| lift | AUROC |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -216,6 +276,10 @@ def main() -> None:
                                                                "vectors are the EEG embeddings stage 2 projects.")
     ap.add_argument("--threads", type=int, default=1, help="Torch threads.")
     ap.add_argument("--repeats", type=int, default=5, help="Timing repeats per query (best of).")
+    ap.add_argument("--scale", default="", help="Also time text search on synthetic stores of these sizes "
+                                                 "(comma-separated, e.g. 10000,1000000), resampled from --store.")
+    ap.add_argument("--workdir", type=Path, default=Path("bench/out/text_search_scale"),
+                    help="Where the --scale stores are written (kept for reruns).")
     ap.add_argument("--out", type=Path, default=None, help="Write the results as JSON here.")
     args = ap.parse_args()
     import torch
@@ -236,6 +300,15 @@ def main() -> None:
           f"FAISS, k={TOP}): median {res['search_ms_median']:.1f} ms, max {res['search_ms_max']:.1f} ms; text "
           f"embedding alone {res['embed_text_ms_median']:.1f} ms; loading the tower {res['load_tower_s']:.1f} s, "
           f"projecting the store {1e3 * res['project_store_s']:.0f} ms (once per store state)")
+    if args.scale:
+        res["scale"] = scale_latency(args.store, args.checkpoint, [int(v) for v in args.scale.split(",")],
+                                     args.workdir, args.repeats)
+        print("\n| sessions | load store + index (s) | project (s) | search (ms) | + site filter (ms) | "
+              "per patient (ms) | concept scores, all (ms) |\n|---|---|---|---|---|---|---|")
+        for r in res["scale"]:
+            print(f"| {r['sessions']} | {r['load_store_and_index_s']:.1f} | {r['project_s']:.2f} | "
+                  f"{r['search_ms']:.1f} | {r['search_site_filter_ms']:.1f} | {r['search_per_patient_ms']:.1f} | "
+                  f"{r['concept_scores_all_ms']:.1f} |")
     if args.out:
         args.out.write_text(json.dumps(res, indent=1))
 

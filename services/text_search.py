@@ -12,9 +12,11 @@ checkpoint that embedded it (``clef embed`` with the aligned checkpoint stores t
 vector ``AlignModule.eeg_embedding`` computes), so ``eeg_to_report`` is applied to the
 stored vectors when the first text query comes, never to the EEG: nothing is re-read at
 query time and the store needs no second column. The projected vectors are indexed in
-memory and cached per checkpoint on the :class:`~services.search.CohortSearcher` of the
-store's current state (:meth:`~services.search.CohortSearcher.projected`), so filters and
-one-per-patient searches are the cohort search's own.
+memory (exact FAISS inner product) and cached per checkpoint on the
+:class:`~services.search.CohortSearcher` of the store's current state
+(:meth:`~services.search.CohortSearcher.projected`), so filters and one-per-patient
+searches are the cohort search's own. ``tests/test_text_search.py`` and
+``bench/text_search.py --tokens`` check the equality of the stored and trained vectors.
 
 Zero-shot concept scores (:meth:`TextSearcher.concept_scores`) are the same cosines for
 every session (or a given list), as a table.
@@ -36,8 +38,7 @@ import torch
 
 from services.config import IndexConfig
 from services.index import normalise
-from services.search import CohortSearcher, Neighbour, parse_filters
-from services.search import Filter
+from services.search import CohortSearcher, Filter, Neighbour, parse_filters
 from services.store import EmbeddingStore, StoreError
 
 log = logging.getLogger(__name__)

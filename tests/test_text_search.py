@@ -130,6 +130,27 @@ def test_query_embedding_is_deterministic_normalised_and_checked(built) -> None:
             tower.embed_text(bad)
 
 
+def test_the_stored_vector_is_the_eeg_embedding_the_projection_was_trained_on(built) -> None:
+    """What ``clef embed`` stores (Embedder) is AlignModule.eeg_embedding: projecting it is the training path."""
+    from clef.align.train import load_align_module
+    from clef.embedding import Embedder
+    from tokenizer.tokens import Tokens
+
+    module, _ = load_align_module(built["ck"])
+    module.eval()
+    gf, gt = module.session_cfg.model.grid
+    rng = np.random.default_rng(0)
+    mask = np.ones((3, gf, gt), bool)
+    mask[2, :, gt // 2:] = False  # a padded last window: the pooling weights count
+    tokens = Tokens(codes=rng.integers(0, 64, (3, gf, gt)).astype(np.int16), token_mask=mask,
+                    n_valid_frames=np.array([1280, 1280, 640]), source_sha256="", source_path="", window_s=1280.0)
+    stored = Embedder(built["ck"]).embed_tokens([tokens])[0].vector
+    with torch.no_grad():
+        trained = module.eeg_embedding(torch.from_numpy(tokens.codes.reshape(3, -1).astype(np.int64)),
+                                       torch.from_numpy(mask.reshape(3, -1)), torch.zeros(3, dtype=torch.long), 1)[0]
+    assert np.allclose(stored, trained.numpy(), atol=1e-5)
+
+
 def test_search_ranks_sessions_by_cosine_of_their_eeg_projection(built) -> None:
     from services.text_search import TextSearcher
 
