@@ -1,4 +1,5 @@
-"""Clinical-style figures: a 10 s EEG page of the canonical channels, a session spectrogram, a long-term trend."""
+"""Clinical-style figures: a 10 s EEG page of the canonical channels, a session spectrogram, a long-term trend,
+an explanation (attribution over the CSA and a scalp map)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np  # noqa: E402
 from tokenizer import Recording  # noqa: E402
 
 if TYPE_CHECKING:
+    from clef.explain import Explanation
     from clef.trend import TrendResult
 
 
@@ -215,8 +217,8 @@ def plot_trend(result: "TrendResult", out: str | Path, *, fmax: float = 20.0, vm
     Time runs along x (hours, or minutes for a recording under two hours). From the top:
     the left and the right hemisphere's compressed spectral array (frequency on y, dB in
     colour); the probe scores; the embedding's change distance with its threshold.
-    Flagged changes are vertical lines on every panel (solid red: the embedding; dashed
-    orange: a score), the file's annotations ticks along the top with their scrubbed text
+    Flagged changes are vertical lines on every panel (solid red: the embedding; dashed,
+    in its trace's colour: a score), the file's annotations ticks along the top with their scrubbed text
     (:func:`annotation_label`; only ticks when there are more than ``max_labels``).
 
     Parameters
@@ -264,10 +266,12 @@ def plot_trend(result: "TrendResult", out: str | Path, *, fmax: float = 20.0, vm
         fig.colorbar(im, ax=list(axes), fraction=0.02, pad=0.01, anchor=(0.0, 1.0), shrink=0.5, label="dB µV²/Hz")
     t = result.t_s / scale
     row = 2
+    colours: dict[str, str] = {}
     if n_scores:
         ax = axes[row]
         for task, s in result.scores.items():
-            ax.plot(t, s, marker=".", ms=3, lw=1, label=task)
+            (line,) = ax.plot(t, s, marker=".", ms=3, lw=1, label=task)
+            colours[f"score:{task}"] = line.get_color()
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("probe\nscore")
         ax.legend(fontsize=7, loc="upper left", ncol=min(4, n_scores))
@@ -285,7 +289,7 @@ def plot_trend(result: "TrendResult", out: str | Path, *, fmax: float = 20.0, vm
             if c.signal == "embedding":
                 a.axvline(c.onset_s / scale, color="red", lw=1.4)
             else:
-                a.axvline(c.onset_s / scale, color="orange", lw=1.2, ls="--")
+                a.axvline(c.onset_s / scale, color=colours.get(c.signal, "orange"), lw=1.2, ls="--")
     label = len(result.annotations) <= max_labels
     for ann in result.annotations:
         x = ann.onset / scale
@@ -302,3 +306,110 @@ def plot_trend(result: "TrendResult", out: str | Path, *, fmax: float = 20.0, vm
     plt.close(fig)
     return out
 
+
+
+def plot_explanation(ex: "Explanation", out: str | Path, *, fmax: float = 32.0, vmin: float = -20.0,
+                     vmax: float = 30.0, title: str | None = None) -> Path:
+    """Draw an explanation (:class:`clef.explain.Explanation`): where the score comes from.
+
+    Left, time on x: the left and the right hemisphere's CSA (one column per time step,
+    frequency on y, dB in colour) with each band's attribution as a bar at the right edge
+    of its rows, and below them the attribution of each time step (the most attributed
+    one outlined on the CSA). Right: a scalp map of the channel attribution (10-20
+    positions seen from above, nose up; absent channels as open circles) and the
+    attribution of each region. Red supports the score (taking the part away lowers
+    it), blue opposes it.
+
+    Parameters
+    ----------
+    ex : Explanation
+    out : str or Path
+        PNG to write.
+    fmax : float
+        Highest frequency drawn (Hz).
+    vmin, vmax : float
+        Colour scale of the CSA (dB).
+    title : str, optional
+        Default: the file's name, the target and its baseline score. Never PHI.
+
+    Returns
+    -------
+    Path
+    """
+    from clef.synthetic.montage import ELECTRODE_SPHERICAL  # the one table of 10-20 positions
+
+    out = Path(out)
+    fig = plt.figure(figsize=(15, 8))
+    gs = fig.add_gridspec(3, 2, width_ratios=[2.2, 1.0], height_ratios=[1.0, 1.0, 0.8], hspace=0.35, wspace=0.18)
+    n = ex.time.shape[0]
+    edges = np.arange(n + 1) * ex.minute_s / 60.0
+    keep = ex.freqs <= fmax
+    f = ex.freqs[keep]
+    df = float(f[1] - f[0]) if f.size > 1 else 1.0
+    f_edges = np.concatenate([f - df / 2, [f[-1] + df / 2]])
+    lim = float(np.nanmax(np.abs(np.concatenate([ex.band, ex.time, ex.region, ex.channel, [1e-12]]))))
+    top = ex.top_minute
+    bar_w = max(edges[-1] * 0.08, 0.5)
+    im = None
+    for r, side in enumerate(("left", "right")):
+        ax = fig.add_subplot(gs[r, 0])
+        if n:
+            im = ax.pcolormesh(edges, f_edges, ex.csa[r][:, keep].T, shading="flat", cmap="jet", vmin=vmin, vmax=vmax)
+        for (name, (lo, hi)), v in zip(ex.bands.items(), ex.band):
+            if np.isfinite(v):
+                w = bar_w * abs(v) / lim
+                ax.barh((lo + min(hi, fmax)) / 2, w, height=min(hi, fmax) - lo, left=edges[-1],
+                        color="tab:red" if v > 0 else "tab:blue", alpha=0.8, edgecolor="black", lw=0.5)
+                ax.text(edges[-1] + bar_w * 1.02, (lo + min(hi, fmax)) / 2, f"{name} {v:+.3f}", fontsize=7,
+                        va="center")
+        if top is not None:
+            ax.axvspan(edges[top], edges[top + 1], fill=False, edgecolor="white", lw=2)
+        ax.set_xlim(0, edges[-1] + bar_w * 2.2)
+        ax.set_ylim(ex.freqs[0], fmax)
+        ax.set_ylabel(f"{side}\nHz")
+        ax.set_title(f"{side} hemisphere CSA; bars: band attribution", fontsize=9)
+    if im is not None:
+        fig.colorbar(im, ax=fig.axes[:2], fraction=0.02, pad=0.01, label="dB µV²/Hz")
+    ax = fig.add_subplot(gs[2, 0])
+    mids = (edges[:-1] + edges[1:]) / 2
+    vals = np.nan_to_num(ex.time, nan=0.0)
+    ax.bar(mids, vals, width=ex.minute_s / 60.0 * 0.9, color=np.where(vals > 0, "tab:red", "tab:blue"))
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xlim(0, edges[-1] + bar_w * 2.2)
+    ax.set_xlabel("minutes from the start")
+    ax.set_ylabel("attribution")
+    ax.set_title(f"time: score drop without each {ex.minute_s:g} s step", fontsize=9)
+    ax = fig.add_subplot(gs[0:2, 1])
+    xy = []
+    for name in ex.channels:
+        col, az = ELECTRODE_SPHERICAL.get(name, (np.nan, np.nan))
+        rad = col / 92.0 * 0.9
+        xy.append((rad * np.sin(np.deg2rad(az)), rad * np.cos(np.deg2rad(az))))
+    xy_a = np.array(xy)
+    ax.add_patch(plt.Circle((0, 0), 1.0, fill=False, lw=1.2))
+    ax.plot([-0.1, 0, 0.1], [0.99, 1.1, 0.99], color="black", lw=1.2)
+    present = np.isfinite(ex.channel)
+    sc = ax.scatter(xy_a[present, 0], xy_a[present, 1], c=ex.channel[present], cmap="RdBu_r", vmin=-lim, vmax=lim,
+                    s=520, edgecolors="black")
+    ax.scatter(xy_a[~present, 0], xy_a[~present, 1], facecolors="none", edgecolors="grey", s=520)
+    for (x, y), name in zip(xy_a, ex.channels):
+        ax.text(x, y, name, ha="center", va="center", fontsize=7)
+    ax.set_xlim(-1.15, 1.15)
+    ax.set_ylim(-1.15, 1.2)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    fig.colorbar(sc, ax=ax, fraction=0.04, pad=0.02, label="channel attribution")
+    ax.set_title("scalp map (nose up, left on the left)", fontsize=9)
+    ax = fig.add_subplot(gs[2, 1])
+    rv = np.nan_to_num(ex.region, nan=0.0)
+    ax.barh(list(ex.regions)[::-1], rv[::-1], color=np.where(rv[::-1] > 0, "tab:red", "tab:blue"))
+    ax.axvline(0, color="black", lw=0.6)
+    ax.tick_params(labelsize=8)
+    ax.set_title("regions", fontsize=9)
+    name = Path(ex.source_path).name
+    fig.suptitle(title or f"{name} — {ex.target}: score {ex.baseline:.3f}, model {ex.model_id} "
+                          f"(occlusion; red supports the score)", fontsize=11)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return out
