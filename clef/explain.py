@@ -64,6 +64,7 @@ __all__ = [
     "Scorer",
     "channel_regions",
     "explain",
+    "inpaint_band",
     "read_spectrogram",
     "similarity_scorer",
 ]
@@ -247,8 +248,11 @@ def read_spectrogram(path: str | Path, embedder: Embedder, *, threads: int | Non
                               blocks[-1].channel_mask.astype(bool), stream.source_sha256 or "", str(path))
 
 
-def _inpaint_band(x: np.ndarray, freqs: np.ndarray, band: tuple[float, float]) -> np.ndarray:
-    """``x`` (..., bins, frames) with the band's bins on the straight line between the bins just outside it."""
+def inpaint_band(x: np.ndarray, freqs: np.ndarray, band: tuple[float, float]) -> np.ndarray:
+    """``x`` (..., bins, frames) with the band's bins on the straight line between the bins just outside it.
+
+    The frequency occlusion of :func:`explain` (``x`` in dB or dB scaled); ``freqs`` are the bins' Hz.
+    """
     sel = np.flatnonzero((freqs >= band[0]) & (freqs < band[1]))
     if sel.size == 0:
         raise ValueError(f"band {band} holds no bin of the spectrogram ({freqs[0]:g}-{freqs[-1]:g} Hz)")
@@ -352,7 +356,7 @@ def explain(source: str | Path | Recording | SessionSpectrogram, embedder: Embed
             x[:, idx_present] = 0.0
             variants.append(("region", r, x))
     for b, rng in bands.items():
-        x = _inpaint_band(x0, freqs, rng)
+        x = inpaint_band(x0, freqs, rng)
         x[:, ~cmask] = 0.0
         x *= m0[:, None, None, :]
         variants.append(("band", b, x))
