@@ -259,3 +259,6 @@ def register(app: typer.Typer) -> None:
     app.command("index")(index)
     app.command("search")(search)
     app.command("serve")(serve)
+    from services.explain import register as register_explain  # clef explain: its own module
+
+    register_explain(app)
