@@ -275,7 +275,9 @@ def explain(source: str | Path | Recording | SessionSpectrogram, embedder: Embed
         The session: an EDF/BDF file (read once), a recording read under the checkpoint's
         contract, or its spectrogram.
     embedder : Embedder or path
-        The session-transformer checkpoint (with its ``tokenizer/``).
+        The session-transformer checkpoint (with its ``tokenizer/``), loaded or not; an
+        object with the same ``tokenizer``, ``contract``, ``encoder``, ``context_columns``,
+        ``device`` and ``model_id`` serves too (the tests' hand-built model).
     score : callable
         ``(n, dim)`` embeddings → ``(n,)`` scores: a probe
         (``benchmark_tasks.probes.load_probes(RESULTS)[task]``) or :func:`similarity_scorer`.
@@ -309,7 +311,7 @@ def explain(source: str | Path | Recording | SessionSpectrogram, embedder: Embed
         raise ValueError(f"minute_s: a positive number of seconds expected, found {minute_s}")
     if batch_size < 1:
         raise ValueError(f"batch_size: at least 1 expected, found {batch_size}")
-    emb = embedder if isinstance(embedder, Embedder) else Embedder(embedder)
+    emb = Embedder(embedder) if isinstance(embedder, (str, Path)) else embedder
     bands = dict(CANONICAL_BANDS if bands is None else bands)
     if not bands:
         raise ValueError("bands: at least one band expected")

@@ -1,0 +1,199 @@
+"""Explanations (:mod:`clef.explain`, ``clef explain``): occlusion recovers where a hand-built model
+looks (left channels, one minute, the beta band); shapes and JSON; the figure; the command's errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from clef.explain import REGION_NAMES, Explanation, channel_regions, explain, inpaint_band, similarity_scorer
+from clef.viz import plot_explanation
+from tokenizer import CANONICAL_CHANNELS
+from tokenizer.contract import SignalContract
+from tokenizer.edf_writer import EDFSignal, write_edf
+from tokenizer.spectrogram_cache import SessionSpectrogram
+from tokenizer.windows import WindowSpec
+
+CONTRACT = SignalContract()
+FREQS = CONTRACT.spectrogram.fmin + np.arange(CONTRACT.spectrogram.n_freqs) / CONTRACT.spectrogram.window_s
+LEFT = list(channel_regions(tuple(CONTRACT.channels))["left"])
+BETA = (FREQS >= 13) & (FREQS < 30)
+#: The minute the hand-built model's signal is in.
+SIGNAL_MINUTE = 3
+
+
+class _Quantiser:
+    """A hand-built tokenizer model: one token row, one token per column; the code is 1 where the
+    column's left lateral electrodes carry beta power well above their neighbouring bins."""
+
+    def tokenize(self, x: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, _, _, wf = x.shape
+        cols = x.reshape(b, x.shape[1], x.shape[2], 128, wf // 128).mean(-1)  # (B, C, F, 128)
+        left = cols[:, LEFT]
+        beta = left[:, :, torch.from_numpy(BETA)].mean((1, 2))
+        rest = left[:, :, torch.from_numpy(~BETA)].mean((1, 2))
+        return ((beta - rest) > 0.2).long()[:, None, :], frame_mask
+
+
+class _Encoder:
+    """Window embedding: (share of code-1 tokens among the valid ones, 1)."""
+
+    def embed_windows(self, codes: torch.Tensor, valid: torch.Tensor, columns: int | None = None) -> torch.Tensor:
+        v = valid.reshape(codes.shape[0], -1).float()
+        share = (codes.reshape(codes.shape[0], -1).float() * v).sum(1) / v.sum(1).clamp(min=1)
+        return torch.stack([share, torch.ones_like(share)], 1)
+
+
+def _embedder() -> SimpleNamespace:
+    tok = SimpleNamespace(model=_Quantiser(), grid=(1, 128), device=torch.device("cpu"),
+                          spec=WindowSpec.from_contract(CONTRACT))
+    return SimpleNamespace(tokenizer=tok, contract=CONTRACT, encoder=_Encoder(), context_columns=None,
+                           device=torch.device("cpu"), model_id="handbuilt", channel_map=None)
+
+
+def _spectrogram(minutes: float = 10.0, absent: tuple[str, ...] = ()) -> SessionSpectrogram:
+    """A 1/f-ish spectrogram; the left lateral electrodes carry 20 dB of beta in minute ``SIGNAL_MINUTE``."""
+    t = int(minutes * 60)
+    rng = np.random.default_rng(0)
+    v = (20 - 0.5 * FREQS)[None, :, None] + rng.normal(0, 1, (19, len(FREQS), t))
+    a, b = SIGNAL_MINUTE * 60, (SIGNAL_MINUTE + 1) * 60
+    for c in LEFT:
+        v[c, BETA, a:b] += 20
+    cmask = np.array([c not in absent for c in CONTRACT.channels])
+    return SessionSpectrogram(v.astype(np.float16), np.ones(t, bool), cmask, "0" * 64, "handbuilt.edf")
+
+
+def _probe(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)[:, 0]
+
+
+@pytest.fixture(scope="module")
+def handbuilt() -> Explanation:
+    return explain(_spectrogram(absent=("Pz",)), _embedder(), _probe, target="probe:handbuilt")
+
+
+def test_occlusion_finds_the_left_side_the_minute_and_the_band(handbuilt: Explanation) -> None:
+    ex = handbuilt
+    assert ex.baseline > 0
+    assert ex.hemisphere == "left"
+    assert ex.region[REGION_NAMES.index("left")] == pytest.approx(ex.baseline)  # the whole score is left
+    assert ex.region[REGION_NAMES.index("right")] == pytest.approx(0.0, abs=1e-9)
+    assert ex.top_minute == SIGNAL_MINUTE
+    assert ex.top_band == "beta"
+    assert ex.band_shares()["beta"] == pytest.approx(1.0)
+    # the channel map: only left lateral electrodes carry it, each a share (the others stay above threshold)
+    assert np.nanmax(ex.channel[[i for i in range(19) if i not in LEFT]]) <= 1e-9
+
+
+def test_shapes_nan_and_json(handbuilt: Explanation) -> None:
+    ex = handbuilt
+    assert ex.channel.shape == (19,) and ex.region.shape == (len(REGION_NAMES),) and ex.band.shape == (4,)
+    assert ex.time.shape == (10,) and ex.csa.shape == (2, 10, len(FREQS))
+    assert math.isnan(ex.channel[CONTRACT.channels.index("Pz")])  # absent: nothing to take away
+    d = json.loads(json.dumps(ex.to_dict()))
+    assert d["channel"]["Pz"] is None and d["summary"]["hemisphere"] == "left"
+    assert len(d["time"]["attribution"]) == 10 and d["time"]["step_s"] == 60.0
+    assert set(d["band"]) == {"delta", "theta", "alpha", "beta"}
+    # one variant per present channel, region, band and minute, plus the baseline
+    assert ex.n_variants == 1 + 18 + len(REGION_NAMES) + 4 + 10
+
+
+def test_regions_only_and_options() -> None:
+    ex = explain(_spectrogram(minutes=3.5), _embedder(), _probe, channels=False, minute_s=30.0)
+    assert np.isnan(ex.channel).all() and ex.time.shape == (7,)
+    assert ex.n_variants == 1 + len(REGION_NAMES) + 4 + 7
+    with pytest.raises(ValueError, match="whole number of token columns"):
+        explain(_spectrogram(minutes=2), _embedder(), _probe, minute_s=15.0)
+    with pytest.raises(ValueError, match="one finite score per embedding"):
+        explain(_spectrogram(minutes=2), _embedder(), lambda x: np.zeros(1))
+
+
+def test_inpaint_band_and_similarity() -> None:
+    x = np.zeros((1, len(FREQS), 2), np.float32)
+    x[0, BETA] = 10.0
+    y = inpaint_band(x, FREQS, (13.0, 30.0))
+    assert np.abs(y).max() == 0.0 and x[0, BETA].max() == 10.0  # a copy, the band gone
+    s = similarity_scorer(np.array([1.0, 0.0]))
+    assert s(np.array([[2.0, 0.0], [0.0, 3.0]])).tolist() == [1.0, 0.0]
+    with pytest.raises(ValueError):
+        similarity_scorer(np.zeros(3))
+
+
+def test_figure_is_written(handbuilt: Explanation, tmp_path: Path) -> None:
+    p = plot_explanation(handbuilt, tmp_path / "x" / "explanation.png")
+    assert p.is_file() and p.stat().st_size > 10_000
+
+
+# -- the command ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from clef.factory import save_random_checkpoint
+
+    return save_random_checkpoint("tiny", tmp_path_factory.mktemp("explain") / "st")
+
+
+def _run(*args: str):
+    from clef.cli import app, load_plugins
+
+    load_plugins()
+    return CliRunner().invoke(app, ["explain", *args])
+
+
+def _edf(path: Path, seconds: float) -> Path:
+    rng = np.random.default_rng(1)
+    n = int(seconds * 200)
+    return write_edf(path, [EDFSignal(f"EEG {c}-REF", rng.normal(0, 10, n), 200.0) for c in CANONICAL_CHANNELS])
+
+
+def test_cli_errors(checkpoint: Path, tmp_path: Path) -> None:
+    from tests.factories import write_store
+
+    edf = _edf(tmp_path / "s.edf", 130.0)
+    r = _run(str(edf), "--checkpoint", str(checkpoint))
+    assert r.exit_code == 2 and "exactly one of --task" in r.output
+    r = _run(str(edf), "--checkpoint", str(checkpoint), "--task", "t", "--neighbour", "n", "--store", str(tmp_path))
+    assert r.exit_code == 2 and "exactly one of --task" in r.output
+    r = _run(str(edf), "--checkpoint", str(checkpoint), "--task", "eeg_x")
+    assert r.exit_code == 2 and "--task needs --probes" in r.output
+    results = tmp_path / "results"
+    (results / "probes").mkdir(parents=True)
+    r = _run(str(edf), "--checkpoint", str(checkpoint), "--task", "eeg_x", "--probes", str(results))
+    assert r.exit_code == 2 and "task 'eeg_x' has no probe" in r.output
+    store = tmp_path / "store"
+    write_store(store, ["A", "B"], np.ones((2, 8)))
+    (store / "store.json").write_text(json.dumps({"schema": "clef.store/1", "archive": str(tmp_path)}))
+    r = _run("nosuch", "--checkpoint", str(checkpoint), "--neighbour", "A", "--store", str(store))
+    assert r.exit_code == 2 and "session 'nosuch' is not in the store" in r.output
+    short = _edf(tmp_path / "short.edf", 2.0)
+    r = _run(str(short), "--checkpoint", str(checkpoint), "--neighbour", "A", "--store", str(store))
+    assert r.exit_code == 2 and "no embedding of model" in r.output
+
+
+def test_cli_writes_json_and_figure_and_refuses_a_short_file(checkpoint: Path, tmp_path: Path) -> None:
+    from benchmark_tasks.probes import LogisticProbe, TaskProbe, save_probe
+    from clef.embedding import Embedder
+
+    emb = Embedder(checkpoint)
+    dim = int(emb.cfg.model.dim)
+    results = tmp_path / "results"
+    save_probe(results, TaskProbe("eeg_left", LogisticProbe(np.ones(dim) / dim, 0.0, np.zeros(dim), np.ones(dim)),
+                                  emb.model_id))
+    edf = _edf(tmp_path / "s.edf", 130.0)
+    out = tmp_path / "out"
+    r = _run(str(edf), "--checkpoint", str(checkpoint), "--task", "eeg_left", "--probes", str(results),
+             "--out", str(out), "--regions-only")
+    assert r.exit_code == 0, r.output
+    d = json.loads((out / "explanation.json").read_text())
+    assert d["target"] == "probe:eeg_left" and len(d["time"]["attribution"]) == 3
+    assert (out / "explanation.png").stat().st_size > 10_000
+    short = _edf(tmp_path / "short.edf", 2.0)
+    r = _run(str(short), "--checkpoint", str(checkpoint), "--task", "eeg_left", "--probes", str(results))
+    assert r.exit_code == 2 and "short" in r.output.lower()
