@@ -158,6 +158,7 @@ def main() -> None:
     ap.add_argument("--bandpower", action="store_true", help="Also explain the input_bandpower probes.")
     ap.add_argument("--findings", default=",".join(LATERAL + tuple(EPISODIC) + BETA))
     ap.add_argument("--out", type=Path, default=Path("bench/out/explain_validity"))
+    ap.add_argument("--summarise-only", action="store_true", help="Summarise the sessions already explained in --out.")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -182,6 +183,9 @@ def main() -> None:
             r = json.loads(line)
             done[(r["finding"], r["session_id"])] = r
     findings = [f for f in args.findings.split(",") if f]
+    if args.summarise_only:
+        summarise(list(done.values()), findings, args.bootstrap, args.out, REGION_NAMES, list(CANONICAL_BANDS))
+        return
     flat = truth.select("session_id", "path", "findings").explode("findings").unnest("findings")
     for finding in findings:
         pos = flat.filter(pl.col("name") == finding).unique("session_id").sort("session_id")

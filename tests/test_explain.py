@@ -197,3 +197,76 @@ def test_cli_writes_json_and_figure_and_refuses_a_short_file(checkpoint: Path, t
     short = _edf(tmp_path / "short.edf", 2.0)
     r = _run(str(short), "--checkpoint", str(checkpoint), "--task", "eeg_left", "--probes", str(results))
     assert r.exit_code == 2 and "short" in r.output.lower()
+
+
+def _store(root: Path, archive: Path, files: list[Path], checkpoint: Path) -> tuple[Path, str]:
+    """A store of ``files`` embedded by the checkpoint (tables written as the store writer writes them)."""
+    import polars as pl
+
+    from clef.embedding import Embedder
+    from services.schemas import EMBEDDINGS_SCHEMA, SESSIONS_SCHEMA, STORE_SCHEMA
+
+    emb = Embedder(checkpoint)
+    sess, vecs = [], []
+    for k, f in enumerate(files):
+        e = emb.embed(f)
+        sid = f.stem
+        sess.append({"session_id": sid, "source_sha256": e.source_sha256, "path": str(f.relative_to(archive)),
+                     "format": "EDF", "duration_s": 130.0, "n_windows": 1, "sex": None, "age_years": None,
+                     "patient_hash": f"{k:016x}", "site": None, "setting": None, "reference": "REF"})
+        vecs.append({"session_id": sid, "source_sha256": e.source_sha256, "model_id": emb.model_id,
+                     "vector": e.vector.tolist(), "window_vectors": e.windows.tolist(), "n_windows": 1})
+    for table, rows, schema in (("sessions", sess, SESSIONS_SCHEMA), ("embeddings", vecs, EMBEDDINGS_SCHEMA)):
+        (root / table).mkdir(parents=True, exist_ok=True)
+        pl.DataFrame(rows, schema=schema).write_parquet(root / table / "part-00000.parquet")
+    (root / "store.json").write_text(json.dumps({"schema": STORE_SCHEMA, "archive": str(archive), "models": {}}))
+    return root, emb.model_id
+
+
+def test_service_route_and_cli_examples(checkpoint: Path, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from benchmark_tasks.probes import LogisticProbe, TaskProbe, save_probe
+    from services.api import create_app
+    from services.config import ServeConfig
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    files = [_edf(archive / f"S{k}.edf", 130.0 + 10 * k) for k in range(3)]
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "S1.txt").write_text("IMPRESSION: Focal slowing over the left temporal region.\n")
+    store, model_id = _store(tmp_path / "store", archive, files, checkpoint)
+    from clef.embedding import Embedder
+
+    dim = int(Embedder(checkpoint).cfg.model.dim)
+    results = tmp_path / "results"
+    save_probe(results, TaskProbe("eeg_x", LogisticProbe(np.ones(dim) / dim, 0.0, np.zeros(dim), np.ones(dim)),
+                                  model_id))
+    # the command: a stored id, the nearest stored sessions with their report findings
+    out = tmp_path / "out"
+    r = _run("S0", "--checkpoint", str(checkpoint), "--task", "eeg_x", "--probes", str(results), "--store",
+             str(store), "--out", str(out), "--regions-only", "--no-figure")
+    assert r.exit_code == 0, r.output
+    d = json.loads((out / "explanation.json").read_text())
+    assert d["session_id"] == "S0" and [e["session_id"] for e in d["examples"]] != [] and \
+        "S0" not in [e["session_id"] for e in d["examples"]]
+    s1 = next(e for e in d["examples"] if e["session_id"] == "S1")
+    assert s1["report_findings"] == ["focal_slowing"]
+    r = _run("S0", "--checkpoint", str(checkpoint), "--neighbour", "S2", "--store", str(store), "--out",
+             str(out), "--regions-only", "--no-figure", "--examples", "0")
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "explanation.json").read_text())["target"] == "similarity:S2"
+    # the service
+    key = "explain-test-key-0123456789"
+    app = create_app(ServeConfig(store=store, checkpoint=checkpoint, probes=results), [key])
+    with TestClient(app) as c:
+        h = {"X-API-Key": key}
+        got = c.get("/sessions/S1/explain", params={"task": "eeg_x", "channels": "false"}, headers=h)
+        assert got.status_code == 200, got.text
+        body = got.json()
+        assert body["session_id"] == "S1" and body["channel"] == {} and len(body["time"]) == 3
+        assert body["hemisphere"] in ("left", "right", None) and set(body["band"]) == {"delta", "theta", "alpha",
+                                                                                        "beta"}
+        assert c.get("/sessions/S1/explain", params={"task": "nope"}, headers=h).json()["kind"] == "unknown_task"
+        assert c.get("/sessions/nosuch/explain", params={"task": "eeg_x"}, headers=h).status_code == 404
+        assert c.get("/sessions/S1/explain", params={"task": "eeg_x"}).status_code == 401

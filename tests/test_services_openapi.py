@@ -144,6 +144,7 @@ def test_every_error_status_is_documented_with_the_one_error_model(spec: dict[st
         "GET /sessions/{session_id}": {"200", "401", "403", "404", "422", "500"},
         "GET /sessions/{session_id}/probabilities": {"200", "401", "403", "404", "422", "500"},
         "GET /sessions/{session_id}/similar": {"200", "401", "403", "404", "422", "500"},
+        "GET /sessions/{session_id}/explain": {"200", "401", "403", "404", "422", "500"},
         "POST /embed": {"200", "400", "401", "403", "411", "413", "422", "500"},
         "POST /probabilities": {"200", "400", "401", "403", "404", "411", "413", "422", "500"},
         "POST /similar": {"200", "400", "401", "403", "411", "413", "422", "500"},

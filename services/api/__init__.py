@@ -8,6 +8,7 @@ Endpoints (all but ``/health`` and the OpenAPI docs need an API key, sent as
     GET  /sessions/{session_id}                    non-PHI metadata of a stored session
     GET  /sessions/{session_id}/probabilities      task probabilities of a stored session
     GET  /sessions/{session_id}/similar            similar sessions (k, filter, per_patient)
+    GET  /sessions/{session_id}/explain?task=      where a session's task probability comes from (occlusion)
     POST /embed                                    embed an uploaded EDF/BDF (multipart "file")
     POST /probabilities                            task probabilities of an uploaded file
     POST /similar                                  sessions similar to an uploaded file
@@ -33,7 +34,8 @@ The service follows its store: sessions that ``clef embed`` adds, and an index t
 ``--reload-seconds``, loaded in the background; see :class:`~services.api.state.ServiceState`).
 
 Modules: :mod:`~services.api.service` (``/health``, ``/tasks``), :mod:`~services.api.sessions`
-(stored sessions), :mod:`~services.api.uploads` (uploaded recordings), :mod:`~services.api.text` (search by words) hold the
+(stored sessions), :mod:`~services.api.uploads` (uploaded recordings), :mod:`~services.api.text` (search by words),
+:mod:`~services.api.explain` (explanations) hold the
 routers;
 :mod:`~services.api.deps` the dependencies (service state, API key), :mod:`~services.api.answers`
 what stored-session and upload endpoints share, :mod:`~services.api.models` and
@@ -45,6 +47,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.api.errors import answer_errors_as_error_out
+from services.api.explain import explain_router
 from services.api.service import router as service_router
 from services.api.sessions import sessions_router
 from services.api.state import ServiceState
@@ -73,6 +76,7 @@ def create_app(cfg: ServeConfig, keys: list[str] | None = None) -> FastAPI:
     answer_errors_as_error_out(app)
     app.middleware("http")(limit_uploads)
     app.include_router(service_router)
+    app.include_router(explain_router())  # before the sessions router: its {session_id:path} would match it
     app.include_router(sessions_router(cfg.max_k))
     app.include_router(uploads_router(cfg.max_k))
     app.include_router(text_router(cfg.max_k))
