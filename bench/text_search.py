@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import statistics
 import time
 from pathlib import Path
@@ -75,7 +76,12 @@ def _auroc(y: np.ndarray, s: np.ndarray) -> float:
 
 
 def build_store(store: Path, checkpoint: Path, hospital: Path, embeddings: Path | None) -> str:
-    """Write the store (from cached embeddings, or by ``clef embed``); returns how."""
+    """Write the store (from cached embeddings, or by ``clef embed``); returns how.
+
+    From cached embeddings, the metadata comes from ``truth.parquet``, the content hash is
+    a stand-in (the files are not read), and ``window_vectors`` holds the session vector
+    alone (the cache keeps no per-window vectors; text search does not use them).
+    """
     if embeddings is None:
         from services.batch import embed_archive
         from services.config import EmbedConfig
@@ -102,7 +108,8 @@ def build_store(store: Path, checkpoint: Path, hospital: Path, embeddings: Path 
         man.append({"path": r["path"], "sha256": sha, "size": 0, "status": "done", "error_kind": None, "error": None,
                     "seconds": 0.0, "updated": utc_now(), "model_id": model_id, "mtime_ns": 0})
         ses.append({"session_id": r["session_id"], "source_sha256": sha, "path": r["path"], "format": "EDF+C",
-                    "duration_s": r["duration_s"], "n_windows": 1, "sex": r["sex"], "age_years": r["age_years"],
+                    "duration_s": r["duration_s"], "n_windows": max(1, math.ceil(r["duration_s"] / 1280)),
+                    "sex": {"male": "M", "female": "F"}.get(str(r["sex"]).lower(), r["sex"]), "age_years": r["age_years"],
                     "patient_hash": patient_hash(r["patient_id"]), "site": r["site"], "setting": r["setting"]})
         emb.append({"session_id": r["session_id"], "source_sha256": sha, "model_id": model_id,
                     "vector": list(r["vector"]), "window_vectors": [list(r["vector"])], "n_windows": 1})
