@@ -11,7 +11,8 @@ with the aligned checkpoint's report tower (:class:`services.text_search.TextSea
 over every session of the store, and over the sessions of the patients the alignment held
 out (its patient split: their reports were never a training target), where the top 20 is
 the top 20 of the concept score among those sessions (with fewer than 20 positives there,
-p@20 is at most positives / 20: the table shows that ceiling). Then the latency of one text search
+p@20 is at most positives / 20: the table shows that ceiling). Then each session's own
+report summary as the query (is the session in the first 10?), the latency of one text search
 (query embedding + FAISS) at the store's size, and the one-off cost of projecting the store.
 
 Usage::
@@ -151,6 +152,40 @@ def check_stored_vectors(store: Path, checkpoint: Path, tokens: Path, n: int = 5
     return worst
 
 
+def own_report_retrieval(ts, hospital: Path, ids: list[str], held: np.ndarray, k: int = 10) -> dict:
+    """Each session's own report summary as the query: is the session among the first ``k``?
+
+    The summary is the one stage 2 trained on (the archive's report, PHI-scrubbed and
+    summarised by the checkpoint's summariser); sessions are ranked among all sessions and
+    among the held-out patients' sessions. Chance is ``k / n``.
+    """
+    from clef.align.archive import index_archive
+    from clef.align.train import load_align_module
+    from reports import SummariserConfig, make_summariser, process_report, read_report
+
+    r = load_align_module(ts.tower.path)[0].cfg.report
+    summariser = make_summariser(SummariserConfig(backend=r.summariser, model_dir=r.summariser_model))
+    index = index_archive(hospital)
+    x = ts.space.index.vectors(np.array([ts.space.row_of(s) for s in ids]))
+    out: dict = {}
+    for name, sel in (("all", np.ones(len(ids), bool)), ("held_out", held)):
+        rows = np.flatnonzero(sel)
+        hits, n = 0, 0
+        for i in rows:
+            s = index.sessions.get(ids[i])
+            if s is None or s.report is None:
+                continue
+            summary = process_report(read_report(s.report), summariser).summary.strip()
+            if not summary:
+                continue
+            scores = x[rows] @ ts.tower.embed_text(summary)
+            own = scores[np.searchsorted(rows, i)]
+            hits += int((scores > own).sum() < k)
+            n += 1
+        out[name] = {"n": n, f"top{k}": hits / max(n, 1), f"chance{k}": min(k, len(rows)) / len(rows)}
+    return out
+
+
 def run(store: Path, checkpoint: Path, hospital: Path, repeats: int) -> dict:
     from clef.align.train import load_align_module
     from services.search import CohortSearcher
@@ -188,6 +223,7 @@ def run(store: Path, checkpoint: Path, hospital: Path, repeats: int) -> dict:
                     "held_p_at_20": float(yh[order].mean()) if held.any() else float("nan"),
                     "held_auroc": _auroc(yh, sh)})
         rows.append(row)
+    own = own_report_retrieval(ts, hospital, ids, held)
     queries = list(QUERIES.values())
     lat = []
     for q in queries:
@@ -196,7 +232,7 @@ def run(store: Path, checkpoint: Path, hospital: Path, repeats: int) -> dict:
     return {"sessions": len(ids), "held_out_sessions": int(held.sum()), "model_id": tower.model_id,
             "load_tower_s": t_tower, "project_store_s": t_project, "search_ms_median": 1e3 * statistics.median(lat),
             "search_ms_max": 1e3 * max(lat), "embed_text_ms_median": 1e3 * statistics.median(embed_only),
-            "findings": rows}
+            "findings": rows, "own_report": own}
 
 
 def scale_latency(store: Path, checkpoint: Path, sizes: list[int], workdir: Path, repeats: int) -> list[dict]:
@@ -298,6 +334,9 @@ def main() -> None:
         how = build_store(args.store, args.checkpoint, args.hospital, args.embeddings)
     res = run(args.store, args.checkpoint, args.hospital, args.repeats)
     res["store"] = how
+    for name, o in res["own_report"].items():
+        print(f"own report summary as the query, {name} ({o['n']} sessions): own session in the first 10: "
+              f"{o['top10']:.3f} (chance {o['chance10']:.3f})")
     if args.tokens is not None:
         res["stored_vs_stage2_max_abs_diff"] = check_stored_vectors(args.store, args.checkpoint, args.tokens)
         print(f"stored vectors vs AlignModule.eeg_embedding of their tokens (5 sessions): max |diff| "
