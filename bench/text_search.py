@@ -110,7 +110,8 @@ def build_store(store: Path, checkpoint: Path, hospital: Path, embeddings: Path 
                     "seconds": 0.0, "updated": utc_now(), "model_id": model_id, "mtime_ns": 0})
         ses.append({"session_id": r["session_id"], "source_sha256": sha, "path": r["path"], "format": "EDF+C",
                     "duration_s": r["duration_s"], "n_windows": max(1, math.ceil(r["duration_s"] / 1280)),
-                    "sex": {"male": "M", "female": "F"}.get(str(r["sex"]).lower(), r["sex"]), "age_years": r["age_years"],
+                    "sex": {"male": "M", "female": "F"}.get(str(r["sex"]).lower(), r["sex"]),
+                    "age_years": r["age_years"],
                     "patient_hash": patient_hash(r["patient_id"]), "site": r["site"], "setting": r["setting"]})
         emb.append({"session_id": r["session_id"], "source_sha256": sha, "model_id": model_id,
                     "vector": list(r["vector"]), "window_vectors": [list(r["vector"])], "n_windows": 1})
