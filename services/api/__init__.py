@@ -12,10 +12,15 @@ Endpoints (all but ``/health`` and the OpenAPI docs need an API key, sent as
     POST /embed                                    embed an uploaded EDF/BDF (multipart "file")
     POST /probabilities                            task probabilities of an uploaded file
     POST /similar                                  sessions similar to an uploaded file
+    GET  /sessions?filter=&sort=&offset=&limit=    a page of the cohort (the explorer's table)
+    GET  /cohort.csv?filter=&sort=                 the filtered cohort as CSV (ids and non-PHI metadata)
+    GET  /sessions/{session_id}/spectrogram.png    CSA spectrogram of a stored session's recording
+    GET  /sessions/{session_id}/eeg?start=&seconds=&montage=   a page of its EEG (JSON samples)
     POST /search/text                              sessions whose EEG matches words (JSON body: text, k,
                                                    filters, per_patient; needs an aligned checkpoint, 409
                                                    without a report tower)
     GET  /docs, /openapi.json                      OpenAPI documentation
+    GET  /, /static/...                            the cohort explorer (a web page; no key, holds no data)
 
 Uploads are limited in size (413 beyond; 411 without a Content-Length), must be EDF/BDF
 (422 with the reason otherwise), are written under a server-chosen temporary name (the
@@ -35,7 +40,7 @@ The service follows its store: sessions that ``clef embed`` adds, and an index t
 
 Modules: :mod:`~services.api.service` (``/health``, ``/tasks``), :mod:`~services.api.sessions`
 (stored sessions), :mod:`~services.api.uploads` (uploaded recordings), :mod:`~services.api.text` (search by words),
-:mod:`~services.api.explain` (explanations) hold the
+:mod:`~services.api.explain` (explanations), :mod:`~services.api.explorer` (the cohort explorer) hold the
 routers;
 :mod:`~services.api.deps` the dependencies (service state, API key), :mod:`~services.api.answers`
 what stored-session and upload endpoints share, :mod:`~services.api.models` and
@@ -48,6 +53,7 @@ from fastapi import FastAPI
 
 from services.api.errors import answer_errors_as_error_out
 from services.api.explain import explain_router
+from services.api.explorer import explorer_page_router, explorer_router
 from services.api.service import router as service_router
 from services.api.sessions import sessions_router
 from services.api.state import ServiceState
@@ -77,6 +83,8 @@ def create_app(cfg: ServeConfig, keys: list[str] | None = None) -> FastAPI:
     app.middleware("http")(limit_uploads)
     app.include_router(service_router)
     app.include_router(explain_router())  # before the sessions router: its {session_id:path} would match it
+    app.include_router(explorer_router())  # before the sessions router too
+    app.include_router(explorer_page_router())  # the cohort explorer's page: no key, not in the schema
     app.include_router(sessions_router(cfg.max_k))
     app.include_router(uploads_router(cfg.max_k))
     app.include_router(text_router(cfg.max_k))

@@ -1,0 +1,196 @@
+"""The cohort explorer: its page (``/``, ``/static/...``) and the endpoints it needs beyond the API's own.
+
+Endpoints (API key as everywhere; errors are :class:`~services.api.errors.ErrorOut`)::
+
+    GET /sessions                              a page of the cohort: filters, sort, offset, limit
+    GET /cohort.csv                            the filtered cohort as CSV (session ids and non-PHI metadata)
+    GET /sessions/{session_id}/spectrogram.png the session's CSA spectrogram per region
+    GET /sessions/{session_id}/eeg             a page of EEG (start, seconds, montage) as JSON samples
+
+The page and its files need no key (they hold no data) and are not in the OpenAPI schema.
+They are answered with a content security policy that allows scripts, styles and
+connections to this origin only (no inline script or style) and images from it and from
+``blob:`` (the spectrogram is fetched with the key and shown from a blob).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import threading
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+from pydantic import Field
+
+from services.api.answers import filters_of, public, stored
+from services.api.deps import Filters, State, require_key
+from services.api.errors import ApiError, ApiModel, ErrorOut, error_responses
+from services.api.models import SessionOut
+from services.api.state import ServiceState
+from services.explorer import STATIC_DIR
+from services.explorer.signals import MONTAGES, RecordingUnavailable, SessionSignals
+from services.schemas import PUBLIC_SESSION_FIELDS
+
+__all__ = ["CSP", "CohortOut", "EEGOut", "explorer_page_router", "explorer_router"]
+
+#: Content security policy of the page and its files.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
+       "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+_SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+                     "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}
+#: The page's files: name → media type (nothing else is served from the folder).
+_STATIC = {"explorer.js": "text/javascript; charset=utf-8", "explorer.css": "text/css; charset=utf-8"}
+SORT_KEYS = ("session_id", "site", "setting", "sex", "age_years", "duration_s", "n_windows", "reference")
+MAX_LIMIT = 500
+MAX_PAGE_S = 30.0
+
+_NOT_FOUND = {404: {"model": ErrorOut, "description": "Unknown session (kind `unknown_session`), or its recording "
+                                                      "cannot be shown: not in the store's archive, unreadable, "
+                                                      "changed since it was embedded, or too long (kind "
+                                                      "`no_recording`; `detail` says which)."}}
+
+
+class CohortOut(ApiModel):
+    model_id: str
+    total: int = Field(description="Sessions passing the filters.")
+    offset: int
+    limit: int
+    sort: str
+    order: str
+    filters: list[str]
+    sessions: list[SessionOut]
+
+
+class EEGOut(ApiModel):
+    session_id: str
+    start_s: float = Field(description="Start of the page (moved back to fit in the recording).")
+    seconds: float
+    sfreq: float
+    duration_s: float
+    montage: str
+    channels: list[str]
+    data: list[list[float | None] | None] = Field(description="µV per channel and sample (null: an absent "
+                                                              "electrode, or a gap of the recording).")
+
+
+def _sorted(meta: pl.DataFrame, state: ServiceState, filters: list[str], sort: str, order: str
+            ) -> tuple[pl.DataFrame, list[str]]:
+    fs = filters_of(filters)
+    allowed = np.ones(meta.height, bool)
+    for f in fs:
+        allowed &= f.mask(meta)
+    df = meta.filter(pl.Series(allowed)).sort([sort, "session_id"], descending=[order == "desc", False],
+                                              nulls_last=True)
+    return df, [str(f) for f in fs]
+
+
+_signals_lock = threading.Lock()
+
+
+def _signals(state: ServiceState) -> SessionSignals:
+    """The state's :class:`SessionSignals` (made by the first call)."""
+    with _signals_lock:
+        sig = getattr(state, "explorer_signals", None)
+        if sig is None:
+            sig = SessionSignals(state.store.info().get("archive"), state.embedder.contract)
+            state.explorer_signals = sig  # type: ignore[attr-defined]
+        return sig
+
+
+def explorer_router() -> APIRouter:
+    """The explorer's data endpoints (included before the sessions router: its
+    ``{session_id:path}`` would match them)."""
+    router = APIRouter(dependencies=[Depends(require_key)])
+    errors = error_responses(401, 403, 422, 500)
+
+    @router.get("/sessions", response_model=CohortOut, tags=["sessions"], responses={**errors, **_NOT_FOUND})
+    def cohort(state: State, filter: Filters = [],  # noqa: A002,B006
+               sort: Literal[SORT_KEYS] = "session_id",  # type: ignore[valid-type]
+               order: Literal["asc", "desc"] = "asc", offset: int = Query(0, ge=0, le=10**9),
+               limit: int = Query(50, ge=1, le=MAX_LIMIT, description=f"At most {MAX_LIMIT}.")) -> CohortOut:
+        """A page of the stored sessions passing the filters, sorted (unknown values last)."""
+        df, fs = _sorted(state.current().meta, state, filter, sort, order)
+        rows = df.slice(offset, limit).select(PUBLIC_SESSION_FIELDS).to_dicts()
+        return CohortOut(model_id=state.model_id, total=df.height, offset=offset, limit=limit, sort=sort, order=order,
+                         filters=fs, sessions=[SessionOut(**r) for r in rows])
+
+    @router.get("/cohort.csv", tags=["sessions"], response_class=Response,
+                responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+                                 "description": "One row per session: " + ", ".join(PUBLIC_SESSION_FIELDS)},
+                           **errors, **_NOT_FOUND})
+    def cohort_csv(state: State, filter: Filters = [],  # noqa: A002,B006
+                   sort: Literal[SORT_KEYS] = "session_id",  # type: ignore[valid-type]
+                   order: Literal["asc", "desc"] = "asc") -> Response:
+        """The stored sessions passing the filters as CSV: session ids and non-PHI metadata only."""
+        df, _ = _sorted(state.current().meta, state, filter, sort, order)
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(PUBLIC_SESSION_FIELDS)
+        for row in df.select(PUBLIC_SESSION_FIELDS).iter_rows():
+            w.writerow(["" if v is None else _cell(v) for v in row])
+        return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="cohort.csv"'})
+
+    @router.get("/sessions/{session_id:path}/spectrogram.png", tags=["sessions"], response_class=Response,
+                responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+                                 "description": "The CSA spectrogram per region (PNG)."},
+                           **errors, **_NOT_FOUND})
+    def spectrogram(session_id: str, state: State) -> Response:
+        """The session's multitaper spectrogram per region (a compressed spectral array), as a PNG."""
+        meta = stored(state.current(), session_id)
+        try:
+            png = _signals(state).spectrogram_png(meta)
+        except RecordingUnavailable as exc:
+            raise ApiError(404, f"session {session_id!r}: {exc.reason}", "no_recording") from None
+        return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+    @router.get("/sessions/{session_id:path}/eeg", response_model=EEGOut, tags=["sessions"],
+                responses={**errors, **_NOT_FOUND})
+    def eeg(session_id: str, state: State,
+            start: float = Query(0.0, ge=0, le=1e9, allow_inf_nan=False, description="Page start (s)."),
+            seconds: float = Query(10.0, gt=0, le=MAX_PAGE_S, allow_inf_nan=False,
+                                   description=f"Page length (s), at most {MAX_PAGE_S:g}."),
+            montage: Literal[MONTAGES] = "referential") -> EEGOut:  # type: ignore[valid-type]
+        """A page of the session's EEG as the model reads it (µV, canonical channels, filtered), in a montage."""
+        meta = stored(state.current(), session_id)
+        try:
+            page = _signals(state).page(meta, start, seconds, montage)
+        except RecordingUnavailable as exc:
+            raise ApiError(404, f"session {session_id!r}: {exc.reason}", "no_recording") from None
+        return EEGOut(session_id=session_id, start_s=round(page.start_s, 3), seconds=page.seconds, sfreq=page.sfreq,
+                      duration_s=round(page.duration_s, 3), montage=page.montage, channels=page.channels,
+                      data=[None if x is None else _samples(x) for x in page.data])
+
+    return router
+
+
+def _cell(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _samples(x: np.ndarray) -> list[float | None]:
+    r = np.round(x.astype(np.float64), 2)
+    return [None if math.isnan(v) else v for v in r.tolist()]
+
+
+def explorer_page_router() -> APIRouter:
+    """The page and its files: no key (they hold no data), not in the OpenAPI schema."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/")
+    def page() -> Response:
+        return Response((STATIC_DIR / "index.html").read_bytes(), media_type="text/html; charset=utf-8",
+                        headers=_SECURITY_HEADERS)
+
+    @router.get("/static/{name}")
+    def static(name: str) -> Response:
+        if name not in _STATIC:
+            raise ApiError(404, f"no file {name!r}", "not_found")
+        return Response((STATIC_DIR / name).read_bytes(), media_type=_STATIC[name], headers=_SECURITY_HEADERS)
+
+    return router

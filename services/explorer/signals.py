@@ -1,0 +1,248 @@
+"""A stored session's recording for the explorer: its CSA spectrogram (PNG) and pages of EEG.
+
+The store keeps embeddings and metadata, not signal: the recording is read from the
+store's archive (``store.json``'s ``archive`` + the session's relative ``path``). When it
+is not there (moved, another machine, a store of anonymous ids whose paths are hashes),
+:class:`RecordingUnavailable` says so and the page shows the reason.
+
+Costs are paid once per session: the recording is read whole once and kept in a small
+LRU (the spectrogram and every EEG page of a session come from that one read, so paging
+costs nothing more); the multitaper spectrogram is cached on disk by the tokenizer's
+:class:`~tokenizer.spectrogram_cache.SpectrogramCache`, and the PNG drawn from it
+(:func:`clef.viz.plot_session_spectrogram`) beside it, so a session viewed again costs a
+file read. Recordings longer than :data:`MAX_WHOLE_S` are not held in memory: their EEG
+pages are streamed (:class:`~tokenizer.ingest.RecordingStream`, stopping after the page),
+and their spectrogram is not drawn (``clef trend`` draws a long recording's CSA).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tokenizer.contract import SignalContract
+from tokenizer.recording import Recording
+
+__all__ = ["DOUBLE_BANANA", "MAX_WHOLE_S", "MONTAGES", "EEGPage", "RecordingUnavailable", "SessionSignals"]
+
+log = logging.getLogger(__name__)
+
+#: The longitudinal bipolar montage (left temporal, right temporal, left and right
+#: parasagittal chains, midline) over the canonical 10-20 electrodes.
+DOUBLE_BANANA: tuple[tuple[str, str], ...] = (
+    ("Fp1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1"),
+    ("Fp2", "F8"), ("F8", "T4"), ("T4", "T6"), ("T6", "O2"),
+    ("Fp1", "F3"), ("F3", "C3"), ("C3", "P3"), ("P3", "O1"),
+    ("Fp2", "F4"), ("F4", "C4"), ("C4", "P4"), ("P4", "O2"),
+    ("Fz", "Cz"), ("Cz", "Pz"),
+)
+#: Montages of the EEG viewer.
+MONTAGES = ("referential", "double_banana")
+#: Longest recording read whole (and kept in memory) for the viewer, in seconds.
+MAX_WHOLE_S = 3600.0
+
+
+class RecordingUnavailable(Exception):
+    """The recording of a stored session cannot be shown; ``reason`` says why (no PHI)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class EEGPage:
+    """A page of EEG: ``data[i]`` is trace ``channels[i]`` in µV (None: absent electrode;
+    NaN: a gap of the recording), ``sfreq`` samples per second from ``start_s``."""
+
+    start_s: float
+    seconds: float
+    sfreq: float
+    duration_s: float
+    montage: str
+    channels: list[str]
+    data: list[np.ndarray | None]
+
+
+class SessionSignals:
+    """Reads stored sessions' recordings for the explorer, with the caches described above.
+
+    Parameters
+    ----------
+    archive : path or None
+        The store's archive root (``store.json``'s ``archive``).
+    contract : SignalContract
+        The served checkpoint's contract (the recording is read as the model reads it).
+    cache_dir : path, optional
+        Spectrogram cache (default: the tokenizer's, under ``$CLEF_HOME``).
+    keep : int
+        Recordings kept in memory (each at most :data:`MAX_WHOLE_S` long).
+    """
+
+    def __init__(self, archive: str | Path | None, contract: SignalContract, *, cache_dir: str | Path | None = None,
+                 keep: int = 2) -> None:
+        from tokenizer.spectrogram_cache import SpectrogramCache
+
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1 recording, found {keep}")
+        self.archive = Path(archive) if archive else None
+        self.contract = contract
+        self.cache = SpectrogramCache(cache_dir, contract)
+        self.keep = keep
+        self._recordings: OrderedDict[str, Recording] = OrderedDict()
+        self._pngs: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()  # one read at a time: bounded memory and CPU
+
+    # -- the file -------------------------------------------------------------------------
+    def path_of(self, meta: dict[str, Any]) -> Path:
+        """The recording of a stored session (``meta``: its store row).
+
+        Raises
+        ------
+        RecordingUnavailable
+            No archive, no path, or no file there.
+        """
+        rel = meta.get("path")
+        if self.archive is None or not rel:
+            raise RecordingUnavailable("the store names no archive for its recordings")
+        path = self.archive / str(rel)
+        if not path.is_file():
+            raise RecordingUnavailable("its recording is not in the store's archive (moved, or on another machine)")
+        return path
+
+    def _recording(self, meta: dict[str, Any]) -> Recording:
+        from tokenizer.errors import IngestError
+        from tokenizer.ingest import read_recording
+
+        sha = str(meta["source_sha256"])
+        with self._lock:
+            if sha in self._recordings:
+                self._recordings.move_to_end(sha)
+                return self._recordings[sha]
+            path = self.path_of(meta)
+            try:
+                rec = read_recording(path, self.contract)
+            except IngestError as exc:
+                raise RecordingUnavailable(f"its recording cannot be read ({exc.kind})") from None
+            if rec.source_sha256 != sha:
+                raise RecordingUnavailable("its recording in the archive has changed since it was embedded")
+            self._recordings[sha] = rec
+            while len(self._recordings) > self.keep:
+                self._recordings.popitem(last=False)
+            return rec
+
+    # -- spectrogram ----------------------------------------------------------------------
+    def spectrogram_png(self, meta: dict[str, Any]) -> bytes:
+        """The session's CSA spectrogram per region (PNG bytes), cached in memory and on disk.
+
+        Raises
+        ------
+        RecordingUnavailable
+            The recording cannot be read, or is longer than :data:`MAX_WHOLE_S`.
+        """
+        from clef.viz import plot_session_spectrogram
+        from tokenizer.atomic import atomic_path
+        from tokenizer.errors import IngestError
+
+        sha = str(meta["source_sha256"])
+        png = self._pngs.get(sha)
+        if png is not None:
+            return png
+        disk = self.cache.path_for(sha).with_suffix(".csa.png")
+        if disk.is_file():
+            png = disk.read_bytes()
+        else:
+            if float(meta.get("duration_s") or 0.0) > MAX_WHOLE_S:
+                raise RecordingUnavailable(f"the explorer draws the spectrogram of recordings up to "
+                                           f"{MAX_WHOLE_S / 3600:g} h; 'clef trend' draws a longer one's")
+            rec = self._recording(meta)
+            try:
+                spec, _ = self.cache.spectrogram_of(rec)
+            except IngestError as exc:
+                raise RecordingUnavailable(f"no spectrogram of its recording ({exc.kind})") from None
+            sp = self.contract.spectrogram
+            freqs = sp.fmin + np.arange(sp.n_freqs) / sp.window_s
+            with atomic_path(disk, suffix=".png") as tmp:
+                plot_session_spectrogram(spec.values, freqs, spec.frame_mask, spec.channel_mask, rec.channels, tmp,
+                                         title=f"{rec.duration_s / 60:.1f} min, multitaper CSA per region",
+                                         fmax=min(20.0, sp.fmax))
+            png = disk.read_bytes()
+        self._pngs[sha] = png
+        while len(self._pngs) > 64:
+            self._pngs.popitem(last=False)
+        return png
+
+    # -- EEG pages ------------------------------------------------------------------------
+    def page(self, meta: dict[str, Any], start_s: float, seconds: float, montage: str) -> EEGPage:
+        """``seconds`` of EEG from ``start_s`` (moved back to fit in the recording) in ``montage``.
+
+        Raises
+        ------
+        ValueError
+            An unknown montage, or a non-positive length.
+        RecordingUnavailable
+            The recording cannot be read.
+        """
+        if montage not in MONTAGES:
+            raise ValueError(f"montage must be one of {', '.join(MONTAGES)}, found {montage!r}")
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise ValueError(f"seconds must be positive, found {seconds}")
+        sfreq = float(self.contract.sfreq)
+        duration = float(meta.get("duration_s") or 0.0)
+        if duration and duration <= MAX_WHOLE_S:
+            rec = self._recording(meta)
+            duration = rec.duration_s
+            start = max(0.0, min(float(start_s), duration - seconds))
+            a = int(round(start * sfreq))
+            b = min(rec.n_samples, a + int(round(seconds * sfreq)))
+            data, ok, present = rec.data[:, a:b], rec.sample_mask[a:b], rec.channel_mask.astype(bool)
+        else:
+            start = max(0.0, min(float(start_s), duration - seconds)) if duration else max(0.0, float(start_s))
+            data, ok, present = self._streamed(meta, start, seconds)
+        channels = list(self.contract.channels)
+        x = np.where(ok[None, :], data, np.nan).astype(np.float32)
+        if montage == "referential":
+            return EEGPage(start, seconds, sfreq, duration, montage, channels,
+                           [x[i] if present[i] else None for i in range(len(channels))])
+        idx = {c: i for i, c in enumerate(channels)}
+        names, traces = [], []
+        for a_, b_ in DOUBLE_BANANA:
+            names.append(f"{a_}-{b_}")
+            ia, ib = idx.get(a_), idx.get(b_)
+            traces.append(x[ia] - x[ib] if ia is not None and ib is not None and present[ia] and present[ib]
+                          else None)
+        return EEGPage(start, seconds, sfreq, duration, montage, names, traces)
+
+    def _streamed(self, meta: dict[str, Any], start: float, seconds: float) -> tuple[np.ndarray, np.ndarray,
+                                                                                      np.ndarray]:
+        """A page of a long recording, streamed from its start to the page's end."""
+        from tokenizer.errors import IngestError
+        from tokenizer.ingest import RecordingStream
+
+        path = self.path_of(meta)
+        sfreq = float(self.contract.sfreq)
+        a = int(round(start * sfreq))
+        n = int(round(seconds * sfreq))
+        data = np.zeros((len(self.contract.channels), n), np.float32)
+        ok = np.zeros(n, bool)
+        present = np.zeros(len(self.contract.channels), bool)
+        with self._lock:
+            try:
+                for block in RecordingStream(path, self.contract):
+                    present = block.channel_mask
+                    lo, hi = max(a, block.start), min(a + n, block.start + block.data.shape[1])
+                    if lo < hi:
+                        data[:, lo - a:hi - a] = block.data[:, lo - block.start:hi - block.start]
+                        ok[lo - a:hi - a] = block.sample_mask[lo - block.start:hi - block.start]
+                    if block.start + block.data.shape[1] >= a + n:
+                        break
+            except IngestError as exc:
+                raise RecordingUnavailable(f"its recording cannot be read ({exc.kind})") from None
+        return data, ok, present

@@ -1,0 +1,294 @@
+"""The cohort explorer (``clef serve`` at ``/``) in a real headless Chromium, driven by Selenium.
+
+The served store is built cheaply, as tests/test_text_search.py builds its own: an aligned
+checkpoint made by hand (untrained towers: text search answers, ranking is not tested here),
+twelve sessions of random embeddings, three of them with a real (generated) EDF in the
+store's archive, the others without one (the page says so). One browser for the module.
+Where Chromium or chromedriver is missing the browser tests skip, naming what is missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.factories import wait_until
+
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+
+KEY = "explorer-key-0123456789abcdef"
+N = 12
+WITH_EDF = (0, 1, 2)  # sessions whose recording is in the archive
+SITES = ("S01", "S02", "S03")
+
+
+def _aligned_checkpoint(out: Path) -> Path:
+    """A tiny aligned checkpoint with untrained towers, saved as ``clef align`` saves one."""
+    import torch
+
+    from clef.align import AlignConfig
+    from clef.align.module import AlignModule
+    from clef.align.train import save_aligned_checkpoint
+    from clef.config import SessionConfig
+    from ehr import CodeVocab
+    from tokenizer.contract import SignalContract
+    from tokenizer.presets import load_preset
+
+    torch.manual_seed(0)
+    scfg = load_preset(SessionConfig, "tiny", {"model": {"dim": 32, "depth": 1, "heads": 4, "vocab_size": 64,
+                                                         "grid": [8, 64]}})
+    small = {"dim": 32, "depth": 1, "heads": 4}
+    acfg = load_preset(AlignConfig, "tiny", {"report": {**small, "max_length": 64}, "ehr": small,
+                                             "loss": {"embed_dim": 16}})
+    vocab = CodeVocab.build([["icd:G40"]])
+    module = AlignModule(scfg, acfg, SignalContract(), text_dim=384, vocab_size=len(vocab),
+                         first_code_id=vocab.first_code_id)
+    return save_aligned_checkpoint(module, out, vocab=vocab, tokenizer_dir=None)
+
+
+def _store(root: Path, model_id: str, dim: int) -> Path:
+    from clef.synthetic.recordings import eeg_signals, make_edf
+    from services.store_writer import StoreWriter, utc_now
+    from tokenizer.hashing import file_sha256
+
+    archive = root / "archive"
+    rng = np.random.default_rng(0)
+    man, ses, emb = [], [], []
+    for i in range(N):
+        sid, rel = f"s{i:03d}", f"edf/s{i:03d}.edf"
+        if i in WITH_EDF:
+            path = make_edf(archive / rel, eeg_signals(seconds=60, sfreq=200, freq=6.0 + 2 * i, seed=i))
+            sha = file_sha256(path)
+        else:
+            sha = f"{i:064x}"
+        v = rng.normal(size=dim).astype(np.float32)
+        man.append({"path": rel, "sha256": sha, "size": 1, "status": "done", "error_kind": None, "error": None,
+                    "seconds": 0.1, "updated": utc_now(), "model_id": model_id, "mtime_ns": 0})
+        ses.append({"session_id": sid, "source_sha256": sha, "path": rel, "format": "EDF+C", "duration_s": 60.0,
+                    "n_windows": 1, "sex": "FM"[i % 2], "age_years": 20.0 + 5 * i, "patient_hash": f"p{i // 2:04d}",
+                    "site": SITES[i % 3], "setting": "routine" if i % 4 else "emu", "reference": "REF"})
+        emb.append({"session_id": sid, "source_sha256": sha, "model_id": model_id, "vector": v.tolist(),
+                    "window_vectors": [v.tolist()], "n_windows": 1})
+    with StoreWriter(root / "store", archive) as w:
+        w.commit(man, ses, emb, models={model_id: {"dim": dim, "checkpoint": "hand-built"}})
+    return root / "store"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):
+    """The real server (uvicorn, a thread) on a free loopback port over the small store."""
+    from benchmark_tasks.probes import LogisticProbe, TaskProbe, save_probe
+    from services.api import create_app
+    from services.config import ServeConfig
+    from services.text_search import ReportTower
+
+    root = tmp_path_factory.mktemp("explorer")
+    ck = _aligned_checkpoint(root / "aligned")
+    tower = ReportTower(ck)
+    dim = int(tower.eeg_to_report.weight.shape[1])
+    store = _store(root, tower.model_id, dim)
+    rng = np.random.default_rng(1)
+    save_probe(root / "results", TaskProbe("epilepsy", LogisticProbe(rng.normal(size=dim), 0.1, np.zeros(dim),
+                                                                     np.ones(dim)), tower.model_id,
+                                           {"category": "disease", "auroc": 0.7}))
+    cfg = ServeConfig(store=store, checkpoint=ck, probes=root / "results", max_k=20, reload_seconds=0)
+    app = create_app(cfg, [KEY])
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, 30, message="the server started")
+    yield {"url": f"http://127.0.0.1:{port}", "root": root}
+    server.should_exit = True
+    thread.join(10)
+
+
+# -- the endpoints, over HTTP --------------------------------------------------------------------
+def test_page_and_files_need_no_key_and_carry_a_content_security_policy(served) -> None:
+    import httpx
+
+    r = httpx.get(served["url"] + "/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "unsafe-inline" not in csp and "script-src 'self'" in csp
+    assert "<script" in r.text and "<script>" not in r.text and " style=" not in r.text  # no inline script or style
+    for name, media in (("explorer.js", "text/javascript"), ("explorer.css", "text/css")):
+        f = httpx.get(f"{served['url']}/static/{name}")
+        assert f.status_code == 200 and f.headers["content-type"].startswith(media)
+        assert "innerHTML" not in f.text and "http://" not in f.text and "https://" not in f.text  # no CDN
+    assert httpx.get(served["url"] + "/static/../store/store.json").status_code == 404
+    assert httpx.get(served["url"] + "/static/index.py").status_code == 404
+    assert "/" not in httpx.get(served["url"] + "/openapi.json").json()["paths"]
+
+
+def test_cohort_page_export_spectrogram_and_eeg_endpoints(served) -> None:
+    import httpx
+
+    c = httpx.Client(base_url=served["url"], headers={"X-API-Key": KEY}, timeout=60)
+    assert httpx.get(served["url"] + "/sessions").status_code == 401
+    assert httpx.get(served["url"] + "/cohort.csv", headers={"X-API-Key": "wrong-key-0123456789abcdef"}
+                     ).status_code == 403
+    r = c.get("/sessions", params=[("filter", "site=S01"), ("filter", "age=20-50"), ("sort", "age_years"),
+                                   ("order", "desc"), ("limit", 2)]).json()
+    assert r["total"] == 3 and [s["session_id"] for s in r["sessions"]] == ["s006", "s003"]
+    assert set(r["sessions"][0]) == {"session_id", "site", "setting", "sex", "age_years", "duration_s", "n_windows",
+                                     "reference"}
+    bad = c.get("/sessions", params={"filter": "age=old"})
+    assert bad.status_code == 422 and bad.json()["kind"] == "invalid_request"
+    text = c.get("/cohort.csv", params={"filter": "sex=F"}).text
+    table = list(csv.DictReader(io.StringIO(text)))
+    assert [t["session_id"] for t in table] == [f"s{i:03d}" for i in range(0, N, 2)]
+    assert "patient_hash" not in text and "p0000" not in text and ".edf" not in text  # no PHI, no paths
+    png = c.get("/sessions/s000/spectrogram.png")
+    assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    gone = c.get("/sessions/s005/spectrogram.png")
+    assert gone.status_code == 404 and gone.json()["kind"] == "no_recording" and "archive" in gone.json()["detail"]
+    assert c.get("/sessions/nope/eeg").json()["kind"] == "unknown_session"
+    page = c.get("/sessions/s001/eeg", params={"start": 55, "seconds": 10}).json()
+    assert page["start_s"] == 50 and page["sfreq"] == 200 and len(page["channels"]) == 19
+    assert all(len(x) == 2000 for x in page["data"] if x is not None)
+    bb = c.get("/sessions/s001/eeg", params={"montage": "double_banana"}).json()
+    assert bb["channels"][:2] == ["Fp1-F7", "F7-T3"] and len(bb["channels"]) == 18
+    ref = c.get("/sessions/s001/eeg").json()
+    i, j = ref["channels"].index("Fp1"), ref["channels"].index("F7")
+    assert np.allclose(np.array(bb["data"][0]), np.array(ref["data"][i]) - np.array(ref["data"][j]), atol=0.02)
+
+
+# -- the browser ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for the module; skips, naming what is missing, without one."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_bin = shutil.which("chromedriver")
+    missing = [name for name, p in (("chromium", chromium), ("chromedriver", driver_bin)) if p is None]
+    if missing:
+        pytest.skip(f"browser tests need {' and '.join(missing)} (apt-get install chromium chromium-driver)")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,1000", "--disable-extensions", "--no-first-run"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_bin), options=opts)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def _wait(driver: Any, condition: Any, timeout: float = 20.0) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+
+
+def _text(driver: Any, element_id: str) -> str:
+    return driver.find_element("id", element_id).text
+
+
+def _severe(logs: list[dict[str, Any]]) -> list[str]:
+    return [e["message"] for e in logs if e["level"] == "SEVERE"]
+
+
+def test_the_explorer_in_a_browser(served, browser) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    d, url = browser, served["url"]
+    t0 = time.perf_counter()
+    d.get(url + "/")
+    # a wrong key is refused, and the prompt asks again
+    _wait(d, lambda d: d.find_element("id", "view-key").is_displayed())
+    d.find_element("id", "key-input").send_keys("wrong-key-0123456789abcdef", Keys.ENTER)
+    _wait(d, lambda d: "Key refused" in _text(d, "key-error"))
+    assert d.execute_script("return sessionStorage.getItem('clef.apiKey')") is None
+    refused = _severe(d.get_log("browser"))  # the 403 of /tasks, and nothing else
+    assert len(refused) == 1 and "403" in refused[0], refused
+
+    # the right key: the cohort table
+    d.find_element("id", "key-input").send_keys(KEY, Keys.ENTER)
+    _wait(d, lambda d: len(d.find_elements("css selector", "#cohort-body tr")) == N)
+    assert d.execute_script("return sessionStorage.getItem('clef.apiKey')") == KEY
+    assert KEY not in d.current_url
+    # a filtered cohort, sorted by age, descending
+    d.find_element("id", "f-site").send_keys("S02")
+    d.find_element("id", "f-age-lo").send_keys("30")
+    d.find_element("id", "f-apply").click()
+    _wait(d, lambda d: _text(d, "cohort-summary").startswith("3 sessions"))
+    d.find_element("css selector", "button[data-sort='age_years']").click()
+    _wait(d, lambda d: "▲" in _text(d, "cohort-head"))
+    d.find_element("css selector", "button[data-sort='age_years']").click()
+    _wait(d, lambda d: "▼" in _text(d, "cohort-head"))
+    _wait(d, lambda d: [r.get_attribute("data-session") for r in d.find_elements("css selector", "#cohort-body tr")]
+          == ["s010", "s007", "s004"])
+
+    # keyboard: focus the first row, arrow down, Enter opens the session
+    first = d.find_element("css selector", "#cohort-body tr")
+    d.execute_script("arguments[0].focus()", first)
+    d.switch_to.active_element.send_keys(Keys.ARROW_DOWN)
+    assert d.switch_to.active_element.get_attribute("data-session") == "s007"
+    d.find_element("id", "f-clear").click()
+    _wait(d, lambda d: len(d.find_elements("css selector", "#cohort-body tr")) == N)
+    row = d.find_element("css selector", "#cohort-body tr[data-session='s001']")
+    d.execute_script("arguments[0].focus()", row)
+    d.switch_to.active_element.send_keys(Keys.ENTER)
+
+    # the session view: metadata, probe score, spectrogram image, EEG page drawn, neighbours
+    _wait(d, lambda d: d.find_element("id", "view-session").is_displayed())
+    _wait(d, lambda d: d.execute_script("const i = document.getElementById('spectrogram');"
+                                        "return !i.hidden && i.complete && i.naturalWidth > 0"), 60)
+    _wait(d, lambda d: d.find_element("id", "eeg").get_attribute("data-drawn") == "0")
+    assert "Session s001" in _text(d, "session-title") and "S02" in _text(d, "session-meta")
+    assert "epilepsy" in _text(d, "probes-body")
+    assert len(d.find_elements("css selector", "#neighbours-body tr")) == 10
+    inked = d.execute_script(
+        "const c = document.getElementById('eeg'); const px = c.getContext('2d')"
+        ".getImageData(0, 0, c.width, c.height).data; let n = 0;"
+        "for (let i = 0; i < px.length; i += 4) if (px[i] < 100) n++; return n;")
+    assert inked > 2000, inked  # traces were drawn, not only the grid
+    # page with the keyboard (the canvas has focus), switch montage
+    assert d.switch_to.active_element.get_attribute("id") == "eeg"
+    d.switch_to.active_element.send_keys(Keys.PAGE_DOWN)
+    _wait(d, lambda d: d.find_element("id", "eeg").get_attribute("data-drawn") == "10")
+    d.switch_to.active_element.send_keys(Keys.ARROW_RIGHT)
+    _wait(d, lambda d: d.find_element("id", "eeg").get_attribute("data-drawn") == "20")
+    d.switch_to.active_element.send_keys(Keys.PAGE_UP)
+    _wait(d, lambda d: d.find_element("id", "eeg").get_attribute("data-drawn") == "10")
+    from selenium.webdriver.support.ui import Select
+
+    Select(d.find_element("id", "eeg-montage")).select_by_value("double_banana")
+    _wait(d, lambda d: "double banana" in _text(d, "eeg-info"))
+    # a session whose recording is not in the archive: the view says so
+    d.find_element("css selector", "#neighbours-body tr[data-session]")  # rows are there
+    d.execute_script("document.getElementById('nav-cohort').click()")
+    _wait(d, lambda d: len(d.find_elements("css selector", "#cohort-body tr")) == N)
+    d.find_element("css selector", "#cohort-body tr[data-session='s005']").click()
+    _wait(d, lambda d: "not in the store's archive" in _text(d, "spectrogram-note"))
+    _wait(d, lambda d: "No EEG" in _text(d, "eeg-note"))
+    expected_404 = _severe(d.get_log("browser"))  # the two 404s of s005's recording, nothing else
+    assert len(expected_404) == 2 and all("404" in m for m in expected_404), expected_404
+
+    # search by words (the cohort's filters apply)
+    d.find_element("id", "nav-text").click()
+    d.find_element("id", "text-input").send_keys("left temporal slowing", Keys.ENTER)
+    _wait(d, lambda d: "sessions for" in _text(d, "text-summary"))
+    assert len(d.find_elements("css selector", "#text-body tr")) == N
+    assert _severe(d.get_log("browser")) == []
+    assert time.perf_counter() - t0 < 60
