@@ -8,6 +8,7 @@ lock). The answer carries no PHI: channel, region and band names, numbers, the m
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Query
@@ -18,6 +19,9 @@ from services.api.deps import State, require_key
 from services.api.errors import ApiError, error_responses
 
 __all__ = ["ExplainOut", "explain_router"]
+
+#: Explanations kept per app.
+_CACHED = 32
 
 
 class ExplainOut(BaseModel):
@@ -45,6 +49,9 @@ class ExplainOut(BaseModel):
 def explain_router() -> APIRouter:
     """The explain endpoint (included before the sessions router, whose ``{session_id:path}`` would match it)."""
     router = APIRouter(dependencies=[Depends(require_key)])
+    # An explanation costs one encoder pass per channel, region, minute and band: the last
+    # ones are kept (by content hash, task and channels), so asking again is free.
+    cache: OrderedDict[tuple[str, str, str, bool], ExplainOut] = OrderedDict()
 
     @router.get("/sessions/{session_id:path}/explain", response_model=ExplainOut, tags=["probes"],
                 responses=error_responses(401, 403, 404, 422, 500))
@@ -64,14 +71,21 @@ def explain_router() -> APIRouter:
         if path is None or not path.is_file():
             raise ApiError(404, f"session {session_id!r}: its recording is not in the store's archive",
                            "unknown_session")
+        key = (state.model_id, str(meta.get("source_sha256")), task, channels)
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key].model_copy(update={"session_id": session_id})
         with state.lock:
             ex = explain(path, state.embedder, state.probes[task], target=f"probe:{task}", channels=channels)
         d = ex.to_dict()
-        return ExplainOut(model_id=state.model_id, session_id=session_id, task=task, baseline=ex.baseline,
+        cache[key] = ExplainOut(model_id=state.model_id, session_id=session_id, task=task, baseline=ex.baseline,
                           channel=d["channel"] if channels else {}, region=d["region"],
                           time_step_s=ex.minute_s, time=d["time"]["attribution"],
                           band={b: v["attribution"] for b, v in d["band"].items()},
                           hemisphere=ex.hemisphere, top_minute=ex.top_minute, top_band=ex.top_band,
                           n_variants=ex.n_variants, seconds=round(ex.seconds, 3))
+        while len(cache) > _CACHED:
+            cache.popitem(last=False)
+        return cache[key]
 
     return router
