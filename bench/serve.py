@@ -4,7 +4,7 @@ Usage::
 
     python bench/serve.py [--clients 1,4,8] [--requests 400] [--embed-requests 16]
                           [--store STORE --checkpoint CKPT [--probes RESULTS]] [--edf FILE]
-                          [--sessions 8] [--minutes 20] [--extra-sessions 10000]
+                          [--sessions 8] [--minutes 20] [--extra-sessions 10000] [--explorer]
 
 The server is started as a separate process (``python -m clef serve``, uvicorn, one
 process), exactly as a user starts it, with a fresh API key in ``CLEF_API_KEYS``. The
@@ -18,6 +18,14 @@ Endpoints::
     GET  /sessions/{id}/similar?k=10            cohort search from a stored session
     GET  /sessions/{id}/probabilities           task probabilities of a stored session
     POST /embed                                 embed an uploaded EDF (one at a time, by design)
+
+With ``--explorer`` the load levels are replaced by the cohort explorer's calls: the
+cohort table's first page (``GET /sessions?limit=50``, the whole store filtered and
+sorted), then, for each real session (its recording in the archive), a session view as
+the page makes it, the first time (cold: the recording is read and its spectrogram
+computed and drawn) and again (warm: from the caches): ``GET /sessions/{id}``,
+``/similar?k=10``, ``/spectrogram.png``, ``/eeg`` (the first 10 s), ``/probabilities``, sent
+concurrently as the page sends them (one client each), the view's time being the slowest.
 
 Stored-session queries pick random sessions of the store. Default store (rebuilt each
 run, under ``bench/out/serve/``): ``--sessions`` sessions of a synthetic hospital of
@@ -207,6 +215,53 @@ def load(url: str, key: str, name: str, send: Request, clients: int, total: int,
     return Result(name, clients, np.array([x for xs in lat for x in xs]), sum(errors), wall, cpu)
 
 
+def explorer_views(url: str, key: str, real: list[str], n: int) -> None:
+    """The cohort explorer's calls: the cohort page, then each real session's view, cold and warm."""
+    import httpx
+    from concurrent.futures import ThreadPoolExecutor
+
+    clients = [httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=600) for _ in range(5)]
+    try:
+        for c in clients:
+            c.get("/health")
+        t0 = time.perf_counter()
+        r = clients[0].get("/sessions", params={"limit": 50, "sort": "age_years", "order": "desc"})
+        print(f"GET /sessions?limit=50&sort=age_years&order=desc over {n} sessions: {r.status_code}, "
+              f"{1e3 * (time.perf_counter() - t0):.1f} ms")
+        t0 = time.perf_counter()
+        r = clients[0].get("/cohort.csv", params={"filter": "site=S01"})
+        print(f"GET /cohort.csv?filter=site=S01: {r.status_code}, {len(r.content) / 1024:.0f} KiB, "
+              f"{1e3 * (time.perf_counter() - t0):.1f} ms")
+        calls = (("meta", ""), ("similar", "/similar?k=10"), ("spectrogram", "/spectrogram.png"),
+                 ("eeg", "/eeg?start=0&seconds=10"), ("probabilities", "/probabilities"))
+        print("| session | view | " + " | ".join(f"{name} ms" for name, _ in calls) + " | view ms (slowest) |")
+        print("|---|---|" + "---|" * (len(calls) + 1))
+        views: dict[str, list[float]] = {"cold": [], "warm": []}
+
+        def timed(c: httpx.Client, path: str) -> float:
+            t = time.perf_counter()
+            resp = c.get(path)
+            if resp.status_code != 200:
+                raise SystemExit(f"{path}: {resp.status_code} {resp.text[:300]}")
+            return time.perf_counter() - t
+
+        with ThreadPoolExecutor(len(calls)) as pool:
+            for sid in real:
+                for view in ("cold", "warm"):
+                    t0 = time.perf_counter()
+                    secs = list(pool.map(timed, clients, [f"/sessions/{sid}{p}" for _, p in calls]))
+                    wall = time.perf_counter() - t0
+                    views[view].append(wall)
+                    print(f"| {sid} | {view} | " + " | ".join(f"{1e3 * s:.0f}" for s in secs)
+                          + f" | {1e3 * wall:.0f} |", flush=True)
+        for view, xs in views.items():
+            print(f"{view} session view: median {1e3 * np.median(xs):.0f} ms, max {1e3 * max(xs):.0f} ms "
+                  f"over {len(xs)} sessions")
+    finally:
+        for c in clients:
+            c.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", type=Path, default=None, help="Existing store (default: build one).")
@@ -220,6 +275,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=400, help="Requests per level for the GET endpoints.")
     ap.add_argument("--embed-requests", type=int, default=16, help="Requests per level for POST /embed.")
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--explorer", action="store_true", help="Time the cohort explorer's views instead.")
     args = ap.parse_args()
     os.environ.setdefault("CLEF_DEID_SALT", "bench")
     import psutil
@@ -256,6 +312,13 @@ def main() -> None:
             ("GET /sessions/{id}/probabilities", probabilities, args.requests),
             ("POST /embed", embed, args.embed_requests)]
     results = []
+    if args.explorer:
+        try:
+            explorer_views(url, key, [i for i in ids if not i.startswith("pad")], len(ids))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        return
     try:
         for name, send, total in plan:
             for clients in [int(c) for c in args.clients.split(",")]:

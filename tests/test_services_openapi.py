@@ -149,6 +149,10 @@ def test_every_error_status_is_documented_with_the_one_error_model(spec: dict[st
         "POST /probabilities": {"200", "400", "401", "403", "404", "411", "413", "422", "500"},
         "POST /similar": {"200", "400", "401", "403", "411", "413", "422", "500"},
         "POST /search/text": {"200", "400", "401", "403", "409", "411", "413", "422", "500"},
+        "GET /sessions": {"200", "401", "403", "422", "500"},
+        "GET /cohort.csv": {"200", "401", "403", "422", "500"},
+        "GET /sessions/{session_id}/spectrogram.png": {"200", "401", "403", "404", "422", "500"},
+        "GET /sessions/{session_id}/eeg": {"200", "401", "403", "404", "422", "500"},
     }
     assert {k: set(op["responses"]) for k, op in ops.items()} == expected
     for name, op in ops.items():
