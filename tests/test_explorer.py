@@ -172,16 +172,20 @@ def test_cohort_page_export_spectrogram_and_eeg_endpoints(served) -> None:
 
 # -- the browser ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def browser():
-    """One headless Chromium for the module; skips, naming what is missing, without one."""
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+def _chromium():
+    """One headless Chromium for the module, or the reason there is none (what is missing)."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        yield None, "selenium is not installed (pip install -e '.[dev]')"
+        return
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_bin = shutil.which("chromedriver")
     missing = [name for name, p in (("chromium", chromium), ("chromedriver", driver_bin)) if p is None]
     if missing:
-        pytest.skip(f"browser tests need {' and '.join(missing)} (apt-get install chromium chromium-driver)")
-    from selenium.webdriver.chrome.service import Service
-
+        yield None, f"{' and '.join(missing)} not found (apt-get install chromium chromium-driver)"
+        return
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -190,8 +194,17 @@ def browser():
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(driver_bin), options=opts)
     driver.set_page_load_timeout(30)
-    yield driver
+    yield driver, ""
     driver.quit()
+
+
+@pytest.fixture()
+def browser(_chromium, request: pytest.FixtureRequest):
+    """The module's browser; a test that needs one is skipped by name, with what is missing, without it."""
+    driver, missing = _chromium
+    if driver is None:
+        pytest.skip(f"{request.node.name}: needs a headless browser: {missing}")
+    return driver
 
 
 def _wait(driver: Any, condition: Any, timeout: float = 20.0) -> Any:
