@@ -78,8 +78,9 @@ class EEGOut(ApiModel):
                                                               "electrode, or a gap of the recording).")
 
 
-def _sorted(meta: pl.DataFrame, state: ServiceState, filters: list[str], sort: str, order: str
-            ) -> tuple[pl.DataFrame, list[str]]:
+def _sorted(meta: pl.DataFrame, filters: list[str], sort: str, order: str) -> tuple[pl.DataFrame, list[str]]:
+    """The sessions of ``meta`` passing ``filters`` (422 for one that does not parse), sorted, unknown values last;
+    and the filters as understood."""
     fs = filters_of(filters)
     allowed = np.ones(meta.height, bool)
     for f in fs:
@@ -93,7 +94,7 @@ _signals_lock = threading.Lock()
 
 
 def _signals(state: ServiceState) -> SessionSignals:
-    """The state's :class:`SessionSignals` (made by the first call)."""
+    """The service's :class:`SessionSignals` (made by the first call, kept on the state: one per app)."""
     with _signals_lock:
         sig = getattr(state, "explorer_signals", None)
         if sig is None:
@@ -108,13 +109,13 @@ def explorer_router() -> APIRouter:
     router = APIRouter(dependencies=[Depends(require_key)])
     errors = error_responses(401, 403, 422, 500)
 
-    @router.get("/sessions", response_model=CohortOut, tags=["sessions"], responses={**errors, **_NOT_FOUND})
+    @router.get("/sessions", response_model=CohortOut, tags=["sessions"], responses=errors)
     def cohort(state: State, filter: Filters = [],  # noqa: A002,B006
                sort: Literal[SORT_KEYS] = "session_id",  # type: ignore[valid-type]
                order: Literal["asc", "desc"] = "asc", offset: int = Query(0, ge=0, le=10**9),
                limit: int = Query(50, ge=1, le=MAX_LIMIT, description=f"At most {MAX_LIMIT}.")) -> CohortOut:
         """A page of the stored sessions passing the filters, sorted (unknown values last)."""
-        df, fs = _sorted(state.current().meta, state, filter, sort, order)
+        df, fs = _sorted(state.current().meta, filter, sort, order)
         rows = df.slice(offset, limit).select(PUBLIC_SESSION_FIELDS).to_dicts()
         return CohortOut(model_id=state.model_id, total=df.height, offset=offset, limit=limit, sort=sort, order=order,
                          filters=fs, sessions=[SessionOut(**r) for r in rows])
@@ -122,12 +123,12 @@ def explorer_router() -> APIRouter:
     @router.get("/cohort.csv", tags=["sessions"], response_class=Response,
                 responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
                                  "description": "One row per session: " + ", ".join(PUBLIC_SESSION_FIELDS)},
-                           **errors, **_NOT_FOUND})
+                           **errors})
     def cohort_csv(state: State, filter: Filters = [],  # noqa: A002,B006
                    sort: Literal[SORT_KEYS] = "session_id",  # type: ignore[valid-type]
                    order: Literal["asc", "desc"] = "asc") -> Response:
         """The stored sessions passing the filters as CSV: session ids and non-PHI metadata only."""
-        df, _ = _sorted(state.current().meta, state, filter, sort, order)
+        df, _ = _sorted(state.current().meta, filter, sort, order)
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(PUBLIC_SESSION_FIELDS)
