@@ -111,7 +111,7 @@ def plot_session_spectrogram(values: np.ndarray, freqs: np.ndarray, frame_mask: 
                              channels: tuple[str, ...], out: str | Path, *, title: str = "",
                              reconstruction: np.ndarray | None = None, vmin: float = -20.0, vmax: float = 30.0,
                              fmax: float | None = None, spectrum_frames: np.ndarray | None = None,
-                             spectrum_channels: tuple[str, ...] = ("O1", "O2")) -> Path:
+                             spectrum_channels: tuple[str, ...] = ("O1", "O2"), step_s: float = 1.0) -> Path:
     """Whole-session multitaper spectrogram, per region and hemisphere (a compressed spectral array).
 
     Parameters
@@ -140,6 +140,8 @@ def plot_session_spectrogram(values: np.ndarray, freqs: np.ndarray, frame_mask: 
         Frames of the spectrum panel (e.g. awake frames); default every valid frame.
     spectrum_channels : tuple of str
         Electrodes averaged in the spectrum panel (default O1/O2).
+    step_s : float
+        Seconds between frames (1 s: the contract's hop; the explorer draws a coarser one).
 
     Returns
     -------
@@ -155,7 +157,9 @@ def plot_session_spectrogram(values: np.ndarray, freqs: np.ndarray, frame_mask: 
     for r in range(4):
         for c in range(n_cols):
             axes[r, c] = fig.add_subplot(gs[r, c], sharex=axes[0, 0], sharey=axes[0, 0])
-    minutes = np.arange(values.shape[2]) / 60.0
+    if not step_s > 0:
+        raise ValueError(f"step_s must be positive seconds, found {step_s}")
+    minutes = np.arange(values.shape[2]) * step_s / 60.0
     idx = {c: k for k, c in enumerate(channels)}
     im = None
     for s, (label, v) in enumerate(sets):

@@ -7,10 +7,12 @@ is not there (moved, another machine, a store of anonymous ids whose paths are h
 
 Costs are paid once per session: the recording is read whole once and kept in a small
 LRU (the spectrogram and every EEG page of a session come from that one read, so paging
-costs nothing more); the multitaper spectrogram is cached on disk by the tokenizer's
-:class:`~tokenizer.spectrogram_cache.SpectrogramCache`, and the PNG drawn from it
-(:func:`clef.viz.plot_session_spectrogram`) beside it, so a session viewed again costs a
-file read. Recordings longer than :data:`MAX_WHOLE_S` are not held in memory: their EEG
+costs nothing more). The spectrogram drawn (:func:`clef.viz.plot_session_spectrogram`) is
+the tokenizer's when its :class:`~tokenizer.spectrogram_cache.SpectrogramCache` holds one for
+the file (``clef tokenize`` and ``clef embed --cache-dir`` write them), else a multitaper
+estimate with the contract's tapers at a :data:`DISPLAY_STEP_S` hop (a quarter of the cost);
+the PNG is kept on disk beside the cache entry and in memory, so a session viewed again
+costs a file read. Recordings longer than :data:`MAX_WHOLE_S` are not held in memory: their EEG
 pages are streamed (:class:`~tokenizer.ingest.RecordingStream`, stopping after the page),
 and their spectrogram is not drawn (``clef trend`` draws a long recording's CSA).
 """
@@ -47,6 +49,12 @@ DOUBLE_BANANA: tuple[tuple[str, str], ...] = (
 MONTAGES = ("referential", "double_banana")
 #: Longest recording read whole (and kept in memory) for the viewer, in seconds.
 MAX_WHOLE_S = 3600.0
+#: Hop (s) of the spectrogram drawn when the tokenizer's cache holds none for the file:
+#: non-overlapping 4 s tapers still see every sample, at a quarter of the cost of the
+#: model's 1 s hop, and a panel of the figure is narrower than a session's frames anyway.
+DISPLAY_STEP_S = 4.0
+#: Highest frequency drawn (Hz): alpha and slowing stay legible.
+DISPLAY_FMAX = 20.0
 
 
 class RecordingUnavailable(Exception):
@@ -150,6 +158,7 @@ class SessionSignals:
         from clef.viz import plot_session_spectrogram
         from tokenizer.atomic import atomic_path
         from tokenizer.errors import IngestError
+        from tokenizer.multitaper import multitaper_spectrogram
 
         sha = str(meta["source_sha256"])
         png = self._pngs.get(sha)
@@ -159,20 +168,32 @@ class SessionSignals:
         if disk.is_file():
             png = disk.read_bytes()
         else:
-            if float(meta.get("duration_s") or 0.0) > MAX_WHOLE_S:
-                raise RecordingUnavailable(f"the explorer draws the spectrogram of recordings up to "
-                                           f"{MAX_WHOLE_S / 3600:g} h; 'clef trend' draws a longer one's")
-            rec = self._recording(meta)
-            try:
-                spec, _ = self.cache.spectrogram_of(rec)
-            except IngestError as exc:
-                raise RecordingUnavailable(f"no spectrogram of its recording ({exc.kind})") from None
             sp = self.contract.spectrogram
-            freqs = sp.fmin + np.arange(sp.n_freqs) / sp.window_s
+            cached = self.cache.get(sha)  # written by `clef tokenize` / `clef embed --cache-dir` into this cache
+            if cached is not None:
+                values, frame_mask, channel_mask = cached.values, cached.frame_mask, cached.channel_mask
+                freqs, step = sp.fmin + np.arange(sp.n_freqs) / sp.window_s, sp.step_s
+            else:
+                if float(meta.get("duration_s") or 0.0) > MAX_WHOLE_S:
+                    raise RecordingUnavailable(f"the explorer draws the spectrogram of recordings up to "
+                                               f"{MAX_WHOLE_S / 3600:g} h; 'clef trend' draws a longer one's")
+                rec = self._recording(meta)
+                step = max(sp.step_s, min(sp.window_s, DISPLAY_STEP_S))
+                try:
+                    rec.check_long_enough(self.contract)
+                    s = multitaper_spectrogram(rec.data, rec.sfreq, window_s=sp.window_s, step_s=step,
+                                               bandwidth=sp.bandwidth, fmin=sp.fmin,
+                                               fmax=min(DISPLAY_FMAX, sp.fmax), sample_mask=rec.sample_mask)
+                except (IngestError, ValueError) as exc:
+                    raise RecordingUnavailable(f"no spectrogram of its recording ({getattr(exc, 'kind', exc)})"
+                                               ) from None
+                values, frame_mask, channel_mask = s.clipped(*sp.clip_db), s.frame_mask, rec.channel_mask
+                freqs = s.freqs
             with atomic_path(disk, suffix=".png") as tmp:
-                plot_session_spectrogram(spec.values, freqs, spec.frame_mask, spec.channel_mask, rec.channels, tmp,
-                                         title=f"{rec.duration_s / 60:.1f} min, multitaper CSA per region",
-                                         fmax=min(20.0, sp.fmax))
+                plot_session_spectrogram(values, freqs, frame_mask, np.asarray(channel_mask, bool),
+                                         tuple(self.contract.channels), tmp, step_s=step,
+                                         title=f"{values.shape[2] * step / 60:.1f} min, multitaper CSA per region",
+                                         fmax=min(DISPLAY_FMAX, sp.fmax))
             png = disk.read_bytes()
         self._pngs[sha] = png
         while len(self._pngs) > 64:
