@@ -13,8 +13,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from clef.embedding import Embedder
+    from clef.trend import Scorer, TrendConfig
 
 __all__ = ["register"]
 
@@ -224,6 +229,16 @@ def trend(
     figure: bool = typer.Option(True, "--figure/--no-figure", help="Draw trend.png."),
     device: str = typer.Option("cpu", "--device", help="Torch device."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
+    follow: bool = typer.Option(False, "--follow", help="Live mode: FILE is still being written by a recorder; "
+                                "read its new records as they come and rewrite the outputs at each new stride point. "
+                                "Stops after --idle-timeout without a new record, or on Ctrl-C (outputs complete)."),
+    poll: str = typer.Option("0.5s", "--poll", help="With --follow: time between looks at the file."),
+    idle_timeout: str = typer.Option("5min", "--idle-timeout", help="With --follow: stop after this long without "
+                                     "a new record."),
+    lookahead: str = typer.Option("2.5s", "--lookahead", help="With --follow: signal after a block that the "
+                                  "filters see before it is used. 2.5s: a point is out about 4-5 s after the record "
+                                  "completing its minute (1-s records), with the filters' edge transient (mostly "
+                                  "delta); 10s or more: as the finished file (within 0.1 dB), 8 s later."),
 ) -> None:
     """Trend of a long recording: strided embeddings, probe scores, left/right CSA, flagged changes."""
     from rich.console import Console
@@ -248,6 +263,13 @@ def trend(
     except ValueError as exc:
         _fail(f"--csa-step: {exc}")
         return
+    live: dict[str, float] = {}
+    for name, text in (("poll", poll), ("idle-timeout", idle_timeout), ("lookahead", lookahead)):
+        try:
+            live[name] = parse_duration(text)
+        except ValueError as exc:
+            _fail(f"--{name}: {exc}")
+            return
     if not file.is_file():
         _fail(f"{file}: no such file")
         return
@@ -263,6 +285,10 @@ def trend(
     except (CheckpointError, FileNotFoundError) as exc:
         _fail(str(exc))
         return
+    folder = out if out is not None else Path(f"{file.name}.trend")
+    if follow:
+        _follow_trend(file, embedder, scorers, folder, figure, TrendConfig(stride_s=stride_s, csa_step_s=csa_s), live)
+        return
     columns = [TextColumn("[bold]trend[/]"), BarColumn(), TextColumn("{task.fields[done]}"), TimeElapsedColumn(),
                TimeRemainingColumn()]
     with Progress(*columns, console=Console(stderr=True), disable=not progress, transient=True) as bar:
@@ -277,7 +303,6 @@ def trend(
         except (IngestError, ValueError) as exc:
             _fail(str(exc))
             return
-    folder = out if out is not None else Path(f"{file.name}.trend")
     written = result.write(folder)
     if figure:
         written["figure"] = plot_trend(result, folder / "trend.png")
@@ -286,3 +311,42 @@ def trend(
               f"{result.duration_s / 3600:.2f} h, {len(result.scores)} probe(s), {n_emb} embedding change(s), "
               f"{len(result.changes) - n_emb} score change(s) -> {folder}/ "
               f"({', '.join(p.name for p in written.values())})", highlight=False)
+
+
+def _follow_trend(file: Path, embedder: Embedder, scorers: dict[str, Scorer], folder: Path, figure: bool,
+                  config: TrendConfig, live: dict[str, float]) -> None:
+    """``clef trend --follow``: :func:`clef.trend.follow_trend`, a line per update, Ctrl-C stops it cleanly."""
+    import signal
+
+    from clef.cli import err
+    from clef.trend import TrendResult, follow_trend
+    from tokenizer.errors import IngestError
+
+    stopping: list[bool] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        # the first Ctrl-C stops following at the next poll (the outputs are then completed);
+        # a second one interrupts at once
+        stopping.append(True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        err.print("stopping: the last records are being read and the outputs completed (Ctrl-C again to abort)")
+
+    def show(r: TrendResult) -> None:
+        last = f"{r.t_s[-1] / 3600:.2f} h" if r.n_points else "none yet"
+        err.print(f"{file.name}: {r.n_points} points (last {last}), {len(r.changes)} change(s) -> {folder}/",
+                  highlight=False)
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        result = follow_trend(file, embedder, out=folder, probes=scorers, stride_s=config.stride_s, config=config,
+                              poll_s=live["poll"],
+                              idle_timeout_s=live["idle-timeout"], lookahead_s=live["lookahead"],
+                              stop=lambda: bool(stopping), figure=figure, on_update=show)
+    except (IngestError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    why = "stopped" if stopping else f"no new record for {live['idle-timeout']:g} s"
+    err.print(f"{file.name}: {why}; {result.n_points} points every {result.config.stride_s:g} s over "
+              f"{result.duration_s / 3600:.2f} h -> {folder}/", highlight=False)

@@ -71,9 +71,9 @@ from clef.embedding import Embedder
 from tokenizer import Annotation
 from tokenizer.atomic import write_parquet_atomic
 from tokenizer.contract import SignalContract
-from tokenizer.edf_header import read_header
+from tokenizer.edf_header import EDFHeader, read_header
 from tokenizer.errors import TooShortError
-from tokenizer.ingest import BLOCK_S, RecordingStream
+from tokenizer.ingest import BLOCK_S, Follow, RecordingStream
 from tokenizer.multitaper import CANONICAL_BANDS, band_power_from_psd
 from tokenizer.spectrogram_cache import checked_frames
 from tokenizer.spectrogram_stream import FrameBlock
@@ -88,7 +88,11 @@ __all__ = [
     "TrendBuilder",
     "TrendConfig",
     "TrendResult",
+    "FOLLOW_BLOCK_S",
+    "LIVE_LOOKAHEAD_S",
+    "LIVE_POLL_S",
     "check_probes",
+    "follow_trend",
     "parse_duration",
     "trend",
 ]
@@ -106,6 +110,19 @@ _UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Z]*)\s*$")
 #: MAD × this is a standard deviation for normal data.
 _MAD_TO_SD = 1.4826
+#: Seconds of signal after a block that a live trend's filters see (``Follow.lookahead_s``).
+#: A stride point needs its last frame's window (1.5 s past the point) plus this: with 1-s
+#: records the point is computable 4 s of signal after the record that completes its
+#: minute, which leaves a poll and the computation inside the 5 s the issue asks for (4 s
+#: would need 6 s). The price is the zero-phase filters' edge transient on every sample,
+#: mostly below 4 Hz (README, live mode, measures it).
+LIVE_LOOKAHEAD_S = 2.5
+#: Seconds between looks at a followed file: half of the latency budget left by the lookahead.
+LIVE_POLL_S = 0.5
+#: Longest block a live trend reads at a time: live records come a few at a time whatever
+#: it is; a backlog (a follower started hours into a recording) comes in blocks this long,
+#: short enough for prompt points, long enough not to copy the builder's window per second.
+FOLLOW_BLOCK_S = 60.0
 
 
 def parse_duration(text: str | float) -> float:
@@ -535,6 +552,13 @@ class TrendBuilder:
         """Stride points computed so far."""
         return len(self._t)
 
+    @property
+    def next_point_s(self) -> float:
+        """The next stride point (s from the start): the end of the first context, or one stride after the last."""
+        if self._t:
+            return self._t[-1] + self.stride * self.step_s
+        return -(-self.context // self.stride) * self.stride * self.step_s
+
     def add(self, block: FrameBlock) -> int:
         """Take the next frames; returns the stride points they completed."""
         n = block.values.shape[2]
@@ -764,3 +788,129 @@ def _with_progress(frames: Iterable[FrameBlock], progress: Callable[[float, floa
         done += f.values.shape[2]
         if progress is not None:
             progress(min(done * step_s, total), total)
+
+
+def follow_trend(path: str | Path, checkpoint: str | Path | Embedder, *, out: str | Path | None = None,
+                 probes: Mapping[str, Scorer] | None = None, stride_s: float | str = 300.0,
+                 config: TrendConfig | None = None, device: str = "cpu", threads: int | None = None,
+                 poll_s: float = LIVE_POLL_S, idle_timeout_s: float | None = 300.0,
+                 lookahead_s: float = LIVE_LOOKAHEAD_S,
+                 stop: Callable[[], bool] | None = None, block_s: float = FOLLOW_BLOCK_S, figure: bool = True,
+                 on_update: Callable[[TrendResult], None] | None = None) -> TrendResult:
+    """The trend of a recording that a recorder is still writing, updated as its records come (live mode).
+
+    The file is followed (:class:`tokenizer.ingest.RecordingStream` in follow mode): its
+    complete records are read as they appear, their spectrogram frames computed as soon
+    as the signal completes them, and given to a :class:`TrendBuilder`. At each new stride
+    point the tables (and ``trend.png``) in ``out`` are rewritten, atomically, and
+    ``on_update`` is called, unless the file already holds the signal of the next point
+    (a backlog being caught up: the outputs are written once it is). Following stops
+    after ``idle_timeout_s`` without a new record or when ``stop()`` returns True; the
+    open runs of the change rule are then closed and the outputs written a last time.
+
+    A point at ``T`` s comes out once the recorder has written ``T`` + half a spectrogram
+    window (2 s) - half a step + ``lookahead_s``, plus a poll and the computation. With
+    ``lookahead_s`` below the 60 s that :func:`trend` sees, the signal near the live edge
+    carries the filters' edge transient, so the live trend differs a little from
+    :func:`trend` on the finished file (README, live mode); with ``lookahead_s=60`` it is
+    the same within float rounding.
+
+    Parameters
+    ----------
+    path : path
+        The EDF/BDF file being written (it must exist; its header may still be on its way).
+    checkpoint : path or Embedder
+        Session-transformer checkpoint (with its ``tokenizer/``).
+    out : path, optional
+        Folder of the outputs (:meth:`TrendResult.write` and ``trend.png``); None: write
+        nothing, only call ``on_update``.
+    probes, stride_s, config, device, threads
+        As for :func:`trend`.
+    poll_s : float
+        Seconds between looks at the file once every record is read.
+    idle_timeout_s : float or None
+        Stop after this many seconds without a new complete record (None: only ``stop``).
+    lookahead_s : float
+        Seconds of signal after a block that its filters see (:class:`tokenizer.ingest.Follow`).
+    stop : callable, optional
+        Stop following when it returns True (asked at every poll).
+    block_s : float
+        Longest block of signal read at a time.
+    figure : bool
+        Draw ``trend.png`` in ``out`` at each update.
+    on_update : callable, optional
+        Called with the trend so far (:class:`TrendResult`) after each update's outputs
+        are written, and once more at the end.
+
+    Returns
+    -------
+    TrendResult
+        The final trend.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        A bad stride, poll, timeout, lookahead, block or configuration; probes of another checkpoint.
+    tokenizer.IngestError
+        The file is not EDF/BDF (:class:`~tokenizer.NotEDFError`), never gets a complete
+        record before following stops (:class:`~tokenizer.NoDataRecordsError`), or
+        changes other than by growing (:class:`~tokenizer.FileChangedError`). Outputs
+        written before the error stay as they were.
+    """
+    stride = parse_duration(stride_s)
+    config = TrendConfig.model_validate({**(config or TrendConfig()).model_dump(), "stride_s": stride})
+    follow = Follow(poll_s=poll_s, idle_timeout_s=idle_timeout_s, stop=stop, lookahead_s=lookahead_s)
+    if not (math.isfinite(block_s) and block_s > 0):
+        raise ValueError(f"block_s must be a positive number of seconds, found {block_s}")
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    embedder = checkpoint if isinstance(checkpoint, Embedder) else Embedder(checkpoint, device=device)
+    builder = TrendBuilder(embedder, probes, config)
+    stream = RecordingStream(path, builder.contract, threads=threads, channel_map=embedder.channel_map,
+                             block_s=block_s, follow=follow)
+    sp = builder.contract.spectrogram
+    # signal after a point that its last frame and that frame's filters need
+    beyond_s = (sp.window_s - sp.step_s) / 2 + lookahead_s
+    header: EDFHeader | None = None
+
+    def update(result: TrendResult) -> None:
+        if out is not None:
+            result.write(out)
+            if figure:
+                from clef.viz import plot_trend
+
+                plot_trend(result, Path(out) / "trend.png")
+        if on_update is not None:
+            on_update(result)
+
+    for block in checked_frames(str(path), stream, builder.contract, finish=lambda: stream.info is not None,
+                                eager=True):
+        if builder.add(block) == 0:
+            continue
+        if header is None:  # a block came, so the header is there
+            header = read_header(path, growing=True)
+        if _records_in(path, header) * header.record_duration >= builder.next_point_s + beyond_s:
+            continue  # the next point is already in the file: write once caught up
+        update(builder.result(source_path=str(path), start_clock_s=_clock_of(header.starttime)))
+    builder.finish()
+    info = stream.info
+    header = header or read_header(path, growing=True)
+    if builder.n_points == 0:
+        log.warning("%s: following stopped after %g s of signal, before the first stride point (one context, "
+                    "%g s, and a stride): no trend point", Path(path).name, builder.frames * builder.step_s,
+                    builder.context_s)
+    result = builder.result(annotations=tuple(info.annotations) if info else (), source_path=str(path),
+                            source_sha256=stream.source_sha256 or "", start_clock_s=_clock_of(header.starttime))
+    update(result)
+    return result
+
+
+def _records_in(path: str | Path, header: EDFHeader) -> int:
+    """Complete data records in a growing file now."""
+    try:
+        size = Path(path).stat().st_size
+    except OSError:
+        return 0
+    return max(0, (size - header.header_bytes) // header.record_bytes)

@@ -164,9 +164,9 @@ def compute_spectrogram(rec: Recording, contract: SignalContract) -> SessionSpec
 
 
 def checked_frames(path: str | Path, blocks: Iterable[SignalBlock], contract: SignalContract, *,
-                   finish: Callable[[], bool] | None = None) -> Iterator[FrameBlock]:
-    """:func:`tokenizer.spectrogram_stream.spectrogram_frames` of a recording's blocks,
-    its failures as :class:`SpectrogramError` naming the file.
+                   finish: Callable[[], bool] | None = None, eager: bool = False) -> Iterator[FrameBlock]:
+    """:func:`tokenizer.spectrogram_stream.spectrogram_frames` of a recording's blocks
+    (``finish`` and ``eager`` as there), its failures as :class:`SpectrogramError` naming the file.
 
     Raises
     ------
@@ -175,7 +175,7 @@ def checked_frames(path: str | Path, blocks: Iterable[SignalBlock], contract: Si
     """
     sp = contract.spectrogram
     try:
-        for frames in spectrogram_frames(blocks, contract, finish=finish):
+        for frames in spectrogram_frames(blocks, contract, finish=finish, eager=eager):
             if frames.values.shape[1] != sp.n_freqs:
                 raise SpectrogramError(path, f"{sp.n_freqs} frequency bins expected, found {frames.values.shape[1]}")
             yield frames

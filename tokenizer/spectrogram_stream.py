@@ -24,6 +24,11 @@ from tokenizer.ingest import SignalBlock
 from tokenizer.multitaper import multitaper_spectrogram
 
 
+#: Frames computed between two full collections of the multitaper's work buffers (a block
+#: of a batch read is more: one per call).
+GC_FRAMES = 600
+
+
 @dataclass(frozen=True)
 class FrameBlock:
     """Consecutive frames of a session spectrogram.
@@ -43,11 +48,13 @@ class FrameBlock:
 
 
 def spectrogram_frames(blocks: Iterable[SignalBlock], contract: SignalContract, *,
-                       finish: Callable[[], bool] | None = None) -> Iterator[FrameBlock]:
+                       finish: Callable[[], bool] | None = None, eager: bool = False) -> Iterator[FrameBlock]:
     """The clipped float16 spectrogram of a recording's signal blocks, as frame blocks.
 
     Each block's frames are computed when the next block arrives (or the signal ends),
-    so a recording of one block is one call over its whole signal.
+    so a recording of one block is one call over its whole signal; ``eager`` computes
+    the frames a block completes as soon as it arrives (a follower of a live recording,
+    whose next block is the next records the recorder writes). The frames are the same.
 
     Parameters
     ----------
@@ -59,6 +66,8 @@ def spectrogram_frames(blocks: Iterable[SignalBlock], contract: SignalContract, 
         Called once the blocks are exhausted, before the last frames: it may raise (a
         recording too short to embed), or return False to stop without them (a stream
         that stopped early).
+    eager : bool
+        Yield the frames each block completes when it arrives, not when the next one does.
 
     Yields
     ------
@@ -79,6 +88,7 @@ def spectrogram_frames(blocks: Iterable[SignalBlock], contract: SignalContract, 
     back = max(0, -(first_start // hop)) * hop  # samples before a frame's hop its window reaches back to
     held: list[SignalBlock] = []  # the signal the next frames need
     done = 0  # frames yielded
+    uncollected = [0]  # frames computed since the last collection
 
     def frames(stop: int, end: int) -> FrameBlock:
         """Frames ``[done, stop)`` from the samples held (``end``: samples in all), from a
@@ -93,20 +103,31 @@ def spectrogram_frames(blocks: Iterable[SignalBlock], contract: SignalContract, 
                                       n_frames=skip + stop - done, sample_mask=mask[a:b])
         values = np.clip(spec.values[:, :, skip:], sp.clip_db[0], sp.clip_db[1]).astype(np.float16)
         # The multitaper's work buffers sit in a reference cycle (its chunk function calls
-        # itself), which only the cycle collector frees: many calls would pile them up.
-        gc.collect()
+        # itself), which only the cycle collector frees: many calls would pile them up. A
+        # full collection costs a fraction of a second in a process that holds a model, so
+        # the small calls of a live follower collect the young generations (where this
+        # call's cycle is) and share a full collection per GC_FRAMES frames.
+        uncollected[0] += stop - done
+        if uncollected[0] >= GC_FRAMES:
+            gc.collect()
+            uncollected[0] = 0
+        else:
+            gc.collect(1)
         return FrameBlock(values, spec.frame_mask[skip:].astype(bool), held[0].channel_mask)
 
     for block in blocks:
+        if eager:
+            held.append(block)
         if held:  # the frames the blocks held so far complete
             end = held[-1].start + held[-1].data.shape[1]
             stop = (end - n_win - first_start) // hop + 1
-            if stop > done:
+            if stop > done and end >= n_win:  # a call sees at least one window of signal
                 yield frames(stop, end)
                 done = stop
                 while held and held[0].start + held[0].data.shape[1] <= done * hop - back - n_win:
                     held.pop(0)
-        held.append(block)
+        if not eager:
+            held.append(block)
     if (finish is not None and not finish()) or not held:
         return
     end = held[-1].start + held[-1].data.shape[1]
