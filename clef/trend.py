@@ -4,7 +4,9 @@
 that does not grow with its length (:class:`tokenizer.ingest.RecordingStream` →
 :func:`tokenizer.spectrogram_cache.checked_frames`), and give the frames to a
 :class:`TrendBuilder`, which is incremental: it takes frame blocks as they come, so a
-follower of a growing file can feed it the frames of new records.
+follower of a growing file can feed it the frames of new records: :func:`follow_trend`
+(``clef trend --follow``) does, rewriting the outputs at each new stride point of a
+recording that a recorder is still writing.
 
 Per stride point (every ``stride_s`` from the start of the recording, once one context is
 available):
