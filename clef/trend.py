@@ -889,8 +889,8 @@ def follow_trend(path: str | Path, checkpoint: str | Path | Embedder, *, out: st
 
     for block in checked_frames(str(path), stream, builder.contract, finish=lambda: stream.info is not None,
                                 eager=True):
-        if builder.add(block) == 0:
-            continue
+        if builder.add(block) == 0 or stream.info is not None:
+            continue  # no new point, or the recording's last frames: the final update follows
         if header is None:  # a block came, so the header is there
             header = read_header(path, growing=True)
         if _records_in(path, header) * header.record_duration >= builder.next_point_s + beyond_s:
