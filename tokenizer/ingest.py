@@ -533,15 +533,8 @@ def follow_recording(path: str | Path, contract: SignalContract | None = None, *
         The file being written (it must exist; its header may still be on its way).
     contract : SignalContract, optional
         Target contract (default: the base configuration).
-    poll_s : float
-        Seconds between looks at the file once every complete record is read.
-    idle_timeout_s : float or None
-        Stop after this many seconds without a new complete record (None: never).
-    stop : callable or None
-        Stop when it returns True (asked before every wait).
-    lookahead_s : float
-        Seconds of signal after a block that its filters see; a block is out once the
-        recorder has written this much beyond it (see :class:`Follow`).
+    poll_s, idle_timeout_s, stop, lookahead_s
+        How to follow the file: see :class:`Follow`.
     block_s : float
         Longest block, in seconds (a backlog already in the file comes in such blocks).
     salt, threads, channel_map
