@@ -11,9 +11,12 @@ import csv
 import json
 import os
 import shutil
+import socket
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -195,6 +198,30 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30.0, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} not reached within {timeout} s")
         time.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serving(app: Any, *, log_level: str = "warning", timeout: float = 30.0) -> Iterator[str]:
+    """``app`` served for real by uvicorn (a thread) on a free loopback port; yields its URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, timeout, message="the server started")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 # -- session-transformer token folders (no tokenizer needed) ---------------------------------

@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import shutil
-import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.factories import wait_until
+from tests.factories import serving
 
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
@@ -84,12 +82,6 @@ def _store(root: Path, model_id: str, dim: int) -> Path:
     return root / "store"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory):
     """The real server (uvicorn, a thread) on a free loopback port over the small store."""
@@ -109,14 +101,8 @@ def served(tmp_path_factory: pytest.TempPathFactory):
                                            {"category": "disease", "auroc": 0.7}))
     cfg = ServeConfig(store=store, checkpoint=ck, probes=root / "results", max_k=20, reload_seconds=0)
     app = create_app(cfg, [KEY])
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, 30, message="the server started")
-    yield {"url": f"http://127.0.0.1:{port}", "root": root}
-    server.should_exit = True
-    thread.join(10)
+    with serving(app) as url:
+        yield {"url": url, "root": root}
 
 
 # -- the endpoints, over HTTP --------------------------------------------------------------------

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import warnings
 from pathlib import Path
 
@@ -17,19 +15,13 @@ from services.auth import ApiKeyError, ApiKeys, load_api_keys
 from services.batch import embed_archive
 from services.config import EmbedConfig, ServeConfig
 from services.store import EmbeddingStore
-from tests.factories import make_archive, wait_until
+from tests.factories import make_archive, serving
 
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
 KEY = "test-key-0123456789abcdef"
 MAX_MB = 3.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -57,17 +49,9 @@ def served(svc_hospital: Path, svc_checkpoint: Path, tmp_path_factory: pytest.Te
                                                                np.ones(x.shape[1])), "f" * 16))
     cfg = ServeConfig(store=store, checkpoint=svc_checkpoint, probes=results, max_upload_mb=MAX_MB, max_k=20)
     app = create_app(cfg, [KEY])
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, 30, message="the server started")
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": KEY}, timeout=60)
-    yield {"client": client, "url": f"http://127.0.0.1:{port}", "archive": archive, "store": st, "model": model,
-           "probes": probes, "ids": ids}
-    client.close()
-    server.should_exit = True
-    thread.join(10)
+    with serving(app) as url, httpx.Client(base_url=url, headers={"X-API-Key": KEY}, timeout=60) as client:
+        yield {"client": client, "url": url, "archive": archive, "store": st, "model": model, "probes": probes,
+               "ids": ids}
 
 
 def _edfs(archive: Path) -> list[Path]:

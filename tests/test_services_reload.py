@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from pathlib import Path
 
@@ -15,18 +14,12 @@ from services.config import EmbedConfig, ServeConfig
 from services.index import build_index, ensure_index, index_dir, index_signature
 from services.store import EmbeddingStore
 from services.store_writer import StoreWriter, utc_now
-from tests.factories import make_archive, synthetic_store, wait_until
+from tests.factories import make_archive, serving, synthetic_store, wait_until
 
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
 KEY = "reload-key-0123456789abcdef"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _add_sessions(store: Path, model: str, dim: int, ids: list[str], seed: int = 0) -> None:
@@ -76,16 +69,8 @@ def live(svc_hospital: Path, svc_checkpoint: Path, tmp_path: Path):
     embed_archive(archive, svc_checkpoint, store, EmbedConfig(), progress=False)
     cfg = ServeConfig(store=store, checkpoint=svc_checkpoint, reload_seconds=0.2)
     app = create_app(cfg, [KEY])
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, 30, message="the server started")
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": KEY}, timeout=60)
-    yield {"client": client, "state": app.state.clef, "archive": archive, "store": store}
-    client.close()
-    server.should_exit = True
-    thread.join(10)
+    with serving(app) as url, httpx.Client(base_url=url, headers={"X-API-Key": KEY}, timeout=60) as client:
+        yield {"client": client, "state": app.state.clef, "archive": archive, "store": store}
 
 
 def test_service_serves_sessions_embedded_while_it_runs(live, svc_hospital: Path, svc_checkpoint: Path) -> None:
