@@ -19,7 +19,6 @@ import json
 import logging
 import re
 import shutil
-import socket
 import struct
 import threading
 import time
@@ -33,7 +32,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tests.factories import wait_until
+from tests.factories import free_port, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
 
@@ -429,12 +428,6 @@ def test_console_and_logs_carry_no_planted_phi(demo_run: DemoRun, phi: list[Plan
 # --------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_http_responses_carry_no_planted_phi(demo_run: DemoRun, phi: list[Planted],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("fastapi")
@@ -455,7 +448,7 @@ def test_http_responses_carry_no_planted_phi(demo_run: DemoRun, phi: list[Plante
     level = root_logger.level
     root_logger.addHandler(handler)
     root_logger.setLevel(logging.DEBUG)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(cfg, [KEY]), host="127.0.0.1", port=port, log_level="debug"))
     thread = threading.Thread(target=server.run, daemon=True)
     responses: list[tuple[str, httpx.Response]] = []
