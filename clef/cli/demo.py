@@ -78,7 +78,9 @@ def write_results_page(out: Path, total_s: float) -> Path:
     """Write ``OUT/README.md`` (what the demo did, stage times, every figure) and ``OUT/demo_log.html``.
 
     The page links the figures and reports the demo wrote (relative paths, so the folder
-    can be moved or zipped); the HTML is the demo's console transcript.
+    can be moved or zipped), includes the section each later step left in
+    ``OUT/<step>/section.md`` (:data:`SECTION_FILE`), and the HTML is the demo's console
+    transcript.
     """
     end = time.perf_counter()
     lines = ["# CLEF demo results", "",
@@ -96,6 +98,10 @@ def write_results_page(out: Path, total_s: float) -> Path:
                 ("Embedding store and FAISS index", out / "store")]
     lines += ["", "## Outputs", ""]
     lines += [f"- {what}: [{p.relative_to(out)}]({p.relative_to(out).as_posix()})" for what, p in sections if p.exists()]
+    for name, _ in LATER_STEPS:  # what a later step has to say, in the order the steps ran
+        section = out / name / SECTION_FILE
+        if section.is_file():
+            lines += ["", section.read_text(encoding="utf-8").strip()]
     for title, folder in (("Figures", out / "plots"), ("Benchmark figures", out / "benchmark" / "results" / "plots")):
         pngs = sorted(folder.glob("*.png")) if folder.is_dir() else []
         if pngs:
@@ -273,11 +279,18 @@ def demo_align(out: Path, hosp: Path, trained: "object", steps: int = 100) -> "o
 DEMO_STEPS_GROUP = "clef.demo_steps"
 
 #: The later stages' demo steps in the order they run, as (entry-point name, title): the
-#: benchmark probes the aligned checkpoint first, then the services embed, index and search.
+#: benchmark probes the aligned checkpoint first, then the services embed, index and search;
+#: the trend and the explanation score with the benchmark's probes (the explanation's
+#: examples come from the services' store).
 LATER_STEPS: tuple[tuple[str, str], ...] = (
     ("benchmark", "benchmark: generate the hospital's task suite, probe aligned vs recon-only vs baselines"),
     ("services", "services: embed the hospital into a store, index it, search"),
+    ("trend", "trend: an hour of ICU EEG with burst suppression from a known time, scored by the demo's probes"),
+    ("explain", "explain: where one positive session's probe score comes from, with its nearest stored sessions"),
 )
+#: A later step's part of the results page: Markdown it leaves in ``OUT/<step name>/``,
+#: its links relative to ``OUT`` (the page's folder).
+SECTION_FILE = "section.md"
 
 
 def demo_later_stages(out: Path, hosp: Path, checkpoint: Path, quick: bool = False) -> None:
@@ -287,7 +300,9 @@ def demo_later_stages(out: Path, hosp: Path, checkpoint: Path, quick: bool = Fal
     layers"); each entry point of ``clef.demo_steps`` names a
     ``step(hospital, checkpoint, out, console)`` function, which may also take a keyword
     ``quick`` (``clef demo --quick``: a tiny hospital, keep the step small and do not fail
-    for want of data). A step whose package is not installed is skipped with a note.
+    for want of data). A step may leave its part of the results page in
+    ``OUT/<name>/section.md`` (:data:`SECTION_FILE`). A step whose package is not installed
+    is skipped with a note.
     """
     from importlib.metadata import entry_points
 
