@@ -37,8 +37,9 @@ from tests.factories import free_port, wait_until
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
 
 KEY = "phi-audit-key-0123456789abcdef"
-#: The input archives of the demo (they carry the planted PHI on purpose).
-INPUTS = ("hospital", "awkward")
+#: The input archives of the demo (they carry the planted PHI on purpose; ``long``: the
+#: trend step's synthetic long recording, whose header has a fake birthdate).
+INPUTS = ("hospital", "awkward", "long")
 #: PHI planted in the ingestion stage's awkward vendor files (``clef.synthetic.awkward``).
 AWKWARD_PHI = ("NK0001", "Alice_Example", "Tech_Bob", "MRN00012345", "Carl_Sample")
 AWKWARD_BIRTHS = (dt.date(1967, 2, 12), dt.date(1949, 8, 3), dt.date(2015, 6, 30))
@@ -406,6 +407,33 @@ def test_demo_wrote_every_kind_of_output(demo_run: DemoRun) -> None:
     assert any(link.endswith(".png") for link in links) and "benchmark/results/report.md" in links
     assert all((out / link).exists() for link in links), [link for link in links if not (out / link).exists()]
     assert "demo finished" in (out / "demo_log.html").read_text()
+    # issue 19: a trend figure and an explanation figure on the results page, each with its summary in words
+    assert "## Trend of a long recording" in page and "## Explanation of a probe score" in page
+    assert "trend/trend.png" in links and "explain/explanation.png" in links
+    from clef.synthetic.hospital import load_truth
+
+    onset = load_truth(out / "long")["onset_s"][0]
+    assert f"burst suppression at {onset / 60:.1f} min" in page and "**Flagged changes:**" in page
+    changes = pl.read_parquet(out / "trend" / "changes.parquet")
+    stated = [f"{c['signal']}: a change at {c['onset_s'] / 60:.1f} min" for c in changes.iter_rows(named=True)]
+    assert all(s in page for s in stated) if stated else "no change flagged" in page, stated
+    explanation = json.loads((out / "explain" / "explanation.json").read_text())
+    summary = explanation["summary"]
+    assert f"top band: {summary['top_band'] or 'none'}" in page
+    assert f"hemisphere: {summary['hemisphere'] or 'neither'}" in page
+    assert explanation["examples"] and explanation["examples"][0]["session_id"] in page
+    for png in (out / "trend" / "trend.png", out / "explain" / "explanation.png"):
+        assert_nontrivial_png(png)
+
+
+def assert_nontrivial_png(path: Path) -> None:
+    """A real figure: a PNG of at least 600 × 400 pixels that is not one flat colour."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.width >= 600 and im.height >= 400, (path, im.format, im.size)
+        pixels = np.asarray(im.convert("L"), dtype=np.float32)
+    assert pixels.std() > 10 and len(np.unique(pixels)) > 50, f"{path}: a blank or near-blank image"
 
 
 def test_no_output_file_carries_planted_phi(demo_run: DemoRun, phi: list[Planted]) -> None:
