@@ -15,6 +15,9 @@ patient who goes into burst suppression (``burst_suppression_onset``), the onset
 the second half of the hour (:data:`DEMO_LONG_CONFIG`) so that it falls after the change
 rule's warm-up (one context of the model plus ``k + min_history`` strides at 1-minute
 strides), trended every minute with the rule's defaults (:class:`clef.trend.TrendConfig`).
+The scores traced are those of the benchmark's EEG-finding probes with the best test
+AUROC (:data:`MAX_TRACES`; all probes when none is a finding's): a figure a reader can
+follow, not one line per task of the suite.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from benchmark_tasks.probes import load_probes
+from benchmark_tasks.probes import TaskProbe, load_probes
 from clef.synthetic.long import LongRecordingConfig, synthesize_long_recordings
 
-__all__ = ["DEMO_HOURS", "DEMO_KIND", "DEMO_LONG_CONFIG", "DEMO_STRIDE", "demo_step"]
+__all__ = ["DEMO_HOURS", "DEMO_KIND", "DEMO_LONG_CONFIG", "DEMO_STRIDE", "MAX_TRACES", "demo_step", "traced_probes"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,22 @@ DEMO_HOURS = 1.0
 DEMO_LONG_CONFIG = LongRecordingConfig(onset_fraction=(0.55, 0.6))
 #: Time between trend points.
 DEMO_STRIDE = "1min"
+#: Probe scores traced at most.
+MAX_TRACES = 4
+
+
+def traced_probes(probes: dict[str, TaskProbe], n: int = MAX_TRACES) -> dict[str, TaskProbe]:
+    """The ``n`` EEG-finding probes with the best test AUROC (any probes when none is a finding's), by task name."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, found {n}")
+    findings = {t: p for t, p in probes.items() if p.info.get("category") == "finding"}
+    pool = findings or probes
+
+    def auroc(t: str) -> float:
+        v = pool[t].info.get("auroc")
+        return float(v) if isinstance(v, (int, float)) else float("-inf")
+
+    return {t: pool[t] for t in sorted(sorted(pool, key=auroc, reverse=True)[:n])}
 
 
 def _minutes(seconds: float) -> str:
@@ -82,14 +101,17 @@ def demo_step(hospital: Path, checkpoint: Path, out: Path, console: Any = None) 
                   f"suppression from {_minutes(onset)} ({onset:g} s; the synthetic truth), written in "
                   f"{s.seconds:.0f} s → {long_dir}")
     embedder = Embedder(checkpoint)
-    probes = load_probes(out / "benchmark" / "results", model_id=embedder.model_id, dim=int(embedder.cfg.model.dim))
+    found = load_probes(out / "benchmark" / "results", model_id=embedder.model_id, dim=int(embedder.cfg.model.dim))
+    probes = traced_probes(found)
     r = trend(path, embedder, probes=probes, stride_s=DEMO_STRIDE)
     r.write(folder)
     png = plot_trend(r, folder / "trend.png")
     said = [f"{c.signal}: a change at {_minutes(c.onset_s)} ({c.onset_s - onset:+.0f} s from the true onset), "
             f"flagged at {_minutes(c.detected_s)}" for c in r.changes]
     flagged = "; ".join(said) if said else "no change flagged"
-    scored = ", ".join(probes) if probes else "no probe of this checkpoint (the embedding's change only)"
+    scored = (", ".join(probes) + (f" ({len(probes)} of the benchmark's {len(found)}: the findings' best by test "
+                                   "AUROC)" if len(probes) < len(found) else "")
+              if probes else "no probe of this checkpoint (the embedding's change only)")
     console.print(f"trend: {r.n_points} points every {r.config.stride_s:g} s, probes: {scored}; {flagged} → {png}")
     rel = png.relative_to(out).as_posix()
     lines = ["## Trend of a long recording", "",

@@ -11,7 +11,8 @@ explain SESSION --task TASK --probes RESULTS --store STORE`` runs
     OUT/explain/section.md         its part of the demo's results page
 
 The session: a positive of a task that has a probe of this checkpoint, preferably a
-finding other than a normal EEG and a test patient's session (the probe never saw it);
+finding other than a normal EEG, a test patient's session (the probe never saw it) and
+one of at most :data:`MAX_MINUTES` (an explanation costs an encoder pass per minute);
 among those, the one the probe scores highest. Where the benchmark wrote no probe (a
 ``--quick`` hospital too small for any task), the step says so and explains nothing.
 """
@@ -30,9 +31,12 @@ import polars as pl
 
 from services.explain import run_explain
 
-__all__ = ["Choice", "choose_session", "demo_step"]
+__all__ = ["MAX_MINUTES", "Choice", "choose_session", "demo_step"]
 
 log = logging.getLogger(__name__)
+
+#: Longest session preferred for the explanation: a routine EEG's length.
+MAX_MINUTES = 20.0
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,8 @@ class Choice:
     score: float
 
 
-def choose_session(labels: pl.DataFrame, probes: dict[str, Any], session_ids: list[str], vectors: np.ndarray) -> Choice | None:
+def choose_session(labels: pl.DataFrame, probes: dict[str, Any], session_ids: list[str], vectors: np.ndarray,
+                   durations: dict[str, float] | None = None) -> Choice | None:
     """A positive session of a probed task to explain (see the module docstring), or None.
 
     Parameters
@@ -58,15 +63,19 @@ def choose_session(labels: pl.DataFrame, probes: dict[str, Any], session_ids: li
         Stored sessions, in the rows of ``vectors``.
     vectors : ndarray, (n, dim)
         Their embeddings.
+    durations : dict, optional
+        ``{session_id: seconds}``; a session of unknown duration counts as short.
     """
+    durations = durations or {}
     row_of = {sid: i for i, sid in enumerate(session_ids)}
     pos = labels.filter((pl.col("label") == 1) & pl.col("task").is_in(sorted(probes)))
-    best: tuple[tuple[bool, bool, float], Choice] | None = None
+    best: tuple[tuple[bool, bool, bool, float], Choice] | None = None
     for task, sid, split in pos.select("task", "session_id", "split").iter_rows():
         if sid not in row_of:
             continue
         score = float(probes[task](vectors[row_of[sid]]))
-        rank = (task != "eeg_normal", split == "test", score)
+        short = (durations.get(sid) or 0.0) <= MAX_MINUTES * 60
+        rank = (task != "eeg_normal", split == "test", short, score)
         if best is None or rank > best[0]:
             best = (rank, Choice(task, sid, split, score))
     return best[1] if best else None
@@ -108,8 +117,11 @@ def demo_step(hospital: Path, checkpoint: Path, out: Path, console: Any = None) 
     if not probes or not labels_path.is_file() or not EmbeddingStore(store).exists:
         console.print("[yellow]no explanation[/]: the benchmark wrote no probe of this checkpoint (or no store)")
         return None
-    ids, vectors = EmbeddingStore(store).matrix(model_id)
-    choice = choose_session(pl.read_parquet(labels_path), probes, ids, vectors)
+    st = EmbeddingStore(store)
+    ids, vectors = st.matrix(model_id)
+    sessions = st.sessions()
+    durations = dict(zip(sessions["session_id"].to_list(), sessions["duration_s"].to_list()))
+    choice = choose_session(pl.read_parquet(labels_path), probes, ids, vectors, durations)
     if choice is None:
         console.print("[yellow]no explanation[/]: no stored session is a positive of a probed task")
         return None

@@ -27,3 +27,21 @@ def test_stage1_is_found_only_when_it_is_the_aligned_model_s_init(tmp_path: Path
 
 # The step itself runs in tests/test_phi_audit.py (the quick demo), whose
 # test_demo_wrote_every_kind_of_output checks its suite, models, report, plots and probes.
+
+
+def test_the_trend_step_traces_the_best_finding_probes() -> None:
+    from types import SimpleNamespace
+
+    from benchmark_tasks.demo_trend import traced_probes
+
+    def probe(category: str, auroc: float | None) -> SimpleNamespace:
+        return SimpleNamespace(info={"category": category, **({} if auroc is None else {"auroc": auroc})})
+
+    probes = {"dx_epilepsy": probe("phenotype", 0.99), "eeg_normal": probe("finding", 0.6),
+              "eeg_slowing": probe("finding", 0.9), "eeg_beta": probe("finding", 0.8), "eeg_new": probe("finding", None)}
+    assert list(traced_probes(probes, 2)) == ["eeg_beta", "eeg_slowing"]  # findings only, best AUROC, by name
+    assert list(traced_probes(probes)) == ["eeg_beta", "eeg_new", "eeg_normal", "eeg_slowing"]
+    assert list(traced_probes({"dx_epilepsy": probes["dx_epilepsy"]})) == ["dx_epilepsy"]  # no finding: any probe
+    assert traced_probes({}) == {}
+    with pytest.raises(ValueError, match="n must be"):
+        traced_probes(probes, -1)

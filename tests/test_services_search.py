@@ -206,6 +206,28 @@ def test_cli_index_and_search(syn) -> None:
         assert msg in " ".join(r.output.split()) and "Traceback" not in r.output, r.output
 
 
+def test_the_explain_step_picks_a_short_test_positive_of_a_finding_with_the_top_score() -> None:
+    import polars as pl
+
+    from services.demo_explain import MAX_MINUTES, choose_session
+
+    labels = pl.DataFrame({"task": ["eeg_normal", "eeg_slowing", "eeg_slowing", "eeg_slowing", "eeg_slowing",
+                                    "eeg_slowing", "eeg_beta"],
+                           "session_id": ["N1", "A", "B", "C", "D", "E", "F"],
+                           "label": [1, 1, 1, 1, 1, 0, 1],
+                           "split": ["test", "train", "test", "test", "test", "test", "test"]})
+    ids = ["N1", "A", "B", "C", "D", "E", "F"]
+    vectors = np.array([[9.0], [8.0], [0.3], [0.5], [0.7], [0.9], [0.95]])
+    probes = {"eeg_normal": lambda x: float(x[0]), "eeg_slowing": lambda x: float(x[0])}  # eeg_beta: no probe
+    long = {"D": MAX_MINUTES * 60 + 1}
+    c = choose_session(labels, probes, ids, vectors, long)
+    # not the normal EEG, not the train session, not the long one, not the negative, not the unprobed task
+    assert (c.task, c.session_id, c.split, c.score) == ("eeg_slowing", "C", "test", 0.5)
+    assert choose_session(labels, probes, ids, vectors).session_id == "D"  # durations unknown: all short
+    assert choose_session(labels, probes, ["N1"], vectors[:1]).task == "eeg_normal"  # the only stored positive
+    assert choose_session(labels, {}, ids, vectors) is None
+
+
 def test_neighbour_agreement_against_the_base_rate(tmp_path: Path) -> None:
     from services.demo import neighbour_agreement
 
