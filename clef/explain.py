@@ -155,9 +155,12 @@ class Explanation:
     seconds : float
         Wall time of the attribution (the reading excluded).
     n_variants : int
-        Occluded sessions scored.
+        Sessions scored: the baseline and the occluded ones (the time steps among them
+        only with ``time_method="occlusion"``).
     embedding : ndarray, (dim,) float32
         The session embedding, nothing occluded (what the neighbours are searched with).
+    time_method : str
+        ``occlusion`` or ``gradient`` (the time attribution to first order, see :func:`explain`).
     extra : dict
         Added to :meth:`to_dict` (e.g. the nearest labelled sessions).
     """
@@ -180,6 +183,7 @@ class Explanation:
     seconds: float
     n_variants: int
     embedding: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    time_method: str = "occlusion"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -215,6 +219,7 @@ class Explanation:
             "target": self.target, "baseline": self.baseline, "model_id": self.model_id,
             "source_path": self.source_path, "source_sha256": self.source_sha256,
             "method": "occlusion: baseline score minus the score without the part",
+            "time_method": self.time_method,
             "channel": dict(zip(self.channels, arr(self.channel))),
             "region": dict(zip(self.regions, arr(self.region))),
             "time": {"step_s": self.minute_s, "start_s": [k * self.minute_s for k in range(len(self.time))],
@@ -266,7 +271,8 @@ def inpaint_band(x: np.ndarray, freqs: np.ndarray, band: tuple[float, float]) ->
 
 def explain(source: str | Path | Recording | SessionSpectrogram, embedder: Embedder | str | Path, score: Scorer, *,
             target: str = "score", minute_s: float = 60.0, bands: Mapping[str, tuple[float, float]] | None = None,
-            channels: bool = True, batch_size: int = 8, threads: int | None = None) -> Explanation:
+            channels: bool = True, time_method: str = "gradient", batch_size: int = 8,
+            threads: int | None = None) -> Explanation:
     """Occlusion attribution of ``score`` on one session (see the module docstring).
 
     Parameters
@@ -290,6 +296,12 @@ def explain(source: str | Path | Recording | SessionSpectrogram, embedder: Embed
     channels : bool
         Occlude every channel on its own too (the scalp map); False: regions only
         (fewer variants: 13 fewer tokenizer and encoder passes).
+    time_method : {"gradient", "occlusion"}
+        How the time steps are attributed: ``gradient`` (default), the first-order effect
+        of taking each step's tokens away, from one forward and one backward pass through
+        the encoder (:meth:`clef.model.SessionTransformer.embed_windows_weighted`; an
+        encoder without presence weights falls back to occlusion); ``occlusion``, one
+        encoder pass per step, each step's tokens a gap in the token mask.
     batch_size : int
         Windows per tokenizer and encoder pass.
     threads : int, optional
@@ -311,6 +323,8 @@ def explain(source: str | Path | Recording | SessionSpectrogram, embedder: Embed
         raise ValueError(f"minute_s: a positive number of seconds expected, found {minute_s}")
     if batch_size < 1:
         raise ValueError(f"batch_size: at least 1 expected, found {batch_size}")
+    if time_method not in ("gradient", "occlusion"):
+        raise ValueError(f"time_method: 'gradient' or 'occlusion' expected, found {time_method!r}")
     emb = Embedder(embedder) if isinstance(embedder, (str, Path)) else embedder
     bands = dict(CANONICAL_BANDS if bands is None else bands)
     if not bands:
@@ -364,10 +378,9 @@ def explain(source: str | Path | Recording | SessionSpectrogram, embedder: Embed
         variants.append(("band", b, x))
     codes = _tokenize(tok, [v[2] for v in variants], m0, batch_size)  # (V, W, gf, gt)
 
-    # -- window embeddings of every spectral variant, then the time variants of the baseline
-    enc_in_codes = codes.reshape(-1, gf, gt)
-    enc_in_valid = np.broadcast_to(valid0[None], codes.shape).reshape(-1, gf, gt)
-    w_emb = _encode(emb, enc_in_codes, enc_in_valid, batch_size).reshape(len(variants), n_win, -1)
+    # -- window embeddings of every spectral variant (a window whose codes an occlusion left
+    # as they were reuses the embedding of the first variant with those codes)
+    w_emb = _encode_distinct(emb, codes, valid0, batch_size)  # (V, W, dim)
     n_tok = np.broadcast_to(valid0.reshape(n_win, -1).sum(1), (len(variants), n_win))
     sess = [_pool(w_emb[v], n_tok[v]) for v in range(len(variants))]
 
@@ -375,22 +388,29 @@ def explain(source: str | Path | Recording | SessionSpectrogram, embedder: Embed
     col_valid = valid0.any(1).reshape(-1)  # (W * gt,)
     steps_valid = sorted({int(k) for k in col_step[col_valid]})
     n_steps = steps_valid[-1] + 1 if steps_valid else 0  # steps of padding only, after the end, left out
-    t_codes, t_valid, t_owner = [], [], []
-    for k in steps_valid:
-        for w in sorted({int(c) // gt for c in np.flatnonzero(col_step == k)}):
-            v = valid0[w].copy()
-            cols = np.flatnonzero(col_step[w * gt:(w + 1) * gt] == k)
-            v[:, cols] = False
-            t_codes.append(codes[0, w])
-            t_valid.append(v)
-            t_owner.append((k, w))
-    t_emb = _encode(emb, np.stack(t_codes), np.stack(t_valid), batch_size) if t_codes else np.zeros((0, 1))
-    for k in steps_valid:
-        we, nt = w_emb[0].copy(), n_tok[0].copy()
-        for j, (kk, w) in enumerate(t_owner):
-            if kk == k:
-                we[w], nt[w] = t_emb[j], t_valid[j].sum()
-        sess.append(_pool(we, nt))
+    if time_method == "gradient" and not hasattr(emb.encoder, "embed_windows_weighted"):
+        log.info("the encoder has no presence weights (embed_windows_weighted): time by occlusion")
+        time_method = "occlusion"
+    t_drop = None
+    if time_method == "gradient" and steps_valid:
+        t_drop = _time_gradient(emb, codes[0], valid0, score, col_step, n_steps)[steps_valid]
+    elif steps_valid:
+        t_codes, t_valid, t_owner = [], [], []
+        for k in steps_valid:
+            for w in sorted({int(c) // gt for c in np.flatnonzero(col_step == k)}):
+                v = valid0[w].copy()
+                cols = np.flatnonzero(col_step[w * gt:(w + 1) * gt] == k)
+                v[:, cols] = False
+                t_codes.append(codes[0, w])
+                t_valid.append(v)
+                t_owner.append((k, w))
+        t_emb = _encode(emb, np.stack(t_codes), np.stack(t_valid), batch_size)
+        for k in steps_valid:
+            we, nt = w_emb[0].copy(), n_tok[0].copy()
+            for j, (kk, w) in enumerate(t_owner):
+                if kk == k:
+                    we[w], nt[w] = t_emb[j], t_valid[j].sum()
+            sess.append(_pool(we, nt))
 
     # -- scores
     e = np.stack(sess).astype(np.float64)
@@ -411,7 +431,7 @@ def explain(source: str | Path | Recording | SessionSpectrogram, embedder: Embed
         elif kind == "band":
             band[list(bands).index(name)] = d
     tattr = np.full(n_steps, np.nan)
-    for k, d in zip(steps_valid, drop[len(variants):]):
+    for k, d in zip(steps_valid, drop[len(variants):] if t_drop is None else t_drop):
         tattr[k] = d
     seconds = time.perf_counter() - t0
     log.info("explained %s of %s: %d variants in %.2f s", target, Path(spec.source_path).name, len(s), seconds)
@@ -419,10 +439,11 @@ def explain(source: str | Path | Recording | SessionSpectrogram, embedder: Embed
                        regions=REGION_NAMES, region=region, minute_s=float(minute_s), time=tattr, bands=bands,
                        band=band, freqs=freqs, csa=_csa(spec, regions, n_steps, minute_s, sp.step_s),
                        source_path=spec.source_path, source_sha256=spec.source_sha256, model_id=emb.model_id,
-                       seconds=seconds, n_variants=len(s), embedding=np.asarray(sess[0], np.float32))
+                       seconds=seconds, n_variants=len(s), embedding=np.asarray(sess[0], np.float32),
+                       time_method=time_method)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _tokenize(tok: Any, inputs: list[np.ndarray], frame_mask: np.ndarray, batch_size: int) -> np.ndarray:
     """Codes ``(V, W, gf, gt)`` of each variant's windows, batched across variants."""
     n_win = frame_mask.shape[0]
@@ -440,7 +461,7 @@ def _tokenize(tok: Any, inputs: list[np.ndarray], frame_mask: np.ndarray, batch_
     return out
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _encode(emb: Embedder, codes: np.ndarray, valid: np.ndarray, batch_size: int) -> np.ndarray:
     """Window embeddings ``(n, dim)`` of whole windows (the model's context, as the embedder)."""
     out = []
@@ -449,6 +470,67 @@ def _encode(emb: Embedder, codes: np.ndarray, valid: np.ndarray, batch_size: int
         v = torch.from_numpy(np.ascontiguousarray(valid[a:a + batch_size])).to(emb.device)
         out.append(emb.encoder.embed_windows(c, v, emb.context_columns).float().cpu().numpy())
     return np.concatenate(out)
+
+
+def _encode_distinct(emb: Embedder, codes: np.ndarray, valid: np.ndarray, batch_size: int) -> np.ndarray:
+    """Window embeddings ``(V, W, dim)`` of every variant's windows ``codes (V, W, gf, gt)``, each
+    distinct code grid of a window encoded once (``valid (W, gf, gt)`` is every variant's)."""
+    n_var, n_win = codes.shape[:2]
+    first: dict[tuple[int, bytes], int] = {}
+    src = np.empty((n_var, n_win), dtype=np.int64)  # row of the encoded batch each (variant, window) takes
+    todo: list[tuple[int, int]] = []
+    for v in range(n_var):
+        for w in range(n_win):
+            key = (w, codes[v, w].tobytes())
+            if key not in first:
+                first[key] = len(todo)
+                todo.append((v, w))
+            src[v, w] = first[key]
+    if len(todo) < n_var * n_win:
+        log.info("%d of %d occluded windows have the codes of an earlier one: not encoded again",
+                 n_var * n_win - len(todo), n_var * n_win)
+    out = _encode(emb, np.stack([codes[v, w] for v, w in todo]), np.stack([valid[w] for _, w in todo]), batch_size)
+    return out[src]
+
+
+def _score_gradient(score: Scorer, e: np.ndarray) -> np.ndarray:
+    """Gradient of ``score`` at the embedding ``e (dim,)``, by central differences.
+
+    The scorer is a black box (a probe, a similarity); one call scores the ``2 * dim``
+    points, a step of 1e-3 of the embedding's root mean square along each axis.
+    """
+    d = e.shape[0]
+    h = 1e-3 * max(float(np.sqrt(np.mean(e ** 2))), 1e-6)
+    pts = np.concatenate([e + h * np.eye(d), e - h * np.eye(d)])
+    s = np.asarray(score(pts), dtype=np.float64).reshape(-1)
+    if s.shape[0] != 2 * d or not np.isfinite(s).all():
+        raise ValueError(f"the scorer must return one finite score per embedding: {2 * d} expected, found "
+                         f"{s.shape[0]} ({int(np.isfinite(s).sum())} finite)")
+    return (s[:d] - s[d:]) / (2 * h)
+
+
+def _time_gradient(emb: Embedder, codes: np.ndarray, valid: np.ndarray, score: Scorer, col_step: np.ndarray,
+                   n_steps: int) -> np.ndarray:
+    """First-order time attribution ``(n_steps,)`` of the baseline codes ``(W, gf, gt)``.
+
+    Every valid token gets a presence weight (1: as it is, 0: a gap in the token mask,
+    :meth:`clef.model.SessionTransformer.embed_windows_weighted`); the score's derivative in
+    each weight is the first-order effect of taking that token away, and a step's value
+    is the sum over its tokens: ``baseline - score without the step`` to first order.
+    One forward and one backward pass instead of one encoder pass per step.
+    """
+    dev = emb.device
+    c = torch.from_numpy(np.ascontiguousarray(codes)).long().to(dev)
+    v = torch.from_numpy(np.ascontiguousarray(valid)).to(dev)
+    with torch.inference_mode(False), torch.enable_grad():
+        weight = torch.ones(v.shape, dtype=torch.float32, device=dev, requires_grad=True)
+        e, mass, _ = emb.encoder.embed_windows_weighted(c, v, weight, emb.context_columns)
+        sess = aggregate_windows(e, mass)
+        g = _score_gradient(score, sess.detach().double().cpu().numpy())
+        sess.backward(torch.from_numpy(g).to(sess))
+    assert weight.grad is not None
+    per_col = (weight.grad * v).sum(1).reshape(-1).double().cpu().numpy()  # (W * gt,)
+    return np.bincount(col_step, weights=per_col, minlength=n_steps)[:n_steps]
 
 
 def _pool(window_embeddings: np.ndarray, n_tokens: np.ndarray) -> np.ndarray:

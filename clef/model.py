@@ -161,7 +161,10 @@ class SessionTransformer(nn.Module):
         In training, one call with a key padding mask. In inference, rows without padding
         go through unmasked in one call (:func:`pre_ln_inference`), and each padded row is encoded
         on its valid tokens only (equivalent to masking the others, several times
-        cheaper on CPU); padding positions are left at their input embedding.
+        cheaper on CPU); padded rows with as many valid tokens are gathered into one call
+        (a batch of windows of one recording, or an explanation's occluded variants, share
+        their padding: one call runs the matrix products on a taller operand); padding
+        positions are left at their input embedding.
         """
         if self.training or torch.is_grad_enabled():
             attend = valid.clone()
@@ -171,13 +174,72 @@ class SessionTransformer(nn.Module):
         full = valid.all(1)
         if full.any():
             out[full] = pre_ln_inference(self.blocks, x[full])
-        for r in torch.nonzero(~full).flatten().tolist():
-            idx = torch.nonzero(valid[r]).flatten()
-            if idx.numel():
-                out[r, idx] = pre_ln_inference(self.blocks, x[r : r + 1, idx])[0]
+        counts = valid.sum(1)
+        padded = torch.nonzero(~full & (counts > 0)).flatten()
+        for n in counts[padded].unique().tolist():
+            rows = padded[counts[padded] == n]
+            idx = torch.nonzero(valid[rows])[:, 1].reshape(len(rows), n)  # each row's valid tokens, in order
+            out[rows[:, None], idx] = pre_ln_inference(self.blocks, x[rows[:, None], idx])
         return out
 
-def pre_ln_inference(blocks: nn.TransformerEncoder, x: torch.Tensor) -> torch.Tensor:
+    def embed_windows_weighted(self, codes: torch.Tensor, valid: torch.Tensor, weight: torch.Tensor,
+                               columns: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Window (or crop) embeddings with a presence weight per token, differentiable in the weights.
+
+        A token of weight ``w`` counts ``w`` times as a key of every attention (``log w``
+        added to its attention logits) and in the pooled mean: weight 1 everywhere is
+        :meth:`embed_windows`, weight 0 is the token taken away as a gap in the token mask
+        (neither attended to nor pooled). The derivative in a token's weight is the
+        first-order effect of taking it away (``clef.explain``'s time attribution).
+
+        Parameters
+        ----------
+        codes, valid : Tensor, (B, grid_f, grid_t)
+            Whole windows.
+        weight : Tensor, (B, grid_f, grid_t) float
+            Presence weights in ``[0, 1]`` (those of invalid tokens are not used).
+        columns : int, optional
+            Context in token columns, as in :meth:`embed_windows`.
+
+        Returns
+        -------
+        embeddings : Tensor, (K, dim)
+            Of each window (or crop of ``columns`` columns) holding a valid token.
+        mass : Tensor, (K,)
+            The sum of its valid tokens' weights (the valid-token count at weight 1), the
+            weight :func:`aggregate_windows` gives it when pooling.
+        owner : Tensor, (K,) long
+            The window of each.
+        """
+        gf, gt = self.cfg.grid  # type: ignore[misc]
+        b = codes.shape[0]
+        codes, valid, weight = codes.reshape(b, gf, gt), valid.reshape(b, gf, gt).bool(), weight.reshape(b, gf, gt)
+        owner = torch.arange(b, device=codes.device)
+        if columns is not None and columns < gt:
+            k = gt // columns
+            crops, crop_valid, owner = column_crops(codes, valid, columns)
+            keep = valid.reshape(b, gf, k, columns).permute(0, 2, 1, 3).reshape(b * k, -1).any(1)
+            weight = weight.reshape(b, gf, k, columns).permute(0, 2, 1, 3).reshape(b * k, gf, columns)[keep]
+            codes, valid = crops, crop_valid
+        keep = valid.reshape(codes.shape[0], -1).any(1)
+        codes, valid, weight, owner = codes[keep], valid[keep], weight[keep], owner[keep]
+        n_cols = codes.shape[-1]
+        pos = self.positions(None if n_cols == gt else n_cols)
+        embs, mass = [], []
+        for r in range(codes.shape[0]):  # each on its valid tokens only, as in inference
+            idx = torch.nonzero(valid[r].reshape(-1)).flatten()
+            w = weight[r].reshape(-1)[idx].to(self.tok.weight.dtype)
+            x = self.tok(codes[r].reshape(-1)[idx].long()) + pos[idx]
+            x = self.norm(pre_ln_inference(self.blocks, x[None], key_bias=torch.log(w)[None]))[0]
+            embs.append((x * w[:, None]).sum(0) / w.sum().clamp(min=1e-12))
+            mass.append(w.sum())
+        if not embs:
+            empty = torch.zeros(0, self.cfg.dim, dtype=self.tok.weight.dtype, device=codes.device)
+            return empty, empty[:, 0], owner
+        return torch.stack(embs), torch.stack(mass), owner
+
+def pre_ln_inference(blocks: nn.TransformerEncoder, x: torch.Tensor,
+                     key_bias: torch.Tensor | None = None) -> torch.Tensor:
     """``blocks(x)`` for inference without padding, with attention that never holds the
     ``(heads, N, N)`` score matrix.
 
@@ -197,22 +259,28 @@ def pre_ln_inference(blocks: nn.TransformerEncoder, x: torch.Tensor) -> torch.Te
         with GELU go through PyTorch's own path.
     x : Tensor, (B, N, dim)
         Input features, no padding.
+    key_bias : Tensor, (B, N), optional
+        Added to every attention logit of each key (``log`` of a presence weight:
+        :meth:`SessionTransformer.embed_windows_weighted`); differentiable.
 
     Returns
     -------
     Tensor, (B, N, dim)
     """
     b, n, d = x.shape
+    mask = None if key_bias is None else key_bias.to(x.dtype)[:, None, None, :]
     for layer in blocks.layers:
         attn = layer.self_attn
         if not (layer.norm_first and getattr(layer, "activation_relu_or_gelu", 0) == 2 and attn.batch_first
                 and attn._qkv_same_embed_dim and attn.in_proj_bias is not None):
+            if mask is not None:
+                raise ValueError("key_bias needs pre-LN layers with GELU and a packed in-projection")
             x = layer(x)
             continue
         heads = attn.num_heads
         qkv = nn.functional.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias)
         q, k, v = qkv.view(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
-        a = nn.functional.scaled_dot_product_attention(q, k, v)
+        a = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x = x + attn.out_proj(a.transpose(1, 2).reshape(b, n, d))
         x = x + layer.linear2(nn.functional.gelu(layer.linear1(layer.norm2(x))))
     return blocks.norm(x) if blocks.norm is not None else x
@@ -309,7 +377,7 @@ def aggregate_windows(window_embeddings: torch.Tensor, n_valid_tokens: torch.Ten
     """
     w = n_valid_tokens.to(window_embeddings.dtype).clamp(min=0)
     if owner is None:
-        if float(w.sum()) == 0:
+        if not bool((w > 0).any()):
             return window_embeddings.mean(0)
         return (window_embeddings * w[:, None]).sum(0) / w.sum()
     if n_sessions is None:

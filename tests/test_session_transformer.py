@@ -286,6 +286,44 @@ def test_short_context_encodes_crops_on_their_own_and_pools_them_like_windows():
                               model(codes[1:, :, :4], valid[1:, :, :4]).window_embedding[0], atol=1e-5)
 
 
+def test_padded_rows_are_encoded_together_as_one_by_one():
+    """Padded rows with as many valid tokens go through one call: the same features as row by row."""
+    model, codes, valid = _tiny_model_and_batch(3, 4)
+    valid[:, :, 12:] = False
+    valid[1, :, 3] = False  # row 1: fewer tokens than rows 0, 2 (same count, other tokens than row 3)
+    valid[3, :, 12] = True
+    valid[3, :, 5] = False
+    with torch.no_grad():
+        together = model(codes, valid).token_features
+        alone = torch.cat([model(codes[i:i + 1], valid[i:i + 1]).token_features for i in range(4)])
+    assert torch.allclose(together[valid.reshape(4, -1)], alone[valid.reshape(4, -1)], atol=1e-5)
+
+
+@pytest.mark.parametrize("columns", [None, 4])
+def test_presence_weights_one_is_the_embedding_and_zero_a_gap(columns):
+    """embed_windows_weighted: weight 1 everywhere pools to embed_windows' session embedding,
+    weight 0 on a column to the embedding with that column a gap; the weights have a gradient."""
+    model, codes, valid = _tiny_model_and_batch(4, 2)
+    valid[1, :, 13:] = False
+    weight = torch.ones(2, 4, 16, requires_grad=True)
+    emb, mass, _ = model.embed_windows_weighted(codes, valid, weight, columns)
+    sess = aggregate_windows(emb, mass)
+    with torch.no_grad():
+        want = aggregate_windows(model.embed_windows(codes, valid, columns), valid.reshape(2, -1).sum(1))
+    assert torch.allclose(sess.detach(), want, atol=1e-5)
+    sess.sum().backward()
+    assert weight.grad is not None and weight.grad[valid].abs().sum() > 0
+    gap = valid.clone()
+    gap[0, :, 6] = False
+    w0 = torch.ones(2, 4, 16)
+    w0[0, :, 6] = 0.0
+    with torch.no_grad():
+        emb0, mass0, _ = model.embed_windows_weighted(codes, valid, w0, columns)
+        want0 = aggregate_windows(model.embed_windows(codes, gap, columns), gap.reshape(2, -1).sum(1))
+    assert torch.allclose(aggregate_windows(emb0, mass0), want0, atol=1e-5)
+    assert not torch.allclose(want0, want, atol=1e-4)  # the gap changes the embedding: the check can fail
+
+
 def test_full_context_embeddings_are_unchanged(trained, fake_tokens):
     """A checkpoint without ``context_s`` embeds as before short context existed: each window
     through ``forward``, windows pooled by valid tokens, bit for bit."""

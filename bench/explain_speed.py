@@ -1,0 +1,179 @@
+"""Cost of one explanation (:func:`clef.explain.explain`) against an earlier implementation (issue 19, "Cost").
+
+Usage::
+
+    python bench/explain_speed.py [--config base] [--minutes 20] [--threads 2] [--reference REV]
+        [--modes regions,channels] [--checkpoint CKPT --probes RESULTS --task TASK --edf FILE]
+
+By default a random-weight checkpoint of ``--config`` (:func:`clef.factory.save_random_checkpoint`;
+the cost does not depend on training) explains the similarity of the generated
+``--minutes``-minute 19-channel 256 Hz session (``bench/common.make_file``, the file
+``bench/embed.py`` uses) to a fixed random embedding. With ``--checkpoint``, ``--probes``,
+``--task`` and ``--edf``, a trained checkpoint's probe on a real file instead (what the
+agreement figures below mean something for).
+
+Each explanation runs in its own child process (its peak RSS is its own), the spectrogram
+read once before the clock starts (what ``Explanation.seconds`` measures; the reading is
+reported beside it), in this order for each mode: the working tree's implementation, then
+the implementation of git revision ``--reference`` (its ``clef`` and ``tokenizer``
+packages extracted with ``git archive`` into a temporary folder put first on the child's
+``sys.path``), so both see the machine in about the same state. Printed per mode: wall
+and CPU seconds (the process's user + system time: on a machine shared with other work
+the wall time grows with the load, the CPU time much less), the number of variants, the
+peak RSS, the ratio reference / current, and how the two agree: the largest absolute
+difference of the channel, region and band attributions (occlusion in both) and, for the
+time axis, the Pearson correlation, whether the top minute is the same, and the largest
+difference relative to the reference's largest absolute time attribution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The implementation before the explanation speed work (occlusion of every minute).
+DEFAULT_REFERENCE = "fa35e86"
+
+
+def _child(args: argparse.Namespace) -> None:
+    """Explain once in this process; write the result as JSON to ``args.result``."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from clef.embedding import Embedder
+    from clef.explain import explain, read_spectrogram, similarity_scorer
+
+    emb = Embedder(args.ckpt)
+    if args.task:
+        from benchmark_tasks.probes import load_probes
+
+        scorer = load_probes(args.probes)[args.task]
+    else:
+        dim = int(emb.cfg.model.dim)
+        scorer = similarity_scorer(np.random.default_rng(0).normal(size=dim))
+    t0 = time.perf_counter()
+    spec = read_spectrogram(args.edf, emb, threads=args.threads)
+    read_s = time.perf_counter() - t0
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    ex = explain(spec, emb, scorer, target="bench", channels=args.mode == "channels")
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(args.result).write_text(json.dumps({
+        "wall_s": wall, "cpu_s": cpu, "read_s": read_s, "peak_rss_mb": peak_mb, "n_variants": ex.n_variants,
+        "baseline": ex.baseline, "channel": ex.channel.tolist(), "region": ex.region.tolist(),
+        "band": ex.band.tolist(), "time": ex.time.tolist(),
+        "method": ex.to_dict().get("method"),
+    }))
+
+
+def _run_child(impl: str, mode: str, ckpt: Path, edf: Path, args: argparse.Namespace, ref_dir: Path | None,
+               tmp: Path) -> dict:
+    result = tmp / f"{impl}_{mode}.json"
+    cmd = [sys.executable, __file__, "--child", "--mode", mode, "--ckpt", str(ckpt), "--edf", str(edf),
+           "--threads", str(args.threads), "--result", str(result)]
+    if args.task:
+        cmd += ["--task", args.task, "--probes", str(args.probes)]
+    env = dict(os.environ)
+    if impl == "reference":
+        env["PYTHONPATH"] = os.pathsep.join([str(ref_dir), env.get("PYTHONPATH", "")])
+    subprocess.run(cmd, check=True, env=env)
+    return json.loads(result.read_text())
+
+
+def _agreement(cur: dict, ref: dict) -> str:
+    import numpy as np
+
+    def maxdiff(key: str) -> float:
+        a, b = np.array(cur[key], float), np.array(ref[key], float)
+        both = np.isfinite(a) & np.isfinite(b)
+        if (np.isfinite(a) != np.isfinite(b)).any():
+            return float("inf")
+        return float(np.abs(a[both] - b[both]).max()) if both.any() else 0.0
+
+    t_cur, t_ref = np.array(cur["time"], float), np.array(ref["time"], float)
+    ok = np.isfinite(t_cur) & np.isfinite(t_ref)
+    r = float(np.corrcoef(t_cur[ok], t_ref[ok])[0, 1]) if ok.sum() > 2 else float("nan")
+    same_top = int(np.nanargmax(t_cur)) == int(np.nanargmax(t_ref))
+    scale = float(np.abs(t_ref[ok]).max()) if ok.any() else 0.0
+    rel = float(np.abs(t_cur[ok] - t_ref[ok]).max()) / scale if scale > 0 else float("nan")
+    return (f"|Δ| channel {maxdiff('channel'):.2e}, region {maxdiff('region'):.2e}, band {maxdiff('band'):.2e}, "
+            f"baseline {abs(cur['baseline'] - ref['baseline']):.2e}; time: r {r:.3f}, same top minute "
+            f"{same_top}, max |Δ| / max |ref| {rel:.3f} (ref range {np.nanmin(t_ref):.3g}..{np.nanmax(t_ref):.3g})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="base")
+    ap.add_argument("--minutes", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reference", default=DEFAULT_REFERENCE, help="git revision to compare with ('' : none)")
+    ap.add_argument("--modes", default="regions,channels")
+    ap.add_argument("--checkpoint", type=Path)
+    ap.add_argument("--probes", type=Path)
+    ap.add_argument("--task")
+    ap.add_argument("--edf", type=Path)
+    # the child's options
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--mode", help=argparse.SUPPRESS)
+    ap.add_argument("--ckpt", help=argparse.SUPPRESS)
+    ap.add_argument("--result", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    os.environ.setdefault("CLEF_DEID_SALT", "bench")
+    if args.child:
+        args.edf = str(args.edf)
+        _child(args)
+        return
+    modes = [m for m in args.modes.split(",") if m]
+    if not set(modes) <= {"regions", "channels"}:
+        ap.error("--modes: regions and/or channels expected")
+    if bool(args.checkpoint) != bool(args.task) or (args.task and not (args.probes and args.edf)):
+        ap.error("--checkpoint, --task, --probes and --edf go together")
+    from common import make_file
+
+    with tempfile.TemporaryDirectory() as tmpd:
+        tmp = Path(tmpd)
+        if args.checkpoint:
+            ckpt, edf = args.checkpoint, args.edf
+        else:
+            from clef.factory import save_random_checkpoint
+
+            ckpt = save_random_checkpoint(args.config, tmp / f"st_{args.config}")
+            edf = make_file(ROOT / "bench" / "out" / f"eeg_{args.minutes}min_256Hz.edf", args.minutes * 60, 256)
+        ref_dir = None
+        if args.reference:
+            ref_dir = tmp / "reference"
+            ref_dir.mkdir()
+            archive = subprocess.run(["git", "archive", args.reference, "clef", "tokenizer"], cwd=ROOT, check=True,
+                                     capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(ref_dir)], input=archive, check=True)
+        what = f"{args.task} of {ckpt}" if args.task else f"{args.config}, random weights, similarity"
+        print(f"== explanation of {edf.name} ({what}), {args.threads} threads, load average "
+              f"{os.getloadavg()[0]:.1f} at the start")
+        for mode in modes:
+            cur = _run_child("current", mode, ckpt, edf, args, ref_dir, tmp)
+            print(f"{mode:8s} current  : {cur['wall_s']:7.1f} s wall, {cur['cpu_s']:7.1f} s CPU, "
+                  f"{cur['n_variants']} variants, peak RSS {cur['peak_rss_mb']:.0f} MB (read {cur['read_s']:.1f} s)",
+                  flush=True)
+            if ref_dir is None:
+                continue
+            ref = _run_child("reference", mode, ckpt, edf, args, ref_dir, tmp)
+            print(f"{mode:8s} reference: {ref['wall_s']:7.1f} s wall, {ref['cpu_s']:7.1f} s CPU, "
+                  f"{ref['n_variants']} variants, peak RSS {ref['peak_rss_mb']:.0f} MB (read {ref['read_s']:.1f} s)")
+            print(f"{mode:8s} reference / current: {ref['wall_s'] / cur['wall_s']:.1f}x wall, "
+                  f"{ref['cpu_s'] / cur['cpu_s']:.1f}x CPU; {_agreement(cur, ref)}", flush=True)
+        print(f"load average {os.getloadavg()[0]:.1f} at the end")
+
+
+if __name__ == "__main__":
+    main()
