@@ -156,6 +156,62 @@ def test_cohort_page_export_spectrogram_and_eeg_endpoints(served) -> None:
     assert np.allclose(np.array(bb["data"][0]), np.array(ref["data"][i]) - np.array(ref["data"][j]), atol=0.02)
 
 
+def _amplitude(x: list[float], freq: float, sfreq: float = 200.0) -> float:
+    """Amplitude of the ``freq`` Hz component of a trace."""
+    a = np.asarray(x, np.float64)
+    spectrum = np.abs(np.fft.rfft(a)) * 2 / a.size
+    return float(spectrum[np.argmin(np.abs(np.fft.rfftfreq(a.size, 1 / sfreq) - freq))])
+
+
+def test_eeg_display_filters(served) -> None:
+    import httpx
+
+    c = httpx.Client(base_url=served["url"], headers={"X-API-Key": KEY}, timeout=60)
+
+    def page(**params: Any) -> dict[str, Any]:
+        r = c.get("/sessions/s001/eeg", params={"start": 20, "seconds": 10, **params})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    # s001 is an 8 Hz sine plus noise: the clinical defaults (HP 1 Hz, LP 70 Hz) keep it, a
+    # 3 Hz low-pass or a 30 Hz high-pass removes it
+    raw, default = page(highpass=0, lowpass=0), page()
+    assert (default["highpass"], default["lowpass"], default["notch"]) == (1, 70, 0)
+    assert (raw["highpass"], raw["lowpass"]) == (0, 0)
+    k = raw["channels"].index("C3")
+    before = _amplitude(raw["data"][k], 8.0)
+    assert before > 20
+    assert _amplitude(default["data"][k], 8.0) > 0.95 * before
+    assert _amplitude(page(highpass=0, lowpass=3)["data"][k], 8.0) < 0.05 * before
+    assert _amplitude(page(highpass=30, lowpass=0, notch=60)["data"][k], 8.0) < 0.05 * before
+    # the page is filtered with signal read around it: no transient at its edges, so it is
+    # the same samples as the middle of a longer page
+    longer = c.get("/sessions/s001/eeg", params={"start": 15, "seconds": 20}).json()
+    for i, x in enumerate(default["data"]):
+        if x is not None:
+            assert np.allclose(x, longer["data"][i][1000:3000], atol=0.02), raw["channels"][i]
+    # bad values: a clear 422 naming the parameter
+    for params, name, words in (({"lowpass": 150}, "lowpass", "Nyquist"), ({"lowpass": 100}, "lowpass", "Nyquist"),
+                                ({"highpass": 10, "lowpass": 5}, "lowpass", "above highpass"),
+                                ({"highpass": 0.01}, "highpass", "at least"), ({"notch": 55}, "notch", "50"),
+                                ({"highpass": -1}, "highpass", "")):
+        r = c.get("/sessions/s001/eeg", params=params)
+        assert r.status_code == 422 and r.json()["kind"] == "invalid_request", (params, r.text)
+        assert r.json()["errors"][0]["loc"] == ["query", name] and words in r.json()["detail"], (params, r.text)
+
+
+def test_display_filter_notch() -> None:
+    from services.explorer.signals import DisplayFilters
+
+    t = np.arange(2000) / 200.0
+    x = np.stack([30 * np.sin(2 * np.pi * 50 * t), 30 * np.sin(2 * np.pi * 60 * t)]).astype(np.float32)
+    y = DisplayFilters(highpass=0, lowpass=0, notch=50).apply(x, 200.0, order=2, q=30.0, padlen=400)
+    mid = slice(400, 1600)  # away from the reflected ends
+    assert _amplitude(y[0, mid].tolist(), 50.0) < 0.05 * _amplitude(x[0, mid].tolist(), 50.0)
+    assert _amplitude(y[1, mid].tolist(), 60.0) > 0.9 * _amplitude(x[1, mid].tolist(), 60.0)
+    assert DisplayFilters(highpass=0, lowpass=0, notch=0).off and DisplayFilters().pad_s() == 3.0
+
+
 # -- the browser ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def _chromium():
@@ -274,6 +330,14 @@ def test_the_explorer_in_a_browser(served, browser) -> None:
 
     Select(d.find_element("id", "eeg-montage")).select_by_value("double_banana")
     _wait(d, lambda d: "double banana" in _text(d, "eeg-info"))
+    # the filters: the defaults are shown, and changing one draws the page again, filtered
+    assert "HP 1 Hz, LP 70 Hz, notch off" in _text(d, "eeg-info")
+    drawn = d.execute_script("return document.getElementById('eeg').toDataURL()")
+    Select(d.find_element("id", "eeg-lowpass")).select_by_visible_text("15")
+    _wait(d, lambda d: "LP 15 Hz" in _text(d, "eeg-info"))
+    assert d.execute_script("return document.getElementById('eeg').toDataURL()") != drawn
+    Select(d.find_element("id", "eeg-notch")).select_by_value("50")
+    _wait(d, lambda d: "notch 50 Hz" in _text(d, "eeg-info"))
     # a session whose recording is not in the archive: the view says so
     d.find_element("css selector", "#neighbours-body tr[data-session]")  # rows are there
     d.execute_script("document.getElementById('nav-cohort').click()")

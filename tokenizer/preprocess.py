@@ -98,9 +98,17 @@ def plan_filter(sfreq_in: float, sfreq_out: float, params: FilterParams) -> Filt
 
 
 @lru_cache(maxsize=32)
-def _sos(sfreq: float, l_freq: float, h_freq: float, notches: tuple[float, ...], q: float, order: int) -> tuple[np.ndarray, np.ndarray]:
-    """Second-order sections (float32) of band-pass + notches, and their steady-state ``zi``."""
-    parts = [signal.butter(order, [l_freq, h_freq], btype="bandpass", output="sos", fs=sfreq)]
+def _sos(sfreq: float, l_freq: float | None, h_freq: float | None, notches: tuple[float, ...], q: float,
+         order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Second-order sections (float32) of band-pass (high-pass without ``h_freq``, low-pass without
+    ``l_freq``, none without both) + notches, and their steady-state ``zi``."""
+    parts = []
+    if l_freq is not None and h_freq is not None:
+        parts.append(signal.butter(order, [l_freq, h_freq], btype="bandpass", output="sos", fs=sfreq))
+    elif l_freq is not None:
+        parts.append(signal.butter(order, l_freq, btype="highpass", output="sos", fs=sfreq))
+    elif h_freq is not None:
+        parts.append(signal.butter(order, h_freq, btype="lowpass", output="sos", fs=sfreq))
     for f0 in notches:
         b, a = signal.iirnotch(f0, q, fs=sfreq)
         parts.append(signal.tf2sos(b, a))
@@ -174,11 +182,55 @@ def zero_phase_filter(block: np.ndarray, plan: FilterPlan, params: FilterParams)
     ndarray
         float32 array of the same shape.
     """
+    # Pad with an odd extension of up to 10 s so the 0.1 Hz edge settles at both ends.
+    return zero_phase_band(block, plan.sfreq_out, l_freq=plan.l_freq, h_freq=plan.h_freq, notches=plan.notches,
+                           q=params.notch_q, order=params.order, padlen=int(10 * plan.sfreq_out))
+
+
+def zero_phase_band(block: np.ndarray, sfreq: float, *, l_freq: float | None, h_freq: float | None,
+                    notches: tuple[float, ...] = (), q: float = 30.0, order: int = 2,
+                    padlen: int = 0) -> np.ndarray:
+    """High-pass, low-pass (or both: band-pass) and notch a block of channels, zero-phase.
+
+    The one forward-backward Butterworth + notch cascade of this module: the contract's
+    preprocessing (:func:`zero_phase_filter`) and the explorer's display filters use it.
+
+    Parameters
+    ----------
+    block : ndarray, shape (n_channels, n_samples)
+        Channels at ``sfreq``.
+    sfreq : float
+        Sampling rate in Hz.
+    l_freq, h_freq : float or None
+        High-pass and low-pass edges in Hz (None: that side unfiltered); ``l_freq < h_freq < sfreq / 2``.
+    notches : tuple of float
+        Frequencies notched, in Hz, each below ``sfreq / 2``.
+    q : float
+        Quality factor of each notch.
+    order : int
+        Butterworth order (applied forward and backward: the magnitude response is squared).
+    padlen : int
+        Samples of odd extension at each end (capped at ``n_samples - 1``).
+
+    Returns
+    -------
+    ndarray
+        float32 array of the same shape (the input, as float32, when nothing is to be done).
+
+    Raises
+    ------
+    ValueError
+        An edge or notch not in (0, sfreq / 2), or ``l_freq >= h_freq``.
+    """
+    nyq = sfreq / 2
+    for name, f in (("l_freq", l_freq), ("h_freq", h_freq), *(("notch", f0) for f0 in notches)):
+        if f is not None and not 0 < f < nyq:
+            raise ValueError(f"{name} must be in (0, {nyq:g}) Hz (the Nyquist frequency of {sfreq:g} Hz), found {f}")
+    if l_freq is not None and h_freq is not None and l_freq >= h_freq:
+        raise ValueError(f"l_freq must be below h_freq, found l_freq={l_freq} h_freq={h_freq}")
     block = np.atleast_2d(np.asarray(block, dtype=np.float32))
     n = block.shape[1]
-    if n < 2:
+    if n < 2 or (l_freq is None and h_freq is None and not notches):
         return block
-    sos, zi = _sos(plan.sfreq_out, plan.l_freq, plan.h_freq, plan.notches, params.notch_q, params.order)
-    # Pad with an odd extension of up to 10 s so the 0.1 Hz edge settles at both ends.
-    padlen = min(n - 1, int(10 * plan.sfreq_out))
-    return _filtfilt(sos, zi, block, padlen).astype(np.float32, copy=False)
+    sos, zi = _sos(float(sfreq), l_freq, h_freq, tuple(notches), float(q), int(order))
+    return _filtfilt(sos, zi, block, max(0, min(n - 1, padlen))).astype(np.float32, copy=False)

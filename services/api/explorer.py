@@ -5,7 +5,7 @@ Endpoints (API key as everywhere; errors are :class:`~services.api.errors.ErrorO
     GET /sessions                              a page of the cohort: filters, sort, offset, limit
     GET /cohort.csv                            the filtered cohort as CSV (session ids and non-PHI metadata)
     GET /sessions/{session_id}/spectrogram.png the session's CSA spectrogram per region
-    GET /sessions/{session_id}/eeg             a page of EEG (start, seconds, montage) as JSON samples
+    GET /sessions/{session_id}/eeg             a page of EEG (start, seconds, montage, display filters) as JSON
 
 The page and its files need no key (they hold no data) and are not in the OpenAPI schema.
 They are answered with a content security policy that allows scripts, styles and
@@ -25,15 +25,15 @@ import numpy as np
 import polars as pl
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from services.api.answers import filters_of, public, stored
 from services.api.deps import Filters, State, require_key
-from services.api.errors import ApiError, ApiModel, ErrorOut, error_responses
+from services.api.errors import ApiError, ApiModel, ErrorOut, FieldErrorOut, error_responses
 from services.api.models import SessionOut
 from services.api.state import ServiceState
 from services.explorer import STATIC_DIR
-from services.explorer.signals import MONTAGES, RecordingUnavailable, SessionSignals
+from services.explorer.signals import MIN_HIGHPASS, MONTAGES, DisplayFilters, RecordingUnavailable, SessionSignals
 from services.schemas import PUBLIC_SESSION_FIELDS
 
 __all__ = ["CSP", "CohortOut", "EEGOut", "explorer_page_router", "explorer_router"]
@@ -73,6 +73,9 @@ class EEGOut(ApiModel):
     sfreq: float
     duration_s: float
     montage: str
+    highpass: float = Field(description="High-pass edge applied (Hz; 0: off).")
+    lowpass: float = Field(description="Low-pass edge applied (Hz; 0: off).")
+    notch: int = Field(description="Notch applied (Hz; 0: off).")
     channels: list[str]
     data: list[list[float | None] | None] = Field(description="µV per channel and sample (null: an absent "
                                                               "electrode, or a gap of the recording).")
@@ -156,18 +159,48 @@ def explorer_router() -> APIRouter:
             start: float = Query(0.0, ge=0, le=1e9, allow_inf_nan=False, description="Page start (s)."),
             seconds: float = Query(10.0, gt=0, le=MAX_PAGE_S, allow_inf_nan=False,
                                    description=f"Page length (s), at most {MAX_PAGE_S:g}."),
-            montage: Literal[MONTAGES] = "referential") -> EEGOut:  # type: ignore[valid-type]
-        """A page of the session's EEG as the model reads it (µV, canonical channels, filtered), in a montage."""
+            montage: Literal[MONTAGES] = "referential",  # type: ignore[valid-type]
+            highpass: float = Query(1.0, ge=0, le=1e6, allow_inf_nan=False,
+                                    description=f"High-pass edge (Hz): 0 (off) or at least {MIN_HIGHPASS:g}."),
+            lowpass: float = Query(70.0, ge=0, le=1e6, allow_inf_nan=False,
+                                   description="Low-pass edge (Hz): 0 (off), or above the high-pass edge and "
+                                               "below the Nyquist frequency (half the sampling rate)."),
+            notch: int = Query(0, description="Mains notch (Hz): 0 (off), 50 or 60.",
+                               json_schema_extra={"enum": [0, 50, 60]})) -> EEGOut:
+        """A page of the session's EEG as the model reads it (µV, canonical channels), in a montage, with
+        display filters (zero-phase, settled on the signal around the page)."""
         meta = stored(state.current(), session_id)
+        filters = _filters(highpass, lowpass, notch, float(state.embedder.contract.sfreq))
         try:
-            page = _signals(state).page(meta, start, seconds, montage)
+            page = _signals(state).page(meta, start, seconds, montage, filters)
         except RecordingUnavailable as exc:
             raise ApiError(404, f"session {session_id!r}: {exc.reason}", "no_recording") from None
         return EEGOut(session_id=session_id, start_s=round(page.start_s, 3), seconds=page.seconds, sfreq=page.sfreq,
-                      duration_s=round(page.duration_s, 3), montage=page.montage, channels=page.channels,
+                      duration_s=round(page.duration_s, 3), montage=page.montage, highpass=filters.highpass,
+                      lowpass=filters.lowpass, notch=filters.notch, channels=page.channels,
                       data=[None if x is None else _samples(x) for x in page.data])
 
     return router
+
+
+def _filters(highpass: float, lowpass: float, notch: int, sfreq: float) -> DisplayFilters:
+    """The display filters asked for, or a 422 naming the offending parameter."""
+    try:
+        filters = DisplayFilters(highpass=highpass, lowpass=lowpass, notch=notch)
+        filters.check(sfreq)
+    except ValidationError as exc:
+        # a field's own error names it; the validator comparing the edges names the low-pass one
+        errs = [FieldErrorOut(loc=["query", str(e["loc"][0]) if e.get("loc") else "lowpass"],
+                              msg=str(e["msg"]).removeprefix("Value error, "), type=str(e["type"]))
+                for e in exc.errors(include_input=False)]
+        raise ApiError(422, "; ".join(e.msg if e.msg.startswith(str(e.loc[1])) else f"{e.loc[1]}: {e.msg}"
+                                      for e in errs), "invalid_request",
+                       errors=errs) from None
+    except ValueError as exc:
+        name = str(exc).split(" ", 1)[0]
+        raise ApiError(422, str(exc), "invalid_request",
+                       errors=[FieldErrorOut(loc=["query", name], msg=str(exc), type="value_error")]) from None
+    return filters
 
 
 def _cell(v: Any) -> str:

@@ -15,6 +15,12 @@ the PNG is kept on disk beside the cache entry and in memory, so a session viewe
 costs a file read. Recordings longer than :data:`MAX_WHOLE_S` are not held in memory: their EEG
 pages are streamed (:class:`~tokenizer.ingest.RecordingStream`, stopping after the page),
 and their spectrogram is not drawn (``clef trend`` draws a long recording's CSA).
+
+An EEG page can be filtered for display (:class:`DisplayFilters`: high-pass, low-pass,
+notch), zero-phase (:func:`tokenizer.preprocess.zero_phase_band`, the preprocessing's own
+cascade) on the page read with :meth:`DisplayFilters.pad_s` more signal on each side from
+the recording, so its edges carry no filter transient (only a recording's own start and
+end are extended, by reflection).
 """
 
 from __future__ import annotations
@@ -25,14 +31,16 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tokenizer.contract import SignalContract
 from tokenizer.recording import Recording
 
-__all__ = ["DOUBLE_BANANA", "MAX_WHOLE_S", "MONTAGES", "EEGPage", "RecordingUnavailable", "SessionSignals"]
+__all__ = ["DOUBLE_BANANA", "MAX_WHOLE_S", "MONTAGES", "DisplayFilters", "EEGPage", "RecordingUnavailable",
+           "SessionSignals"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +65,81 @@ DISPLAY_STEP_S = 4.0
 DISPLAY_FMAX = 20.0
 
 
+#: Lowest high-pass edge of the display (Hz): the contract's band-pass already starts at 0.1 Hz,
+#: and a lower edge would need minutes of padding to settle.
+MIN_HIGHPASS = 0.1
+
+
+class DisplayFilters(BaseModel):
+    """Display filters of an EEG page, as an EEG reader sets them (0: that filter off).
+
+    The defaults are the usual clinical review settings: high-pass 1 Hz, low-pass 70 Hz,
+    notch off (the recording was already notched at the contract's mains frequency).
+
+    Attributes
+    ----------
+    highpass : float
+        High-pass edge in Hz: 0 (off) or at least :data:`MIN_HIGHPASS`.
+    lowpass : float
+        Low-pass edge in Hz: 0 (off) or above ``highpass`` and below the Nyquist frequency
+        (checked by :meth:`check`, which knows the sampling rate).
+    notch : {0, 50, 60}
+        Mains notch in Hz (0: off).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    highpass: float = Field(1.0, ge=0, allow_inf_nan=False)
+    lowpass: float = Field(70.0, ge=0, allow_inf_nan=False)
+    notch: Literal[0, 50, 60] = 0
+
+    @field_validator("highpass")
+    @classmethod
+    def _highpass(cls, v: float) -> float:
+        if 0 < v < MIN_HIGHPASS:
+            raise ValueError(f"highpass must be 0 (off) or at least {MIN_HIGHPASS} Hz, found {v:g} Hz")
+        return v
+
+    @model_validator(mode="after")
+    def _edges(self) -> "DisplayFilters":
+        if self.highpass and self.lowpass and self.lowpass <= self.highpass:
+            raise ValueError(f"lowpass must be above highpass, found lowpass={self.lowpass:g} Hz "
+                             f"highpass={self.highpass:g} Hz")
+        return self
+
+    def check(self, sfreq: float) -> None:
+        """Refuse edges at or above the Nyquist frequency of ``sfreq``.
+
+        Raises
+        ------
+        ValueError
+            ``lowpass``, ``highpass`` or ``notch`` not below ``sfreq / 2``.
+        """
+        for name in ("highpass", "lowpass", "notch"):
+            f = getattr(self, name)
+            if f and f >= sfreq / 2:
+                raise ValueError(f"{name} must be below the Nyquist frequency ({sfreq / 2:g} Hz at {sfreq:g} Hz), "
+                                 f"found {f:g} Hz")
+
+    @property
+    def off(self) -> bool:
+        """No filter at all."""
+        return not (self.highpass or self.lowpass or self.notch)
+
+    def pad_s(self) -> float:
+        """Signal read on each side of a page (s) so the filters settle before it: three
+        periods of the high-pass edge (its transient has then decayed below 0.1 %), at
+        least 2 s (the low-pass and the notch settle within a second)."""
+        return 0.0 if self.off else max(2.0, 3.0 / self.highpass if self.highpass else 0.0)
+
+    def apply(self, data: np.ndarray, sfreq: float, *, order: int, q: float, padlen: int) -> np.ndarray:
+        """``data`` (channels × samples) filtered zero-phase (``padlen``: samples of reflection at each end)."""
+        from tokenizer.preprocess import zero_phase_band
+
+        return zero_phase_band(data, sfreq, l_freq=self.highpass or None, h_freq=self.lowpass or None,
+                               notches=(float(self.notch),) if self.notch else (), q=q, order=order, padlen=padlen)
+
+
 class RecordingUnavailable(Exception):
     """The recording of a stored session cannot be shown; ``reason`` says why (no PHI)."""
 
@@ -77,6 +160,7 @@ class EEGPage:
     montage: str
     channels: list[str]
     data: list[np.ndarray | None]
+    filters: DisplayFilters
 
 
 class SessionSignals:
@@ -201,13 +285,16 @@ class SessionSignals:
         return png
 
     # -- EEG pages ------------------------------------------------------------------------
-    def page(self, meta: dict[str, Any], start_s: float, seconds: float, montage: str) -> EEGPage:
-        """``seconds`` of EEG from ``start_s`` (moved back to fit in the recording) in ``montage``.
+    def page(self, meta: dict[str, Any], start_s: float, seconds: float, montage: str,
+             filters: DisplayFilters | None = None) -> EEGPage:
+        """``seconds`` of EEG from ``start_s`` (moved back to fit in the recording) in ``montage``,
+        filtered for display (``filters``; None: unfiltered, the signal as the model reads it).
 
         Raises
         ------
         ValueError
-            An unknown montage, or a non-positive length.
+            An unknown montage, a non-positive length, or a filter edge at or above the
+            Nyquist frequency.
         RecordingUnavailable
             The recording cannot be read.
         """
@@ -216,22 +303,36 @@ class SessionSignals:
         if not (math.isfinite(seconds) and seconds > 0):
             raise ValueError(f"seconds must be positive, found {seconds}")
         sfreq = float(self.contract.sfreq)
+        filters = filters if filters is not None else DisplayFilters(highpass=0, lowpass=0, notch=0)
+        filters.check(sfreq)
+        pad = int(math.ceil(filters.pad_s() * sfreq))
+        n = int(round(seconds * sfreq))
         duration = float(meta.get("duration_s") or 0.0)
         if duration and duration <= MAX_WHOLE_S:
             rec = self._recording(meta)
             duration = rec.duration_s
             start = max(0.0, min(float(start_s), duration - seconds))
             a = int(round(start * sfreq))
-            b = min(rec.n_samples, a + int(round(seconds * sfreq)))
-            data, ok, present = rec.data[:, a:b], rec.sample_mask[a:b], rec.channel_mask.astype(bool)
+            lo, hi = max(0, a - pad), min(rec.n_samples, a + n + pad)
+            data, ok, present = rec.data[:, lo:hi], rec.sample_mask[lo:hi], rec.channel_mask.astype(bool)
         else:
             start = max(0.0, min(float(start_s), duration - seconds)) if duration else max(0.0, float(start_s))
-            data, ok, present = self._streamed(meta, start, seconds)
+            a = int(round(start * sfreq))
+            lo = max(0, a - pad)
+            data, ok, present = self._streamed(meta, lo, a + n + pad - lo)
+            hi = lo + data.shape[1]
+        if not filters.off:
+            # the padding read from the recording lets the filters settle; reflection only
+            # where the recording itself starts or ends
+            cfg = self.contract.filters
+            data = filters.apply(data, sfreq, order=cfg.order, q=cfg.notch_q, padlen=pad)
+        cut = slice(a - lo, max(a, min(a + n, hi)) - lo)
+        data, ok = data[:, cut], ok[cut]
         channels = list(self.contract.channels)
         x = np.where(ok[None, :], data, np.nan).astype(np.float32)
         if montage == "referential":
             return EEGPage(start, seconds, sfreq, duration, montage, channels,
-                           [x[i] if present[i] else None for i in range(len(channels))])
+                           [x[i] if present[i] else None for i in range(len(channels))], filters)
         idx = {c: i for i, c in enumerate(channels)}
         names, traces = [], []
         for a_, b_ in DOUBLE_BANANA:
@@ -239,21 +340,18 @@ class SessionSignals:
             ia, ib = idx.get(a_), idx.get(b_)
             traces.append(x[ia] - x[ib] if ia is not None and ib is not None and present[ia] and present[ib]
                           else None)
-        return EEGPage(start, seconds, sfreq, duration, montage, names, traces)
+        return EEGPage(start, seconds, sfreq, duration, montage, names, traces, filters)
 
-    def _streamed(self, meta: dict[str, Any], start: float, seconds: float) -> tuple[np.ndarray, np.ndarray,
-                                                                                      np.ndarray]:
-        """A page of a long recording, streamed from its start to the page's end."""
+    def _streamed(self, meta: dict[str, Any], a: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Samples ``a`` to ``a + n`` of a long recording (fewer where it ends), streamed from its start."""
         from tokenizer.errors import IngestError
         from tokenizer.ingest import RecordingStream
 
         path = self.path_of(meta)
-        sfreq = float(self.contract.sfreq)
-        a = int(round(start * sfreq))
-        n = int(round(seconds * sfreq))
         data = np.zeros((len(self.contract.channels), n), np.float32)
         ok = np.zeros(n, bool)
         present = np.zeros(len(self.contract.channels), bool)
+        end = a
         with self._lock:
             try:
                 for block in RecordingStream(path, self.contract):
@@ -262,8 +360,10 @@ class SessionSignals:
                     if lo < hi:
                         data[:, lo - a:hi - a] = block.data[:, lo - block.start:hi - block.start]
                         ok[lo - a:hi - a] = block.sample_mask[lo - block.start:hi - block.start]
+                        end = hi
                     if block.start + block.data.shape[1] >= a + n:
                         break
             except IngestError as exc:
                 raise RecordingUnavailable(f"its recording cannot be read ({exc.kind})") from None
-        return data, ok, present
+        # nothing past the recording's end: zeros there would enter the filters as signal
+        return data[:, :end - a], ok[:end - a], present

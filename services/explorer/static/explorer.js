@@ -13,7 +13,7 @@ const COLUMNS = [
 const $ = (id) => document.getElementById(id);
 const state = {
   offset: 0, total: 0, sort: "session_id", order: "asc", filters: [],
-  session: null, eegStart: 0, eegDuration: 0, eegPage: null, probes: [],
+  session: null, eegStart: 0, eegDuration: 0, eegPage: null, eegTicket: 0, probes: [],
 };
 
 class ApiError extends Error {
@@ -301,17 +301,21 @@ async function loadNeighbours(enc) {
 // -- the EEG page --------------------------------------------------------------------------
 async function loadEEG() {
   const id = state.session;
+  const ticket = ++state.eegTicket;  // only the latest request draws (settings change faster than pages come)
   const montage = $("eeg-montage").value;
   $("eeg-note").textContent = "";
   try {
     const page = await getJSON("/sessions/" + encodeURIComponent(id) + "/eeg?"
-      + query([["start", state.eegStart], ["seconds", EEG_SECONDS], ["montage", montage]]));
-    if (state.session !== id) return;
+      + query([["start", state.eegStart], ["seconds", EEG_SECONDS], ["montage", montage],
+               ["highpass", $("eeg-highpass").value], ["lowpass", $("eeg-lowpass").value],
+               ["notch", $("eeg-notch").value]]));
+    if (state.session !== id || ticket !== state.eegTicket) return;
     state.eegPage = page;
     state.eegStart = page.start_s;
     state.eegDuration = page.duration_s;
     drawEEG();
   } catch (e) {
+    if (ticket !== state.eegTicket) return;
     state.eegPage = null;
     clearCanvas();
     $("eeg-info").textContent = "";
@@ -374,8 +378,10 @@ function drawEEG() {
   }
   ctx.fillStyle = "#5b6570"; ctx.textBaseline = "alphabetic";
   for (let s = 0; s <= page.seconds; s += 2) ctx.fillText((page.start_s + s).toFixed(0) + " s", xOf(s * page.sfreq) - 8, h - 6);
+  const hz = (v) => (v ? v + " Hz" : "off");
   $("eeg-info").textContent = page.start_s.toFixed(0) + "–" + (page.start_s + page.seconds).toFixed(0) + " s of "
-    + page.duration_s.toFixed(0) + " s, " + page.montage.replace("_", " ") + ", " + gain + " µV/mm";
+    + page.duration_s.toFixed(0) + " s, " + page.montage.replace("_", " ") + ", " + gain + " µV/mm, HP "
+    + hz(page.highpass) + ", LP " + hz(page.lowpass) + ", notch " + hz(page.notch);
   $("eeg-prev").disabled = page.start_s <= 0;
   $("eeg-next").disabled = page.start_s + page.seconds >= page.duration_s;
   c.dataset.drawn = String(page.start_s);
@@ -398,7 +404,7 @@ function init() {
   $("page-prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE_SIZE); loadCohort(); });
   $("page-next").addEventListener("click", () => { state.offset += PAGE_SIZE; loadCohort(); });
   $("text-form").addEventListener("submit", textSearch);
-  $("eeg-montage").addEventListener("change", loadEEG);
+  for (const id of ["eeg-montage", "eeg-highpass", "eeg-lowpass", "eeg-notch"]) $(id).addEventListener("change", loadEEG);
   $("eeg-gain").addEventListener("change", () => { if (state.eegPage) drawEEG(); });
   $("eeg-prev").addEventListener("click", () => pageBy(-1));
   $("eeg-next").addEventListener("click", () => pageBy(1));
