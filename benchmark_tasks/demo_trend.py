@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmark_tasks.probes import TaskProbe, load_probes
 from clef.synthetic.long import LongRecordingConfig, synthesize_long_recordings
+
+if TYPE_CHECKING:
+    from clef.trend import TrendResult
 
 __all__ = ["DEMO_HOURS", "DEMO_KIND", "DEMO_LONG_CONFIG", "DEMO_STRIDE", "MAX_TRACES", "demo_step", "traced_probes"]
 
@@ -63,7 +66,7 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def demo_step(hospital: Path, checkpoint: Path, out: Path, console: Any = None) -> "object":
+def demo_step(hospital: Path, checkpoint: Path, out: Path, console: Any = None) -> "TrendResult":
     """Synthesise one long recording with a known onset, trend it with ``checkpoint`` and the demo's probes.
 
     Parameters
