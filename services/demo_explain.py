@@ -12,7 +12,7 @@ explain SESSION --task TASK --probes RESULTS --store STORE`` runs
 
 The session: a positive of a task that has a probe of this checkpoint, preferably a
 finding other than a normal EEG, a test patient's session (the probe never saw it) and
-one of at most :data:`MAX_MINUTES` (an explanation costs an encoder pass per minute);
+one of at most :data:`MAX_MINUTES` (every occluded variant is the whole session tokenized and encoded again);
 among those, the one the probe scores highest. Where the benchmark wrote no probe (a
 ``--quick`` hospital too small for any task), the step says so and explains nothing.
 """
