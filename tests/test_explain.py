@@ -115,6 +115,32 @@ def test_regions_only_and_options() -> None:
         explain(_spectrogram(minutes=2), _embedder(), lambda x: np.zeros(1))
 
 
+def test_time_by_gradient_agrees_with_time_by_occlusion() -> None:
+    """With a real (small, random) session transformer the default time attribution, the
+    first-order effect of each minute's tokens from one backward pass, follows one encoder
+    pass per minute; the other axes are occlusion in both."""
+    from clef.factory import create_model
+
+    torch.manual_seed(0)
+    enc = create_model("tiny", vocab_size=2, grid=(1, 128),
+                       overrides={"model": {"dim": 32, "depth": 2, "heads": 2}}).eval()
+    emb = _embedder()
+    emb.encoder = enc
+    score = similarity_scorer(np.random.default_rng(0).normal(size=32))
+    spec = _spectrogram(minutes=6)
+    grad = explain(spec, emb, score, channels=False)
+    occl = explain(spec, emb, score, channels=False, time_method="occlusion")
+    assert grad.time_method == "gradient" and occl.time_method == "occlusion"
+    assert grad.to_dict()["time_method"] == "gradient"
+    assert occl.n_variants == grad.n_variants + 6
+    assert np.array_equal(grad.region, occl.region) and np.array_equal(grad.band, occl.band)
+    assert grad.baseline == occl.baseline
+    assert np.ptp(occl.time) > 0 and np.corrcoef(grad.time, occl.time)[0, 1] > 0.95
+    assert grad.top_minute == occl.top_minute
+    with pytest.raises(ValueError, match="time_method"):
+        explain(spec, emb, score, time_method="integrated")
+
+
 def test_inpaint_band_and_similarity() -> None:
     x = np.zeros((1, len(FREQS), 2), np.float32)
     x[0, BETA] = 10.0
