@@ -141,6 +141,20 @@ def test_cohort_page_export_spectrogram_and_eeg_endpoints(served) -> None:
     table = list(csv.DictReader(io.StringIO(text)))
     assert [t["session_id"] for t in table] == [f"s{i:03d}" for i in range(0, N, 2)]
     assert "patient_hash" not in text and "p0000" not in text and ".edf" not in text  # no PHI, no paths
+    # the same cohort as Parquet: the same columns and values
+    import polars as pl
+
+    from services.schemas import PUBLIC_SESSION_FIELDS
+
+    pq = c.get("/cohort.parquet", params={"filter": "sex=F"})
+    assert pq.status_code == 200 and pq.content[:4] == b"PAR1"
+    assert pq.headers["content-disposition"] == 'attachment; filename="cohort.parquet"'
+    frame = pl.read_parquet(io.BytesIO(pq.content))
+    assert frame.columns == list(PUBLIC_SESSION_FIELDS) == list(table[0])
+    assert frame["session_id"].to_list() == [t["session_id"] for t in table]
+    assert frame["age_years"].to_list() == [float(t["age_years"]) for t in table]
+    assert b"p0000" not in pq.content and b".edf" not in pq.content
+    assert httpx.get(served["url"] + "/cohort.parquet").status_code == 401
     png = c.get("/sessions/s000/spectrogram.png")
     assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
     gone = c.get("/sessions/s005/spectrogram.png")
@@ -250,13 +264,21 @@ def browser(_chromium, request: pytest.FixtureRequest):
 
 
 def _wait(driver: Any, condition: Any, timeout: float = 20.0) -> Any:
+    """Wait until ``condition(driver)``; an element a re-render replaced meanwhile means: not yet."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+    return WebDriverWait(driver, timeout, poll_frequency=0.05,
+                         ignored_exceptions=[StaleElementReferenceException]).until(condition)
 
 
 def _text(driver: Any, element_id: str) -> str:
     return driver.find_element("id", element_id).text
+
+
+def _click(driver: Any, css: str) -> None:
+    """Click the element ``css`` selects, again if a re-render replaced it meanwhile."""
+    _wait(driver, lambda d: d.find_element("css selector", css).click() or True)
 
 
 def _severe(logs: list[dict[str, Any]]) -> list[str]:
@@ -287,6 +309,8 @@ def test_the_explorer_in_a_browser(served, browser) -> None:
     d.find_element("id", "f-age-lo").send_keys("30")
     d.find_element("id", "f-apply").click()
     _wait(d, lambda d: _text(d, "cohort-summary").startswith("3 sessions"))
+    d.find_element("id", "export-parquet").click()
+    _wait(d, lambda d: _text(d, "status") == "cohort exported as Parquet (3 sessions)")
     d.find_element("css selector", "button[data-sort='age_years']").click()
     _wait(d, lambda d: "▲" in _text(d, "cohort-head"))
     d.find_element("css selector", "button[data-sort='age_years']").click()
@@ -342,7 +366,7 @@ def test_the_explorer_in_a_browser(served, browser) -> None:
     d.find_element("css selector", "#neighbours-body tr[data-session]")  # rows are there
     d.execute_script("document.getElementById('nav-cohort').click()")
     _wait(d, lambda d: len(d.find_elements("css selector", "#cohort-body tr")) == N)
-    d.find_element("css selector", "#cohort-body tr[data-session='s005']").click()
+    _click(d, "#cohort-body tr[data-session='s005']")
     _wait(d, lambda d: "not in the store's archive" in _text(d, "spectrogram-note"))
     _wait(d, lambda d: "No EEG" in _text(d, "eeg-note"))
     expected_404 = _severe(d.get_log("browser"))  # the two 404s of s005's recording, nothing else

@@ -151,6 +151,7 @@ def test_every_error_status_is_documented_with_the_one_error_model(spec: dict[st
         "POST /search/text": {"200", "400", "401", "403", "409", "411", "413", "422", "500"},
         "GET /sessions": {"200", "401", "403", "422", "500"},
         "GET /cohort.csv": {"200", "401", "403", "422", "500"},
+        "GET /cohort.parquet": {"200", "401", "403", "422", "500"},
         "GET /sessions/{session_id}/spectrogram.png": {"200", "401", "403", "404", "422", "500"},
         "GET /sessions/{session_id}/eeg": {"200", "401", "403", "404", "422", "500"},
     }

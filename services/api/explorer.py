@@ -3,7 +3,8 @@
 Endpoints (API key as everywhere; errors are :class:`~services.api.errors.ErrorOut`)::
 
     GET /sessions                              a page of the cohort: filters, sort, offset, limit
-    GET /cohort.csv                            the filtered cohort as CSV (session ids and non-PHI metadata)
+    GET /cohort.csv, GET /cohort.parquet       the filtered cohort as CSV or Parquet (session ids and non-PHI
+                                               metadata: the columns of ``PUBLIC_SESSION_FIELDS``)
     GET /sessions/{session_id}/spectrogram.png the session's CSA spectrogram per region
     GET /sessions/{session_id}/eeg             a page of EEG (start, seconds, montage, display filters) as JSON
 
@@ -36,7 +37,7 @@ from services.explorer import STATIC_DIR
 from services.explorer.signals import MIN_HIGHPASS, MONTAGES, DisplayFilters, RecordingUnavailable, SessionSignals
 from services.schemas import PUBLIC_SESSION_FIELDS
 
-__all__ = ["CSP", "CohortOut", "EEGOut", "explorer_page_router", "explorer_router"]
+__all__ = ["CSP", "EXPORTS", "CohortOut", "EEGOut", "cohort_export", "explorer_page_router", "explorer_router"]
 
 #: Content security policy of the page and its files.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
@@ -123,22 +124,14 @@ def explorer_router() -> APIRouter:
         return CohortOut(model_id=state.model_id, total=df.height, offset=offset, limit=limit, sort=sort, order=order,
                          filters=fs, sessions=[SessionOut(**r) for r in rows])
 
-    @router.get("/cohort.csv", tags=["sessions"], response_class=Response,
-                responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
-                                 "description": "One row per session: " + ", ".join(PUBLIC_SESSION_FIELDS)},
-                           **errors})
-    def cohort_csv(state: State, filter: Filters = [],  # noqa: A002,B006
-                   sort: Literal[SORT_KEYS] = "session_id",  # type: ignore[valid-type]
-                   order: Literal["asc", "desc"] = "asc") -> Response:
-        """The stored sessions passing the filters as CSV: session ids and non-PHI metadata only."""
-        df, _ = _sorted(state.current().meta, filter, sort, order)
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(PUBLIC_SESSION_FIELDS)
-        for row in df.select(PUBLIC_SESSION_FIELDS).iter_rows():
-            w.writerow(["" if v is None else _cell(v) for v in row])
-        return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": 'attachment; filename="cohort.csv"'})
+    for fmt, media in EXPORTS.items():
+        router.add_api_route(
+            f"/cohort.{fmt}", _cohort_endpoint(fmt), methods=["GET"], tags=["sessions"], response_class=Response,
+            name=f"cohort_{fmt}",
+            responses={200: {"content": {media.split(";")[0]: {"schema": {"type": "string", "format": "binary"}
+                                                               if fmt == "parquet" else {"type": "string"}}},
+                             "description": "One row per session: " + ", ".join(PUBLIC_SESSION_FIELDS)},
+                       **errors})
 
     @router.get("/sessions/{session_id:path}/spectrogram.png", tags=["sessions"], response_class=Response,
                 responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
@@ -201,6 +194,51 @@ def _filters(highpass: float, lowpass: float, notch: int, sfreq: float) -> Displ
         raise ApiError(422, str(exc), "invalid_request",
                        errors=[FieldErrorOut(loc=["query", name], msg=str(exc), type="value_error")]) from None
     return filters
+
+
+def _cohort_endpoint(fmt: str) -> Any:
+    """The endpoint of the cohort's export as ``fmt`` (one for each of :data:`EXPORTS`)."""
+
+    def cohort_file(state: State, filter: Filters = [],  # noqa: A002,B006
+                    sort: Literal[SORT_KEYS] = "session_id",  # type: ignore[valid-type]
+                    order: Literal["asc", "desc"] = "asc") -> Response:
+        df, _ = _sorted(state.current().meta, filter, sort, order)
+        return Response(cohort_export(df, fmt), media_type=EXPORTS[fmt],
+                        headers={"Content-Disposition": f'attachment; filename="cohort.{fmt}"'})
+
+    cohort_file.__doc__ = (f"The stored sessions passing the filters as {_FORMAT_NAMES[fmt]}: session ids and non-PHI "
+                           "metadata only.")
+    cohort_file.__name__ = f"cohort_{fmt}"
+    return cohort_file
+
+
+#: Cohort export formats and their media types.
+EXPORTS = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
+_FORMAT_NAMES = {"csv": "CSV", "parquet": "Parquet"}
+
+
+def cohort_export(df: pl.DataFrame, fmt: str) -> bytes:
+    """The cohort ``df`` (store rows) as a file of ``fmt`` (a key of :data:`EXPORTS`): the columns of
+    :data:`~services.schemas.PUBLIC_SESSION_FIELDS` only (session ids and non-PHI metadata), in that order.
+
+    Raises
+    ------
+    ValueError
+        An unknown format.
+    """
+    if fmt not in EXPORTS:
+        raise ValueError(f"export format must be one of {', '.join(EXPORTS)}, found {fmt!r}")
+    table = df.select(PUBLIC_SESSION_FIELDS)
+    if fmt == "parquet":
+        buf = io.BytesIO()
+        table.write_parquet(buf)
+        return buf.getvalue()
+    text = io.StringIO()
+    w = csv.writer(text, lineterminator="\n")
+    w.writerow(PUBLIC_SESSION_FIELDS)
+    for row in table.iter_rows():
+        w.writerow(["" if v is None else _cell(v) for v in row])
+    return text.getvalue().encode("utf-8")
 
 
 def _cell(v: Any) -> str:

@@ -168,14 +168,17 @@ async function loadCohort() {
   }
 }
 
-async function exportCsv() {
+// The cohort as a file (fmt: "csv" or "parquet"), fetched with the key and saved from a blob.
+async function exportCohort(fmt) {
+  const name = fmt === "csv" ? "CSV" : "Parquet";
+  status("exporting the cohort as " + name + "…");
   try {
-    const blob = await (await api("/cohort.csv?" + cohortQuery())).blob();
+    const blob = await (await api("/cohort." + fmt + "?" + cohortQuery())).blob();
     const url = URL.createObjectURL(blob);
-    const a = el("a", null, { href: url, download: "cohort.csv" });
+    const a = el("a", null, { href: url, download: "cohort." + fmt });
     document.body.append(a); a.click(); a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10000);
-    status("cohort exported (" + state.total + " sessions)");
+    status("cohort exported as " + name + " (" + state.total + " sessions)");
   } catch (e) { status("export failed: " + e.message); }
 }
 
@@ -400,7 +403,8 @@ function init() {
   $("f-clear").addEventListener("click", () => {
     $("filter-form").reset(); state.filters = []; state.offset = 0; loadCohort();
   });
-  $("export-csv").addEventListener("click", exportCsv);
+  $("export-csv").addEventListener("click", () => exportCohort("csv"));
+  $("export-parquet").addEventListener("click", () => exportCohort("parquet"));
   $("page-prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE_SIZE); loadCohort(); });
   $("page-next").addEventListener("click", () => { state.offset += PAGE_SIZE; loadCohort(); });
   $("text-form").addEventListener("submit", textSearch);
