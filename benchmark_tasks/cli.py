@@ -229,6 +229,9 @@ def trend(
     figure: bool = typer.Option(True, "--figure/--no-figure", help="Draw trend.png."),
     device: str = typer.Option("cpu", "--device", help="Torch device."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
+    reuse_tokens: bool = typer.Option(False, "--reuse-tokens", help="An approximation: keep the codes of the "
+                                      "previous point's window and tokenize only the newest stride (plus a margin); "
+                                      "cheaper tokenizing, embeddings a little off the exact ones (README)."),
     follow: bool = typer.Option(False, "--follow", help="Live mode: FILE is still being written by a recorder; "
                                 "read its new records as they come and rewrite the outputs at each new stride point. "
                                 "Stops after --idle-timeout without a new record, or on Ctrl-C (outputs complete)."),
@@ -287,7 +290,8 @@ def trend(
         return
     folder = out if out is not None else Path(f"{file.name}.trend")
     if follow:
-        _follow_trend(file, embedder, scorers, folder, figure, TrendConfig(stride_s=stride_s, csa_step_s=csa_s), live)
+        _follow_trend(file, embedder, scorers, folder, figure,
+                      TrendConfig(stride_s=stride_s, csa_step_s=csa_s, reuse_tokens=reuse_tokens), live)
         return
     columns = [TextColumn("[bold]trend[/]"), BarColumn(), TextColumn("{task.fields[done]}"), TimeElapsedColumn(),
                TimeRemainingColumn()]
@@ -299,7 +303,8 @@ def trend(
 
         try:
             result = compute_trend(file, embedder, probes=scorers, stride_s=stride_s,
-                                   config=TrendConfig(csa_step_s=csa_s), progress=advance)
+                                   config=TrendConfig(csa_step_s=csa_s, reuse_tokens=reuse_tokens),
+                                   progress=advance)
         except (IngestError, ValueError) as exc:
             _fail(str(exc))
             return

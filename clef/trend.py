@@ -60,7 +60,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import cast
 
@@ -93,6 +93,7 @@ __all__ = [
     "FOLLOW_BLOCK_S",
     "LIVE_LOOKAHEAD_S",
     "LIVE_POLL_S",
+    "REUSE_MARGIN_S",
     "check_probes",
     "follow_trend",
     "parse_duration",
@@ -125,6 +126,10 @@ LIVE_POLL_S = 0.5
 #: it is; a backlog (a follower started hours into a recording) comes in blocks this long,
 #: short enough for prompt points, long enough not to copy the builder's window per second.
 FOLLOW_BLOCK_S = 60.0
+#: Signal before a point's newest stride tokenized with it under ``reuse_tokens``: more than
+#: the tokenizer convolutions' reach in time, so that only the group norms and the attention
+#: see a shorter stretch than the whole window.
+REUSE_MARGIN_S = 320.0
 
 
 def parse_duration(text: str | float) -> float:
@@ -170,6 +175,15 @@ class TrendConfig(BaseModel):
     min_valid : float
         Least fraction of valid frames in a point's context for the change rule to use
         the point (an embedding of a context mostly in a gap describes the gap's edge).
+    reuse_tokens : bool
+        An approximation, off by default: a point's window keeps the codes of the
+        previous point's window for the columns they share and tokenizes only its newest
+        ``stride`` plus :data:`REUSE_MARGIN_S` of signal before them (a stride shorter
+        than the window and a whole number of token columns; other points are tokenized
+        whole). The tokenizer's group norms and attention see the whole input, so a
+        column's code depends on the stretch it was tokenized in: the codes and
+        embeddings differ from the exact ones (bench/RESULTS.md measures by how much and
+        what it saves).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -182,6 +196,7 @@ class TrendConfig(BaseModel):
     embedding_min_delta: float = Field(0.01, ge=0)
     score_min_delta: float = Field(0.1, ge=0)
     min_valid: float = Field(0.5, ge=0, le=1)
+    reuse_tokens: bool = False
 
 
 @dataclass(frozen=True)
@@ -518,6 +533,15 @@ class TrendBuilder:
         self.context_columns = embedder.context_columns or gt
         self.context = self.context_columns * self.column_frames  # frames
         self.freqs = sp.fmin + np.arange(sp.n_freqs) / sp.window_s
+        # reuse_tokens: columns tokenized per point (the newest stride plus a margin)
+        self._reuse = (self.config.reuse_tokens and self.stride < self.window
+                       and self.stride % self.column_frames == 0)
+        if self.config.reuse_tokens and not self._reuse:
+            log.info("reuse_tokens: a stride of %g s is not a whole number of token columns shorter than the "
+                     "window: every window tokenized whole", self.stride * self.step_s)
+        margin = -(-int(round(REUSE_MARGIN_S / self.step_s)) // self.column_frames) * self.column_frames
+        self._crop = min(self.window, self.stride + margin)  # frames tokenized per reused point
+        self._prev: tuple[int, torch.Tensor] | None = None  # the last point and its window's codes (gf, gt)
         layout = HemisphereLayout.from_channels(self.contract.channels)
         self._left = np.array(layout.left[:layout.n_lateral])
         self._right = np.array(layout.right[:layout.n_lateral])
@@ -618,30 +642,20 @@ class TrendBuilder:
                 self._csa_acc[:] = 0
                 self._csa_n = 0
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _embed_points(self, points: list[int], channel_mask: np.ndarray) -> None:
         """Embed the contexts ending at ``points`` (frames from the start), a tokenizer batch at a time."""
         tok, gf = self.tokenizer, self.grid[0]
-        buf, buf_mask = cast(np.ndarray, self._buf), cast(np.ndarray, self._buf_mask)
+        buf_mask = cast(np.ndarray, self._buf_mask)
+        c_cols = self.context_columns
+        enc, dev = self.embedder.encoder, self.embedder.device
         for a in range(0, len(points), tok.batch_size):
             batch = points[a:a + tok.batch_size]
-            xs, ms, ends = [], [], []
-            for t in batch:
-                lo = max(0, t - self.window)
-                i, j = lo - self._buf_start, t - self._buf_start
-                x, m = window_input(buf[:, :, i:j], buf_mask[i:j], channel_mask, 0, tok.spec)
-                xs.append(x)
-                ms.append(m)
-                ends.append(-(-(t - lo) // self.column_frames))  # token column the context ends at
-            x_t = torch.from_numpy(np.stack(xs)).to(tok.device)
-            m_np = np.stack(ms)
-            codes, _ = tok.model.tokenize(x_t, torch.from_numpy(m_np).to(tok.device))
+            codes, m_np = self._codes(batch, channel_mask)
+            ends = [-(-(t - max(0, t - self.window)) // self.column_frames) for t in batch]  # context's last column
             valid = token_mask_np(m_np, self.grid)
-            c_cols = self.context_columns
             ctx_codes = torch.stack([codes[b, :, e - c_cols:e] for b, e in enumerate(ends)]).long()
             ctx_valid = torch.from_numpy(np.stack([valid[b, :, e - c_cols:e] for b, e in enumerate(ends)]))
-            enc = self.embedder.encoder
-            dev = self.embedder.device
             emb = enc(ctx_codes.reshape(len(batch), gf, c_cols).to(dev), ctx_valid.to(dev)).window_embedding
             emb_np = emb.float().cpu().numpy()
             for b, t in enumerate(batch):
@@ -649,6 +663,56 @@ class TrendBuilder:
                 frac = float(buf_mask[lo - self._buf_start:t - self._buf_start].mean())
                 e = emb_np[b] if ctx_valid[b].any() else np.full(emb_np.shape[1], np.nan, dtype=np.float32)
                 self._push_point(t * self.step_s, e, frac)
+
+    def _codes(self, batch: list[int], channel_mask: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """Codes ``(B, grid_f, grid_t)`` and valid frames ``(B, window)`` of the windows ending at ``batch``.
+
+        A window starts at the recording's start until one window is available (then
+        padded at its end). Each window is tokenized whole, except under ``reuse_tokens``
+        a point one stride after the last one whose window was whole: the previous
+        window's codes shifted by the stride, and the newest columns from a tokenized
+        crop of ``self._crop`` frames ending at the point.
+        """
+        tok = self.tokenizer
+        buf, buf_mask = cast(np.ndarray, self._buf), cast(np.ndarray, self._buf_mask)
+        w = self.window
+        xs, ms, whole, crops, crop_masks, crop_at = [], [], [], [], [], []
+        prev_t = self._prev[0] if self._prev is not None else None
+        crop_spec = replace(tok.spec, window_frames=self._crop)
+        for b, t in enumerate(batch):
+            lo = max(0, t - w)
+            i, j = lo - self._buf_start, t - self._buf_start
+            if self._reuse and prev_t == t - self.stride and prev_t >= w:
+                x, cm = window_input(buf[:, :, j - self._crop:j], buf_mask[j - self._crop:j], channel_mask, 0,
+                                     crop_spec)
+                crops.append(x)
+                crop_masks.append(cm)
+                crop_at.append(b)
+                m = np.zeros(w, dtype=bool)
+                m[:j - i] = buf_mask[i:j]
+            else:
+                x, m = window_input(buf[:, :, i:j], buf_mask[i:j], channel_mask, 0, tok.spec)
+                xs.append(x)
+                whole.append(b)
+            ms.append(m)
+            prev_t = t
+        m_np = np.stack(ms)
+        codes = torch.empty((len(batch), *self.grid), dtype=torch.long)
+        if xs:
+            c, _ = tok.model.tokenize(torch.from_numpy(np.stack(xs)).to(tok.device),
+                                      torch.from_numpy(m_np[whole]).to(tok.device))
+            codes[whole] = c.cpu().long()
+        if crops:
+            c, _ = tok.model.tokenize(torch.from_numpy(np.stack(crops)).to(tok.device),
+                                      torch.from_numpy(np.stack(crop_masks)).to(tok.device), any_length=True)
+            new = self.stride // self.column_frames
+            fresh = dict(zip(crop_at, c.cpu().long()[:, :, -new:]))
+            for b in range(len(batch)):  # in order: a reused point follows the point before it
+                if b in fresh:
+                    before = codes[b - 1] if b else cast(tuple[int, torch.Tensor], self._prev)[1]
+                    codes[b] = torch.cat([before[:, new:], fresh[b]], dim=1)
+        self._prev = (batch[-1], codes[-1].clone())
+        return codes, m_np
 
     def _push_point(self, t_s: float, emb: np.ndarray, valid_fraction: float) -> None:
         self._t.append(t_s)

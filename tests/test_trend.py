@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from benchmark_tasks.probes import LogisticProbe, TaskProbe, save_probe
 from clef.embedding import Embedder
-from clef.trend import ChangeDetector, TrendBuilder, TrendConfig, parse_duration, trend
+from clef.trend import REUSE_MARGIN_S, ChangeDetector, TrendBuilder, TrendConfig, parse_duration, trend
 from tokenizer import CANONICAL_CHANNELS
 from tokenizer.edf_writer import EDFSignal, write_edf
 from tokenizer.ingest import RecordingStream
@@ -206,6 +206,26 @@ def test_builder_is_incremental(embedder: Embedder, frames: dict[str, list[Frame
     np.testing.assert_allclose(r.embeddings, steady_trend.embeddings, atol=1e-5)
     np.testing.assert_allclose(r.csa_left, steady_trend.csa_left, atol=1e-4)
     assert r.changes == steady_trend.changes
+
+
+def test_reuse_tokens_tokenizes_the_newest_columns_only(embedder: Embedder, frames: dict[str, list[FrameBlock]],
+                                                         steady_trend) -> None:
+    """``reuse_tokens`` (an approximation, off by default): after the first point, each point
+    tokenizes its newest stride plus the margin, not its whole window; the embeddings stay
+    near the exact ones and the steady hour still shows no change."""
+    widths: list[int] = []
+    hook = embedder.tokenizer.model.encoder.register_forward_pre_hook(lambda m, a: widths.append(a[0].shape[-1]))
+    try:
+        r = _build(embedder, frames["steady"], stride_s=120.0, reuse_tokens=True, **FAST).result()
+    finally:
+        hook.remove()
+    assert widths[0] == 1280 and set(widths[1:]) == {120 + REUSE_MARGIN_S}
+    np.testing.assert_array_equal(r.t_s, steady_trend.t_s)
+    a, b = r.embeddings.astype(np.float64), steady_trend.embeddings.astype(np.float64)
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert cos[0] == pytest.approx(1.0, abs=1e-6)  # the first point is tokenized whole
+    assert cos.min() > 0.95 and np.abs(a - b).max() > 1e-3  # close, not the same
+    assert r.changes == []
 
 
 def test_window_aligned_points_are_the_embedders_windows(embedder: Embedder,

@@ -252,18 +252,31 @@ class VQGAN(nn.Module):
         """Weight of the decoder's last layer (for the adaptive GAN weight)."""
         return self.decoder.conv_out.weight
 
-    def _check_input(self, x: torch.Tensor) -> None:
+    @property
+    def column_frames(self) -> int:
+        """Frames per token column."""
+        return self.ctx.window_frames // self.ctx.grid[1]
+
+    def _check_input(self, x: torch.Tensor, any_length: bool = False) -> None:
         expected = (self.ctx.n_channels, self.ctx.n_freqs, self.ctx.window_frames)
         crop = self.config.data.crop_frames
         ok_frames = x.ndim == 4 and (x.shape[3] == expected[2] or (
-            self.training and crop is not None and x.shape[3] == crop))
+            self.training and crop is not None and x.shape[3] == crop) or (
+            any_length and x.shape[3] > 0 and x.shape[3] % self.column_frames == 0))
         if x.ndim != 4 or tuple(x.shape[1:3]) != expected[:2] or not ok_frames:
-            raise ValueError(f"input of shape (B, {expected[0]}, {expected[1]}, {expected[2]}) expected, "
+            frames = f"a multiple of {self.column_frames}" if any_length else str(expected[2])
+            raise ValueError(f"input of shape (B, {expected[0]}, {expected[1]}, {frames}) expected, "
                              f"found {tuple(x.shape)}")
 
-    def encode(self, x: torch.Tensor, frame_mask: torch.Tensor | None = None) -> QuantizerOutput:
-        """Encode and quantise windows ``x`` (training crops too); ``frame_mask`` ``(B, frames)`` marks valid frames."""
-        self._check_input(x)
+    def encode(self, x: torch.Tensor, frame_mask: torch.Tensor | None = None, *,
+               any_length: bool = False) -> QuantizerOutput:
+        """Encode and quantise windows ``x`` (training crops too); ``frame_mask`` ``(B, frames)`` marks valid frames.
+
+        ``any_length``: accept any whole number of token columns, not only a window (the
+        GroupNorm statistics and the attention then see that stretch, so a column's code
+        may differ from its code inside a whole window).
+        """
+        self._check_input(x, any_length)
         sides = self.ctx.hemispheres
         z = stack_sides(self.encoder(sides.split(x))) if sides else self.encoder(x)
         mask = None if frame_mask is None else token_mask(frame_mask, (self.ctx.grid[0], z.shape[3]))
@@ -286,17 +299,21 @@ class VQGAN(nn.Module):
         return self.decode(q.z_q), q
 
     @torch.no_grad()
-    def tokenize(self, x: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Codes ``(B, grid_f, grid_t)`` int64 and token mask, in eval mode (no codebook update)."""
+    def tokenize(self, x: torch.Tensor, frame_mask: torch.Tensor, *,
+                 any_length: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes ``(B, grid_f, grid_t)`` int64 and token mask, in eval mode (no codebook update).
+
+        ``any_length``: as in :meth:`encode` (``grid_t`` is then the input's columns).
+        """
         was = self.training
         self.eval()
         if x.device.type == "cpu":  # oneDNN convolutions run faster on NHWC input; same codes
             x = x.contiguous(memory_format=torch.channels_last)
         try:
-            q = self.encode(x, frame_mask)
+            q = self.encode(x, frame_mask, any_length=any_length)
         finally:
             self.train(was)
-        return q.codes, token_mask(frame_mask, self.ctx.grid)
+        return q.codes, token_mask(frame_mask, (self.ctx.grid[0], x.shape[3] // self.column_frames))
 
     @classmethod
     def from_checkpoint(cls, path: str, map_location: str = "cpu") -> "VQGAN":
