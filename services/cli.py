@@ -233,12 +233,15 @@ def serve(
     reload_seconds: float = typer.Option(10.0, "--reload-seconds", min=0,
                                          help="Check at most this often whether the store grew or its index was "
                                               "rebuilt, and load the change in the background (0: never)."),
+    reports: Path | None = typer.Option(None, "--reports", help="Folder of <session_id>.txt reports whose findings "
+                                                                "the explorer shows (default: reports/ beside the "
+                                                                "store's archive)."),
 ) -> None:
     """HTTP service: embeddings, task probabilities and similar sessions (FastAPI; docs at /docs)."""
     from clef.cli import err
 
     cfg = ServeConfig(store=store, checkpoint=checkpoint, probes=probes, api_keys_file=api_keys,
-                      max_upload_mb=max_upload_mb, device=device, reload_seconds=reload_seconds)
+                      max_upload_mb=max_upload_mb, device=device, reload_seconds=reload_seconds, reports=reports)
 
     def run() -> Any:
         from services.api import create_app

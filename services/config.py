@@ -146,6 +146,9 @@ class ServeConfig(BaseModel):
         How often (at most) a request checks whether the store grew or its index was
         rebuilt; a change is loaded in the background and swapped in atomically, the
         current index answering meanwhile. 0 turns reloading off.
+    reports : Path, optional
+        Folder of ``<session_id>.txt`` reports whose findings the explorer shows (default:
+        ``reports/`` beside or above the store's archive, when there is one).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -158,3 +161,4 @@ class ServeConfig(BaseModel):
     max_k: PositiveInt = 500
     device: str = "cpu"
     reload_seconds: NonNegativeFloat = 10.0
+    reports: Path | None = None

@@ -91,7 +91,7 @@ def nearest_examples(store: Path, vector: np.ndarray, model_id: str, *, k: int =
     return out
 
 
-def _default_reports(store: Path | None) -> Path | None:
+def default_reports(store: Path | None) -> Path | None:
     """``reports/`` beside or above the store's archive (the synthetic hospital's layout), if there."""
     from services.store import EmbeddingStore
 
@@ -193,7 +193,7 @@ def run_explain(session: str, checkpoint: Path, *, task: str | None = None, prob
         try:
             ex.extra["examples"] = nearest_examples(store, ex.embedding, emb.model_id, k=examples,
                                                     exclude_sha256=ex.source_sha256,
-                                                    reports=reports or _default_reports(store))
+                                                    reports=reports or default_reports(store))
         except (KeyError, ValueError) as exc:
             log.warning("no examples: %s", exc)
     folder = out if out is not None else Path(f"{resolved.path.name}.explain")

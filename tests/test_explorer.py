@@ -28,6 +28,16 @@ KEY = "explorer-key-0123456789abcdef"
 N = 12
 WITH_EDF = (0, 1, 2)  # sessions whose recording is in the archive
 SITES = ("S01", "S02", "S03")
+#: Reports of some sessions (the others have none), in reports/ beside the archive, where the
+#: service looks by default; the findings each states, as the page shows them.
+REPORTS = {
+    "s000": ("DESCRIPTION OF THE RECORD: There is focal slowing over the left temporal region. Sharp waves are "
+             "seen at T3. IMPRESSION: Abnormal EEG due to left temporal slowing and sharp waves.",
+             "focal slowing, ied focal"),
+    "s002": ("IMPRESSION: Normal awake EEG. <img src=x onerror=alert(1)>", "normal"),
+    "s003": ("HISTORY: spells. <b>Jane Doe</b>", "none stated"),
+    "s004": ("IMPRESSION: Abnormal EEG: generalized slowing. No epileptiform discharges.", "generalized slowing"),
+}
 
 
 def _aligned_checkpoint(out: Path) -> Path:
@@ -77,6 +87,9 @@ def _store(root: Path, model_id: str, dim: int) -> Path:
                     "site": SITES[i % 3], "setting": "routine" if i % 4 else "emu", "reference": "REF"})
         emb.append({"session_id": sid, "source_sha256": sha, "model_id": model_id, "vector": v.tolist(),
                     "window_vectors": [v.tolist()], "n_windows": 1})
+    (root / "reports").mkdir(exist_ok=True)
+    for sid, (text, _) in REPORTS.items():
+        (root / "reports" / f"{sid}.txt").write_text(text, encoding="utf-8")
     with StoreWriter(root / "store", archive) as w:
         w.commit(man, ses, emb, models={model_id: {"dim": dim, "checkpoint": "hand-built"}})
     return root / "store"
@@ -168,6 +181,20 @@ def test_cohort_page_export_spectrogram_and_eeg_endpoints(served) -> None:
     ref = c.get("/sessions/s001/eeg").json()
     i, j = ref["channels"].index("Fp1"), ref["channels"].index("F7")
     assert np.allclose(np.array(bb["data"][0]), np.array(ref["data"][i]) - np.array(ref["data"][j]), atol=0.02)
+
+
+def test_report_findings_endpoint(served) -> None:
+    import httpx
+
+    c = httpx.Client(base_url=served["url"], headers={"X-API-Key": KEY}, timeout=60)
+    assert c.get("/sessions/s000/findings").json() == {"session_id": "s000", "findings": ["focal_slowing",
+                                                                                         "ied_focal"]}
+    assert c.get("/sessions/s003/findings").json()["findings"] == []  # a report stating none
+    assert c.get("/sessions/s007/findings").json() == {"session_id": "s007", "findings": None}  # no report
+    r = c.get("/sessions/s002/findings")
+    assert r.json()["findings"] == ["normal"] and "img" not in r.text  # names only, never the report's text
+    assert c.get("/sessions/nope/findings").json()["kind"] == "unknown_session"
+    assert httpx.get(served["url"] + "/sessions/s000/findings").status_code == 401
 
 
 def _amplitude(x: list[float], freq: float, sfreq: float = 200.0) -> float:
@@ -337,6 +364,14 @@ def test_the_explorer_in_a_browser(served, browser) -> None:
     assert "Session s001" in _text(d, "session-title") and "S02" in _text(d, "session-meta")
     assert "epilepsy" in _text(d, "probes-body")
     assert len(d.find_elements("css selector", "#neighbours-body tr")) == 10
+    # each neighbour's report findings, nothing for one without a report; the session's own in its metadata
+    _wait(d, lambda d: d.find_element("id", "neighbours-body").get_attribute("data-findings") == "loaded")
+    shown = {tr.get_attribute("data-session"): tr.find_element("css selector", "td[data-col='findings']").text
+             for tr in d.find_elements("css selector", "#neighbours-body tr")}
+    assert shown == {sid: REPORTS[sid][1] if sid in REPORTS else "" for sid in shown}, shown
+    assert set(shown) & set(REPORTS) and set(shown) - set(REPORTS)  # both kinds are shown
+    assert d.find_elements("css selector", "#neighbours-body img, #neighbours-body b") == []
+    assert "Report findings" not in _text(d, "session-meta")  # s001 has no report
     inked = d.execute_script(
         "const c = document.getElementById('eeg'); const px = c.getContext('2d')"
         ".getImageData(0, 0, c.width, c.height).data; let n = 0;"

@@ -7,6 +7,7 @@ Endpoints (API key as everywhere; errors are :class:`~services.api.errors.ErrorO
                                                metadata: the columns of ``PUBLIC_SESSION_FIELDS``)
     GET /sessions/{session_id}/spectrogram.png the session's CSA spectrogram per region
     GET /sessions/{session_id}/eeg             a page of EEG (start, seconds, montage, display filters) as JSON
+    GET /sessions/{session_id}/findings        the findings the session's report states (null: no report)
 
 The page and its files need no key (they hold no data) and are not in the OpenAPI schema.
 They are answered with a content security policy that allows scripts, styles and
@@ -20,6 +21,7 @@ import csv
 import io
 import math
 import threading
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -37,7 +39,8 @@ from services.explorer import STATIC_DIR
 from services.explorer.signals import MIN_HIGHPASS, MONTAGES, DisplayFilters, RecordingUnavailable, SessionSignals
 from services.schemas import PUBLIC_SESSION_FIELDS
 
-__all__ = ["CSP", "EXPORTS", "CohortOut", "EEGOut", "cohort_export", "explorer_page_router", "explorer_router"]
+__all__ = ["CSP", "EXPORTS", "CohortOut", "EEGOut", "FindingsOut", "cohort_export", "explorer_page_router",
+           "explorer_router"]
 
 #: Content security policy of the page and its files.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
@@ -82,6 +85,13 @@ class EEGOut(ApiModel):
                                                               "electrode, or a gap of the recording).")
 
 
+class FindingsOut(ApiModel):
+    session_id: str
+    findings: list[str] | None = Field(description="The findings the session's report states as present (names of "
+                                                   "reports.findings.REPORT_FINDINGS), sorted; null: no report of "
+                                                   "the session in the service's reports folder.")
+
+
 def _sorted(meta: pl.DataFrame, filters: list[str], sort: str, order: str) -> tuple[pl.DataFrame, list[str]]:
     """The sessions of ``meta`` passing ``filters`` (422 for one that does not parse), sorted, unknown values last;
     and the filters as understood."""
@@ -105,6 +115,17 @@ def _signals(state: ServiceState) -> SessionSignals:
             sig = SessionSignals(state.store.info().get("archive"), state.embedder.contract)
             state.explorer_signals = sig  # type: ignore[attr-defined]
         return sig
+
+
+def _reports(state: ServiceState) -> Path | None:
+    """The service's reports folder: ``ServeConfig.reports``, else ``reports/`` beside or above the store's
+    archive (:func:`services.explain.default_reports`, as ``clef explain`` finds it), else None."""
+    from services.explain import default_reports
+
+    with _signals_lock:
+        if not hasattr(state, "explorer_reports"):
+            state.explorer_reports = state.cfg.reports or default_reports(state.cfg.store)  # type: ignore[attr-defined]
+        return state.explorer_reports  # type: ignore[attr-defined,no-any-return]
 
 
 def explorer_router() -> APIRouter:
@@ -172,6 +193,16 @@ def explorer_router() -> APIRouter:
                       duration_s=round(page.duration_s, 3), montage=page.montage, highpass=filters.highpass,
                       lowpass=filters.lowpass, notch=filters.notch, channels=page.channels,
                       data=[None if x is None else _samples(x) for x in page.data])
+
+    @router.get("/sessions/{session_id:path}/findings", response_model=FindingsOut, tags=["sessions"],
+                responses=error_responses(401, 403, 404, 422, 500))
+    def findings(session_id: str, state: State) -> FindingsOut:
+        """The findings a stored session's report states as present (``reports/<session_id>.txt``, read as
+        ``clef explain`` reads its examples' reports); null without a report. Names only: no report text."""
+        from services.explain import report_findings
+
+        stored(state.current(), session_id)
+        return FindingsOut(session_id=session_id, findings=report_findings(_reports(state), session_id))
 
     return router
 

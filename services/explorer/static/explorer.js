@@ -137,7 +137,7 @@ function rows(body, sessions, columns) {
   body.replaceChildren();
   for (const s of sessions) {
     const tr = el("tr", null, { tabindex: "0", class: "row", "data-session": s.session_id });
-    for (const [k] of columns) tr.append(el("td", fmt(k, s[k])));
+    for (const [k] of columns) tr.append(el("td", fmt(k, s[k]), { "data-col": k }));
     tr.addEventListener("click", () => openSession(s.session_id));
     tr.addEventListener("keydown", (ev) => {
       if (ev.key === "Enter") { ev.preventDefault(); openSession(s.session_id); }
@@ -228,6 +228,8 @@ async function loadMeta(enc) {
     for (const [k, label] of [...COLUMNS, ["n_windows", "Windows"]]) {
       dl.append(el("dt", label), el("dd", fmt(k, m[k])));
     }
+    const findings = await findingsOf(m.session_id).catch(() => "");
+    if (findings) dl.append(el("dt", "Report findings"), el("dd", findings, { id: "session-findings" }));
   } catch (e) { dl.append(el("dt", "error"), el("dd", e.message)); }
 }
 
@@ -287,18 +289,37 @@ async function loadSpectrogram(enc) {
   } catch (e) { $("spectrogram-note").textContent = "No spectrogram: " + (e.message || "image not readable"); }
 }
 
+// The findings a session's report states, as text ("" without a report: nothing is shown).
+async function findingsOf(id) {
+  const r = await getJSON("/sessions/" + encodeURIComponent(id) + "/findings");
+  if (r.findings === null) return "";
+  return r.findings.length ? r.findings.map((f) => f.replaceAll("_", " ")).join(", ") : "none stated";
+}
+
 async function loadNeighbours(enc) {
-  const cols = [["score", "Similarity"], ...COLUMNS];
+  const id = state.session;
+  const cols = [["score", "Similarity"], ...COLUMNS, ["findings", "Report findings"]];
   header($("neighbours-head"), cols, false);
   $("neighbours-note").textContent = "";
+  delete $("neighbours-body").dataset.findings;
+  let r;
   try {
-    const r = await getJSON("/sessions/" + enc + "/similar?" + query([["k", 10]]));
-    rows($("neighbours-body"), r.neighbours, cols);
-    if (!r.neighbours.length) $("neighbours-note").textContent = "No other session.";
+    r = await getJSON("/sessions/" + enc + "/similar?" + query([["k", 10]]));
   } catch (e) {
     $("neighbours-body").replaceChildren();
     $("neighbours-note").textContent = "Neighbours not loaded: " + e.message;
+    return;
   }
+  rows($("neighbours-body"), r.neighbours.map((n) => ({ ...n, findings: "" })), cols);
+  if (!r.neighbours.length) $("neighbours-note").textContent = "No other session.";
+  // each neighbour's findings as they come; one that fails shows nothing, the rest stay
+  await Promise.all(Array.from($("neighbours-body").children, async (tr) => {
+    let text = "";
+    try { text = await findingsOf(tr.dataset.session); } catch (_) { /* shown as no findings */ }
+    if (state.session !== id) return;
+    tr.querySelector("td[data-col='findings']").textContent = text;
+  }));
+  if (state.session === id) $("neighbours-body").dataset.findings = "loaded";
 }
 
 // -- the EEG page --------------------------------------------------------------------------
