@@ -397,6 +397,19 @@ def test_the_explorer_in_a_browser(served, browser) -> None:
     assert d.execute_script("return document.getElementById('eeg').toDataURL()") != drawn
     Select(d.find_element("id", "eeg-notch")).select_by_value("50")
     _wait(d, lambda d: "notch 50 Hz" in _text(d, "eeg-info"))
+    # a probe score's explanation: progress text while it is asked for, the rest of the page
+    # usable meanwhile; this checkpoint has no tokenizer, so the service's refusal is shown
+    # (the summary of an explanation is not reached here: it needs a trained tokenizer)
+    progress = d.execute_script("document.querySelector('#probes-body button').click();"
+                                "return document.getElementById('explain-summary').textContent")
+    assert progress.startswith("Explaining"), progress  # shown at once, before any answer
+    assert "Why epilepsy?" in _text(d, "explain-title")
+    Select(d.find_element("id", "eeg-lowpass")).select_by_visible_text("30")
+    _wait(d, lambda d: "LP 30 Hz" in _text(d, "eeg-info"))
+    _wait(d, lambda d: "No explanation" in _text(d, "explain-summary"))
+    assert "tokenizer" in _text(d, "explain-summary") and "/tmp" not in _text(d, "explain-summary")
+    refused = _severe(d.get_log("browser"))  # the 409 of the explanation, and nothing else
+    assert len(refused) == 1 and "409" in refused[0], refused
     # a session whose recording is not in the archive: the view says so
     d.find_element("css selector", "#neighbours-body tr[data-session]")  # rows are there
     d.execute_script("document.getElementById('nav-cohort').click()")
@@ -413,4 +426,10 @@ def test_the_explorer_in_a_browser(served, browser) -> None:
     _wait(d, lambda d: "sessions for" in _text(d, "text-summary"))
     assert len(d.find_elements("css selector", "#text-body tr")) == N
     assert _severe(d.get_log("browser")) == []
-    assert time.perf_counter() - t0 < 60
+    # a session with a report: its findings in its metadata
+    d.find_element("id", "nav-cohort").click()
+    _click(d, "#cohort-body tr[data-session='s000']")
+    _wait(d, lambda d: "Report findings" in _text(d, "session-meta"))
+    assert _text(d, "session-findings") == REPORTS["s000"][1]
+    assert _severe(d.get_log("browser")) == []
+    assert time.perf_counter() - t0 < 90

@@ -144,7 +144,7 @@ def test_every_error_status_is_documented_with_the_one_error_model(spec: dict[st
         "GET /sessions/{session_id}": {"200", "401", "403", "404", "422", "500"},
         "GET /sessions/{session_id}/probabilities": {"200", "401", "403", "404", "422", "500"},
         "GET /sessions/{session_id}/similar": {"200", "401", "403", "404", "422", "500"},
-        "GET /sessions/{session_id}/explain": {"200", "401", "403", "404", "422", "500"},
+        "GET /sessions/{session_id}/explain": {"200", "401", "403", "404", "409", "422", "500"},
         "POST /embed": {"200", "400", "401", "403", "411", "413", "422", "500"},
         "POST /probabilities": {"200", "400", "401", "403", "404", "411", "413", "422", "500"},
         "POST /similar": {"200", "400", "401", "403", "411", "413", "422", "500"},
@@ -154,6 +154,7 @@ def test_every_error_status_is_documented_with_the_one_error_model(spec: dict[st
         "GET /cohort.parquet": {"200", "401", "403", "422", "500"},
         "GET /sessions/{session_id}/spectrogram.png": {"200", "401", "403", "404", "422", "500"},
         "GET /sessions/{session_id}/eeg": {"200", "401", "403", "404", "422", "500"},
+        "GET /sessions/{session_id}/findings": {"200", "401", "403", "404", "422", "500"},
     }
     assert {k: set(op["responses"]) for k, op in ops.items()} == expected
     for name, op in ops.items():

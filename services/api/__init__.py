@@ -8,14 +8,18 @@ Endpoints (all but ``/health`` and the OpenAPI docs need an API key, sent as
     GET  /sessions/{session_id}                    non-PHI metadata of a stored session
     GET  /sessions/{session_id}/probabilities      task probabilities of a stored session
     GET  /sessions/{session_id}/similar            similar sessions (k, filter, per_patient)
-    GET  /sessions/{session_id}/explain?task=      where a session's task probability comes from (occlusion)
+    GET  /sessions/{session_id}/explain?task=      where a session's task probability comes from (occlusion;
+                                                   409 when the checkpoint has no tokenizer to read recordings)
     POST /embed                                    embed an uploaded EDF/BDF (multipart "file")
     POST /probabilities                            task probabilities of an uploaded file
     POST /similar                                  sessions similar to an uploaded file
     GET  /sessions?filter=&sort=&offset=&limit=    a page of the cohort (the explorer's table)
     GET  /cohort.csv?filter=&sort=                 the filtered cohort as CSV (ids and non-PHI metadata)
+    GET  /cohort.parquet?filter=&sort=             the same as Parquet
     GET  /sessions/{session_id}/spectrogram.png    CSA spectrogram of a stored session's recording
-    GET  /sessions/{session_id}/eeg?start=&seconds=&montage=   a page of its EEG (JSON samples)
+    GET  /sessions/{session_id}/eeg?start=&seconds=&montage=&highpass=&lowpass=&notch=
+                                                   a page of its EEG (JSON samples), display filters
+    GET  /sessions/{session_id}/findings           the findings its report states (null: no report)
     POST /search/text                              sessions whose EEG matches words (JSON body: text, k,
                                                    filters, per_patient; needs an aligned checkpoint, 409
                                                    without a report tower)

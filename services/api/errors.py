@@ -47,7 +47,7 @@ class ErrorOut(ApiModel):
     detail: str = Field(description="What went wrong, for people.")
     kind: str = Field(description="What went wrong, for programs: `bad_request`, `unauthorized`, `forbidden`, "
                                   "`unknown_session`, `unknown_task`, `not_found`, `method_not_allowed`, "
-                                  "`no_report_tower`, "
+                                  "`no_report_tower`, `no_tokenizer`, "
                                   "`length_required`, `payload_too_large`, `invalid_request`, `internal_error`; "
                                   "an upload that is not a readable EDF/BDF gets the ingest error's kind "
                                   "(`not_edf`, `truncated`, `corrupt_header`, ...).")
@@ -85,8 +85,9 @@ _ERROR_DESCRIPTIONS = {
     401: "No API key (kind `unauthorized`, header `WWW-Authenticate: ApiKey`).",
     403: "API key not accepted (kind `forbidden`).",
     404: "Unknown session (kind `unknown_session`) or probe task (kind `unknown_task`).",
-    409: "The served checkpoint has no report tower (a stage-1 checkpoint): text search needs an aligned one "
-         "(kind `no_report_tower`).",
+    409: "The served checkpoint lacks what the endpoint needs: a report tower for text search (a stage-1 "
+         "checkpoint; kind `no_report_tower`), or the tokenizer that reads recordings for an explanation (a "
+         "checkpoint that embeds tokens only; kind `no_tokenizer`).",
     411: "Upload without a Content-Length header (kind `length_required`).",
     413: "Upload larger than the service's --max-upload-mb (kind `payload_too_large`).",
     422: "Invalid request (kind `invalid_request`, one entry per invalid field in `errors`), or an upload that is "

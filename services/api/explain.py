@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.api.answers import stored
 from services.api.deps import State, require_key
 from services.api.errors import ApiError, error_responses
+from tokenizer.checkpoint_io import CheckpointError
 
 __all__ = ["ExplainOut", "explain_router"]
 
@@ -54,7 +55,7 @@ def explain_router() -> APIRouter:
     cache: OrderedDict[tuple[str, str, str, bool], ExplainOut] = OrderedDict()
 
     @router.get("/sessions/{session_id:path}/explain", response_model=ExplainOut, tags=["probes"],
-                responses=error_responses(401, 403, 404, 422, 500))
+                responses=error_responses(401, 403, 404, 409, 422, 500))
     def session_explain(session_id: str, state: State,
                         task: str = Query(..., description="The probe task whose score is explained."),
                         channels: bool = Query(True, description="Occlude every electrode too (the scalp map); "
@@ -71,6 +72,12 @@ def explain_router() -> APIRouter:
         if path is None or not path.is_file():
             raise ApiError(404, f"session {session_id!r}: its recording is not in the store's archive",
                            "unknown_session")
+        try:
+            state.embedder.tokenizer  # noqa: B018  (loaded once; a checkpoint without one is refused here)
+        except CheckpointError as exc:
+            reason = str(exc).removeprefix(f"{exc.path}: ")  # no server path in an answer
+            raise ApiError(409, f"the served checkpoint cannot read recordings to explain them: {reason}",
+                           "no_tokenizer") from None
         key = (state.model_id, str(meta.get("source_sha256")), task, channels)
         if key in cache:
             cache.move_to_end(key)

@@ -13,7 +13,7 @@ const COLUMNS = [
 const $ = (id) => document.getElementById(id);
 const state = {
   offset: 0, total: 0, sort: "session_id", order: "asc", filters: [],
-  session: null, eegStart: 0, eegDuration: 0, eegPage: null, eegTicket: 0, probes: [],
+  session: null, eegStart: 0, eegDuration: 0, eegPage: null, eegTicket: 0, explainTicket: 0, probes: [],
 };
 
 class ApiError extends Error {
@@ -216,6 +216,7 @@ async function openSession(id) {
   $("session-title").textContent = "Session " + id;
   const enc = encodeURIComponent(id);
   $("explain-panel").hidden = true;
+  state.explainTicket++;  // an explanation still coming is of the previous session
   await Promise.all([loadMeta(enc), loadProbes(enc, id), loadSpectrogram(enc), loadNeighbours(enc), loadEEG()]);
   $("eeg").focus();
 }
@@ -253,17 +254,27 @@ async function loadProbes(enc, id) {
   } catch (e) { $("probes-note").textContent = "Probe scores not loaded: " + e.message; }
 }
 
+// The occlusion explanation of a probe score: seconds of work on the server, so the panel
+// says so meanwhile and the rest of the page stays usable; only the latest request is shown.
 async function explain(enc, id, task) {
+  const ticket = ++state.explainTicket;
   $("explain-panel").hidden = false;
   $("explain-title").textContent = "Why " + task + "?";
-  $("explain-summary").textContent = "Occluding regions, minutes and bands… (seconds)";
+  const t0 = performance.now();
+  const progress = () => {
+    $("explain-summary").textContent = "Explaining: occluding regions, minutes and bands… "
+      + ((performance.now() - t0) / 1000).toFixed(0) + " s";
+  };
+  progress();
+  const timer = setInterval(() => { if (ticket === state.explainTicket) progress(); }, 1000);
   const body = $("explain-body");
   body.replaceChildren();
   try {
     const x = await getJSON("/sessions/" + enc + "/explain?" + query([["task", task], ["channels", "false"]]));
-    if (state.session !== id) return;
-    $("explain-summary").textContent = "score " + x.baseline.toFixed(3) + "; side " + (x.hemisphere || "—")
-      + ", band " + (x.top_band || "—") + ", minute " + (x.top_minute ?? "—") + " (drop of the score without it)";
+    if (state.session !== id || ticket !== state.explainTicket) return;
+    $("explain-summary").textContent = "score " + x.baseline.toFixed(3) + "; top band " + (x.top_band || "—")
+      + ", hemisphere " + (x.hemisphere || "—") + ", top minute " + (x.top_minute ?? "—")
+      + " (the part whose occlusion drops the score most; " + x.seconds.toFixed(1) + " s)";
     for (const [group, values] of [["region", x.region], ["band", x.band]]) {
       for (const [name, v] of Object.entries(values)) {
         const tr = el("tr");
@@ -271,7 +282,9 @@ async function explain(enc, id, task) {
         body.append(tr);
       }
     }
-  } catch (e) { $("explain-summary").textContent = "No explanation: " + e.message; }
+  } catch (e) {
+    if (ticket === state.explainTicket) $("explain-summary").textContent = "No explanation: " + e.message;
+  } finally { clearInterval(timer); }
 }
 
 async function loadSpectrogram(enc) {
