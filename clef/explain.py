@@ -23,7 +23,16 @@ is one the model is built to see:
   windows are tokenized again;
 * **time** (``time``, one value per ``minute_s``): the tokens of that minute are invalid
   in the token mask, as a gap in the recording: the transformer neither attends to nor
-  pools them; only the window holding the minute is encoded again;
+  pools them. With ``time_method="gradient"`` this occlusion is taken to first
+  order: every token gets a presence weight (1 as it is, 0 a gap:
+  :meth:`clef.model.SessionTransformer.embed_windows_weighted`), and a minute's value is
+  the sum of the score's derivatives in its tokens' weights, from one forward and one
+  backward pass instead of one encoder pass per minute (a minute is a small part of a
+  window, so the first order is close: ``bench/explain_speed.py`` compares it with the
+  exact occlusion); ``time_method="occlusion"`` encodes the window holding each minute
+  again without it; the default, ``auto``, takes the exact occlusion unless it costs more
+  encoder passes than the gradient's forward and backward pass (:data:`GRADIENT_PASSES`
+  per window), as it does for sessions of more than a few minutes;
 * **frequency** (``band``, one value per band of :data:`tokenizer.multitaper.CANONICAL_BANDS`):
   the band's bins of every channel and frame are replaced by the straight line (in dB)
   between the bins just outside it, so the band carries only the power its neighbours
@@ -32,8 +41,11 @@ is one the model is built to see:
 
 The spectrogram is computed once; every occluded variant is made from it (a copy of the
 model input with rows zeroed or bins replaced, or a token mask), and the variants are
-batched through the tokenizer and the encoder. Absent channels get NaN (nothing to take
-away), as do minutes without a valid frame.
+batched through the tokenizer and the encoder; a window whose codes an occlusion left
+unchanged is not encoded again. The channel, region and band occlusions stay exact: they
+change most of a window's codes, where a first-order estimate through the encoder is far
+off (bench/RESULTS.md, "Explanations"). Absent channels get NaN (nothing to take away), as
+do minutes without a valid frame.
 """
 
 from __future__ import annotations
@@ -59,6 +71,7 @@ from tokenizer.vqgan.layout import HemisphereLayout
 from tokenizer.windows import split_windows, token_mask_np
 
 __all__ = [
+    "GRADIENT_PASSES",
     "REGION_NAMES",
     "Explanation",
     "Scorer",
@@ -71,6 +84,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: Cost of the gradient's forward and backward pass, in encoder passes per window
+#: (bench/explain_speed.py, bench/RESULTS.md "Explanations"): ``time_method="auto"`` occludes
+#: the time steps one by one when that takes no more passes.
+GRADIENT_PASSES = 4
 #: A score function: session embeddings ``(n, dim)`` → scores ``(n,)``.
 Scorer = Callable[[np.ndarray], np.ndarray]
 
@@ -156,7 +173,7 @@ class Explanation:
         Wall time of the attribution (the reading excluded).
     n_variants : int
         Sessions scored: the baseline and the occluded ones (the time steps among them
-        only with ``time_method="occlusion"``).
+        only when the time was attributed by occlusion).
     embedding : ndarray, (dim,) float32
         The session embedding, nothing occluded (what the neighbours are searched with).
     time_method : str
@@ -271,7 +288,7 @@ def inpaint_band(x: np.ndarray, freqs: np.ndarray, band: tuple[float, float]) ->
 
 def explain(source: str | Path | Recording | SessionSpectrogram, embedder: Embedder | str | Path, score: Scorer, *,
             target: str = "score", minute_s: float = 60.0, bands: Mapping[str, tuple[float, float]] | None = None,
-            channels: bool = True, time_method: str = "gradient", batch_size: int = 8,
+            channels: bool = True, time_method: str = "auto", batch_size: int = 8,
             threads: int | None = None) -> Explanation:
     """Occlusion attribution of ``score`` on one session (see the module docstring).
 
@@ -296,12 +313,14 @@ def explain(source: str | Path | Recording | SessionSpectrogram, embedder: Embed
     channels : bool
         Occlude every channel on its own too (the scalp map); False: regions only
         (fewer variants: 13 fewer tokenizer and encoder passes).
-    time_method : {"gradient", "occlusion"}
-        How the time steps are attributed: ``gradient`` (default), the first-order effect
-        of taking each step's tokens away, from one forward and one backward pass through
-        the encoder (:meth:`clef.model.SessionTransformer.embed_windows_weighted`; an
-        encoder without presence weights falls back to occlusion); ``occlusion``, one
-        encoder pass per step, each step's tokens a gap in the token mask.
+    time_method : {"auto", "gradient", "occlusion"}
+        How the time steps are attributed: ``gradient``, the first-order effect of taking
+        each step's tokens away, from one forward and one backward pass through the
+        encoder (:meth:`clef.model.SessionTransformer.embed_windows_weighted`);
+        ``occlusion``, one encoder pass per step and window it touches, each step's
+        tokens a gap in the token mask; ``auto`` (default): occlusion when it takes at
+        most :data:`GRADIENT_PASSES` encoder passes per window or the encoder has no
+        presence weights, else gradient. The one used is ``Explanation.time_method``.
     batch_size : int
         Windows per tokenizer and encoder pass.
     threads : int, optional
@@ -323,9 +342,12 @@ def explain(source: str | Path | Recording | SessionSpectrogram, embedder: Embed
         raise ValueError(f"minute_s: a positive number of seconds expected, found {minute_s}")
     if batch_size < 1:
         raise ValueError(f"batch_size: at least 1 expected, found {batch_size}")
-    if time_method not in ("gradient", "occlusion"):
-        raise ValueError(f"time_method: 'gradient' or 'occlusion' expected, found {time_method!r}")
+    if time_method not in ("auto", "gradient", "occlusion"):
+        raise ValueError(f"time_method: 'auto', 'gradient' or 'occlusion' expected, found {time_method!r}")
     emb = Embedder(embedder) if isinstance(embedder, (str, Path)) else embedder
+    weighted = hasattr(emb.encoder, "embed_windows_weighted")
+    if time_method == "gradient" and not weighted:
+        raise ValueError("time_method='gradient' needs an encoder with presence weights (embed_windows_weighted)")
     bands = dict(CANONICAL_BANDS if bands is None else bands)
     if not bands:
         raise ValueError("bands: at least one band expected")
@@ -388,9 +410,10 @@ def explain(source: str | Path | Recording | SessionSpectrogram, embedder: Embed
     col_valid = valid0.any(1).reshape(-1)  # (W * gt,)
     steps_valid = sorted({int(k) for k in col_step[col_valid]})
     n_steps = steps_valid[-1] + 1 if steps_valid else 0  # steps of padding only, after the end, left out
-    if time_method == "gradient" and not hasattr(emb.encoder, "embed_windows_weighted"):
-        log.info("the encoder has no presence weights (embed_windows_weighted): time by occlusion")
-        time_method = "occlusion"
+    if time_method == "auto":
+        passes = sum(len({int(c) // gt for c in np.flatnonzero(col_step == k)}) for k in steps_valid)
+        windows = int(valid0.reshape(n_win, -1).any(1).sum())
+        time_method = "gradient" if weighted and passes > GRADIENT_PASSES * windows else "occlusion"
     t_drop = None
     if time_method == "gradient" and steps_valid:
         t_drop = _time_gradient(emb, codes[0], valid0, score, col_step, n_steps)[steps_valid]
@@ -522,12 +545,19 @@ def _time_gradient(emb: Embedder, codes: np.ndarray, valid: np.ndarray, score: S
     dev = emb.device
     c = torch.from_numpy(np.ascontiguousarray(codes)).long().to(dev)
     v = torch.from_numpy(np.ascontiguousarray(valid)).to(dev)
-    with torch.inference_mode(False), torch.enable_grad():
-        weight = torch.ones(v.shape, dtype=torch.float32, device=dev, requires_grad=True)
-        e, mass, _ = emb.encoder.embed_windows_weighted(c, v, weight, emb.context_columns)
-        sess = aggregate_windows(e, mass)
-        g = _score_gradient(score, sess.detach().double().cpu().numpy())
-        sess.backward(torch.from_numpy(g).to(sess))
+    params = [p for p in emb.encoder.parameters() if p.requires_grad]
+    try:
+        for p in params:  # the weights' gradient is not wanted: the backward pass skips it
+            p.requires_grad_(False)
+        with torch.inference_mode(False), torch.enable_grad():
+            weight = torch.ones(v.shape, dtype=torch.float32, device=dev, requires_grad=True)
+            e, mass, _ = emb.encoder.embed_windows_weighted(c, v, weight, emb.context_columns)
+            sess = aggregate_windows(e, mass)
+            g = _score_gradient(score, sess.detach().double().cpu().numpy())
+            sess.backward(torch.from_numpy(g).to(sess))
+    finally:
+        for p in params:
+            p.requires_grad_(True)
     assert weight.grad is not None
     per_col = (weight.grad * v).sum(1).reshape(-1).double().cpu().numpy()  # (W * gt,)
     return np.bincount(col_step, weights=per_col, minlength=n_steps)[:n_steps]

@@ -186,8 +186,8 @@ class SessionTransformer(nn.Module):
                                columns: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Window (or crop) embeddings with a presence weight per token, differentiable in the weights.
 
-        A token of weight ``w`` counts ``w`` times as a key of every attention (``log w``
-        added to its attention logits) and in the pooled mean: weight 1 everywhere is
+        A token of weight ``w`` counts ``w`` times as a key of every attention (its
+        attention weights multiplied by ``w`` before normalising) and in the pooled mean: weight 1 everywhere is
         :meth:`embed_windows`, weight 0 is the token taken away as a gap in the token mask
         (neither attended to nor pooled). The derivative in a token's weight is the
         first-order effect of taking it away (``clef.explain``'s time attribution).
@@ -230,7 +230,7 @@ class SessionTransformer(nn.Module):
             idx = torch.nonzero(valid[r].reshape(-1)).flatten()
             w = weight[r].reshape(-1)[idx].to(self.tok.weight.dtype)
             x = self.tok(codes[r].reshape(-1)[idx].long()) + pos[idx]
-            x = self.norm(pre_ln_inference(self.blocks, x[None], key_bias=torch.log(w)[None]))[0]
+            x = self.norm(pre_ln_inference(self.blocks, x[None], key_weight=w[None]))[0]
             embs.append((x * w[:, None]).sum(0) / w.sum().clamp(min=1e-12))
             mass.append(w.sum())
         if not embs:
@@ -239,7 +239,7 @@ class SessionTransformer(nn.Module):
         return torch.stack(embs), torch.stack(mass), owner
 
 def pre_ln_inference(blocks: nn.TransformerEncoder, x: torch.Tensor,
-                     key_bias: torch.Tensor | None = None) -> torch.Tensor:
+                     key_weight: torch.Tensor | None = None) -> torch.Tensor:
     """``blocks(x)`` for inference without padding, with attention that never holds the
     ``(heads, N, N)`` score matrix.
 
@@ -259,28 +259,40 @@ def pre_ln_inference(blocks: nn.TransformerEncoder, x: torch.Tensor,
         with GELU go through PyTorch's own path.
     x : Tensor, (B, N, dim)
         Input features, no padding.
-    key_bias : Tensor, (B, N), optional
-        Added to every attention logit of each key (``log`` of a presence weight:
-        :meth:`SessionTransformer.embed_windows_weighted`); differentiable.
+    key_weight : Tensor, (B, N), optional
+        A presence weight of each key, multiplying its attention weights before they are
+        normalised (softmax of the logits plus ``log`` weight; weight 0: the key is
+        masked): :meth:`SessionTransformer.embed_windows_weighted`. Differentiable; computed
+        as attention over the weighted values with the weights as one more value column
+        (numerator and normaliser from one fused call, which has a backward pass that
+        never holds the scores either, unlike an additive mask's).
 
     Returns
     -------
     Tensor, (B, N, dim)
     """
     b, n, d = x.shape
-    mask = None if key_bias is None else key_bias.to(x.dtype)[:, None, None, :]
+    weight = None if key_weight is None else key_weight.to(x.dtype)[:, None, :, None]
     for layer in blocks.layers:
         attn = layer.self_attn
         if not (layer.norm_first and getattr(layer, "activation_relu_or_gelu", 0) == 2 and attn.batch_first
                 and attn._qkv_same_embed_dim and attn.in_proj_bias is not None):
-            if mask is not None:
-                raise ValueError("key_bias needs pre-LN layers with GELU and a packed in-projection")
+            if weight is not None:
+                raise ValueError("key_weight needs pre-LN layers with GELU and a packed in-projection")
             x = layer(x)
             continue
         heads = attn.num_heads
         qkv = nn.functional.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias)
         q, k, v = qkv.view(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
-        a = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if weight is None:
+            a = nn.functional.scaled_dot_product_attention(q, k, v)
+        else:  # weighted values and the weights as one more column (queries and keys padded with a zero
+            # column, as the fused kernel wants one head size): numerator and normaliser in one call
+            zero = q.new_zeros(b, heads, n, 1)
+            a = nn.functional.scaled_dot_product_attention(
+                torch.cat([q, zero], -1), torch.cat([k, zero], -1),
+                torch.cat([v * weight, weight.expand(b, heads, n, 1)], -1), scale=(d // heads) ** -0.5)
+            a = a[..., :-1] / a[..., -1:]
         x = x + attn.out_proj(a.transpose(1, 2).reshape(b, n, d))
         x = x + layer.linear2(nn.functional.gelu(layer.linear1(layer.norm2(x))))
     return blocks.norm(x) if blocks.norm is not None else x

@@ -13,7 +13,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from clef.explain import REGION_NAMES, Explanation, channel_regions, explain, inpaint_band, similarity_scorer
+from clef.explain import (
+    GRADIENT_PASSES,
+    REGION_NAMES,
+    Explanation,
+    channel_regions,
+    explain,
+    inpaint_band,
+    similarity_scorer,
+)
 from clef.viz import plot_explanation
 from tokenizer import CANONICAL_CHANNELS
 from tokenizer.contract import SignalContract
@@ -116,7 +124,7 @@ def test_regions_only_and_options() -> None:
 
 
 def test_time_by_gradient_agrees_with_time_by_occlusion() -> None:
-    """With a real (small, random) session transformer the default time attribution, the
+    """With a real (small, random) session transformer the gradient time attribution, the
     first-order effect of each minute's tokens from one backward pass, follows one encoder
     pass per minute; the other axes are occlusion in both."""
     from clef.factory import create_model
@@ -128,8 +136,11 @@ def test_time_by_gradient_agrees_with_time_by_occlusion() -> None:
     emb.encoder = enc
     score = similarity_scorer(np.random.default_rng(0).normal(size=32))
     spec = _spectrogram(minutes=6)
-    grad = explain(spec, emb, score, channels=False)
+    grad = explain(spec, emb, score, channels=False, time_method="gradient")
     occl = explain(spec, emb, score, channels=False, time_method="occlusion")
+    # auto: the exact occlusion while it costs no more than the gradient's passes, then the gradient
+    assert explain(_spectrogram(minutes=GRADIENT_PASSES), emb, score, channels=False).time_method == "occlusion"
+    assert explain(spec, emb, score, channels=False).time_method == "gradient"
     assert grad.time_method == "gradient" and occl.time_method == "occlusion"
     assert grad.to_dict()["time_method"] == "gradient"
     assert occl.n_variants == grad.n_variants + 6
@@ -139,6 +150,8 @@ def test_time_by_gradient_agrees_with_time_by_occlusion() -> None:
     assert grad.top_minute == occl.top_minute
     with pytest.raises(ValueError, match="time_method"):
         explain(spec, emb, score, time_method="integrated")
+    with pytest.raises(ValueError, match="presence weights"):
+        explain(spec, _embedder(), _probe, time_method="gradient")
 
 
 def test_inpaint_band_and_similarity() -> None:
