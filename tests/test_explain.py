@@ -236,6 +236,9 @@ def test_cli_writes_json_and_figure_and_refuses_a_short_file(checkpoint: Path, t
     short = _edf(tmp_path / "short.edf", 2.0)
     r = _run(str(short), "--checkpoint", str(checkpoint), "--task", "eeg_left", "--probes", str(results))
     assert r.exit_code == 2 and "short" in r.output.lower()
+    r = _run(str(edf), "--checkpoint", str(checkpoint), "--task", "eeg_left", "--probes", str(results),
+             "--time", "integrated")
+    assert r.exit_code == 2 and "time_method" in r.output
 
 
 def _store(root: Path, archive: Path, files: list[Path], checkpoint: Path) -> tuple[Path, str]:
