@@ -136,14 +136,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(store: Path, checkpoint: Path, probes: Path, key: str, log: Path) -> tuple[subprocess.Popen, str, float]:
-    """``python -m clef serve`` on a free loopback port; returns (process, base URL, seconds to ready)."""
+def start_server(store: Path, checkpoint: Path, probes: Path, key: str, log: Path,
+                 extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str, float]:
+    """``python -m clef serve`` (with the options ``extra`` too) on a free loopback port; returns
+    (process, base URL, seconds to ready)."""
     import httpx
 
     port = free_port()
     env = {**os.environ, "CLEF_API_KEYS": key}
     cmd = [sys.executable, "-m", "clef", "serve", str(store), "--checkpoint", str(checkpoint), "--probes", str(probes),
-           "--port", str(port), "--max-upload-mb", "1024"]
+           "--port", str(port), "--max-upload-mb", "1024", *extra]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
