@@ -49,13 +49,21 @@ def _wait(d, cond, timeout: float = 180.0):  # noqa: ANN001,ANN202
 
 def _full_page(d, path: Path, width: int) -> None:  # noqa: ANN001
     """The whole page (the window grown to its height), as a PNG."""
-    for _ in range(2):  # the layout changes with the window's size: measure again
-        h = int(d.execute_script("return document.documentElement.scrollHeight"))
-        d.set_window_size(width, h + 20)
-        time.sleep(0.3)
+    h = int(d.execute_script("return document.documentElement.scrollHeight"))
+    d.set_window_size(width, h + 160)  # the window's frame takes some of its height, headless too
     d.execute_script("window.scrollTo(0, 0)")
     time.sleep(0.5)  # the EEG canvas redraws on resize
     d.save_screenshot(str(path))
+    _small(path)
+
+
+def _small(path: Path) -> None:
+    """The PNG in 256 colours (a third of the bytes; the page has few colours but the spectrogram)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        q = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    q.save(path, optimize=True)
 
 
 def main() -> None:
