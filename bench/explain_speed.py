@@ -3,7 +3,7 @@
 Usage::
 
     python bench/explain_speed.py [--config base] [--minutes 20] [--threads 2] [--reference REV]
-        [--modes regions,channels] [--checkpoint CKPT --probes RESULTS --task TASK --edf FILE]
+        [--modes regions,channels] [--checkpoint CKPT --probes RESULTS --task TASK --edf FILE [--linear-check]]
 
 By default a random-weight checkpoint of ``--config`` (:func:`clef.factory.save_random_checkpoint`;
 the cost does not depend on training) explains the similarity of the generated
@@ -24,6 +24,10 @@ peak RSS, the ratio reference / current, and how the two agree: the largest abso
 difference of the channel, region and band attributions (occlusion in both) and, for the
 time axis, the Pearson correlation, whether the top minute is the same, and the largest
 difference relative to the reference's largest absolute time attribution.
+
+``--linear-check`` (a trained checkpoint's probe) asks whether the regions' and bands'
+encoder passes could be replaced by a first-order estimate too, as the minutes' are: it
+prints each one's exact drop, the estimate, and the share of codes the occlusion changed.
 """
 
 from __future__ import annotations
@@ -77,6 +81,84 @@ def _child(args: argparse.Namespace) -> None:
     }))
 
 
+def _linear_check(ckpt: Path, edf: Path, probes: Path, task: str, threads: int) -> None:
+    """Could the encoder pass of a spectral occlusion be replaced by a first-order estimate?
+
+    For each region and band: the exact drop (the occluded codes encoded again) against
+    ``-sum_j g_j . (E[c'_j] - E[c_j])`` over the valid tokens, ``g`` the score's gradient in
+    the token embeddings at the baseline (through the presence-weighted path, weights 1),
+    ``E`` the token embedding table; and the share of codes the occlusion changed.
+    """
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    from benchmark_tasks.probes import load_probes
+    from clef.embedding import Embedder
+    from clef.explain import _score_gradient, _tokenize, channel_regions, inpaint_band, read_spectrogram
+    from clef.model import aggregate_windows
+    from tokenizer.multitaper import CANONICAL_BANDS
+    from tokenizer.windows import split_windows, token_mask_np
+
+    emb = Embedder(ckpt)
+    score = load_probes(probes)[task]
+    spec = read_spectrogram(edf, emb, threads=threads)
+    tok, enc = emb.tokenizer, emb.encoder
+    if emb.context_columns is not None:
+        raise SystemExit("--linear-check: a whole-window checkpoint expected")
+    cm = spec.channel_mask.astype(bool)
+    x0, m0 = split_windows(spec.values, spec.frame_mask.astype(bool), cm, tok.spec)
+    valid = torch.from_numpy(token_mask_np(m0, tok.grid))
+    sp = emb.contract.spectrogram
+    freqs = sp.fmin + np.arange(sp.n_freqs) / sp.window_s
+    inputs, names = [x0], [""]
+    for r, idx in channel_regions(tuple(emb.contract.channels)).items():
+        x = x0.copy()
+        x[:, [i for i in idx if cm[i]]] = 0.0
+        inputs.append(x)
+        names.append(r)
+    for b, rng in CANONICAL_BANDS.items():
+        x = inpaint_band(x0, freqs, rng)
+        x[:, ~cm] = 0.0
+        x *= m0[:, None, None, :]
+        inputs.append(x)
+        names.append(b)
+    codes = torch.from_numpy(_tokenize(tok, inputs, m0, 8))
+    grads: list[torch.Tensor] = []
+    table = enc.tok.forward
+
+    def keep_grad(ids: torch.Tensor) -> torch.Tensor:
+        out = table(ids).detach().requires_grad_(True)
+        grads.append(out)
+        return out
+
+    enc.tok.forward = keep_grad  # the token embeddings of each window's valid tokens, their gradient kept
+    for p in enc.parameters():
+        p.requires_grad_(False)
+    w = torch.ones(valid.shape, requires_grad=True)
+    e, mass, _ = enc.embed_windows_weighted(codes[0], valid, w)
+    sess = aggregate_windows(e, mass)
+    sess.backward(torch.from_numpy(_score_gradient(score, sess.detach().double().numpy())).float())
+    enc.tok.forward = table
+    n_tok = valid.reshape(valid.shape[0], -1).sum(1)
+    with torch.inference_mode():
+        base = float(score(aggregate_windows(enc.embed_windows(codes[0], valid), n_tok).double().numpy()[None])[0])
+        exact, linear = [], []
+        print(f"{'occluded':10s} {'exact drop':>11s} {'first order':>12s} {'codes changed':>14s}")
+        for k in range(1, len(names)):
+            s = aggregate_windows(enc.embed_windows(codes[k], valid), n_tok).double().numpy()[None]
+            exact.append(base - float(score(s)[0]))
+            lin = 0.0
+            for r in range(valid.shape[0]):
+                idx = torch.nonzero(valid[r].reshape(-1)).flatten()
+                d = enc.tok.weight[codes[k, r].reshape(-1)[idx]] - enc.tok.weight[codes[0, r].reshape(-1)[idx]]
+                lin -= float((grads[r].grad * d).sum())
+            linear.append(lin)
+            changed = float((codes[k] != codes[0])[valid].float().mean())
+            print(f"{names[k]:10s} {exact[-1]:+11.4f} {lin:+12.4f} {changed:14.2f}")
+    print(f"correlation exact / first order: {np.corrcoef(exact, linear)[0, 1]:.3f}")
+
+
 def _run_child(impl: str, mode: str, ckpt: Path, edf: Path, args: argparse.Namespace, ref_dir: Path | None,
                tmp: Path) -> dict:
     result = tmp / f"{impl}_{mode}.json"
@@ -123,6 +205,9 @@ def main() -> None:
     ap.add_argument("--probes", type=Path)
     ap.add_argument("--task")
     ap.add_argument("--edf", type=Path)
+    ap.add_argument("--linear-check", action="store_true",
+                    help="Only compare the regions' and bands' exact drops with a first-order estimate through the "
+                         "encoder (with --checkpoint, --probes, --task, --edf).")
     # the child's options
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--mode", help=argparse.SUPPRESS)
@@ -139,6 +224,11 @@ def main() -> None:
         ap.error("--modes: regions and/or channels expected")
     if bool(args.checkpoint) != bool(args.task) or (args.task and not (args.probes and args.edf)):
         ap.error("--checkpoint, --task, --probes and --edf go together")
+    if args.linear_check:
+        if not args.task:
+            ap.error("--linear-check needs --checkpoint, --probes, --task and --edf")
+        _linear_check(args.checkpoint, args.edf, args.probes, args.task, args.threads)
+        return
     from common import make_file
 
     with tempfile.TemporaryDirectory() as tmpd:
