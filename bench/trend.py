@@ -3,7 +3,8 @@
 Usage::
 
     python bench/trend.py [--hours 24] [--stride 5min] [--config tiny] [--threads 2] [--out DIR]
-    python bench/trend.py --compare REV [--hours 2] [--stride 5min] [--config base] [--threads 2] [--out DIR]
+    python bench/trend.py --compare REV [--hours 2] [--stride 5min] [--config base] [--checkpoint CK] [--threads 2]
+                          [--out DIR]
 
 Writes a 19-channel 256 Hz EDF of ``--hours`` (:func:`memory.write_long_edf`, bench's long-file
 writer: 10-minute blocks of sine-and-noise EEG, about 850 MB per 24 h) and a random-weight
@@ -54,6 +55,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="Keep the file, checkpoint and trend here.")
     ap.add_argument("--compare", metavar="REV", default=None,
                     help="Time a point of clef/trend.py at git revision REV and of today's, in this process.")
+    ap.add_argument("--checkpoint", type=Path, default=None,
+                    help="With --compare: this (trained) checkpoint instead of a random one of --config.")
     args = ap.parse_args()
     if args.compare is not None:
         import torch
@@ -73,6 +76,9 @@ def run_in(work: Path, args: argparse.Namespace) -> None:
 
     edf = write_long_edf(work / f"long_{args.hours:g}h.edf", args.hours)
     ck = work / f"ck_{args.config}"
+    if args.compare is not None and args.checkpoint is not None:
+        compare(edf, args.checkpoint, args)
+        return
     if not ck.is_dir():
         save_random_checkpoint(args.config, ck)
     if args.compare is not None:
@@ -161,7 +167,8 @@ def compare(edf: Path, ck: Path, args: argparse.Namespace) -> None:
     frames = sum(b.values.shape[2] for b in blocks)
     stride = today.parse_duration(args.stride)
     step = embedder.contract.spectrogram.step_s
-    print(json.dumps({"hours": args.hours, "config": args.config, "threads": args.threads, "frames": frames,
+    print(json.dumps({"hours": args.hours, "config": args.config, "checkpoint": str(ck), "threads": args.threads,
+                      "frames": frames,
                       "read_and_spectrogram_s": round(spec_s, 1),
                       "read_and_spectrogram_s_per_hour": round(spec_s / (frames * step / 3600), 2)}), flush=True)
     runs = [("rev " + args.compare, base, {}), ("exact", today, {}), ("reuse_tokens", today, {"reuse_tokens": True})]
