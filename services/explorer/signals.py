@@ -63,8 +63,6 @@ MAX_WHOLE_S = 3600.0
 DISPLAY_STEP_S = 4.0
 #: Highest frequency drawn (Hz): alpha and slowing stay legible.
 DISPLAY_FMAX = 20.0
-
-
 #: Lowest high-pass edge of the display (Hz): the contract's band-pass already starts at 0.1 Hz,
 #: and a lower edge would need minutes of padding to settle.
 MIN_HIGHPASS = 0.1
@@ -128,8 +126,9 @@ class DisplayFilters(BaseModel):
 
     def pad_s(self) -> float:
         """Signal read on each side of a page (s) so the filters settle before it: three
-        periods of the high-pass edge (its transient has then decayed below 0.1 %), at
-        least 2 s (the low-pass and the notch settle within a second)."""
+        periods of the high-pass edge (the transient of the contract's second-order
+        Butterworth has died out by then: a page equals the middle of a longer one, as the
+        tests check), at least 2 s (the low-pass and the notch settle sooner)."""
         return 0.0 if self.off else max(2.0, 3.0 / self.highpass if self.highpass else 0.0)
 
     def apply(self, data: np.ndarray, sfreq: float, *, order: int, q: float, padlen: int) -> np.ndarray:
