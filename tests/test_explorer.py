@@ -3,7 +3,8 @@
 The served store is built cheaply, as tests/test_text_search.py builds its own: an aligned
 checkpoint made by hand (untrained towers: text search answers, ranking is not tested here),
 twelve sessions of random embeddings, three of them with a real (generated) EDF in the
-store's archive, the others without one (the page says so). One browser for the module.
+store's archive, the others without one (the page says so), four with a report in
+``reports/`` beside the archive (their findings are shown). One browser for the module.
 Where Chromium or chromedriver is missing the browser tests skip, naming what is missing.
 """
 
