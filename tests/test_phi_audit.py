@@ -491,7 +491,7 @@ def test_http_responses_carry_no_planted_phi(demo_run: DemoRun, phi: list[Plante
             sid = truth["session_id"][0]
             for path in (f"/sessions/{sid}", f"/sessions/{sid}/similar?k=5",
                          f"/sessions/{sid}/similar?k=5&per_patient=true", f"/sessions/{sid}/probabilities",
-                         f"/sessions/{sid}/probabilities?task={tasks[0]}"):
+                         f"/sessions/{sid}/probabilities?task={tasks[0]}", f"/sessions/{sid}/findings"):
                 responses.append((f"GET {path}", c.get(path)))
             # a hospital EDF: its header carries the patient's name, MRN and birth date
             row = truth.filter(pl.col("path").str.ends_with(".edf")).row(0, named=True)
