@@ -3,7 +3,8 @@
 Usage::
 
     python bench/explain_speed.py [--config base] [--minutes 20] [--threads 2] [--reference REV]
-        [--modes regions,channels] [--checkpoint CKPT --probes RESULTS --task TASK --edf FILE [--linear-check]]
+        [--modes regions,channels] [--pass-cost]
+        [--checkpoint CKPT --probes RESULTS --task TASK --edf FILE [--linear-check]]
 
 By default a random-weight checkpoint of ``--config`` (:func:`clef.factory.save_random_checkpoint`;
 the cost does not depend on training) explains the similarity of the generated
@@ -25,7 +26,8 @@ difference of the channel, region and band attributions (occlusion in both) and,
 time axis, the Pearson correlation, whether the top minute is the same, and the largest
 difference relative to the reference's largest absolute time attribution.
 
-``--linear-check`` (a trained checkpoint's probe) asks whether the regions' and bands'
+``--pass-cost`` only times one encoder pass and the minutes' forward and backward pass
+(:data:`clef.explain.GRADIENT_PASSES`) in CPU seconds. ``--linear-check`` (a trained checkpoint's probe) asks whether the regions' and bands'
 encoder passes could be replaced by a first-order estimate too, as the minutes' are: it
 prints each one's exact drop, the estimate, and the share of codes the occlusion changed.
 """
@@ -159,6 +161,41 @@ def _linear_check(ckpt: Path, edf: Path, probes: Path, task: str, threads: int) 
     print(f"correlation exact / first order: {np.corrcoef(exact, linear)[0, 1]:.3f}")
 
 
+def _pass_cost(config: str, ckpt: Path, edf: Path, threads: int, repeats: int = 2) -> None:
+    """CPU seconds of one encoder pass and of the minutes' forward and backward pass on the
+    session's baseline codes (what ``clef.explain.GRADIENT_PASSES`` stands for)."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    from clef.embedding import Embedder
+    from clef.explain import _encode, _time_gradient, _tokenize, read_spectrogram, similarity_scorer
+    from tokenizer.windows import split_windows, token_mask_np
+
+    emb = Embedder(ckpt)
+    spec = read_spectrogram(edf, emb, threads=threads)
+    tok = emb.tokenizer
+    x0, m0 = split_windows(spec.values, spec.frame_mask.astype(bool), spec.channel_mask.astype(bool), tok.spec)
+    codes = _tokenize(tok, [x0], m0, 1)[0]
+    valid = token_mask_np(m0, tok.grid)
+    score = similarity_scorer(np.random.default_rng(0).normal(size=int(emb.cfg.model.dim)))
+    col_step = np.arange(codes.shape[0] * tok.grid[1]) // 6
+
+    def cpu(fn) -> float:
+        fn()
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.process_time()
+            fn()
+            best = min(best, time.process_time() - t0)
+        return best
+
+    enc = cpu(lambda: _encode(emb, codes, valid, 8))
+    grad = cpu(lambda: _time_gradient(emb, codes, valid, score, col_step, int(col_step.max()) + 1))
+    print(f"{config}: one encoder pass {enc:.2f} s CPU, the minutes' forward and backward pass {grad:.2f} s CPU "
+          f"({grad / enc:.1f} encoder passes), {threads} threads, best of {repeats}")
+
+
 def _run_child(impl: str, mode: str, ckpt: Path, edf: Path, args: argparse.Namespace, ref_dir: Path | None,
                tmp: Path) -> dict:
     result = tmp / f"{impl}_{mode}.json"
@@ -205,6 +242,8 @@ def main() -> None:
     ap.add_argument("--probes", type=Path)
     ap.add_argument("--task")
     ap.add_argument("--edf", type=Path)
+    ap.add_argument("--pass-cost", action="store_true",
+                    help="Only time one encoder pass and the minutes' gradient pass on the session's codes.")
     ap.add_argument("--linear-check", action="store_true",
                     help="Only compare the regions' and bands' exact drops with a first-order estimate through the "
                          "encoder (with --checkpoint, --probes, --task, --edf).")
@@ -240,6 +279,9 @@ def main() -> None:
 
             ckpt = save_random_checkpoint(args.config, tmp / f"st_{args.config}")
             edf = make_file(ROOT / "bench" / "out" / f"eeg_{args.minutes}min_256Hz.edf", args.minutes * 60, 256)
+        if args.pass_cost:
+            _pass_cost(args.config if not args.checkpoint else str(ckpt), ckpt, edf, args.threads)
+            return
         ref_dir = None
         if args.reference:
             ref_dir = tmp / "reference"
