@@ -191,7 +191,8 @@ def _pass_cost(config: str, ckpt: Path, edf: Path, threads: int, repeats: int = 
         return best
 
     enc = cpu(lambda: _encode(emb, codes, valid, 8))
-    grad = cpu(lambda: _time_gradient(emb, codes, valid, score, col_step, int(col_step.max()) + 1))
+    w_emb = _encode(emb, codes, valid, 8)
+    grad = cpu(lambda: _time_gradient(emb, codes, valid, w_emb, score, col_step, int(col_step.max()) + 1))
     print(f"{config}: one encoder pass {enc:.2f} s CPU, the minutes' forward and backward pass {grad:.2f} s CPU "
           f"({grad / enc:.1f} encoder passes), {threads} threads, best of {repeats}")
 

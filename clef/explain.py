@@ -416,7 +416,7 @@ def explain(source: str | Path | Recording | SessionSpectrogram, embedder: Embed
         time_method = "gradient" if weighted and passes > GRADIENT_PASSES * windows else "occlusion"
     t_drop = None
     if time_method == "gradient" and steps_valid:
-        t_drop = _time_gradient(emb, codes[0], valid0, score, col_step, n_steps)[steps_valid]
+        t_drop = _time_gradient(emb, codes[0], valid0, w_emb[0], score, col_step, n_steps)[steps_valid]
     elif steps_valid:
         t_codes, t_valid, t_owner = [], [], []
         for k in steps_valid:
@@ -532,34 +532,44 @@ def _score_gradient(score: Scorer, e: np.ndarray) -> np.ndarray:
     return (s[:d] - s[d:]) / (2 * h)
 
 
-def _time_gradient(emb: Embedder, codes: np.ndarray, valid: np.ndarray, score: Scorer, col_step: np.ndarray,
-                   n_steps: int) -> np.ndarray:
+def _time_gradient(emb: Embedder, codes: np.ndarray, valid: np.ndarray, window_embeddings: np.ndarray,
+                   score: Scorer, col_step: np.ndarray, n_steps: int) -> np.ndarray:
     """First-order time attribution ``(n_steps,)`` of the baseline codes ``(W, gf, gt)``.
 
     Every valid token gets a presence weight (1: as it is, 0: a gap in the token mask,
     :meth:`clef.model.SessionTransformer.embed_windows_weighted`); the score's derivative in
     each weight is the first-order effect of taking that token away, and a step's value
     is the sum over its tokens: ``baseline - score without the step`` to first order.
-    One forward and one backward pass instead of one encoder pass per step.
+    One forward and one backward pass instead of one encoder pass per step, window by
+    window (a token's weight acts only through its window's embedding: the other windows
+    enter as their baseline ``window_embeddings (W, dim)``, so memory does not grow with
+    the session's length).
     """
     dev = emb.device
-    c = torch.from_numpy(np.ascontiguousarray(codes)).long().to(dev)
-    v = torch.from_numpy(np.ascontiguousarray(valid)).to(dev)
+    n_tok = valid.reshape(valid.shape[0], -1).sum(1)
+    base = torch.from_numpy(np.asarray(window_embeddings, np.float32) * n_tok[:, None]).to(dev)  # weighted sums
+    num0, den0 = base.sum(0), float(n_tok.sum())
+    g = torch.from_numpy(_score_gradient(score, (num0 / den0).double().cpu().numpy())).float().to(dev)
+    grad = np.zeros(valid.shape, dtype=np.float64)
     params = [p for p in emb.encoder.parameters() if p.requires_grad]
     try:
         for p in params:  # the weights' gradient is not wanted: the backward pass skips it
             p.requires_grad_(False)
         with torch.inference_mode(False), torch.enable_grad():
-            weight = torch.ones(v.shape, dtype=torch.float32, device=dev, requires_grad=True)
-            e, mass, _ = emb.encoder.embed_windows_weighted(c, v, weight, emb.context_columns)
-            sess = aggregate_windows(e, mass)
-            g = _score_gradient(score, sess.detach().double().cpu().numpy())
-            sess.backward(torch.from_numpy(g).to(sess))
+            for w in np.flatnonzero(n_tok > 0):
+                c = torch.from_numpy(np.ascontiguousarray(codes[w:w + 1])).long().to(dev)
+                v = torch.from_numpy(np.ascontiguousarray(valid[w:w + 1])).to(dev)
+                weight = torch.ones(v.shape, dtype=torch.float32, device=dev, requires_grad=True)
+                e, mass, _ = emb.encoder.embed_windows_weighted(c, v, weight, emb.context_columns)
+                num = num0 - base[w] + (e * mass[:, None]).sum(0)
+                den = den0 - float(n_tok[w]) + mass.sum()
+                (num / den).backward(g)
+                assert weight.grad is not None
+                grad[w] = (weight.grad[0] * v[0]).double().cpu().numpy()
     finally:
         for p in params:
             p.requires_grad_(True)
-    assert weight.grad is not None
-    per_col = (weight.grad * v).sum(1).reshape(-1).double().cpu().numpy()  # (W * gt,)
+    per_col = grad.sum(1).reshape(-1)  # (W * gt,)
     return np.bincount(col_step, weights=per_col, minlength=n_steps)[:n_steps]
 
 

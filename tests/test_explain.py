@@ -148,6 +148,10 @@ def test_time_by_gradient_agrees_with_time_by_occlusion() -> None:
     assert grad.baseline == occl.baseline
     assert np.ptp(occl.time) > 0 and np.corrcoef(grad.time, occl.time)[0, 1] > 0.95
     assert grad.top_minute == occl.top_minute
+    # two windows, minute 21 across their border: the gradient is taken window by window
+    long_grad = explain(_spectrogram(minutes=24), emb, score, channels=False, time_method="gradient")
+    long_occl = explain(_spectrogram(minutes=24), emb, score, channels=False, time_method="occlusion")
+    assert long_grad.time.shape == (24,) and np.corrcoef(long_grad.time, long_occl.time)[0, 1] > 0.95
     with pytest.raises(ValueError, match="time_method"):
         explain(spec, emb, score, time_method="integrated")
     with pytest.raises(ValueError, match="presence weights"):
