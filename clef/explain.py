@@ -235,7 +235,8 @@ class Explanation:
         return {
             "target": self.target, "baseline": self.baseline, "model_id": self.model_id,
             "source_path": self.source_path, "source_sha256": self.source_sha256,
-            "method": "occlusion: baseline score minus the score without the part",
+            "method": "occlusion: baseline score minus the score without the part (the time steps to first "
+                      "order when time_method is 'gradient')",
             "time_method": self.time_method,
             "channel": dict(zip(self.channels, arr(self.channel))),
             "region": dict(zip(self.regions, arr(self.region))),
