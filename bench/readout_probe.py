@@ -16,6 +16,12 @@ study's stage-1 checkpoint with two readouts of the same token features:
 ``rows``
     the mean over time of each grid row, rows concatenated (``grid_f × dim``), then over
     windows with the same weights;
+``time``
+    the token features averaged over the grid rows into one vector per time column, then
+    their mean, standard deviation and maximum over the window's columns, concatenated
+    (``3 × dim``), then over windows with the same weights. Episodic findings (discharges,
+    seizures, bursts) occupy a minority of a session's minutes, which a mean dilutes; a
+    spread and a peak over time keep them;
 
 and the same two readouts of a randomly initialised encoder of the same architecture
 (torch seed 0, the study's ``random_encoder``), so that a gain of ``rows`` is credited to
@@ -36,14 +42,58 @@ from pathlib import Path
 
 import numpy as np
 
-READOUTS = ("mean", "rows")
+READOUTS = ("mean", "rows", "time")
+
+
+def time_statistics(feats, w):
+    """Mean, standard deviation and maximum over time columns of row-pooled token features.
+
+    ``feats`` is ``(W, grid_f, grid_t, dim)``, ``w`` its validity ``(W, grid_f, grid_t, 1)``;
+    a column without a valid token takes no part. Returns ``(W, 3 × dim)``.
+    """
+    import torch
+
+    col_w = w.sum(1)  # (W, grid_t, 1): valid rows per column
+    cols = (feats * w).sum(1) / col_w.clamp(min=1.0)  # (W, grid_t, dim)
+    present = (col_w > 0).to(feats.dtype)
+    n = present.sum(1).clamp(min=1.0)  # (W, 1)
+    mean = (cols * present).sum(1) / n
+    std = (((cols - mean[:, None]) ** 2 * present).sum(1) / n).sqrt()
+    peak = torch.where(present > 0, cols, torch.full_like(cols, -torch.inf)).amax(1)
+    peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+    return torch.cat([mean, std, peak], dim=1)
+
+
+def study_tokens(tokens_dir: Path, tokenizer_weights: str) -> dict:
+    """The study's token table as ``Tokens`` per archive path (the tokens every encoder reads).
+
+    Saves recomputing each session's spectrogram; refused if the table holds another
+    tokenizer's codes than the checkpoint's.
+    """
+    import json
+
+    from tokenizer.tokens import Tokens, read_tokens
+
+    manifest = json.loads((tokens_dir / "manifest.json").read_text())
+    if manifest["weights_sha256"] != tokenizer_weights:
+        raise SystemExit(f"{tokens_dir} holds another tokenizer's codes than the checkpoint's")
+    gf, gt = manifest["grid"]
+    out = {}
+    for (path,), part in read_tokens(tokens_dir).sort("window").group_by(["path"]):
+        n = part.height
+        out[path] = Tokens(codes=np.stack(part["codes"].to_numpy()).reshape(n, gf, gt).astype(np.int16),
+                           token_mask=np.stack(part["token_mask"].to_numpy()).reshape(n, gf, gt).astype(bool),
+                           n_valid_frames=part["n_valid_frames"].to_numpy(), source_sha256=part["source_sha256"][0],
+                           source_path=path, window_s=float(manifest["window_s"]))
+    return out
 
 
 def readout_sets(checkpoint: Path, sessions, archive: Path, cache: Path, random_init: bool,
                  tokens: dict):
     """Embedding sets of one encoder under each readout (``EmbeddingSet`` per readout).
 
-    ``tokens`` memoises each session's tokens (the same tokenizer for both encoders).
+    ``tokens`` maps archive paths to their tokens (the study's table, or memoised here:
+    the same tokenizer for both encoders).
     """
     import torch
 
@@ -62,9 +112,9 @@ def readout_sets(checkpoint: Path, sessions, archive: Path, cache: Path, random_
     gf, gt = emb.cfg.model.grid
     vectors: dict[str, dict[str, np.ndarray]] = {r: {} for r in READOUTS}
     for row in track(list(sessions.iter_rows(named=True)), f"{prefix} readouts"):
-        t = tokens.get(row["session_id"])
+        t = tokens.get(row["path"])
         if t is None:
-            t = tokens[row["session_id"]] = emb.tokens_of(archive / row["path"])
+            t = tokens[row["path"]] = emb.tokens_of(archive / row["path"])
         codes = torch.from_numpy(t.codes.reshape(t.n_windows, -1).astype(np.int64))
         valid = torch.from_numpy(t.token_mask.reshape(t.n_windows, -1))
         with torch.no_grad():
@@ -75,6 +125,7 @@ def readout_sets(checkpoint: Path, sessions, archive: Path, cache: Path, random_
         w = valid.reshape(t.n_windows, gf, gt, 1).to(feats.dtype)
         rows = ((feats * w).sum(2) / w.sum(2).clamp(min=1.0)).reshape(t.n_windows, -1)
         vectors["rows"][row["session_id"]] = aggregate_windows(rows, n_tok).numpy()
+        vectors["time"][row["session_id"]] = aggregate_windows(time_statistics(feats, w), n_tok).numpy()
     sets = []
     for r in READOUTS:
         ids = sorted(vectors[r])
@@ -115,6 +166,9 @@ def main() -> None:
     ck = args.checkpoint or study / "stage1"
     name = "stage1" if args.checkpoint is None else "checkpoint"
     tokens: dict = {}
+    if (study / "tokens" / "manifest.json").is_file():
+        from tokenizer.checkpoint_io import load_checkpoint
+        tokens = study_tokens(study / "tokens", str(load_checkpoint(ck / "tokenizer").meta["weights_sha256"]))
     models = [*readout_sets(ck, sessions, hospital, cache, random_init=False, tokens=tokens),
               *readout_sets(ck, sessions, hospital, cache, random_init=True, tokens=tokens)]
     sources = ModelSources(checkpoints=[(name, ck)], bandpower=True, random_encoder=False,
@@ -133,7 +187,9 @@ def main() -> None:
         lines.append(f"| {x['model']} | {dims.get(x['model'], '')} | {auroc_cell(x)} |")
     lines += ["", "Paired differences (A − B, planted):", ""]
     pairs = (("stage1_mean", name), ("stage1_rows", "stage1_mean"), ("random_rows", "random_mean"),
-             ("stage1_rows", "random_rows"), ("stage1_rows", "codes"), ("stage1_rows", "bandpower"))
+             ("stage1_rows", "random_rows"), ("stage1_rows", "codes"), ("stage1_rows", "bandpower"),
+             ("stage1_time", "stage1_mean"), ("random_time", "random_mean"), ("stage1_time", "random_time"),
+             ("stage1_time", "bandpower"), ("stage1_mean", "bandpower"))
     lines += [line for a, b in pairs if (line := paired_line(c, a, b))]
     (out / "readout.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
