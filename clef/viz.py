@@ -160,6 +160,9 @@ def plot_session_spectrogram(values: np.ndarray, freqs: np.ndarray, frame_mask: 
     if not step_s > 0:
         raise ValueError(f"step_s must be positive seconds, found {step_s}")
     minutes = np.arange(values.shape[2]) * step_s / 60.0
+    df = float(freqs[1] - freqs[0]) if len(freqs) > 1 else 1.0
+    extent = (-step_s / 120.0, minutes[-1] + step_s / 120.0 if len(minutes) else step_s / 120.0,
+              float(freqs[0]) - df / 2, float(freqs[-1]) + df / 2)
     idx = {c: k for k, c in enumerate(channels)}
     im = None
     for s, (label, v) in enumerate(sets):
@@ -170,8 +173,10 @@ def plot_session_spectrogram(values: np.ndarray, freqs: np.ndarray, frame_mask: 
             if not ks:
                 ax.text(0.5, 0.5, "absent", transform=ax.transAxes, ha="center", color="grey")
             else:
-                im = ax.pcolormesh(minutes, freqs, masked[ks].mean(0), shading="auto", cmap="jet", vmin=vmin,
-                                   vmax=vmax)
+                # an image of regular cells (frames and frequency bins are evenly spaced): a
+                # fraction of a mesh's drawing time, the same picture
+                im = ax.imshow(masked[ks].mean(0), extent=extent, origin="lower", aspect="auto",
+                               interpolation="nearest", cmap="jet", vmin=vmin, vmax=vmax)
             short = "original" if s == 0 else "decoded"
             ax.set_title(f"{region}" + (f" ({short})" if reconstruction is not None else ""), fontsize=9)
             if k % 2 == 0 and s == 0:

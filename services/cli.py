@@ -236,12 +236,16 @@ def serve(
     reports: Path | None = typer.Option(None, "--reports", help="Folder of <session_id>.txt reports whose findings "
                                                                 "the explorer shows (default: reports/ beside the "
                                                                 "store's archive)."),
+    warm_explorer: bool = typer.Option(True, "--warm-explorer/--no-warm-explorer",
+                                       help="At start, pay the explorer's first drawing's costs, then draw the "
+                                            "stored sessions' spectrograms in the background (low priority)."),
 ) -> None:
     """HTTP service: embeddings, task probabilities and similar sessions (FastAPI; docs at /docs)."""
     from clef.cli import err
 
     cfg = ServeConfig(store=store, checkpoint=checkpoint, probes=probes, api_keys_file=api_keys,
-                      max_upload_mb=max_upload_mb, device=device, reload_seconds=reload_seconds, reports=reports)
+                      max_upload_mb=max_upload_mb, device=device, reload_seconds=reload_seconds, reports=reports,
+                      warm_explorer=warm_explorer)
 
     def run() -> Any:
         from services.api import create_app

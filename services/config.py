@@ -149,6 +149,12 @@ class ServeConfig(BaseModel):
     reports : Path, optional
         Folder of ``<session_id>.txt`` reports whose findings the explorer shows (default:
         ``reports/`` beside or above the store's archive, when there is one).
+    warm_explorer : bool
+        At start, pay the explorer's first drawing's one-off costs, then draw in the
+        background (low CPU priority) the spectrograms of stored sessions not drawn yet,
+        so a session's first view reads its spectrogram from disk
+        (:meth:`services.explorer.signals.SessionSignals.predraw`). Off by default here;
+        ``clef serve`` turns it on.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -162,3 +168,4 @@ class ServeConfig(BaseModel):
     device: str = "cpu"
     reload_seconds: NonNegativeFloat = 10.0
     reports: Path | None = None
+    warm_explorer: bool = False

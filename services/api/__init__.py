@@ -57,7 +57,7 @@ from fastapi import FastAPI
 
 from services.api.errors import answer_errors_as_error_out
 from services.api.explain import explain_router
-from services.api.explorer import explorer_page_router, explorer_router
+from services.api.explorer import explorer_page_router, explorer_router, warm_explorer
 from services.api.service import router as service_router
 from services.api.sessions import sessions_router
 from services.api.state import ServiceState
@@ -92,4 +92,6 @@ def create_app(cfg: ServeConfig, keys: list[str] | None = None) -> FastAPI:
     app.include_router(sessions_router(cfg.max_k))
     app.include_router(uploads_router(cfg.max_k))
     app.include_router(text_router(cfg.max_k))
+    if cfg.warm_explorer:
+        warm_explorer(state)
     return app

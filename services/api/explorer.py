@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import threading
 from pathlib import Path
@@ -40,7 +41,9 @@ from services.explorer.signals import MIN_HIGHPASS, MONTAGES, DisplayFilters, Re
 from services.schemas import PUBLIC_SESSION_FIELDS
 
 __all__ = ["CSP", "EXPORTS", "CohortOut", "EEGOut", "FindingsOut", "cohort_export", "explorer_page_router",
-           "explorer_router"]
+           "explorer_router", "warm_explorer"]
+
+log = logging.getLogger(__name__)
 
 #: Content security policy of the page and its files.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
@@ -115,6 +118,20 @@ def _signals(state: ServiceState) -> SessionSignals:
             sig = SessionSignals(state.store.info().get("archive"), state.embedder.contract)
             state.explorer_signals = sig  # type: ignore[attr-defined]
         return sig
+
+
+def warm_explorer(state: ServiceState) -> None:
+    """``ServeConfig.warm_explorer``: pay the first drawing's one-off costs now (logged with their time), then
+    draw the stored sessions' spectrograms not on disk yet in a background thread
+    (:meth:`SessionSignals.start_predraw`), in the store's order."""
+    sig = _signals(state)
+    if sig.archive is None:
+        log.info("explorer: the store names no archive; no spectrogram to draw ahead")
+        return
+    log.info("explorer: first drawing's one-off costs paid at start in %.2f s", sig.warm_up())
+    meta = state.current().meta.select([c for c in ("source_sha256", "path", "duration_s")
+                                        if c in state.current().meta.columns])
+    state.explorer_predraw = sig.start_predraw(meta.iter_rows(named=True))  # type: ignore[attr-defined]
 
 
 def _reports(state: ServiceState) -> Path | None:

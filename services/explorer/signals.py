@@ -12,9 +12,14 @@ the tokenizer's when its :class:`~tokenizer.spectrogram_cache.SpectrogramCache` 
 the file (``clef tokenize`` and ``clef embed --cache-dir`` write them), else a multitaper
 estimate with the contract's tapers at a :data:`DISPLAY_STEP_S` hop (a quarter of the cost);
 the PNG is kept on disk beside the cache entry and in memory, so a session viewed again
-costs a file read. Recordings longer than :data:`MAX_WHOLE_S` are not held in memory: their EEG
-pages are streamed (:class:`~tokenizer.ingest.RecordingStream`, stopping after the page),
-and their spectrogram is not drawn (``clef trend`` draws a long recording's CSA).
+costs a file read. Drawing is the costly part of a session's first view (the recording's read,
+the estimate and the matplotlib figure; bench/RESULTS.md has the figures), so a service can pay it
+ahead: :meth:`SessionSignals.warm_up` pays the first drawing's one-off costs (matplotlib's
+import and fonts, the estimate's first call) at start, and :meth:`SessionSignals.predraw`
+draws the stored sessions' spectrograms not on disk yet, in the background at a low CPU
+priority (``clef serve --warm-explorer``). Recordings longer than :data:`MAX_WHOLE_S` are not
+held in memory: their EEG pages are streamed (:class:`~tokenizer.ingest.RecordingStream`,
+stopping after the page), and their spectrogram is not drawn (``clef trend`` draws a long recording's CSA).
 
 An EEG page can be filtered for display (:class:`DisplayFilters`: high-pass, low-pass,
 notch), zero-phase (:func:`tokenizer.preprocess.zero_phase_band`, the preprocessing's own
@@ -27,8 +32,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import tempfile
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -63,6 +72,9 @@ MAX_WHOLE_S = 3600.0
 DISPLAY_STEP_S = 4.0
 #: Highest frequency drawn (Hz): alpha and slowing stay legible.
 DISPLAY_FMAX = 20.0
+#: Niceness of the thread drawing spectrograms ahead (Linux: per thread): a view's requests
+#: go first, yet the pass still moves on a machine loaded by other work (19 would all but stop it).
+PREDRAW_NICE = 10
 #: Lowest high-pass edge of the display (Hz): the contract's band-pass already starts at 0.1 Hz,
 #: and a lower edge would need minutes of padding to settle.
 MIN_HIGHPASS = 0.1
@@ -230,6 +242,10 @@ class SessionSignals:
             return rec
 
     # -- spectrogram ----------------------------------------------------------------------
+    def png_path(self, sha: str) -> Path:
+        """Where the spectrogram PNG of the recording of content hash ``sha`` is kept on disk."""
+        return self.cache.path_for(sha).with_suffix(".csa.png")
+
     def spectrogram_png(self, meta: dict[str, Any]) -> bytes:
         """The session's CSA spectrogram per region (PNG bytes), cached in memory and on disk.
 
@@ -238,50 +254,147 @@ class SessionSignals:
         RecordingUnavailable
             The recording cannot be read, or is longer than :data:`MAX_WHOLE_S`.
         """
-        from clef.viz import plot_session_spectrogram
-        from tokenizer.atomic import atomic_path
-        from tokenizer.errors import IngestError
-        from tokenizer.multitaper import multitaper_spectrogram
-
         sha = str(meta["source_sha256"])
         png = self._pngs.get(sha)
         if png is not None:
             return png
-        disk = self.cache.path_for(sha).with_suffix(".csa.png")
-        if disk.is_file():
-            png = disk.read_bytes()
-        else:
-            sp = self.contract.spectrogram
-            cached = self.cache.get(sha)  # written by `clef tokenize` / `clef embed --cache-dir` into this cache
-            if cached is not None:
-                values, frame_mask, channel_mask = cached.values, cached.frame_mask, cached.channel_mask
-                freqs, step = sp.fmin + np.arange(sp.n_freqs) / sp.window_s, sp.step_s
-            else:
-                if float(meta.get("duration_s") or 0.0) > MAX_WHOLE_S:
-                    raise RecordingUnavailable(f"the explorer draws the spectrogram of recordings up to "
-                                               f"{MAX_WHOLE_S / 3600:g} h; 'clef trend' draws a longer one's")
-                rec = self._recording(meta)
-                step = max(sp.step_s, min(sp.window_s, DISPLAY_STEP_S))
-                try:
-                    rec.check_long_enough(self.contract)
-                    s = multitaper_spectrogram(rec.data, rec.sfreq, window_s=sp.window_s, step_s=step,
-                                               bandwidth=sp.bandwidth, fmin=sp.fmin,
-                                               fmax=min(DISPLAY_FMAX, sp.fmax), sample_mask=rec.sample_mask)
-                except (IngestError, ValueError) as exc:
-                    raise RecordingUnavailable(f"no spectrogram of its recording ({getattr(exc, 'kind', exc)})"
-                                               ) from None
-                values, frame_mask, channel_mask = s.clipped(*sp.clip_db), s.frame_mask, rec.channel_mask
-                freqs = s.freqs
-            with atomic_path(disk, suffix=".png") as tmp:
-                plot_session_spectrogram(values, freqs, frame_mask, np.asarray(channel_mask, bool),
-                                         tuple(self.contract.channels), tmp, step_s=step,
-                                         title=f"{values.shape[2] * step / 60:.1f} min, multitaper CSA per region",
-                                         fmax=min(DISPLAY_FMAX, sp.fmax))
-            png = disk.read_bytes()
+        disk = self.png_path(sha)
+        if not disk.is_file():
+            self._draw(meta, disk, self._recording)
+        png = disk.read_bytes()
         self._pngs[sha] = png
         while len(self._pngs) > 64:
             self._pngs.popitem(last=False)
         return png
+
+    def _draw(self, meta: dict[str, Any], disk: Path, read: Any) -> None:
+        """Draw the session's spectrogram into ``disk`` (``read(meta)``: its :class:`Recording`)."""
+        from tokenizer.errors import IngestError
+        from tokenizer.multitaper import multitaper_spectrogram
+
+        sha = str(meta["source_sha256"])
+        sp = self.contract.spectrogram
+        cached = self.cache.get(sha)  # written by `clef tokenize` / `clef embed --cache-dir` into this cache
+        if cached is not None:
+            values, frame_mask, channel_mask = cached.values, cached.frame_mask, cached.channel_mask
+            freqs, step = sp.fmin + np.arange(sp.n_freqs) / sp.window_s, sp.step_s
+        else:
+            if float(meta.get("duration_s") or 0.0) > MAX_WHOLE_S:
+                raise RecordingUnavailable(f"the explorer draws the spectrogram of recordings up to "
+                                           f"{MAX_WHOLE_S / 3600:g} h; 'clef trend' draws a longer one's")
+            rec = read(meta)
+            step = max(sp.step_s, min(sp.window_s, DISPLAY_STEP_S))
+            try:
+                rec.check_long_enough(self.contract)
+                s = multitaper_spectrogram(rec.data, rec.sfreq, window_s=sp.window_s, step_s=step,
+                                           bandwidth=sp.bandwidth, fmin=sp.fmin,
+                                           fmax=min(DISPLAY_FMAX, sp.fmax), sample_mask=rec.sample_mask)
+            except (IngestError, ValueError) as exc:
+                raise RecordingUnavailable(f"no spectrogram of its recording ({getattr(exc, 'kind', exc)})"
+                                           ) from None
+            values, frame_mask, channel_mask = s.clipped(*sp.clip_db), s.frame_mask, rec.channel_mask
+            freqs = s.freqs
+        self._figure(values, freqs, frame_mask, channel_mask, step, disk)
+
+    def _figure(self, values: np.ndarray, freqs: np.ndarray, frame_mask: np.ndarray, channel_mask: np.ndarray,
+                step: float, disk: Path) -> None:
+        """The explorer's figure of a spectrogram (:func:`clef.viz.plot_session_spectrogram`), written atomically."""
+        from clef.viz import plot_session_spectrogram
+        from tokenizer.atomic import atomic_path
+
+        sp = self.contract.spectrogram
+        with atomic_path(disk, suffix=".png") as tmp:
+            plot_session_spectrogram(values, freqs, frame_mask, np.asarray(channel_mask, bool),
+                                     tuple(self.contract.channels), tmp, step_s=step,
+                                     title=f"{values.shape[2] * step / 60:.1f} min, multitaper CSA per region",
+                                     fmax=min(DISPLAY_FMAX, sp.fmax))
+
+    def warm_up(self) -> float:
+        """Pay the first drawing's one-off costs now (matplotlib's import, fonts and first figure;
+        the multitaper estimate's first call), on a blank recording of the contract's channels
+        a few windows long: a session's first view then pays only its own drawing.
+
+        Returns
+        -------
+        float
+            Seconds it took.
+        """
+        from tokenizer.multitaper import multitaper_spectrogram
+
+        t0 = time.perf_counter()
+        sp = self.contract.spectrogram
+        sfreq, n_ch = float(self.contract.sfreq), len(self.contract.channels)
+        step = max(sp.step_s, min(sp.window_s, DISPLAY_STEP_S))
+        n = int(round((sp.window_s + 3 * step) * sfreq))
+        x = np.random.default_rng(0).normal(size=(n_ch, n)).astype(np.float32)
+        s = multitaper_spectrogram(x, sfreq, window_s=sp.window_s, step_s=step, bandwidth=sp.bandwidth, fmin=sp.fmin,
+                                   fmax=min(DISPLAY_FMAX, sp.fmax), sample_mask=np.ones(n, bool))
+        with tempfile.TemporaryDirectory() as d:
+            self._figure(s.clipped(*sp.clip_db), s.freqs, s.frame_mask, np.ones(n_ch, bool), step, Path(d) / "w.png")
+        return time.perf_counter() - t0
+
+    def predraw(self, metas: Iterable[dict[str, Any]], stop: threading.Event | None = None) -> int:
+        """Draw, onto the disk cache, the spectrogram of each session of ``metas`` that is not
+        there yet and whose recording is in the archive (others are passed over), until
+        ``stop`` is set. Meant for a background thread: its recordings are read outside the
+        viewer's LRU (a view's recordings stay in memory) and its PNGs are not kept in memory.
+
+        Returns
+        -------
+        int
+            Spectrograms drawn.
+        """
+        from tokenizer.errors import IngestError
+        from tokenizer.ingest import read_recording
+
+        def read(meta: dict[str, Any]) -> Recording:
+            try:
+                rec = read_recording(self.path_of(meta), self.contract)
+            except IngestError as exc:
+                raise RecordingUnavailable(f"its recording cannot be read ({exc.kind})") from None
+            if rec.source_sha256 != str(meta["source_sha256"]):
+                raise RecordingUnavailable("its recording in the archive has changed since it was embedded")
+            return rec
+
+        drawn = 0
+        for meta in metas:
+            if stop is not None and stop.is_set():
+                break
+            sha = meta.get("source_sha256")
+            if not sha or not meta.get("path") or self.archive is None:
+                continue
+            disk = self.png_path(str(sha))
+            if disk.is_file() or str(sha) in self._pngs:
+                continue
+            try:
+                self._draw(meta, disk, read)
+            except RecordingUnavailable as exc:
+                log.debug("explorer: no spectrogram drawn ahead for a session: %s", exc.reason)
+                continue
+            drawn += 1
+        return drawn
+
+    def start_predraw(self, metas: Iterable[dict[str, Any]]) -> tuple[threading.Thread, threading.Event]:
+        """:meth:`predraw` in a daemon thread at a low CPU priority (:data:`PREDRAW_NICE`: a view's
+        requests go first); returns the thread and the event that stops it."""
+        stop = threading.Event()
+
+        def run() -> None:
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PREDRAW_NICE)  # this thread only, on Linux
+            except (AttributeError, OSError):
+                pass
+            t0 = time.perf_counter()
+            try:
+                n = self.predraw(metas, stop)
+            except Exception:  # a background pass must not take the service down
+                log.exception("explorer: drawing spectrograms ahead failed")
+                return
+            log.info("explorer: %d spectrogram(s) drawn ahead in %.1f s", n, time.perf_counter() - t0)
+
+        thread = threading.Thread(target=run, name="clef-explorer-predraw", daemon=True)
+        thread.start()
+        return thread, stop
 
     # -- EEG pages ------------------------------------------------------------------------
     def page(self, meta: dict[str, Any], start_s: float, seconds: float, montage: str,
