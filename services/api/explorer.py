@@ -122,16 +122,18 @@ def _signals(state: ServiceState) -> SessionSignals:
 
 def warm_explorer(state: ServiceState) -> None:
     """``ServeConfig.warm_explorer``: pay the first drawing's one-off costs now (logged with their time), then
-    draw the stored sessions' spectrograms not on disk yet in a background thread
-    (:meth:`SessionSignals.start_predraw`), in the store's order."""
+    draw the stored sessions' spectrograms not on disk yet in a low-priority child process
+    (:meth:`SessionSignals.start_predraw`), stopped when the service exits."""
+    import atexit
+
     sig = _signals(state)
     if sig.archive is None:
         log.info("explorer: the store names no archive; no spectrogram to draw ahead")
         return
     log.info("explorer: first drawing's one-off costs paid at start in %.2f s", sig.warm_up())
-    meta = state.current().meta.select([c for c in ("source_sha256", "path", "duration_s")
-                                        if c in state.current().meta.columns])
-    state.explorer_predraw = sig.start_predraw(meta.iter_rows(named=True))  # type: ignore[attr-defined]
+    proc = sig.start_predraw(state.cfg.store)
+    state.explorer_predraw = proc  # type: ignore[attr-defined]
+    atexit.register(proc.terminate)
 
 
 def _reports(state: ServiceState) -> Path | None:

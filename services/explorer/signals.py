@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -72,8 +72,8 @@ MAX_WHOLE_S = 3600.0
 DISPLAY_STEP_S = 4.0
 #: Highest frequency drawn (Hz): alpha and slowing stay legible.
 DISPLAY_FMAX = 20.0
-#: Niceness of the thread drawing spectrograms ahead (Linux: per thread): a view's requests
-#: go first, yet the pass still moves on a machine loaded by other work (19 would all but stop it).
+#: Niceness of the process drawing spectrograms ahead: a view's requests go first, yet the pass
+#: still moves on a machine loaded by other work (19 would all but stop it).
 PREDRAW_NICE = 10
 #: Lowest high-pass edge of the display (Hz): the contract's band-pass already starts at 0.1 Hz,
 #: and a lower edge would need minutes of padding to settle.
@@ -333,11 +333,11 @@ class SessionSignals:
             self._figure(s.clipped(*sp.clip_db), s.freqs, s.frame_mask, np.ones(n_ch, bool), step, Path(d) / "w.png")
         return time.perf_counter() - t0
 
-    def predraw(self, metas: Iterable[dict[str, Any]], stop: threading.Event | None = None) -> int:
+    def predraw(self, metas: Iterable[dict[str, Any]], stop: Callable[[], bool] | None = None) -> int:
         """Draw, onto the disk cache, the spectrogram of each session of ``metas`` that is not
         there yet and whose recording is in the archive (others are passed over), until
-        ``stop`` is set. Meant for a background thread: its recordings are read outside the
-        viewer's LRU (a view's recordings stay in memory) and its PNGs are not kept in memory.
+        ``stop()`` says so. Meant for the background (:meth:`start_predraw`): its recordings
+        are read outside the viewer's LRU and its PNGs are not kept in memory.
 
         Returns
         -------
@@ -358,7 +358,7 @@ class SessionSignals:
 
         drawn = 0
         for meta in metas:
-            if stop is not None and stop.is_set():
+            if stop is not None and stop():
                 break
             sha = meta.get("source_sha256")
             if not sha or not meta.get("path") or self.archive is None:
@@ -374,27 +374,29 @@ class SessionSignals:
             drawn += 1
         return drawn
 
-    def start_predraw(self, metas: Iterable[dict[str, Any]]) -> tuple[threading.Thread, threading.Event]:
-        """:meth:`predraw` in a daemon thread at a low CPU priority (:data:`PREDRAW_NICE`: a view's
-        requests go first); returns the thread and the event that stops it."""
-        stop = threading.Event()
+    def start_predraw(self, store: str | Path, *, nice: int = PREDRAW_NICE) -> "subprocess.Popen[bytes]":
+        """:meth:`predraw` over the sessions of ``store``, in store order, in a child process
+        (``python -m services.explorer.predraw``) at niceness ``nice`` (added to the service's).
 
-        def run() -> None:
-            try:
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PREDRAW_NICE)  # this thread only, on Linux
-            except (AttributeError, OSError):
-                pass
-            t0 = time.perf_counter()
-            try:
-                n = self.predraw(metas, stop)
-            except Exception:  # a background pass must not take the service down
-                log.exception("explorer: drawing spectrograms ahead failed")
-                return
-            log.info("explorer: %d spectrogram(s) drawn ahead in %.1f s", n, time.perf_counter() - t0)
+        A process rather than a thread of the service: a low-priority thread that holds the
+        interpreter lock while the system keeps it waiting would stall the requests it
+        should let go first; a process shares nothing with them but the disk cache, whose
+        files are written atomically. It stops by itself when the service's process is
+        gone (checked between sessions).
+        """
+        import subprocess
+        import sys
 
-        thread = threading.Thread(target=run, name="clef-explorer-predraw", daemon=True)
-        thread.start()
-        return thread, stop
+        if nice < 0:
+            raise ValueError(f"nice must be 0 or more (a lower priority), found {nice}")
+        cmd = [sys.executable, "-m", "services.explorer.predraw", str(store), str(self.archive), str(self.cache.root),
+               str(os.getpid())]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE,
+                                preexec_fn=(lambda: os.nice(nice)) if nice and hasattr(os, "nice") else None)
+        assert proc.stdin is not None
+        proc.stdin.write(self.contract.model_dump_json().encode())
+        proc.stdin.close()
+        return proc
 
     # -- EEG pages ------------------------------------------------------------------------
     def page(self, meta: dict[str, Any], start_s: float, seconds: float, montage: str,
