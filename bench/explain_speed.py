@@ -171,6 +171,7 @@ def _pass_cost(config: str, ckpt: Path, edf: Path, threads: int, repeats: int = 
     from clef.embedding import Embedder
     from clef.explain import _encode, _time_gradient, _tokenize, read_spectrogram, similarity_scorer
     from tokenizer.windows import split_windows, token_mask_np
+    from common import best_of
 
     emb = Embedder(ckpt)
     spec = read_spectrogram(edf, emb, threads=threads)
@@ -182,13 +183,7 @@ def _pass_cost(config: str, ckpt: Path, edf: Path, threads: int, repeats: int = 
     col_step = np.arange(codes.shape[0] * tok.grid[1]) // 6
 
     def cpu(fn) -> float:
-        fn()
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.process_time()
-            fn()
-            best = min(best, time.process_time() - t0)
-        return best
+        return best_of(fn, repeats, clock=time.process_time)
 
     enc = cpu(lambda: _encode(emb, codes, valid, 8))
     w_emb = _encode(emb, codes, valid, 8)
