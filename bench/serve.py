@@ -4,7 +4,8 @@ Usage::
 
     python bench/serve.py [--clients 1,4,8] [--requests 400] [--embed-requests 16]
                           [--store STORE --checkpoint CKPT [--probes RESULTS]] [--edf FILE]
-                          [--sessions 8] [--minutes 20] [--extra-sessions 10000] [--explorer]
+                          [--sessions 8] [--minutes 20] [--extra-sessions 10000] [--out DIR] [--build-only]
+                          [--explorer [--no-warm-explorer]]
 
 The server is started as a separate process (``python -m clef serve``, uvicorn, one
 process), exactly as a user starts it, with a fresh API key in ``CLEF_API_KEYS``. The
@@ -22,10 +23,16 @@ Endpoints::
 With ``--explorer`` the load levels are replaced by the cohort explorer's calls: the
 cohort table's first page (``GET /sessions?limit=50``, the whole store filtered and
 sorted), then, for each real session (its recording in the archive), a session view as
-the page makes it, the first time (cold: the recording is read and its spectrogram
-computed and drawn) and again (warm: from the caches): ``GET /sessions/{id}``,
-``/similar?k=10``, ``/spectrogram.png``, ``/eeg`` (the first 10 s), ``/probabilities``, sent
+the page makes it, the first time and again: ``GET /sessions/{id}``, ``/similar?k=10``,
+``/spectrogram.png``, ``/eeg`` (the first 10 s), ``/probabilities``, ``/findings``, sent
 concurrently as the page sends them (one client each), the view's time being the slowest.
+The real sessions' drawn spectrograms are deleted first. The server starts as ``clef serve``
+does by default (``--warm-explorer``: its start-up hook, then its background pass drawing
+the stored sessions' spectrograms), and the views begin once that pass has drawn the real
+sessions' (the time it took is printed); with ``--no-warm-explorer`` a first view draws its
+session's spectrogram. The first view reads the recording either way (for the EEG page).
+``--out`` puts the default store elsewhere (e.g. a 1M-session one beside the 10k one), and
+``--build-only`` stops once it is built (then ``--store`` reuses it).
 
 Stored-session queries pick random sessions of the store. Default store (rebuilt each
 run, under ``bench/out/serve/``): ``--sessions`` sessions of a synthetic hospital of
@@ -217,12 +224,57 @@ def load(url: str, key: str, name: str, send: Request, clients: int, total: int,
     return Result(name, clients, np.array([x for xs in lat for x in xs]), sum(errors), wall, cpu)
 
 
+def _signals_of(store: Path) -> tuple[object, object]:
+    """The store and a SessionSignals of its model's contract (for the drawn PNGs' paths)."""
+    from services.explorer.signals import SessionSignals
+    from services.store import EmbeddingStore
+    from tokenizer.contract import SignalContract
+
+    st = EmbeddingStore(store)
+    ckpt = Path(st.info()["models"][st.resolve_model(None)]["checkpoint"])
+    return st, SessionSignals(None, SignalContract.model_validate_json((ckpt / "contract.json").read_text()))
+
+
+def forget_spectrograms(store: Path) -> None:
+    """Delete the drawn spectrograms of the store's sessions, so their first view is cold."""
+    st, sig = _signals_of(store)
+    n = 0
+    for sha in st.sessions()["source_sha256"].drop_nulls():
+        p = sig.png_path(sha)
+        if p.is_file():
+            p.unlink()
+            n += 1
+    print(f"{n} drawn spectrogram(s) of the store's sessions deleted (first views are cold)")
+
+
+def wait_predrawn(store: Path, real: list[str], proc: subprocess.Popen, timeout: float = 1800.0) -> None:
+    """Wait until the server's background pass has drawn the real sessions' spectrograms (their PNGs on disk)."""
+    st, sig = _signals_of(store)
+    shas = st.sessions().filter(pl_col_in("session_id", real))["source_sha256"].to_list()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise SystemExit(f"clef serve exited with {proc.returncode}")
+        if all(sig.png_path(sha).is_file() for sha in shas):
+            print(f"the server's background pass drew the {len(shas)} real sessions' spectrograms "
+                  f"{time.monotonic() - t0:.1f} s after it was ready")
+            return
+        time.sleep(0.2)
+    raise SystemExit("the server's background pass did not draw the spectrograms")
+
+
+def pl_col_in(column: str, values: list[str]) -> object:
+    import polars as pl
+
+    return pl.col(column).is_in(values)
+
+
 def explorer_views(url: str, key: str, real: list[str], n: int) -> None:
     """The cohort explorer's calls: the cohort page, then each real session's view, cold and warm."""
     import httpx
     from concurrent.futures import ThreadPoolExecutor
 
-    clients = [httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=600) for _ in range(5)]
+    clients = [httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=600) for _ in range(6)]
     try:
         for c in clients:
             c.get("/health")
@@ -235,10 +287,11 @@ def explorer_views(url: str, key: str, real: list[str], n: int) -> None:
         print(f"GET /cohort.csv?filter=site=S01: {r.status_code}, {len(r.content) / 1024:.0f} KiB, "
               f"{1e3 * (time.perf_counter() - t0):.1f} ms")
         calls = (("meta", ""), ("similar", "/similar?k=10"), ("spectrogram", "/spectrogram.png"),
-                 ("eeg", "/eeg?start=0&seconds=10"), ("probabilities", "/probabilities"))
+                 ("eeg", "/eeg?start=0&seconds=10"), ("probabilities", "/probabilities"), ("findings", "/findings"))
+        print(f"2 CPUs, load average {os.getloadavg()[0]:.2f} before the views")
         print("| session | view | " + " | ".join(f"{name} ms" for name, _ in calls) + " | view ms (slowest) |")
         print("|---|---|" + "---|" * (len(calls) + 1))
-        views: dict[str, list[float]] = {"cold": [], "warm": []}
+        views: dict[str, list[float]] = {"first": [], "again": []}
 
         def timed(c: httpx.Client, path: str) -> float:
             t = time.perf_counter()
@@ -249,7 +302,7 @@ def explorer_views(url: str, key: str, real: list[str], n: int) -> None:
 
         with ThreadPoolExecutor(len(calls)) as pool:
             for sid in real:
-                for view in ("cold", "warm"):
+                for view in ("first", "again"):
                     t0 = time.perf_counter()
                     secs = list(pool.map(timed, clients, [f"/sessions/{sid}{p}" for _, p in calls]))
                     wall = time.perf_counter() - t0
@@ -278,12 +331,21 @@ def main() -> None:
     ap.add_argument("--embed-requests", type=int, default=16, help="Requests per level for POST /embed.")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--explorer", action="store_true", help="Time the cohort explorer's views instead.")
+    ap.add_argument("--no-warm-explorer", action="store_true",
+                    help="Start the server with --no-warm-explorer (spectrograms drawn at a session's first view); "
+                         "by default the views start once its background pass has drawn them.")
+    ap.add_argument("--out", type=Path, default=OUT, help="Folder of the default store, probes and server log.")
+    ap.add_argument("--build-only", action="store_true", help="Build the store and its index, then stop.")
     args = ap.parse_args()
+    globals()["OUT"] = args.out.resolve()
     os.environ.setdefault("CLEF_DEID_SALT", "bench")
     import psutil
 
     OUT.mkdir(parents=True, exist_ok=True)
     store, checkpoint, probes, edf = build_store(args)
+    if args.build_only:
+        print(f"built: --store {store} --checkpoint {checkpoint} --probes {probes} --edf {edf}")
+        return
     from services.index import load_index
 
     ids = load_index(store).session_ids
@@ -292,7 +354,10 @@ def main() -> None:
 
     facts = read_header_facts(edf)
     key = secrets.token_urlsafe(24)
-    proc, url, ready = start_server(store, checkpoint, probes, key, OUT / "server.log")
+    if args.explorer:
+        forget_spectrograms(store)
+    extra = ("--no-warm-explorer",) if args.explorer and args.no_warm_explorer else ()
+    proc, url, ready = start_server(store, checkpoint, probes, key, OUT / "server.log", extra)
     server = psutil.Process(proc.pid)
     print(f"clef serve ready in {ready:.1f} s (pid {proc.pid}); {len(ids)} sessions indexed; "
           f"upload {edf.name}: {len(upload) / 2**20:.1f} MB, {facts.duration_s / 60:.1f} min; "
@@ -316,6 +381,8 @@ def main() -> None:
     results = []
     if args.explorer:
         try:
+            if not args.no_warm_explorer:
+                wait_predrawn(store, [i for i in ids if not i.startswith("pad")], proc)
             explorer_views(url, key, [i for i in ids if not i.startswith("pad")], len(ids))
         finally:
             proc.terminate()
