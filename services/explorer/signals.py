@@ -33,6 +33,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -374,7 +376,7 @@ class SessionSignals:
             drawn += 1
         return drawn
 
-    def start_predraw(self, store: str | Path, *, nice: int = PREDRAW_NICE) -> "subprocess.Popen[bytes]":
+    def start_predraw(self, store: str | Path, *, nice: int = PREDRAW_NICE) -> subprocess.Popen[bytes]:
         """:meth:`predraw` over the sessions of ``store``, in store order, in a child process
         (``python -m services.explorer.predraw``) at niceness ``nice`` (added to the service's).
 
@@ -384,9 +386,6 @@ class SessionSignals:
         files are written atomically. It stops by itself when the service's process is
         gone (checked between sessions).
         """
-        import subprocess
-        import sys
-
         if nice < 0:
             raise ValueError(f"nice must be 0 or more (a lower priority), found {nice}")
         cmd = [sys.executable, "-m", "services.explorer.predraw", str(store), str(self.archive), str(self.cache.root),
