@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/memory.py [--hours 24,72] [--reference-hours 24] [--paths embed-one,embed,tokenize]
+    python bench/memory.py [--hours 24,72] [--reference-hours 24] [--paths embed-one,embed,tokenize,upload]
                            [--jobs 1] [--out DIR]
 
 Writes a synthetic EDF per length into a temporary folder (in ``--out`` if given; the
@@ -19,6 +19,14 @@ largest process, pool workers included):
   worker, streamed);
 - ``tokenize``: ``clef tokenize --archive FOLDER --checkpoint CK/tokenizer --out OUT
   --cache CACHE`` (streamed, the spectrogram cache entry written as it is computed);
+- ``upload``: ``POST /embed`` of ``clef serve`` (started in a child process, as a user
+  starts it, with a fresh key in ``CLEF_API_KEYS``, ``--max-upload-mb`` raised above the
+  file's size and ``TMPDIR`` in the working folder), the file streamed from disk by the
+  client (a multipart body read from the open file, never held whole); the peak is the
+  service process's ``VmHWM`` (``/proc/PID/status``) after the answer, beside its value
+  once ready and idle (after the explorer's drawing-ahead child has exited, so the
+  service is the only process). The service's store: one 10-minute recording embedded
+  with the same checkpoint (the service needs its model stored);
 - ``whole`` (for ``--reference-hours``): the whole-file path,
   ``Embedder.embed(read_recording(FILE))``, the recording and its spectrogram in
   memory as before issue 19; its vector is the reference of the streamed one's cosine.
@@ -31,12 +39,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import secrets
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK_S = 600
@@ -91,6 +103,95 @@ def measure(cmd: list[str]) -> dict[str, float]:
     return r
 
 
+def _vm(pid: int, field: str) -> float:
+    """A ``/proc/PID/status`` memory field (``VmHWM``: peak RSS, ``VmRSS``: current) in GB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 2**20
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+def _children(pid: int) -> list[str]:
+    """The running child processes of ``pid`` (an exited child not yet reaped, a zombie, holds no memory)."""
+    def alive(child: str) -> bool:
+        try:
+            return "State:\tZ" not in Path(f"/proc/{child}/status").read_text()
+        except FileNotFoundError:
+            return False
+
+    return [c for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split() if alive(c)]
+
+
+def serve_store(work: Path, clef: str, ck: Path) -> Path:
+    """The store ``clef serve`` needs: one 10-minute recording embedded with ``ck`` (its model stored)."""
+    folder = work / "serve_archive"
+    folder.mkdir()
+    write_long_edf(folder / "eeg_10min.edf", BLOCK_S / 3600)
+    store = work / "serve_store"
+    subprocess.run([clef, "embed", str(folder), "--checkpoint", str(ck), "--store", str(store), "--workers", "1",
+                    "--no-progress"], check=True, stdout=subprocess.DEVNULL)
+    return store
+
+
+def measure_upload(clef: str, store: Path, ck: Path, edf: Path, work: Path) -> dict[str, float]:
+    """``POST /embed`` of ``edf`` to a fresh ``clef serve``: the service's peak RSS (GB), idle RSS, wall time (s)."""
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    key = secrets.token_urlsafe(16)
+    spool = work / "serve_tmp"  # the service's upload spool and copy, deleted with the working folder
+    spool.mkdir(exist_ok=True)
+    env = {**os.environ, "CLEF_API_KEYS": key, "TMPDIR": str(spool)}
+    limit_mb = edf.stat().st_size / 2**20 + 64
+    log = work / f"serve_{edf.stem}.log"
+    proc = subprocess.Popen([clef, "serve", str(store), "--checkpoint", str(ck), "--port", str(port),
+                             "--max-upload-mb", f"{limit_mb:.0f}", "--reload-seconds", "0"],
+                            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"clef serve exited with {proc.returncode}: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"clef serve not ready: {log.read_text()[-2000:]}") from None
+            time.sleep(0.5)
+        # The explorer's drawing ahead runs in a child of the service (the store's one recording):
+        # let it finish, so that the upload is the only work and the service the only process.
+        while _children(proc.pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"clef serve's child processes {_children(proc.pid)} did not exit")
+            time.sleep(1)
+        idle = _vm(proc.pid, "VmHWM")
+        t = time.perf_counter()
+        with open(edf, "rb") as f:  # httpx sends the multipart body from the open file, a chunk at a time
+            r = httpx.post(url + "/embed", files={"file": (edf.name, f, "application/octet-stream")},
+                           headers={"X-API-Key": key}, timeout=None)
+        seconds = time.perf_counter() - t
+        peak = _vm(proc.pid, "VmHWM")
+        if r.status_code != 200:
+            raise RuntimeError(f"POST /embed answered {r.status_code}: {r.text[:2000]}")
+        children = _children(proc.pid)
+        if children:  # a live worker process would hold memory this measure does not see
+            raise RuntimeError(f"clef serve has child processes {children}: the service's peak is not one process's")
+        client = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # this process, the client
+        return {"rc": 0, "seconds": seconds, "peak_gb": peak, "idle_gb": idle, "client_peak_gb": client,
+                "n_windows": r.json()["n_windows"]}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 WHOLE = """
 import sys
 import numpy as np
@@ -105,7 +206,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hours", default="24,72", help="Lengths of the recordings, comma-separated.")
     ap.add_argument("--reference-hours", default="24", help="Lengths also run on the whole-file path ('' for none).")
-    ap.add_argument("--paths", default="embed-one,embed,tokenize", help="Streamed paths to measure.")
+    ap.add_argument("--paths", default="embed-one,embed,tokenize",
+                    help="Streamed paths to measure (embed-one, embed, tokenize, upload).")
     ap.add_argument("--jobs", type=int, default=1, help="Commands run at the same time.")
     ap.add_argument("--out", type=Path, default=None, help="Folder of the temporary working folder.")
     args = ap.parse_args()
@@ -116,11 +218,15 @@ def main() -> None:
 
     clef = str(Path(sys.executable).with_name("clef"))
     paths = [p for p in args.paths.split(",") if p]
+    unknown = sorted(set(paths) - {"embed-one", "embed", "tokenize", "upload"})
+    if unknown:
+        raise SystemExit(f"--paths: unknown {unknown}; expected embed-one, embed, tokenize or upload")
     reference = {float(h) for h in args.reference_hours.split(",") if h}
     with tempfile.TemporaryDirectory(dir=args.out) as tmpd:
         work = Path(tmpd)
         ck = save_random_checkpoint("tiny", work / "ck_tiny")
-        jobs = []
+        jobs: list[tuple[float, str, Any]] = []
+        store: Path | None = None
         for hours in (float(h) for h in args.hours.split(",")):
             folder = work / f"archive_{hours:g}h"
             folder.mkdir()
@@ -136,13 +242,20 @@ def main() -> None:
                 "tokenize": [clef, "tokenize", "--archive", str(folder), "--checkpoint", str(ck / "tokenizer"),
                              "--out", str(work / f"tokens_{hours:g}"), "--cache", str(work / f"cache_{hours:g}")],
             }
+            if "upload" in paths:
+                store = store or serve_store(work, clef, ck)
+                runs["upload"] = lambda edf=edf, store=store: measure_upload(clef, store, ck, edf, work)
             jobs += [(hours, name, runs[name]) for name in paths]
             if hours in reference:
                 jobs.append((hours, "whole-file (before)",
                              [sys.executable, "-c", WHOLE, str(ck), str(edf), str(work / f"ref_{hours:g}h.npy")]))
 
-        def run(job: tuple[float, str, list[str]]) -> dict[str, object]:
-            row = {"hours": job[0], "path": job[1], **measure(job[2])}
+        def run(job: tuple[float, str, Any]) -> dict[str, object]:
+            try:
+                row = {"hours": job[0], "path": job[1], **(job[2]() if callable(job[2]) else measure(job[2]))}
+            except Exception as exc:  # said at once: the pool raises it only after the remaining jobs ran
+                print(f"{job[0]:g} h {job[1]} failed: {exc}", flush=True)
+                raise
             print(json.dumps(row), flush=True)
             return row
 
@@ -157,6 +270,8 @@ def main() -> None:
     print(f"{'hours':>5s}  {'path':24s} {'peak RSS':>9s} {'wall':>8s}  cosine vs whole-file")
     for r in rows:
         cos = f"{r['cosine']:.6f}" if "cosine" in r else ""
+        if "idle_gb" in r:
+            cos = f"(service idle after start: {r['idle_gb']:.2f} GB; client: {r['client_peak_gb']:.2f} GB)"
         print(f"{r['hours']:5g}  {r['path']:24s} {r['peak_gb']:7.2f} GB {r['seconds']:7.0f} s  {cos}")
     print(f"(--jobs {args.jobs}: that many commands ran at the same time)")
 
