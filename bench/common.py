@@ -1,7 +1,8 @@
-"""Helpers shared by the benchmark scripts: a generated EDF and best-of timing."""
+"""Helpers shared by the benchmark scripts: a generated EDF, best-of timing, stopping a child."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 from typing import Callable
@@ -30,3 +31,13 @@ def best_of(fn: Callable[[], object], repeats: int, warmup: bool = True,
         fn()
         best = min(best, clock() - t0)
     return best
+
+
+def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Terminate a child (a server the script started), killing it if it outlives ``timeout``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

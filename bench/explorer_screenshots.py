@@ -27,6 +27,8 @@ from pathlib import Path
 
 from serve import OUT, ROOT, start_server
 
+from common import stop
+
 
 def _driver(width: int, height: int):  # noqa: ANN202 - selenium's type
     from selenium import webdriver
@@ -134,8 +136,7 @@ def main() -> None:
             d.save_screenshot(str(args.out / "text_search.png"))
     finally:
         d.quit()
-        proc.terminate()
-        proc.wait(30)
+        stop(proc, 30)
     print(f"server ready in {ready:.1f} s; screenshots of {', '.join(sorted(views))} in {args.out}")
 
 

@@ -50,6 +50,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from common import stop
+
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK_S = 600
 #: Distinct 10-minute blocks, repeated to the length asked for.
@@ -184,12 +186,7 @@ def measure_upload(clef: str, store: Path, ck: Path, edf: Path, work: Path) -> d
         return {"rc": 0, "seconds": seconds, "peak_gb": peak, "idle_gb": idle, "client_peak_gb": client,
                 "n_windows": r.json()["n_windows"]}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 30)
 
 
 WHOLE = """

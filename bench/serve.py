@@ -61,6 +61,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import stop
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "serve"
 
@@ -385,8 +387,7 @@ def main() -> None:
                 wait_predrawn(store, [i for i in ids if not i.startswith("pad")], proc)
             explorer_views(url, key, [i for i in ids if not i.startswith("pad")], len(ids))
         finally:
-            proc.terminate()
-            proc.wait(10)
+            stop(proc)
         return
     try:
         for name, send, total in plan:
@@ -395,11 +396,7 @@ def main() -> None:
                 results.append(r)
                 print(f"  {r.row()}", flush=True)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
     print(f"\n== clef serve, {len(ids)} sessions, closed-loop clients on the same machine")
     print("| endpoint | clients | requests | errors | p50 ms | p95 ms | p99 ms | req/s | server CPU ms/req |")
     print("|---|---|---|---|---|---|---|---|---|")
