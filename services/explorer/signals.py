@@ -222,22 +222,27 @@ class SessionSignals:
             raise RecordingUnavailable("its recording is not in the store's archive (moved, or on another machine)")
         return path
 
-    def _recording(self, meta: dict[str, Any]) -> Recording:
+    def _read(self, meta: dict[str, Any]) -> Recording:
+        """The session's recording read from the archive (not kept), refused if it changed since it was embedded."""
         from tokenizer.errors import IngestError
         from tokenizer.ingest import read_recording
 
+        try:
+            rec = read_recording(self.path_of(meta), self.contract)
+        except IngestError as exc:
+            raise RecordingUnavailable(f"its recording cannot be read ({exc.kind})") from None
+        if rec.source_sha256 != str(meta["source_sha256"]):
+            raise RecordingUnavailable("its recording in the archive has changed since it was embedded")
+        return rec
+
+    def _recording(self, meta: dict[str, Any]) -> Recording:
+        """:meth:`_read`, kept in the viewer's LRU of recordings."""
         sha = str(meta["source_sha256"])
         with self._lock:
             if sha in self._recordings:
                 self._recordings.move_to_end(sha)
                 return self._recordings[sha]
-            path = self.path_of(meta)
-            try:
-                rec = read_recording(path, self.contract)
-            except IngestError as exc:
-                raise RecordingUnavailable(f"its recording cannot be read ({exc.kind})") from None
-            if rec.source_sha256 != sha:
-                raise RecordingUnavailable("its recording in the archive has changed since it was embedded")
+            rec = self._read(meta)
             self._recordings[sha] = rec
             while len(self._recordings) > self.keep:
                 self._recordings.popitem(last=False)
@@ -269,7 +274,7 @@ class SessionSignals:
             self._pngs.popitem(last=False)
         return png
 
-    def _draw(self, meta: dict[str, Any], disk: Path, read: Any) -> None:
+    def _draw(self, meta: dict[str, Any], disk: Path, read: Callable[[dict[str, Any]], Recording]) -> None:
         """Draw the session's spectrogram into ``disk`` (``read(meta)``: its :class:`Recording`)."""
         from tokenizer.errors import IngestError
         from tokenizer.multitaper import multitaper_spectrogram
@@ -346,18 +351,6 @@ class SessionSignals:
         int
             Spectrograms drawn.
         """
-        from tokenizer.errors import IngestError
-        from tokenizer.ingest import read_recording
-
-        def read(meta: dict[str, Any]) -> Recording:
-            try:
-                rec = read_recording(self.path_of(meta), self.contract)
-            except IngestError as exc:
-                raise RecordingUnavailable(f"its recording cannot be read ({exc.kind})") from None
-            if rec.source_sha256 != str(meta["source_sha256"]):
-                raise RecordingUnavailable("its recording in the archive has changed since it was embedded")
-            return rec
-
         drawn = 0
         for meta in metas:
             if stop is not None and stop():
@@ -369,7 +362,7 @@ class SessionSignals:
             if disk.is_file() or str(sha) in self._pngs:
                 continue
             try:
-                self._draw(meta, disk, read)
+                self._draw(meta, disk, self._read)
             except RecordingUnavailable as exc:
                 log.debug("explorer: no spectrogram drawn ahead for a session: %s", exc.reason)
                 continue
