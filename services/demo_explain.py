@@ -154,6 +154,9 @@ def demo_step(hospital: Path, checkpoint: Path, out: Path, console: Any = None) 
             t.add_row(str(e["rank"]), e["session_id"], f"{e['score']:.3f}", ", ".join(e["report_findings"] or []))
         console.print(t)
 
+    minutes_by = ("their first-order estimate (one gradient pass)" if d.get("time_method") == "gradient"
+                  else "occlusion too")
+
     def rel(p: Path) -> str:  # the page's links are relative to OUT
         return Path(p).relative_to(out).as_posix()
 
@@ -161,7 +164,8 @@ def demo_step(hospital: Path, checkpoint: Path, out: Path, console: Any = None) 
              f"`clef explain {choice.session_id} --task {choice.task}` with the demo's aligned checkpoint, probes and "
              f"store: session {choice.session_id} ({who}) is a positive of `{choice.task}`, and the probe scores it "
              f"**{d['baseline']:.3f}**. Occlusion (each part taken away, the session embedded and scored again; "
-             f"{d['n_variants']} variants in {d['seconds']:.0f} s) says: **{said}**. {weak}", "",
+             f"{d['n_variants']} variants in {d['seconds']:.0f} s; the minutes by {minutes_by}) says: **{said}**. "
+             f"{weak}", "",
              f"![explanation of {choice.session_id}]({rel(written['figure'])})", "",
              "Left and right hemisphere CSA with each band's attribution beside its rows and the top minute "
              "outlined, the attribution per minute below, the scalp map of the electrodes' attribution and the "
