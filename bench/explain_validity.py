@@ -22,6 +22,21 @@ suppression) a logistic probe fitted here on the cached embeddings of every sess
 labels from the truth (so the explained positives are in its training set: it says where
 the probe looks, not how well it generalises).
 
+Hemispheres are taken away by ``--hemisphere-baseline`` (``mirror``, the default of
+:func:`clef.explain.explain`: a side's electrodes replaced by their homologues; ``absent``:
+zero input through the channel mask); ``--compare-hemisphere-baselines`` also explains
+the lateralised sessions with the other one (regions only are kept from that second
+pass), so both are scored on the same sessions. ``--skip N`` leaves out the first ``N``
+positives of each finding (the reported ones): a set to look at before choosing anything.
+
+A finding the hospital does not hold (the legacy study's has no LPDs: stroke is rare and
+LPDs follow it in a fifth of acute strokes) can be planted here: ``--plant lpd:N`` writes
+``N`` sessions with the finding (sides alternating, severity drawn as the catalogue
+draws it) and ``N`` without, ``--plant-minutes`` long, in the ICU setting
+(:func:`clef.synthetic.eeg.simulate_eeg`, EDF files under ``--out``), embeds all of them
+with the checkpoint, fits a logistic probe on those embeddings (the explained positives
+are in its training set, as for seizures) and explains the positives with the others.
+
 Sanity reference (``--bandpower``): the same occlusions and checks on the benchmark's
 ``input_bandpower`` probe (band power of the tokenizer's input spectrogram, a model that
 does carry lateralised and spectral signal), to tell "the occlusion cannot find the
@@ -31,6 +46,8 @@ Run (1 thread, niced; a bounded number of positives per finding)::
 
     nice -n 10 python bench/explain_validity.py --study bench/out/study_200_legacy --max-positives 40 \\
         --threads 1 --bandpower --out bench/out/explain_validity
+    nice -n 10 python bench/explain_validity.py --study bench/out/study_200_clinical --max-positives 15 \
+        --threads 1 --bandpower --compare-hemisphere-baselines --out bench/out/explain_validity_clinical
 """
 
 from __future__ import annotations
@@ -79,6 +96,36 @@ def events_of(hospital: Path, session_ids: list[str]) -> dict[str, list[tuple[fl
                                f"{truth[sid]['n_seizures']}): the hospital was made by other code")
         out[sid] = [(e.onset_s, e.onset_s + e.duration_s, e.kind) for e in summ.events]
     return out
+
+
+def plant_sessions(out: Path, finding: str, n: int, minutes: float, seed: int = 19) -> list[dict]:
+    """``n`` ICU sessions with ``finding`` planted (sides alternating for a lateralised one) and
+    ``n`` without, written as EDF under ``out``; rows ``{session_id, path, side, positive}``."""
+    from clef.synthetic.eeg import LATERALISED_FINDINGS, simulate_eeg
+    from clef.synthetic.spec import PlantedFinding, SessionSpec
+    from tokenizer.contract import CANONICAL_CHANNELS
+    from tokenizer.edf_writer import EDFSignal, write_edf
+
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(2 * n):
+        positive = k < n
+        side = ("L" if k % 2 == 0 else "R") if positive and finding in LATERALISED_FINDINGS else None
+        sid = f"{finding.upper()}{k:03d}-{'P' if positive else 'C'}"
+        severity = float(rng.uniform(0.3, 0.9))  # the catalogue's range for stroke's LPDs
+        found = (PlantedFinding(finding, severity, side),) if positive else ()
+        path = out / f"{sid}.edf"
+        if not path.is_file():
+            spec = SessionSpec(sid, minutes * 60.0, 65.0, "icu", findings=found, seed=seed * 1000 + k)
+            x, summary = simulate_eeg(spec, 200.0)
+            if positive and not summary.count(finding) and finding in ("lpd", "seizure"):
+                raise RuntimeError(f"{sid}: the simulator planted no {finding} event")
+            x = np.clip(x, -3200.0, 3200.0)
+            write_edf(path, [EDFSignal(f"EEG {c}-REF", x[i], 200.0, physical_min=-3200.0, physical_max=3200.0)
+                             for i, c in enumerate(CANONICAL_CHANNELS)])
+        rows.append({"session_id": sid, "path": str(path), "side": side, "positive": positive})
+    return rows
 
 
 def embedding_probe(study: Path, model_name: str, model_id: str, finding: str, truth: pl.DataFrame):
@@ -153,11 +200,18 @@ def main() -> None:
     ap.add_argument("--study", type=Path, default=Path("bench/out/study_200_legacy"))
     ap.add_argument("--model", default="stage1", help="Checkpoint folder name inside the study (its probes).")
     ap.add_argument("--max-positives", type=int, default=40)
+    ap.add_argument("--skip", type=int, default=0, help="Leave out the first N positives of each finding.")
+    ap.add_argument("--hemisphere-baseline", default="mirror", choices=("mirror", "absent"))
+    ap.add_argument("--compare-hemisphere-baselines", action="store_true",
+                    help="Also explain lateralised sessions with the other hemisphere baseline (regions).")
     ap.add_argument("--bootstrap", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--bandpower", action="store_true", help="Also explain the input_bandpower probes.")
     ap.add_argument("--findings", default=",".join(LATERAL + tuple(EPISODIC) + BETA))
     ap.add_argument("--out", type=Path, default=Path("bench/out/explain_validity"))
+    ap.add_argument("--plant", default="", help="FINDING:N: plant the finding in N generated sessions (and N "
+                    "without) and explain those positives too.")
+    ap.add_argument("--plant-minutes", type=float, default=20.0)
     ap.add_argument("--summarise-only", action="store_true", help="Summarise the sessions already explained in --out.")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -191,7 +245,7 @@ def main() -> None:
         pos = flat.filter(pl.col("name") == finding).unique("session_id").sort("session_id")
         if finding in LATERAL:
             pos = pos.filter(pl.col("side").is_in(["L", "R"]))
-        pos = pos.head(args.max_positives)
+        pos = pos.slice(args.skip, args.max_positives)
         if pos.height == 0:
             print(f"{finding}: no positive session in this hospital")
             continue
@@ -206,12 +260,21 @@ def main() -> None:
                 continue
             t0 = time.perf_counter()
             spec = read_spectrogram(hospital / r["path"], emb, threads=args.threads)
-            ex = explain(spec, emb, probe, target=f"probe:{probe.task}", channels=False)
+            ex = explain(spec, emb, probe, target=f"probe:{probe.task}", channels=False,
+                         hemisphere_baseline=args.hemisphere_baseline)
             row = {"finding": finding, "session_id": r["session_id"], "side": r["side"], "probe": probe.task,
+                   "hemisphere_baseline": ex.hemisphere_baseline,
                    "baseline": ex.baseline, "region": ex.region.tolist(), "band": ex.band.tolist(),
                    "time": [None if not math.isfinite(v) else v for v in ex.time.tolist()],
                    "events": [e for e in events.get(r["session_id"], []) if e[2] == EPISODIC.get(finding)],
                    "seconds": time.perf_counter() - t0}
+            if args.compare_hemisphere_baselines and finding in LATERAL:
+                other = "absent" if args.hemisphere_baseline == "mirror" else "mirror"
+                # only the regions are kept: one band and the minutes to first order keep this pass short
+                alt = explain(spec, emb, probe, target=f"probe:{probe.task}", channels=False,
+                              bands={"beta": CANONICAL_BANDS["beta"]}, time_method="gradient",
+                              hemisphere_baseline=other)
+                row[f"region_{other}"] = alt.region.tolist()
             if bp is not None:
                 b = bandpower_explain(spec, freqs, tuple(emb.contract.channels), bp, ex.minute_s)
                 row["bp_probe"] = bp.task
@@ -222,6 +285,40 @@ def main() -> None:
                 fh.write(json.dumps(row) + "\n")
             done[key] = row
             print(f"  {r['session_id']} {row['seconds']:.1f} s", flush=True)
+    if args.plant:
+        finding, n = args.plant.split(":")
+        planted = plant_sessions(args.out / "planted", finding, int(n), args.plant_minutes)
+        from benchmark_tasks.probes import TaskProbe, fit_logistic_probe
+
+        x = np.stack([emb.embed(r["path"]).vector for r in planted]).astype(np.float64)
+        y = np.array([r["positive"] for r in planted], dtype=int)
+        probe = TaskProbe(f"planted_{finding}", fit_logistic_probe(x, y), emb.model_id)
+        print(f"{finding}: {int(y.sum())} planted positives, probe fitted on {len(y)} generated sessions", flush=True)
+        for r in planted:
+            key = (finding, r["session_id"])
+            if not r["positive"] or key in done:
+                continue
+            t0 = time.perf_counter()
+            spec = read_spectrogram(r["path"], emb, threads=args.threads)
+            ex = explain(spec, emb, probe, target=f"probe:{probe.task}", channels=False,
+                         hemisphere_baseline=args.hemisphere_baseline)
+            row = {"finding": finding, "session_id": r["session_id"], "side": r["side"], "probe": probe.task,
+                   "hemisphere_baseline": ex.hemisphere_baseline, "baseline": ex.baseline,
+                   "region": ex.region.tolist(), "band": ex.band.tolist(),
+                   "time": [None if not math.isfinite(v) else v for v in ex.time.tolist()], "events": [],
+                   "planted": True, "seconds": time.perf_counter() - t0}
+            if args.compare_hemisphere_baselines and finding in LATERAL:
+                other = "absent" if args.hemisphere_baseline == "mirror" else "mirror"
+                alt = explain(spec, emb, probe, target=f"probe:{probe.task}", channels=False,
+                              bands={"beta": CANONICAL_BANDS["beta"]}, time_method="gradient",
+                              hemisphere_baseline=other)
+                row[f"region_{other}"] = alt.region.tolist()
+            with rows_path.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            done[key] = row
+            print(f"  {r['session_id']} {row['seconds']:.1f} s", flush=True)
+        if finding not in findings:
+            findings.append(finding)
     summarise(list(done.values()), findings, args.bootstrap, args.out, REGION_NAMES, list(CANONICAL_BANDS))
 
 
@@ -256,16 +353,20 @@ def summarise(rows: list[dict], findings: list[str], n_boot: int, out: Path, reg
         sel = [r for r in rows if r["finding"] == finding]
         if not sel:
             continue
-        for model, prefix in (("embedding probe", ""), ("band-power probe", "bp_")):
-            if prefix and prefix + "region" not in sel[0]:
+        mode = sel[0].get("hemisphere_baseline", "absent")
+        other = "absent" if mode == "mirror" else "mirror"
+        models = [(f"embedding probe ({mode})" if kind == "lateral" else "embedding probe", "", "region"),
+                  (f"embedding probe ({other})", "", f"region_{other}"), ("band-power probe", "bp_", "bp_region")]
+        for model, prefix, region_key in models:
+            if region_key not in sel[0]:
                 continue
-            hits = [_hit(kind, r, r[prefix + "region"], r[prefix + "band"], r[prefix + "time"], regions, bands, None)
+            hits = [_hit(kind, r, r[region_key], r[prefix + "band"], r[prefix + "time"], regions, bands, None)
                     for r in sel]
             h = np.array([v for v in hits if v is not None])
             rnd = []
             for rep in range(200):  # the random baseline's hit rate, averaged over draws
                 g = np.random.default_rng(rep)
-                rnd.append([_hit(kind, r, r[prefix + "region"], r[prefix + "band"], r[prefix + "time"], regions, bands,
+                rnd.append([_hit(kind, r, r[region_key], r[prefix + "band"], r[prefix + "time"], regions, bands,
                                  g) for r in sel])
             rnd_h = np.array([[v for v in d if v is not None] for d in rnd], dtype=float)
             rnd_mean = rnd_h.mean(1)

@@ -12,15 +12,25 @@ Occlusion is chosen over gradients because it is faithful by construction (each 
 is what the model does without that part, not a local linearisation through the
 VQGAN's non-differentiable quantiser), it needs nothing of the model but its forward
 pass (any probe, any checkpoint, the similarity of two sessions alike), and each part is
-taken away the way the platform already handles missing data, so the occluded session
-is one the model is built to see:
+taken away the way the platform already handles missing data, or for a hemisphere by the
+other side's copy, so the occluded session is one the model is built to see:
 
-* **channels and regions** (``channel``, ``region``): the channel (or every channel of a
-  region: the ``left`` and ``right`` lateral electrodes, the ``frontal``, ``temporal``,
-  ``central``, ``parietal`` and ``occipital`` ones, :func:`channel_regions`) is absent
-  through the channel mask, as an electrode that was not recorded: its rows of the
-  tokenizer's input are zero (:func:`tokenizer.windows.window_input`), and the
-  windows are tokenized again;
+* **channels and lobes** (``channel``, and the ``frontal``, ``temporal``, ``central``,
+  ``parietal`` and ``occipital`` values of ``region``, :func:`channel_regions`): the
+  channel (or every channel of the lobe) is absent through the channel mask, as an
+  electrode that was not recorded: its rows of the tokenizer's input are zero
+  (:func:`tokenizer.windows.window_input`), and the windows are tokenized again;
+* **hemispheres** (the ``left`` and ``right`` values of ``region``, the lateral electrodes
+  of each side), by ``hemisphere_baseline``: ``mirror`` (default) replaces the side's
+  electrodes by their homologues on the other side (Fp1 by Fp2, T3 by T4, ...,
+  :func:`mirror_hemisphere`), the counterfactual "this side as the other one", a
+  symmetric session of the kind the tokenizer and the encoder were trained on;
+  ``absent`` zeroes them through the channel mask as for a lobe. A whole side absent is
+  an input no training session held: zero scaled input is a flat 0 dB spectrum (not the
+  lowest power: most of a real spectrogram lies below it), the side's tokens take codes
+  that are rare in training, and the session's embedding lands far from every real
+  session, so a side's drop measures the model's reaction to a one-sided blank as much
+  as the finding (``bench/explain_occlusion_ood.py``, bench/RESULTS.md "Explanations");
 * **time** (``time``, one value per ``minute_s``): the tokens of that minute are invalid
   in the token mask, as a gap in the recording: the transformer neither attends to nor
   pools them. With ``time_method="gradient"`` this occlusion is taken to first
@@ -72,12 +82,14 @@ from tokenizer.windows import split_windows, token_mask_np
 
 __all__ = [
     "GRADIENT_PASSES",
+    "HEMISPHERE_BASELINES",
     "REGION_NAMES",
     "Explanation",
     "Scorer",
     "channel_regions",
     "explain",
     "inpaint_band",
+    "mirror_hemisphere",
     "read_spectrogram",
     "similarity_scorer",
 ]
@@ -91,6 +103,9 @@ GRADIENT_PASSES = 4
 #: A score function: session embeddings ``(n, dim)`` → scores ``(n,)``.
 Scorer = Callable[[np.ndarray], np.ndarray]
 
+#: How a hemisphere is taken away (:func:`explain`'s ``hemisphere_baseline``): its electrodes
+#: replaced by their homologues, or absent (zero input) as a lobe is.
+HEMISPHERE_BASELINES: tuple[str, ...] = ("mirror", "absent")
 #: Regions occluded as one, in this order: hemispheres (lateral electrodes), then lobes.
 REGION_NAMES: tuple[str, ...] = ("left", "right", "frontal", "temporal", "central", "parietal", "occipital")
 #: 10-20 name stems of each lobe (the letters before the number or ``z``).
@@ -178,6 +193,9 @@ class Explanation:
         The session embedding, nothing occluded (what the neighbours are searched with).
     time_method : str
         ``occlusion`` or ``gradient`` (the time attribution to first order, see :func:`explain`).
+    hemisphere_baseline : str
+        How the ``left`` and ``right`` regions were taken away: ``mirror`` or ``absent``
+        (:data:`HEMISPHERE_BASELINES`).
     extra : dict
         Added to :meth:`to_dict` (e.g. the nearest labelled sessions).
     """
@@ -201,6 +219,7 @@ class Explanation:
     n_variants: int
     embedding: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     time_method: str = "occlusion"
+    hemisphere_baseline: str = "mirror"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -237,7 +256,7 @@ class Explanation:
             "source_path": self.source_path, "source_sha256": self.source_sha256,
             "method": "occlusion: baseline score minus the score without the part (the time steps to first "
                       "order when time_method is 'gradient')",
-            "time_method": self.time_method,
+            "time_method": self.time_method, "hemisphere_baseline": self.hemisphere_baseline,
             "channel": dict(zip(self.channels, arr(self.channel))),
             "region": dict(zip(self.regions, arr(self.region))),
             "time": {"step_s": self.minute_s, "start_s": [k * self.minute_s for k in range(len(self.time))],
@@ -287,10 +306,33 @@ def inpaint_band(x: np.ndarray, freqs: np.ndarray, band: tuple[float, float]) ->
     return out
 
 
+def mirror_hemisphere(x: np.ndarray, channels: tuple[str, ...], side: str) -> np.ndarray:
+    """A copy of the model input ``x (..., channels, bins, frames)`` with ``side``'s lateral
+    electrodes replaced by their homologues on the other side (``hemisphere_baseline="mirror"``).
+
+    Both sides then carry the other side's signal, so under the ``hemispheres`` tokenizer
+    layout the two sides' images, and their token rows, are the same. A homologue absent
+    in the recording (zero input) makes its partner absent too.
+
+    Raises
+    ------
+    ValueError
+        ``side`` is not ``left`` or ``right``, or the channels have no 10-20 homologues.
+    """
+    if side not in ("left", "right"):
+        raise ValueError(f"side: 'left' or 'right' expected, found {side!r}")
+    layout = HemisphereLayout.from_channels(channels)
+    left, right = list(layout.left[:layout.n_lateral]), list(layout.right[:layout.n_lateral])
+    dst, src = (left, right) if side == "left" else (right, left)
+    out = x.copy()
+    out[..., dst, :, :] = x[..., src, :, :]
+    return out
+
+
 def explain(source: str | Path | Recording | SessionSpectrogram, embedder: Embedder | str | Path, score: Scorer, *,
             target: str = "score", minute_s: float = 60.0, bands: Mapping[str, tuple[float, float]] | None = None,
-            channels: bool = True, time_method: str = "auto", batch_size: int = 8,
-            threads: int | None = None) -> Explanation:
+            channels: bool = True, time_method: str = "auto", hemisphere_baseline: str = "mirror",
+            batch_size: int = 8, threads: int | None = None) -> Explanation:
     """Occlusion attribution of ``score`` on one session (see the module docstring).
 
     Parameters
@@ -322,6 +364,11 @@ def explain(source: str | Path | Recording | SessionSpectrogram, embedder: Embed
         tokens a gap in the token mask; ``auto`` (default): occlusion when it takes at
         most :data:`GRADIENT_PASSES` encoder passes per window or the encoder has no
         presence weights, else gradient. The one used is ``Explanation.time_method``.
+    hemisphere_baseline : {"mirror", "absent"}
+        How the ``left`` and ``right`` regions are taken away: ``mirror`` (default), the
+        side's electrodes replaced by their homologues (:func:`mirror_hemisphere`);
+        ``absent``, zero input as for a lobe (the earlier behaviour). Channels and lobes
+        are always absent.
     batch_size : int
         Windows per tokenizer and encoder pass.
     threads : int, optional
@@ -345,6 +392,8 @@ def explain(source: str | Path | Recording | SessionSpectrogram, embedder: Embed
         raise ValueError(f"batch_size: at least 1 expected, found {batch_size}")
     if time_method not in ("auto", "gradient", "occlusion"):
         raise ValueError(f"time_method: 'auto', 'gradient' or 'occlusion' expected, found {time_method!r}")
+    if hemisphere_baseline not in HEMISPHERE_BASELINES:
+        raise ValueError(f"hemisphere_baseline: one of {HEMISPHERE_BASELINES} expected, found {hemisphere_baseline!r}")
     emb = Embedder(embedder) if isinstance(embedder, (str, Path)) else embedder
     weighted = hasattr(emb.encoder, "embed_windows_weighted")
     if time_method == "gradient" and not weighted:
@@ -390,10 +439,14 @@ def explain(source: str | Path | Recording | SessionSpectrogram, embedder: Embed
             variants.append(("channel", contract.channels[c], x))
     for r, idx in regions.items():
         idx_present = [i for i in idx if cmask[i]]
-        if idx_present:
+        if not idx_present:
+            continue
+        if r in ("left", "right") and hemisphere_baseline == "mirror":
+            x = mirror_hemisphere(x0, tuple(contract.channels), r)
+        else:
             x = x0.copy()
             x[:, idx_present] = 0.0
-            variants.append(("region", r, x))
+        variants.append(("region", r, x))
     for b, rng in bands.items():
         x = inpaint_band(x0, freqs, rng)
         x[:, ~cmask] = 0.0
@@ -464,7 +517,7 @@ def explain(source: str | Path | Recording | SessionSpectrogram, embedder: Embed
                        band=band, freqs=freqs, csa=_csa(spec, regions, n_steps, minute_s, sp.step_s),
                        source_path=spec.source_path, source_sha256=spec.source_sha256, model_id=emb.model_id,
                        seconds=seconds, n_variants=len(s), embedding=np.asarray(sess[0], np.float32),
-                       time_method=time_method)
+                       time_method=time_method, hemisphere_baseline=hemisphere_baseline)
 
 
 @torch.inference_mode()

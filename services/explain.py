@@ -123,6 +123,9 @@ def explain_command(
     time_method: str = typer.Option("auto", "--time", help="Minutes by 'occlusion' (one encoder pass each), "
                                                            "'gradient' (to first order, one backward pass) or "
                                                            "'auto' (occlusion while it is as cheap)."),
+    hemisphere_baseline: str = typer.Option("mirror", "--hemisphere-baseline",
+                                            help="How a hemisphere is taken away: 'mirror' (its electrodes "
+                                                 "replaced by their homologues) or 'absent' (zero input)."),
     figure: bool = typer.Option(True, "--figure/--no-figure", help="Draw explanation.png."),
     device: str = typer.Option("cpu", "--device", help="Torch device."),
 ) -> None:
@@ -133,7 +136,8 @@ def explain_command(
     try:
         written = run_explain(session, checkpoint, task=task, probes=probes, neighbour=neighbour, store=store,
                               reports=reports, examples=examples, out=out, minute_s=minute, channels=channels,
-                              time_method=time_method, figure=figure, device=device)
+                              time_method=time_method, hemisphere_baseline=hemisphere_baseline, figure=figure,
+                              device=device)
     except Exception as exc:  # noqa: BLE001 - sorted below: expected errors are one line
         from services.store import StoreError
         from tokenizer.checkpoint_io import CheckpointError
@@ -149,7 +153,8 @@ def explain_command(
 def run_explain(session: str, checkpoint: Path, *, task: str | None = None, probes: Path | None = None,
                 neighbour: str | None = None, store: Path | None = None, reports: Path | None = None,
                 examples: int = 5, out: Path | None = None, minute_s: float = 60.0, channels: bool = True,
-                time_method: str = "auto", figure: bool = True, device: str = "cpu") -> dict[str, Path]:
+                time_method: str = "auto", hemisphere_baseline: str = "mirror", figure: bool = True,
+                device: str = "cpu") -> dict[str, Path]:
     """What ``clef explain`` does; returns ``{"json": path, "figure": path}``.
 
     Raises
@@ -192,7 +197,7 @@ def run_explain(session: str, checkpoint: Path, *, task: str | None = None, prob
                                f"{store}")
         scorer, target = similarity_scorer(ref), f"similarity:{neighbour}"
     ex = explain(resolved.path, emb, scorer, target=target, minute_s=minute_s, channels=channels,
-                 time_method=time_method)
+                 time_method=time_method, hemisphere_baseline=hemisphere_baseline)
     if store is not None and examples > 0:
         try:
             ex.extra["examples"] = nearest_examples(store, ex.embedding, emb.model_id, k=examples,

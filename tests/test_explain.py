@@ -20,6 +20,7 @@ from clef.explain import (
     channel_regions,
     explain,
     inpaint_band,
+    mirror_hemisphere,
     similarity_scorer,
 )
 from clef.viz import plot_explanation
@@ -27,6 +28,7 @@ from tokenizer import CANONICAL_CHANNELS
 from tokenizer.contract import SignalContract
 from tokenizer.edf_writer import EDFSignal, write_edf
 from tokenizer.spectrogram_cache import SessionSpectrogram
+from tokenizer.vqgan.layout import HemisphereLayout
 from tokenizer.windows import WindowSpec
 
 CONTRACT = SignalContract()
@@ -169,6 +171,67 @@ def test_inpaint_band_and_similarity() -> None:
         similarity_scorer(np.zeros(3))
 
 
+def test_mirror_hemisphere_copies_the_homologues() -> None:
+    layout = HemisphereLayout.from_channels(tuple(CONTRACT.channels))
+    x = np.random.default_rng(0).normal(size=(2, 19, 4, 3)).astype(np.float32)
+    x[:, CONTRACT.channels.index("T4")] = 0.0  # absent in the recording: T3 becomes absent too
+    y = mirror_hemisphere(x, tuple(CONTRACT.channels), "left")
+    sides = layout.split(torch.from_numpy(y))
+    assert torch.equal(sides[:2], sides[2:])  # the two sides' images (lateral, then midline) are the same
+    assert np.abs(y[:, CONTRACT.channels.index("T3")]).max() == 0.0
+    right = list(layout.right[:layout.n_lateral]) + list(layout.left[layout.n_lateral:])
+    assert np.array_equal(y[:, right], x[:, right])  # the right side and the midline unchanged
+    assert not np.array_equal(y, x) and np.abs(x[:, CONTRACT.channels.index("Fp1")]).max() > 0  # a copy
+    z = mirror_hemisphere(x, tuple(CONTRACT.channels), "right")
+    assert np.array_equal(z[:, CONTRACT.channels.index("O2")], x[:, CONTRACT.channels.index("O1")])
+    with pytest.raises(ValueError, match="side"):
+        mirror_hemisphere(x, tuple(CONTRACT.channels), "frontal")
+
+
+class _SideQuantiser:
+    """Two token rows (left, right side image, the ``hemispheres`` layout): code 1 where the side's
+    lateral electrodes are quiet (mean scaled input under 0.15, a low-voltage side)."""
+
+    def tokenize(self, x: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, _, _, wf = x.shape
+        layout = HemisphereLayout.from_channels(tuple(CONTRACT.channels))
+        rows = []
+        for side in (layout.left, layout.right):
+            level = x[:, list(side[:layout.n_lateral])].reshape(b, -1, 128, wf // 128).mean((1, 3))  # (B, 128)
+            rows.append((level < 0.15).long())
+        return torch.stack(rows, 1), frame_mask
+
+
+def test_hemisphere_baselines_mirror_and_absent() -> None:
+    """A right side attenuated by 12 dB: mirroring the right (the left's healthy copy in its place)
+    takes the finding away, mirroring the left makes both sides quiet; absent zeroes a side."""
+    spec = _spectrogram(minutes=2)
+    right = list(channel_regions(tuple(CONTRACT.channels))["right"])
+    values = spec.values.astype(np.float32)
+    values[right] -= 12.0
+    spec = SessionSpectrogram(values.astype(np.float16), spec.frame_mask, spec.channel_mask, spec.source_sha256,
+                              spec.source_path)
+    emb = _embedder()
+    emb.tokenizer.model, emb.tokenizer.grid = _SideQuantiser(), (2, 128)
+    left_i, right_i = REGION_NAMES.index("left"), REGION_NAMES.index("right")
+    mirror = explain(spec, emb, _probe, channels=False)
+    assert mirror.hemisphere_baseline == "mirror" and mirror.to_dict()["hemisphere_baseline"] == "mirror"
+    assert mirror.baseline == pytest.approx(0.5)  # the right row quiet, the left not
+    assert mirror.region[right_i] == pytest.approx(0.5)  # both sides healthy: the score is gone
+    assert mirror.region[left_i] == pytest.approx(-0.5)  # both sides quiet: the score doubles
+    assert mirror.hemisphere == "right"
+    absent = explain(spec, emb, _probe, channels=False, hemisphere_baseline="absent")
+    assert absent.hemisphere_baseline == "absent"
+    assert absent.region[left_i] == pytest.approx(-0.5)  # a zeroed side reads as quiet
+    assert absent.region[right_i] == pytest.approx(0.0)
+    # lobes, bands and minutes do not depend on how the hemispheres are taken away
+    lobes = [REGION_NAMES.index(r) for r in REGION_NAMES if r not in ("left", "right")]
+    assert np.array_equal(mirror.region[lobes], absent.region[lobes])
+    assert np.array_equal(mirror.band, absent.band) and np.array_equal(mirror.time, absent.time)
+    with pytest.raises(ValueError, match="hemisphere_baseline"):
+        explain(spec, emb, _probe, hemisphere_baseline="zeros")
+
+
 def test_figure_is_written(handbuilt: Explanation, tmp_path: Path) -> None:
     p = plot_explanation(handbuilt, tmp_path / "x" / "explanation.png")
     assert p.is_file() and p.stat().st_size > 10_000
@@ -236,6 +299,7 @@ def test_cli_writes_json_and_figure_and_refuses_a_short_file(checkpoint: Path, t
     assert r.exit_code == 0, r.output
     d = json.loads((out / "explanation.json").read_text())
     assert d["target"] == "probe:eeg_left" and len(d["time"]["attribution"]) == 3
+    assert d["hemisphere_baseline"] == "mirror"
     assert (out / "explanation.png").stat().st_size > 10_000
     short = _edf(tmp_path / "short.edf", 2.0)
     r = _run(str(short), "--checkpoint", str(checkpoint), "--task", "eeg_left", "--probes", str(results))
@@ -243,6 +307,9 @@ def test_cli_writes_json_and_figure_and_refuses_a_short_file(checkpoint: Path, t
     r = _run(str(edf), "--checkpoint", str(checkpoint), "--task", "eeg_left", "--probes", str(results),
              "--time", "integrated")
     assert r.exit_code == 2 and "time_method" in r.output
+    r = _run(str(edf), "--checkpoint", str(checkpoint), "--task", "eeg_left", "--probes", str(results),
+             "--hemisphere-baseline", "zeros")
+    assert r.exit_code == 2 and "hemisphere_baseline" in r.output
 
 
 def _store(root: Path, archive: Path, files: list[Path], checkpoint: Path) -> tuple[Path, str]:
