@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from services.schemas import SCHEMAS
 from services.store import EmbeddingStore, StoreError, vectors_of
 from services.store_writer import StoreWriter, utc_now
 from tests.factories import synthetic_store
@@ -201,3 +202,130 @@ def test_the_lock_and_the_store_json_keep_their_names_and_format(tmp_path: Path,
         pass
     assert caplog.messages == [f"store {store} was built from archive {tmp_path.resolve()}; now embedding "
                                f"{(tmp_path / 'x').resolve()} (paths are relative to each root)"]
+
+
+def test_reader_answers_what_each_method_promises(tmp_path: Path) -> None:
+    a, b = "a" * 16, "b" * 16
+    store = tmp_path / "store"
+    with StoreWriter(store, tmp_path) as w:
+        rows = [_rows(i, a) for i in range(3)] + [_rows(i, b, dim=2) for i in (1, 5)]
+        w.commit([r[0] for r in rows], [r[1] for r in rows[:3]], [r[2] for r in rows])
+        # the same content again under another session id (a copy at another path), re-embedded
+        m, s, e = _rows(1, a)
+        w.commit([], [{**s, "session_id": "copy", "path": "q/copy.edf"}],
+                 [{**e, "session_id": "copy", "vector": [9.0] * 4}])
+    st = EmbeddingStore(store)
+    assert st.models() == [a, b]
+    ids, x = st.matrix(b)
+    assert ids == ["s1", "s5"] and x.tolist() == [[1.0, 1.0], [5.0, 5.0]]
+    ids, x = st.matrix(a)
+    assert ids == ["s0", "s1", "s2"] and x[1].tolist() == [1.0] * 4  # the first row of a content is kept
+    assert st.vector("s1", a).tolist() == [1.0] * 4 and st.vector("s1", b).tolist() == [1.0, 1.0]
+    assert st.sessions()["session_id"].to_list() == ["s0", "s1", "s2"]
+    emb = st.embeddings()
+    assert emb.columns == list(SCHEMAS["embeddings"]) and emb.height == 5
+    assert st.embeddings(b)["session_id"].to_list() == ["s1", "s5"]
+    assert st.embeddings(windows=False).columns == [c for c in SCHEMAS["embeddings"] if c != "window_vectors"]
+    assert st.manifest(model_id=b)["path"].to_list() == ["p/s1.edf", "p/s5.edf"]
+    assert st.manifest(model_id=b, history=True).height == 2
+    with pytest.raises(StoreError, match=rf"^store {store}: model c+ not found; models present: {a}, {b}$"):
+        st.resolve_model("c" * 16)
+    with pytest.raises(StoreError, match=rf"^store {store}: one model expected, found 2 \({a}, {b}\); choose one "
+                                         "with --model$"):
+        st.resolve_model(None)
+    assert st.resolve_model(b) == b
+    with pytest.raises(ValueError, match=r"table must be one of \('manifest', 'sessions', 'embeddings'\), found 'x'"):
+        st._read("x")
+
+
+def test_an_empty_store_and_a_file_in_its_place(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    with StoreWriter(store, tmp_path):
+        pass
+    st = EmbeddingStore(store)
+    st.require()
+    assert st.models() == [] and st.embeddings().columns == list(SCHEMAS["embeddings"])
+    assert st.embeddings(windows=False).height == 0 and st.vector("s1", "a" * 16) is None
+    x = vectors_of(st.embeddings())
+    assert x.shape == (0, 0) and x.dtype == np.float32
+    with pytest.raises(StoreError, match=rf"^store {store}: model a+ not found; models present: none$"):
+        st.resolve_model("a" * 16)
+    with pytest.raises(StoreError, match=rf"^store {store}: no embeddings yet \(run 'clef embed' first\)$"):
+        st.matrix()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreError, match=r"^store .*/file: expected a store folder \(written by 'clef embed'\), "
+                                         "found a file$"):
+        EmbeddingStore(tmp_path / "file").require()
+    assert EmbeddingStore(tmp_path / "none").info() == {} and not EmbeddingStore(tmp_path / "none").exists
+
+
+def test_parts_written_before_a_column_existed_read_it_as_null(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    with StoreWriter(store, tmp_path) as w:
+        _, s, _ = _rows(1)
+        w.commit([], [{**s, "reference": "AVG"}])
+    old = {k: v for k, v in SCHEMAS["sessions"].items() if k != "reference"}
+    _, s2, _ = _rows(2)
+    pl.DataFrame([{k: s2[k] for k in old}], schema=old).write_parquet(store / "sessions" / "part-000002.parquet")
+    st = EmbeddingStore(store)
+    ses = st.sessions()
+    assert ses.columns == list(SCHEMAS["sessions"]) and ses.schema["reference"] == SCHEMAS["sessions"]["reference"]
+    assert ses["reference"].to_list() == ["AVG", None] and ses["session_id"].to_list() == ["s1", "s2"]
+    some = st._read("sessions", columns=["reference", "session_id"])
+    assert some.columns == ["reference", "session_id"] and some["reference"].to_list() == ["AVG", None]
+    assert st._read("sessions", columns=["session_id"]).columns == ["session_id"]
+
+
+def test_an_unreadable_part_names_itself_and_the_way_out(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    with StoreWriter(store, tmp_path) as w:
+        w.commit(*([r] for r in _rows(1)))
+    (store / "embeddings" / "part-000001.parquet").write_bytes(b"PAR1 not a parquet file PAR1")
+    with pytest.raises(StoreError, match=rf"^store {store}: part embeddings/part-000001\.parquet is unreadable "
+                                         r"\(corrupted or tampered with: .+\); restore it from a backup, or delete "
+                                         r"part-000001\.parquet from every table folder \(manifest, sessions, "
+                                         r"embeddings\) and run 'clef embed' again to redo those sessions$"):
+        EmbeddingStore(store).embeddings()
+    assert EmbeddingStore(store).sessions().height == 1  # the other tables still read
+
+
+def test_the_digest_follows_one_models_contents(tmp_path: Path) -> None:
+    import hashlib
+
+    from services.store import digest_of
+
+    a, b = "a" * 16, "b" * 16
+    store = tmp_path / "store"
+    with StoreWriter(store, tmp_path) as w:
+        w.commit([], [], [_rows(i, a)[2] for i in (2, 1)] + [_rows(3, b)[2]])
+        st = EmbeddingStore(store)
+        first = st.digest(a)
+        assert first == digest_of([f"{1:064x}", f"{2:064x}"]) == digest_of([f"{2:064x}", f"{1:064x}"])
+        assert first == hashlib.sha256(f"{1:064x}\n{2:064x}".encode()).hexdigest()[:16]
+        assert st.digest(b) == digest_of([f"{3:064x}"]) != first
+        w.commit([], [], [{**_rows(2, a)[2], "session_id": "again"}])  # a duplicate content: same digest
+        assert st.digest(a) == first
+        w.commit([], [], [_rows(4, a)[2]])
+        assert st.digest(a) != first and st.digest(b) == digest_of([f"{3:064x}"])
+
+
+def test_recover_counts_and_logs_the_commits_it_finishes_and_discards(tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    store = tmp_path / "store"
+    with StoreWriter(store, tmp_path) as w:
+        assert w.recover() == 0
+        staging = store / ".staging"
+        (staging / "a-stray-file").write_text("")  # sorts before the commits: they are still looked at
+        for i in (5, 6, 7):
+            d = staging / f"part-00000{i}"
+            d.mkdir()
+            pl.DataFrame([_rows(i)[0]], schema=SCHEMAS["manifest"]).write_parquet(d / "manifest.parquet")
+            if i != 7:
+                (d / "READY").write_text(d.name)
+        with caplog.at_level("INFO", logger="services.store_writer"):
+            assert w.recover() == 2
+        assert not list(staging.iterdir())
+    assert caplog.messages == [f"store {store}: finished interrupted commit part-000005",
+                               f"store {store}: finished interrupted commit part-000006",
+                               f"store {store}: discarded unfinished commit part-000007"]
+    assert EmbeddingStore(store).manifest()["path"].to_list() == ["p/s5.edf", "p/s6.edf"]
