@@ -119,6 +119,30 @@ def served(tmp_path_factory: pytest.TempPathFactory):
         yield {"url": url, "root": root}
 
 
+
+@pytest.fixture(scope="module")
+def explainable(tmp_path_factory: pytest.TempPathFactory):
+    """A second server over a store like ``served``'s, whose checkpoint can read recordings: random weights
+    with their tokenizer (:func:`clef.factory.save_random_checkpoint`, a small session model), so an
+    explanation is computed; its values mean nothing, the page showing them is what is tested."""
+    from benchmark_tasks.probes import LogisticProbe, TaskProbe, save_probe
+    from clef.embedding import Embedder
+    from clef.factory import save_random_checkpoint
+    from services.api import create_app
+    from services.config import ServeConfig
+
+    root = tmp_path_factory.mktemp("explainable")
+    ck = save_random_checkpoint("tiny", root / "st", overrides={"model": {"dim": 32, "depth": 1, "heads": 4}})
+    emb = Embedder(ck)
+    dim = int(emb.cfg.model.dim)
+    store = _store(root, emb.model_id, dim)
+    save_probe(root / "results", TaskProbe("epilepsy", LogisticProbe(np.random.default_rng(2).normal(size=dim), 0.1,
+                                                                     np.zeros(dim), np.ones(dim)), emb.model_id,
+                                           {"category": "disease", "auroc": 0.7}))
+    cfg = ServeConfig(store=store, checkpoint=ck, probes=root / "results", max_k=20, reload_seconds=0)
+    with serving(create_app(cfg, [KEY])) as url:
+        yield {"url": url}
+
 # -- the endpoints, over HTTP --------------------------------------------------------------------
 def test_page_and_files_need_no_key_and_carry_a_content_security_policy(served) -> None:
     import httpx
@@ -461,3 +485,37 @@ def test_the_explorer_in_a_browser(served, browser) -> None:
     assert _text(d, "session-findings") == REPORTS["s000"][1]
     assert _severe(d.get_log("browser")) == []
     assert time.perf_counter() - t0 < 90
+
+
+
+def test_an_explanation_in_the_session_view(explainable, browser) -> None:
+    """Explain on a probe score, answered: the panel shows the service's answer (score, top band,
+    hemisphere, the values by region and band), the rest of the view drawn, no console error."""
+    import httpx
+    from selenium.webdriver.common.keys import Keys
+
+    d, url = browser, explainable["url"]
+    d.get_log("browser")  # what an earlier test left
+    d.get(url + "/")  # another origin than ``served``'s: the key is asked for again
+    _wait(d, lambda d: d.find_element("id", "view-key").is_displayed())
+    d.find_element("id", "key-input").send_keys(KEY, Keys.ENTER)
+    _click(d, "#cohort-body tr[data-session='s001']")
+    _wait(d, lambda d: d.execute_script("const i = document.getElementById('spectrogram');"
+                                        "return !i.hidden && i.complete && i.naturalWidth > 0"), 60)
+    _click(d, "#probes-body button")
+    _wait(d, lambda d: len(d.find_elements("css selector", "#explain-body tr")) > 0, 120)
+    assert _text(d, "explain-title") == "Why epilepsy?"
+    # the page's request was answered and kept: asking again gives the same answer at once
+    x = httpx.get(url + "/sessions/s001/explain", params={"task": "epilepsy", "channels": "false"},
+                  headers={"X-API-Key": KEY}, timeout=60).json()
+    assert x["session_id"] == "s001" and x["task"] == "epilepsy" and x["n_variants"] > 1
+    shown = [[td.text for td in tr.find_elements("css selector", "td")]
+             for tr in d.find_elements("css selector", "#explain-body tr")]
+    assert shown == [[group, name, "—" if v is None else f"{v:.4f}"] for group in ("region", "band")
+                     for name, v in x[group].items()], shown
+    assert {"left", "right"} <= {name for group, name, _ in shown if group == "region"}
+    assert [name for group, name, _ in shown if group == "band"] == ["delta", "theta", "alpha", "beta"]
+    summary = _text(d, "explain-summary")
+    assert summary.startswith(f"score {x['baseline']:.3f}; top band {x['top_band'] or '—'}, hemisphere "
+                              f"{x['hemisphere'] or '—'}, top minute "), summary
+    assert _severe(d.get_log("browser")) == []
