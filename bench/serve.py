@@ -5,7 +5,7 @@ Usage::
     python bench/serve.py [--clients 1,4,8] [--requests 400] [--embed-requests 16]
                           [--store STORE --checkpoint CKPT [--probes RESULTS]] [--edf FILE]
                           [--sessions 8] [--minutes 20] [--extra-sessions 10000] [--out DIR] [--build-only]
-                          [--explorer [--no-warm-explorer]]
+                          [--explorer [--no-warm-explorer] [--cohort-only]]
 
 The server is started as a separate process (``python -m clef serve``, uvicorn, one
 process), exactly as a user starts it, with a fresh API key in ``CLEF_API_KEYS``. The
@@ -21,11 +21,13 @@ Endpoints::
     POST /embed                                 embed an uploaded EDF (one at a time, by design)
 
 With ``--explorer`` the load levels are replaced by the cohort explorer's calls: the
-cohort table's first page (``GET /sessions?limit=50``, the whole store filtered and
-sorted), then, for each real session (its recording in the archive), a session view as
-the page makes it, the first time and again: ``GET /sessions/{id}``, ``/similar?k=10``,
-``/spectrogram.png``, ``/eeg`` (the first 10 s), ``/probabilities``, ``/findings``, sent
-concurrently as the page sends them (one client each), the view's time being the slowest.
+cohort table's first page sorted by age (``GET /sessions?limit=50``, the first such request
+since the server started: the whole store sorted), the same again, the next page, a
+filtered first page and a CSV export of one site (``--cohort-only`` stops there), then, for
+each real session (its recording in the archive), a session view as the page makes it, the
+first time and again: ``GET /sessions/{id}``, ``/similar?k=10``, ``/spectrogram.png``,
+``/eeg`` (the first 10 s), ``/probabilities``, ``/findings``, sent concurrently as the page
+sends them (one client each), the view's time being the slowest.
 The real sessions' drawn spectrograms are deleted first. The server starts as ``clef serve``
 does by default (``--warm-explorer``: its start-up hook, then its background pass drawing
 the stored sessions' spectrograms), and the views begin once that pass has drawn the real
@@ -271,8 +273,9 @@ def pl_col_in(column: str, values: list[str]) -> object:
     return pl.col(column).is_in(values)
 
 
-def explorer_views(url: str, key: str, real: list[str], n: int) -> None:
-    """The cohort explorer's calls: the cohort page, then each real session's view, cold and warm."""
+def explorer_views(url: str, key: str, real: list[str], n: int, cohort_only: bool = False) -> None:
+    """The cohort explorer's calls: the cohort table, then (unless ``cohort_only``) each real session's view,
+    the first time and again."""
     import httpx
     from concurrent.futures import ThreadPoolExecutor
 
@@ -280,14 +283,22 @@ def explorer_views(url: str, key: str, real: list[str], n: int) -> None:
     try:
         for c in clients:
             c.get("/health")
-        t0 = time.perf_counter()
-        r = clients[0].get("/sessions", params={"limit": 50, "sort": "age_years", "order": "desc"})
-        print(f"GET /sessions?limit=50&sort=age_years&order=desc over {n} sessions: {r.status_code}, "
-              f"{1e3 * (time.perf_counter() - t0):.1f} ms")
-        t0 = time.perf_counter()
-        r = clients[0].get("/cohort.csv", params={"filter": "site=S01"})
-        print(f"GET /cohort.csv?filter=site=S01: {r.status_code}, {len(r.content) / 1024:.0f} KiB, "
-              f"{1e3 * (time.perf_counter() - t0):.1f} ms")
+        # the cohort table: its first page sorted by a column (the first such request since the
+        # server started), the same again, the next page, a filtered first page, a CSV export
+        for what, path, params in (
+                ("first", "/sessions", {"limit": 50, "sort": "age_years", "order": "desc"}),
+                ("again", "/sessions", {"limit": 50, "sort": "age_years", "order": "desc"}),
+                ("next page", "/sessions", {"limit": 50, "offset": 50, "sort": "age_years", "order": "desc"}),
+                ("filtered", "/sessions", {"limit": 50, "sort": "age_years", "order": "desc", "filter": "site=S01"}),
+                ("export", "/cohort.csv", {"filter": "site=S01"})):
+            t0 = time.perf_counter()
+            r = clients[0].get(path, params=params)
+            ms = 1e3 * (time.perf_counter() - t0)
+            size = f", {len(r.content) / 1024:.0f} KiB" if path.endswith(".csv") else ""
+            print(f"GET {path}?{'&'.join(f'{k}={v}' for k, v in params.items())} over {n} sessions ({what}): "
+                  f"{r.status_code}{size}, {ms:.1f} ms", flush=True)
+        if cohort_only:
+            return
         calls = (("meta", ""), ("similar", "/similar?k=10"), ("spectrogram", "/spectrogram.png"),
                  ("eeg", "/eeg?start=0&seconds=10"), ("probabilities", "/probabilities"), ("findings", "/findings"))
         print(f"2 CPUs, load average {os.getloadavg()[0]:.2f} before the views")
@@ -336,6 +347,8 @@ def main() -> None:
     ap.add_argument("--no-warm-explorer", action="store_true",
                     help="Start the server with --no-warm-explorer (spectrograms drawn at a session's first view); "
                          "by default the views start once its background pass has drawn them.")
+    ap.add_argument("--cohort-only", action="store_true",
+                    help="With --explorer: time the cohort table's calls only, not the session views.")
     ap.add_argument("--out", type=Path, default=OUT, help="Folder of the default store, probes and server log.")
     ap.add_argument("--build-only", action="store_true", help="Build the store and its index, then stop.")
     args = ap.parse_args()
@@ -356,7 +369,7 @@ def main() -> None:
 
     facts = read_header_facts(edf)
     key = secrets.token_urlsafe(24)
-    if args.explorer:
+    if args.explorer and not args.cohort_only:
         forget_spectrograms(store)
     extra = ("--no-warm-explorer",) if args.explorer and args.no_warm_explorer else ()
     proc, url, ready = start_server(store, checkpoint, probes, key, OUT / "server.log", extra)
@@ -383,9 +396,9 @@ def main() -> None:
     results = []
     if args.explorer:
         try:
-            if not args.no_warm_explorer:
+            if not args.no_warm_explorer and not args.cohort_only:
                 wait_predrawn(store, [i for i in ids if not i.startswith("pad")], proc)
-            explorer_views(url, key, [i for i in ids if not i.startswith("pad")], len(ids))
+            explorer_views(url, key, [i for i in ids if not i.startswith("pad")], len(ids), args.cohort_only)
         finally:
             stop(proc)
         return

@@ -71,8 +71,8 @@ class Filter:
             age = meta["age_years"].cast(pl.Float64).fill_null(float("nan")).to_numpy()
             upper = age <= self.high if self.high_inclusive else age < self.high
             return (age >= self.low) & upper
-        col = meta[self.key].str.to_lowercase().to_numpy()
-        return np.isin(col, np.array(self.values, dtype=object))
+        # compared in polars, not as Python objects: a fraction of the time on a large cohort
+        return meta[self.key].str.to_lowercase().is_in(list(self.values)).fill_null(False).to_numpy()
 
     def __str__(self) -> str:
         if self.key == "age":

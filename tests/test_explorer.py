@@ -208,6 +208,45 @@ def test_cohort_page_export_spectrogram_and_eeg_endpoints(served) -> None:
     assert np.allclose(np.array(bb["data"][0]), np.array(ref["data"][i]) - np.array(ref["data"][j]), atol=0.02)
 
 
+
+def test_cohort_order_is_a_sort_by_the_column_then_the_session_id() -> None:
+    """The cohort's kept orders (a stable sort over the sessions in id order) give the rows a sort by
+    (column, session id) gives: ties, unknown values (null, NaN) last, with filters; kept per searcher."""
+    import polars as pl
+
+    from services.api.explorer import SORT_KEYS, _cohort_rows, _order
+    from services.search import parse_filters
+
+    rng = np.random.default_rng(3)
+    n = 400
+
+    def pick(values: list[Any]) -> list[Any]:
+        return [values[i] for i in rng.integers(0, len(values), n)]
+
+    class Searcher:  # what the cohort needs of a services.search.CohortSearcher
+        meta = pl.DataFrame({
+            "session_id": [f"s{i:04d}" for i in rng.permutation(n)], "site": pick(["S01", "S02", "s03", None]),
+            "setting": pick(["routine", "emu", None]), "sex": pick(["F", "M", None]),
+            "age_years": pl.Series(pick([20.0, 35.5, 50.0, float("nan"), None, 90.0]), dtype=pl.Float64),
+            "duration_s": pl.Series(pick([60.0, 1200.0, None]), dtype=pl.Float64),
+            "n_windows": pl.Series(pick([1, 2, None]), dtype=pl.Int32), "reference": pick(["ref", "le", None])})
+
+    searcher = Searcher()
+    for sort in SORT_KEYS:
+        for order in ("asc", "desc"):
+            for filters in ([], ["site=S01,S03"], ["age=30-", "sex=F"]):
+                rows, fs = _cohort_rows(searcher, filters, sort, order)
+                allowed = np.ones(n, bool)
+                for f in parse_filters(filters):
+                    allowed &= f.mask(searcher.meta)
+                expected = searcher.meta.filter(pl.Series(allowed)).sort(
+                    [sort, "session_id"], descending=[order == "desc", False], nulls_last=True)
+                assert searcher.meta[rows].equals(expected), (sort, order, filters)
+    assert _order(searcher, "age_years", True) is _order(searcher, "age_years", True)  # kept
+    other = Searcher()
+    other.meta = searcher.meta.with_columns(pl.col("age_years").reverse())
+    assert not np.array_equal(_order(other, "age_years", True), _order(searcher, "age_years", True))
+
 def test_report_findings_endpoint(served) -> None:
     import httpx
 

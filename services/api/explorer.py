@@ -22,6 +22,8 @@ import io
 import logging
 import math
 import threading
+import weakref
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +41,7 @@ from services.api.state import ServiceState
 from services.explorer import STATIC_DIR
 from services.explorer.signals import MIN_HIGHPASS, MONTAGES, DisplayFilters, RecordingUnavailable, SessionSignals
 from services.schemas import PUBLIC_SESSION_FIELDS
+from services.search import CohortSearcher
 
 __all__ = ["CSP", "EXPORTS", "CohortOut", "EEGOut", "FindingsOut", "cohort_export", "explorer_page_router",
            "explorer_router", "warm_explorer"]
@@ -95,16 +98,57 @@ class FindingsOut(ApiModel):
                                                    "the session in the service's reports folder.")
 
 
-def _sorted(meta: pl.DataFrame, filters: list[str], sort: str, order: str) -> tuple[pl.DataFrame, list[str]]:
-    """The sessions of ``meta`` passing ``filters`` (422 for one that does not parse), sorted, unknown values last;
-    and the filters as understood."""
+def _cohort_rows(searcher: CohortSearcher, filters: list[str], sort: str, order: str) -> tuple[np.ndarray, list[str]]:
+    """The rows of ``searcher.meta`` passing ``filters`` (422 for one that does not parse) in the cohort's order
+    (:func:`_order`); and the filters as understood."""
     fs = filters_of(filters)
-    allowed = np.ones(meta.height, bool)
-    for f in fs:
-        allowed &= f.mask(meta)
-    df = meta.filter(pl.Series(allowed)).sort([sort, "session_id"], descending=[order == "desc", False],
-                                              nulls_last=True)
-    return df, [str(f) for f in fs]
+    rows = _order(searcher, sort, order == "desc")
+    if fs:
+        allowed = np.ones(searcher.meta.height, bool)
+        for f in fs:
+            allowed &= f.mask(searcher.meta)
+        rows = rows[allowed[rows]]  # a subset of a total order is in that order: no sort per filter
+    return rows, [str(f) for f in fs]
+
+
+#: Orders of the cohort kept per searcher (row numbers, 4 bytes a session each).
+_ORDERS_KEPT = 4
+_orders: weakref.WeakKeyDictionary[CohortSearcher, OrderedDict[tuple[str, bool], np.ndarray]] = \
+    weakref.WeakKeyDictionary()
+_orders_lock = threading.Lock()
+
+
+def _order(searcher: CohortSearcher, sort: str, descending: bool) -> np.ndarray:
+    """The rows of ``searcher.meta`` sorted by ``sort`` (unknown values last), ties by session id ascending.
+
+    Kept per searcher (a reload of the store brings a new one, and new orders), the last
+    :data:`_ORDERS_KEPT` of them, so paging, filtering and exporting do not sort again. The
+    order is a stable sort of the key over the sessions in session-id order: the same rows
+    as sorting by (key, session id), without comparing the string tie-breaker across the
+    whole cohort, and single-threaded: on a loaded machine the threaded sort waited for
+    cores more than it gained.
+    """
+    if sort not in SORT_KEYS:
+        raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}, found {sort!r}")
+    with _orders_lock:  # concurrent first pages wait for one sort instead of each sorting
+        kept = _orders.setdefault(searcher, OrderedDict())
+        key = (sort, descending)
+        if key not in kept:
+            meta = searcher.meta
+            by_id = kept.get(("session_id", False))
+            if by_id is None:
+                by_id = kept[("session_id", False)] = meta["session_id"].arg_sort().to_numpy()
+            if sort == "session_id":
+                kept[key] = by_id[::-1].copy() if descending else by_id  # unique ids: no ties to keep ascending
+            else:
+                pos = pl.DataFrame({"k": meta[sort].gather(by_id)}).with_row_index("i").sort(
+                    "k", descending=descending, nulls_last=True, maintain_order=True, multithreaded=False)["i"]
+                kept[key] = by_id[pos.to_numpy()]
+        kept.move_to_end(key)
+        order = kept[key]
+        while len(kept) > _ORDERS_KEPT:
+            kept.popitem(last=False)
+        return order
 
 
 _signals_lock = threading.Lock()
@@ -159,10 +203,11 @@ def explorer_router() -> APIRouter:
                order: Literal["asc", "desc"] = "asc", offset: int = Query(0, ge=0, le=10**9),
                limit: int = Query(50, ge=1, le=MAX_LIMIT, description=f"At most {MAX_LIMIT}.")) -> CohortOut:
         """A page of the stored sessions passing the filters, sorted (unknown values last)."""
-        df, fs = _sorted(state.current().meta, filter, sort, order)
-        rows = df.slice(offset, limit).select(PUBLIC_SESSION_FIELDS).to_dicts()
-        return CohortOut(model_id=state.model_id, total=df.height, offset=offset, limit=limit, sort=sort, order=order,
-                         filters=fs, sessions=[SessionOut(**r) for r in rows])
+        searcher = state.current()
+        found, fs = _cohort_rows(searcher, filter, sort, order)
+        rows = searcher.meta.select(PUBLIC_SESSION_FIELDS)[found[offset:offset + limit]].to_dicts()
+        return CohortOut(model_id=state.model_id, total=int(found.size), offset=offset, limit=limit, sort=sort,
+                         order=order, filters=fs, sessions=[SessionOut(**r) for r in rows])
 
     for fmt, media in EXPORTS.items():
         router.add_api_route(
@@ -252,8 +297,10 @@ def _cohort_endpoint(fmt: str) -> Any:
     def cohort_file(state: State, filter: Filters = [],  # noqa: A002,B006
                     sort: Literal[SORT_KEYS] = "session_id",  # type: ignore[valid-type]
                     order: Literal["asc", "desc"] = "asc") -> Response:
-        df, _ = _sorted(state.current().meta, filter, sort, order)
-        return Response(cohort_export(df, fmt), media_type=EXPORTS[fmt],
+        searcher = state.current()
+        found, _ = _cohort_rows(searcher, filter, sort, order)
+        return Response(cohort_export(searcher.meta.select(PUBLIC_SESSION_FIELDS)[found], fmt),
+                        media_type=EXPORTS[fmt],
                         headers={"Content-Disposition": f'attachment; filename="cohort.{fmt}"'})
 
     cohort_file.__doc__ = (f"The stored sessions passing the filters as {_FORMAT_NAMES[fmt]}: session ids and non-PHI "
