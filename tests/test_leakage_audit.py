@@ -224,5 +224,8 @@ def test_several_checkpoints_share_one_hashing_of_the_test_files(archive: Path, 
     ck = _checkpoint(tmp_path / "aligned", {"stage": 2})
     with pytest.raises(StageLeakError, match="records no training patients"):
         audit_checkpoints(_bench(archive), [(None, ck)])
+    leaky = _checkpoint(tmp_path / "leaky", {"stage": 2, "trained_on": {"supervised_patients": patient_record(["P1"])}})
+    with pytest.raises(StageLeakError, match=rf"suite salt '{SPLIT_SALT}', checkpoint salt None\)$"):
+        audit_checkpoints(_bench(archive), [(None, a), (None, leaky)])
     assert audit_checkpoints(_bench(archive), [(None, ck)], allow_unaudited=True)[0]["note"].startswith(
         "aligned without a training record: NOT audited")
