@@ -114,6 +114,8 @@ def plot_session_spectrogram(values: np.ndarray, freqs: np.ndarray, frame_mask: 
                              spectrum_channels: tuple[str, ...] = ("O1", "O2"), step_s: float = 1.0) -> Path:
     """Whole-session multitaper spectrogram, per region and hemisphere (a compressed spectral array).
 
+    One figure drawn once (:class:`SessionSpectrogramFigure` draws many with one figure).
+
     Parameters
     ----------
     values : ndarray, (channels, freqs, frames)
@@ -147,64 +149,122 @@ def plot_session_spectrogram(values: np.ndarray, freqs: np.ndarray, frame_mask: 
     -------
     Path
     """
-    out = Path(out)
-    sets = [("original", values)] + ([("tokenizer reconstruction", reconstruction)] if reconstruction is not None else [])
-    n_cols = 2 * len(sets)
-    n_rows = 4 + (reconstruction is not None)
-    fig = plt.figure(figsize=(6.5 * len(sets) + 1, 9 + 2.5 * (reconstruction is not None)))
-    gs = fig.add_gridspec(n_rows, n_cols, height_ratios=[1.0] * 4 + [1.3] * (n_rows - 4), hspace=0.55)
-    axes = np.empty((4, n_cols), dtype=object)
-    for r in range(4):
-        for c in range(n_cols):
-            axes[r, c] = fig.add_subplot(gs[r, c], sharex=axes[0, 0], sharey=axes[0, 0])
-    if not step_s > 0:
-        raise ValueError(f"step_s must be positive seconds, found {step_s}")
-    minutes = np.arange(values.shape[2]) * step_s / 60.0
-    df = float(freqs[1] - freqs[0]) if len(freqs) > 1 else 1.0
-    extent = (-step_s / 120.0, minutes[-1] + step_s / 120.0 if len(minutes) else step_s / 120.0,
-              float(freqs[0]) - df / 2, float(freqs[-1]) + df / 2)
-    idx = {c: k for k, c in enumerate(channels)}
-    im = None
-    for s, (label, v) in enumerate(sets):
-        masked = np.where(frame_mask[None, None, :], v.astype(np.float32), np.nan)
-        for k, (region, chans) in enumerate(REGIONS):
-            ks = [idx[c] for c in chans if c in idx and channel_mask[idx[c]]]
-            ax = axes[k // 2, 2 * s + k % 2]
-            if not ks:
-                ax.text(0.5, 0.5, "absent", transform=ax.transAxes, ha="center", color="grey")
-            else:
+    fig = SessionSpectrogramFigure(reconstruction=reconstruction is not None, vmin=vmin, vmax=vmax)
+    try:
+        return fig.draw(values, freqs, frame_mask, channel_mask, channels, out, title=title,
+                        reconstruction=reconstruction, fmax=fmax, spectrum_frames=spectrum_frames,
+                        spectrum_channels=spectrum_channels, step_s=step_s)
+    finally:
+        fig.close()
+
+
+class SessionSpectrogramFigure:
+    """The figure of :func:`plot_session_spectrogram`, built once and drawn for session after session.
+
+    Building the axes, their ticks and the colour bar is a large part of drawing one such
+    figure, and the same for every session; a service drawing many (the cohort explorer)
+    keeps one and only sets each session's images, limits and title. Not thread-safe: one
+    drawing at a time.
+
+    Parameters
+    ----------
+    reconstruction : bool
+        Lay out the reconstruction's panels and the spectrum panel too.
+    vmin, vmax : float
+        Colour scale (dB).
+    """
+
+    def __init__(self, *, reconstruction: bool = False, vmin: float = -20.0, vmax: float = 30.0) -> None:
+        self.reconstruction = reconstruction
+        n_sets = 1 + reconstruction
+        n_cols, n_rows = 2 * n_sets, 4 + reconstruction
+        self.fig = plt.figure(figsize=(6.5 * n_sets + 1, 9 + 2.5 * reconstruction))
+        gs = self.fig.add_gridspec(n_rows, n_cols, height_ratios=[1.0] * 4 + [1.3] * (n_rows - 4), hspace=0.55)
+        self.axes = np.empty((4, n_cols), dtype=object)
+        for r in range(4):
+            for c in range(n_cols):
+                self.axes[r, c] = self.fig.add_subplot(gs[r, c], sharex=self.axes[0, 0], sharey=self.axes[0, 0])
+        self.images = np.empty((n_sets, len(REGIONS)), dtype=object)
+        self.absent = np.empty((n_sets, len(REGIONS)), dtype=object)
+        for s in range(n_sets):
+            for k, (region, _) in enumerate(REGIONS):
+                ax = self.axes[k // 2, 2 * s + k % 2]
                 # an image of regular cells (frames and frequency bins are evenly spaced): a
                 # fraction of a mesh's drawing time, the same picture
-                im = ax.imshow(masked[ks].mean(0), extent=extent, origin="lower", aspect="auto",
-                               interpolation="nearest", cmap="jet", vmin=vmin, vmax=vmax)
-            short = "original" if s == 0 else "decoded"
-            ax.set_title(f"{region}" + (f" ({short})" if reconstruction is not None else ""), fontsize=9)
-            if k % 2 == 0 and s == 0:
-                ax.set_ylabel("Hz")
-            if k // 2 == 3:
-                ax.set_xlabel("minutes")
-    axes[0, 0].set_ylim(freqs[0], fmax if fmax is not None else freqs[-1])
-    if im is not None:
-        fig.colorbar(im, ax=list(axes.ravel()), shrink=0.6, label="power (dB µV²/Hz)")
-    if reconstruction is not None:
-        ax = fig.add_subplot(gs[4, :])
-        frames = frame_mask if spectrum_frames is None else (np.asarray(spectrum_frames, bool) & frame_mask)
-        ks = [channels.index(c) for c in spectrum_channels if c in channels and channel_mask[channels.index(c)]]
-        if ks and frames.any():
-            for (label, v), style in zip(sets, ("k-", "r--")):
-                lin = np.power(10.0, v[ks][:, :, frames].astype(np.float64) / 10).mean(axis=(0, 2))
-                ax.plot(freqs, 10 * np.log10(lin), style, label=label)
-            ax.legend(fontsize=8)
-        ax.set_xlim(freqs[0], fmax if fmax is not None else freqs[-1])
-        ax.set_xlabel("Hz")
-        ax.set_ylabel("dB")
-        ax.set_title(f"mean spectrum {'/'.join(spectrum_channels)}"
-                     + (" (selected frames)" if spectrum_frames is not None else ""), fontsize=9)
-    fig.suptitle(title or "session spectrogram (multitaper, 4 s windows, 1 s step)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+                self.images[s, k] = ax.imshow(np.full((1, 1), np.nan), origin="lower", aspect="auto",
+                                              interpolation="nearest", cmap="jet", vmin=vmin, vmax=vmax)
+                self.absent[s, k] = ax.text(0.5, 0.5, "absent", transform=ax.transAxes, ha="center", color="grey",
+                                            visible=False)
+                short = "original" if s == 0 else "decoded"
+                ax.set_title(f"{region}" + (f" ({short})" if reconstruction else ""), fontsize=9)
+                if k % 2 == 0 and s == 0:
+                    ax.set_ylabel("Hz")
+                if k // 2 == 3:
+                    ax.set_xlabel("minutes")
+        self.fig.colorbar(self.images[0, 0], ax=list(self.axes.ravel()), shrink=0.6, label="power (dB µV²/Hz)")
+        self.spectrum = self.fig.add_subplot(gs[4, :]) if reconstruction else None
+
+    def draw(self, values: np.ndarray, freqs: np.ndarray, frame_mask: np.ndarray, channel_mask: np.ndarray,
+             channels: tuple[str, ...], out: str | Path, *, title: str = "", reconstruction: np.ndarray | None = None,
+             fmax: float | None = None, spectrum_frames: np.ndarray | None = None,
+             spectrum_channels: tuple[str, ...] = ("O1", "O2"), step_s: float = 1.0) -> Path:
+        """Draw a session into the figure and write it to ``out`` (PNG); the arguments are
+        :func:`plot_session_spectrogram`'s.
+
+        Raises
+        ------
+        ValueError
+            ``step_s`` not positive, or a reconstruction given to a figure laid out
+            without one (or none given to one laid out with one).
+        """
+        if not step_s > 0:
+            raise ValueError(f"step_s must be positive seconds, found {step_s}")
+        if (reconstruction is not None) != self.reconstruction:
+            raise ValueError(f"a reconstruction {'expected' if self.reconstruction else 'not expected'} by this "
+                             f"figure, {'found one' if reconstruction is not None else 'found none'}")
+        out = Path(out)
+        sets = [("original", values)] + ([("tokenizer reconstruction", reconstruction)]
+                                         if reconstruction is not None else [])
+        minutes = np.arange(values.shape[2]) * step_s / 60.0
+        df = float(freqs[1] - freqs[0]) if len(freqs) > 1 else 1.0
+        extent = (-step_s / 120.0, minutes[-1] + step_s / 120.0 if len(minutes) else step_s / 120.0,
+                  float(freqs[0]) - df / 2, float(freqs[-1]) + df / 2)
+        idx = {c: k for k, c in enumerate(channels)}
+        for s, (_, v) in enumerate(sets):
+            masked = np.where(frame_mask[None, None, :], v.astype(np.float32), np.nan)
+            for k, (_, chans) in enumerate(REGIONS):
+                ks = [idx[c] for c in chans if c in idx and channel_mask[idx[c]]]
+                im = self.images[s, k]
+                im.set_visible(bool(ks))
+                self.absent[s, k].set_visible(not ks)
+                if ks:
+                    im.set_data(masked[ks].mean(0))
+                    im.set_extent(extent)
+        self.axes[0, 0].set_xlim(extent[0], extent[1])
+        self.axes[0, 0].set_ylim(freqs[0], fmax if fmax is not None else freqs[-1])
+        if self.spectrum is not None:
+            ax = self.spectrum
+            ax.clear()
+            frames = frame_mask if spectrum_frames is None else (np.asarray(spectrum_frames, bool) & frame_mask)
+            ks = [channels.index(c) for c in spectrum_channels if c in channels and channel_mask[channels.index(c)]]
+            if ks and frames.any():
+                for (label, v), style in zip(sets, ("k-", "r--")):
+                    lin = np.power(10.0, v[ks][:, :, frames].astype(np.float64) / 10).mean(axis=(0, 2))
+                    ax.plot(freqs, 10 * np.log10(lin), style, label=label)
+                ax.legend(fontsize=8)
+            ax.set_xlim(freqs[0], fmax if fmax is not None else freqs[-1])
+            ax.set_xlabel("Hz")
+            ax.set_ylabel("dB")
+            ax.set_title(f"mean spectrum {'/'.join(spectrum_channels)}"
+                         + (" (selected frames)" if spectrum_frames is not None else ""), fontsize=9)
+        self.fig.suptitle(title or "session spectrogram (multitaper, 4 s windows, 1 s step)")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.fig.savefig(out, dpi=90)
+        return out
+
+    def close(self) -> None:
+        """Release the figure."""
+        plt.close(self.fig)
 
 
 def plot_recording_spectrogram(rec: Recording, out: str | Path) -> Path:

@@ -288,6 +288,39 @@ def test_spectrograms_drawn_ahead(tmp_path: Path) -> None:
     assert sig.predraw(metas) == 1
 
 
+
+def test_a_kept_figure_draws_what_a_fresh_one_draws(tmp_path: Path) -> None:
+    """The explorer draws each session into one kept figure (clef.viz.SessionSpectrogramFigure):
+    after another session (longer, every region present), the same pixels as a figure of its own."""
+    import matplotlib.image as mpimg
+
+    from clef.viz import SessionSpectrogramFigure, plot_session_spectrogram
+    from tokenizer.contract import SignalContract
+
+    channels = tuple(SignalContract().channels)
+    freqs = np.arange(0, 20.25, 0.25)
+    rng = np.random.default_rng(4)
+
+    def session(frames: int, absent: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+        v = rng.normal(0, 8, (len(channels), freqs.size, frames)).astype(np.float32)
+        gap = np.ones(frames, bool)
+        gap[frames // 3:frames // 3 + 4] = False
+        return v, freqs, gap, np.array([c not in absent for c in channels])
+
+    kept = SessionSpectrogramFigure()
+    try:
+        kept.draw(*session(300, ()), channels, tmp_path / "first.png", title="first", step_s=4.0, fmax=20)
+        second = session(120, ("Fp1", "F3", "F7", "C3", "T3", "P3", "T5", "O1"))  # the left side absent
+        kept.draw(*second, channels, tmp_path / "kept.png", title="second", step_s=4.0, fmax=20)
+        with pytest.raises(ValueError, match="reconstruction"):
+            kept.draw(*second, channels, tmp_path / "x.png", reconstruction=second[0])
+    finally:
+        kept.close()
+    plot_session_spectrogram(*second, channels, tmp_path / "fresh.png", title="second", step_s=4.0, fmax=20)
+    a, b = mpimg.imread(tmp_path / "kept.png"), mpimg.imread(tmp_path / "fresh.png")
+    assert a.shape == b.shape and np.array_equal(a, b)
+    assert not np.array_equal(a, mpimg.imread(tmp_path / "first.png"))
+
 def _amplitude(x: list[float], freq: float, sfreq: float = 200.0) -> float:
     """Amplitude of the ``freq`` Hz component of a trace."""
     a = np.asarray(x, np.float64)

@@ -12,7 +12,8 @@ the tokenizer's when its :class:`~tokenizer.spectrogram_cache.SpectrogramCache` 
 the file (``clef tokenize`` and ``clef embed --cache-dir`` write them), else a multitaper
 estimate with the contract's tapers at a :data:`DISPLAY_STEP_S` hop (a quarter of the cost);
 the PNG is kept on disk beside the cache entry and in memory, so a session viewed again
-costs a file read. Drawing is the costly part of a session's first view (the recording's read,
+costs a file read; the figure itself (axes, ticks, colour bar) is built once and drawn again
+for each session. Drawing is the costly part of a session's first view (the recording's read,
 the estimate and the matplotlib figure; bench/RESULTS.md has the figures), so a service can pay it
 ahead: :meth:`SessionSignals.warm_up` pays the first drawing's one-off costs (matplotlib's
 import and fonts, the estimate's first call) at start, and :meth:`SessionSignals.predraw`
@@ -204,6 +205,8 @@ class SessionSignals:
         self._recordings: OrderedDict[str, Recording] = OrderedDict()
         self._pngs: OrderedDict[str, bytes] = OrderedDict()
         self._lock = threading.Lock()  # one read at a time: bounded memory and CPU
+        self._figure_lock = threading.Lock()  # one drawing at a time in the kept figure
+        self._fig: Any = None  # clef.viz.SessionSpectrogramFigure, built by the first drawing
 
     # -- the file -------------------------------------------------------------------------
     def path_of(self, meta: dict[str, Any]) -> Path:
@@ -305,16 +308,19 @@ class SessionSignals:
 
     def _figure(self, values: np.ndarray, freqs: np.ndarray, frame_mask: np.ndarray, channel_mask: np.ndarray,
                 step: float, disk: Path) -> None:
-        """The explorer's figure of a spectrogram (:func:`clef.viz.plot_session_spectrogram`), written atomically."""
-        from clef.viz import plot_session_spectrogram
+        """The explorer's figure of a spectrogram (:func:`clef.viz.plot_session_spectrogram`'s), written atomically,
+        drawn in the one figure these signals keep (:class:`clef.viz.SessionSpectrogramFigure`: its axes, ticks
+        and colour bar are built by the first drawing only), one drawing at a time."""
+        from clef.viz import SessionSpectrogramFigure
         from tokenizer.atomic import atomic_path
 
         sp = self.contract.spectrogram
-        with atomic_path(disk, suffix=".png") as tmp:
-            plot_session_spectrogram(values, freqs, frame_mask, np.asarray(channel_mask, bool),
-                                     tuple(self.contract.channels), tmp, step_s=step,
-                                     title=f"{values.shape[2] * step / 60:.1f} min, multitaper CSA per region",
-                                     fmax=min(DISPLAY_FMAX, sp.fmax))
+        with self._figure_lock, atomic_path(disk, suffix=".png") as tmp:
+            if self._fig is None:
+                self._fig = SessionSpectrogramFigure()
+            self._fig.draw(values, freqs, frame_mask, np.asarray(channel_mask, bool), tuple(self.contract.channels),
+                           tmp, step_s=step, title=f"{values.shape[2] * step / 60:.1f} min, multitaper CSA per region",
+                           fmax=min(DISPLAY_FMAX, sp.fmax))
 
     def warm_up(self) -> float:
         """Pay the first drawing's one-off costs now (matplotlib's import, fonts and first figure;
