@@ -353,6 +353,10 @@ def main() -> None:
     ap.add_argument("--build-only", action="store_true", help="Build the store and its index, then stop.")
     args = ap.parse_args()
     globals()["OUT"] = args.out.resolve()
+    # the server runs from the repository root: paths given relative to here must still find their files
+    for name in ("store", "checkpoint", "probes", "edf"):
+        if getattr(args, name) is not None:
+            setattr(args, name, getattr(args, name).resolve())
     os.environ.setdefault("CLEF_DEID_SALT", "bench")
     import psutil
 
