@@ -4,7 +4,9 @@ The served store is built cheaply, as tests/test_text_search.py builds its own: 
 checkpoint made by hand (untrained towers: text search answers, ranking is not tested here),
 twelve sessions of random embeddings, three of them with a real (generated) EDF in the
 store's archive, the others without one (the page says so), four with a report in
-``reports/`` beside the archive (their findings are shown). One browser for the module.
+``reports/`` beside the archive (their findings are shown). A second server over a store like
+it has a random-weight checkpoint with its tokenizer, so an explanation is answered (the
+first one's checkpoint has none: the refusal is shown). One browser for the module.
 Where Chromium or chromedriver is missing the browser tests skip, naming what is missing.
 """
 
