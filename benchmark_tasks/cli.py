@@ -232,6 +232,9 @@ def trend(
     reuse_tokens: bool = typer.Option(False, "--reuse-tokens", help="An approximation: keep the codes of the "
                                       "previous point's window and tokenize only the newest stride (plus a margin); "
                                       "cheaper tokenizing, embeddings a little off the exact ones (README)."),
+    drift: bool = typer.Option(True, "--drift/--no-drift", help="Flag slow changes too: beside the step rule, a "
+                               "one-sided CUSUM of the embedding's (and each score's) distance from the patient's "
+                               "baseline (README, trends); --no-drift: the step rule alone."),
     follow: bool = typer.Option(False, "--follow", help="Live mode: FILE is still being written by a recorder; "
                                 "read its new records as they come and rewrite the outputs at each new stride point. "
                                 "Stops after --idle-timeout without a new record, or on Ctrl-C (outputs complete)."),
@@ -291,7 +294,7 @@ def trend(
     folder = out if out is not None else Path(f"{file.name}.trend")
     if follow:
         _follow_trend(file, embedder, scorers, folder, figure,
-                      TrendConfig(stride_s=stride_s, csa_step_s=csa_s, reuse_tokens=reuse_tokens), live)
+                      TrendConfig(stride_s=stride_s, csa_step_s=csa_s, reuse_tokens=reuse_tokens, drift=drift), live)
         return
     columns = [TextColumn("[bold]trend[/]"), BarColumn(), TextColumn("{task.fields[done]}"), TimeElapsedColumn(),
                TimeRemainingColumn()]
@@ -303,7 +306,7 @@ def trend(
 
         try:
             result = compute_trend(file, embedder, probes=scorers, stride_s=stride_s,
-                                   config=TrendConfig(csa_step_s=csa_s, reuse_tokens=reuse_tokens),
+                                   config=TrendConfig(csa_step_s=csa_s, reuse_tokens=reuse_tokens, drift=drift),
                                    progress=advance)
         except (IngestError, ValueError) as exc:
             _fail(str(exc))

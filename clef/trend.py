@@ -87,6 +87,8 @@ __all__ = [
     "SCHEMA",
     "Change",
     "ChangeDetector",
+    "ChangeRule",
+    "DriftDetector",
     "TrendBuilder",
     "TrendConfig",
     "TrendResult",
@@ -94,6 +96,7 @@ __all__ = [
     "LIVE_LOOKAHEAD_S",
     "LIVE_POLL_S",
     "REUSE_MARGIN_S",
+    "change_refractory",
     "check_probes",
     "follow_trend",
     "parse_duration",
@@ -184,6 +187,23 @@ class TrendConfig(BaseModel):
         column's code depends on the stretch it was tokenized in: the codes and
         embeddings differ from the exact ones (bench/RESULTS.md measures by how much and
         what it saves).
+    drift : bool
+        Run the drift rule (:class:`DriftDetector`, a one-sided CUSUM of the distance from
+        the patient's baseline) beside the step rule; a slow change that the step rule's
+        ``k`` points on each side barely separate is flagged once it has moved far enough
+        for long enough.
+    drift_baseline : int
+        Usable points averaged as the baseline (at the start, and again after each change
+        and its refractory period).
+    drift_slack : float
+        Allowance per point, in robust standard deviations of the baseline's own distances
+        (Page's reference value): a distance less than this above the baseline's median
+        adds nothing to the sum.
+    drift_h : float
+        Decision limit of the sum, in the same standard deviations.
+    embedding_drift_min_sd, score_drift_min_sd : float
+        Least standard deviation of the baseline's distances (cosine distance, score
+        difference): a very steady baseline would otherwise make noise look like drift.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -197,6 +217,12 @@ class TrendConfig(BaseModel):
     score_min_delta: float = Field(0.1, ge=0)
     min_valid: float = Field(0.5, ge=0, le=1)
     reuse_tokens: bool = False
+    drift: bool = True
+    drift_baseline: int = Field(15, ge=2)
+    drift_slack: float = Field(2.0, ge=0)
+    drift_h: float = Field(80.0, gt=0)
+    embedding_drift_min_sd: float = Field(0.01, gt=0)
+    score_drift_min_sd: float = Field(0.05, gt=0)
 
 
 @dataclass(frozen=True)
@@ -217,7 +243,10 @@ class Change:
     detected_s : float
         When the rule flagged it: the stride point that ended the run (or the last one).
     distance, threshold : float
-        At the onset.
+        At the onset (step rule); the sum and its decision limit, in standard deviations
+        of the baseline, when flagged (drift rule).
+    rule : str
+        ``step`` (:class:`ChangeDetector`) or ``drift`` (:class:`DriftDetector`).
     """
 
     signal: str
@@ -227,6 +256,7 @@ class Change:
     detected_s: float
     distance: float
     threshold: float
+    rule: str = "step"
 
 
 def _cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -238,6 +268,14 @@ def _cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 def _abs_difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(abs(float(a) - float(b)))
+
+
+def change_refractory(context_s: float, stride_s: float, k: int) -> int:
+    """Points after a change's onset that are not flagged again: the contexts that still hold
+    the onset, plus ``k`` (the echo of a step, when it leaves a context's start, is not a change)."""
+    if not (context_s > 0 and stride_s > 0 and k >= 1):
+        raise ValueError(f"a positive context and stride and k >= 1 expected, found {context_s}, {stride_s}, {k}")
+    return math.ceil(context_s / stride_s - 1e-9) + k
 
 
 class ChangeDetector:
@@ -311,6 +349,10 @@ class ChangeDetector:
         """End of the series: the open run, if any, is a change."""
         return self._close()
 
+    def quiet(self, until: int) -> None:
+        """Flag no boundary up to point ``until`` (a change was reported there by another rule)."""
+        self._quiet_until = max(self._quiet_until, until)
+
     def _close(self) -> list[tuple[int, int]]:
         if not self._run:
             return []
@@ -319,6 +361,207 @@ class ChangeDetector:
         self._quiet_until = onset + self.refractory
         self.flags[onset] = True
         return [(onset, first)]
+
+
+class DriftDetector:
+    """The causal drift rule on one series: a one-sided CUSUM of the distance from a baseline.
+
+    A change that comes over an hour (an evolving encephalopathy) moves each stride point
+    only a little from the one before: the step rule's two sides of ``k`` points barely
+    differ. What a clinician asks of such a trend is whether the patient is still where
+    they were: this rule keeps the patient's **baseline**, the mean of the first
+    ``baseline`` usable points (at the start, and again after each change and its
+    refractory period), and at each later point the distance ``x`` between the mean of
+    the last ``k`` points and the baseline. Its null spread comes from the baseline
+    itself: the median ``m`` and robust standard deviation ``s`` (MAD × 1.4826, at least
+    ``min_sd``) of the distances of the baseline's own ``k``-point means. Page's
+    one-sided CUSUM ``S = max(0, S + (x - m) / s - slack)`` sums the excess; when ``S``
+    exceeds ``h`` a change is flagged, its onset at the point where this excursion of
+    ``S`` began (the CUSUM's estimate of the change point), and the baseline starts
+    again after the refractory period. A gap (a non-finite point) adds nothing.
+
+    Parameters
+    ----------
+    k : int
+        Points averaged for each distance (the step rule's ``k``).
+    baseline : int
+        Usable points averaged as the baseline.
+    slack, h : float
+        Allowance per point and decision limit, in standard deviations.
+    min_sd : float
+        Least standard deviation of the baseline's distances.
+    refractory : int
+        Points after a change's onset before a new baseline is collected.
+    metric : {"cosine", "absolute"}
+        Distance between a mean and the baseline.
+
+    Attributes
+    ----------
+    statistic : list of float
+        Per point, the sum ``S`` (NaN while there is no baseline or at a gap).
+    flags : list of bool
+        True at each change's onset point.
+    """
+
+    def __init__(self, *, k: int, baseline: int, slack: float, h: float, min_sd: float, refractory: int = 0,
+                 metric: str = "cosine") -> None:
+        if metric not in ("cosine", "absolute"):
+            raise ValueError(f"metric 'cosine' or 'absolute' expected, found {metric!r}")
+        if k < 1 or baseline < 2 or slack < 0 or not h > 0 or not min_sd > 0 or refractory < 0:
+            raise ValueError(f"k >= 1, baseline >= 2, slack >= 0, h > 0, min_sd > 0 and refractory >= 0 expected, "
+                             f"found k={k}, baseline={baseline}, slack={slack}, h={h}, min_sd={min_sd}, "
+                             f"refractory={refractory}")
+        self.k, self.baseline, self.slack, self.h, self.min_sd = k, baseline, slack, h, min_sd
+        self.refractory = refractory
+        self._metric = _cosine_distance if metric == "cosine" else _abs_difference
+        self._values: list[np.ndarray] = []
+        self._resume_at = 0  # first point that may join a new baseline
+        self._base_points: list[int] = []
+        self._base: np.ndarray | None = None
+        self._median = 0.0
+        self._sd = min_sd
+        self._sum = 0.0
+        self._start = -1  # point where the open excursion of the sum began
+        self.statistic: list[float] = []
+        self.flags: list[bool] = []
+
+    def _recent_mean(self, i: int, since: int) -> np.ndarray | None:
+        """Mean of the usable points among the ``k`` ending at ``i`` (none before ``since``)."""
+        window = [v for v in self._values[max(since, i - self.k + 1):i + 1] if np.isfinite(v).all()]
+        return np.mean(np.stack(window), axis=0) if window else None
+
+    def push(self, value: np.ndarray | float) -> list[tuple[int, int]]:
+        """Add the next point; returns ``(onset, first)`` of the change it flags (both the excursion's start)."""
+        v = np.asarray(value, dtype=np.float64)
+        self._values.append(v)
+        self.statistic.append(float("nan"))
+        self.flags.append(False)
+        i = len(self._values) - 1
+        if i < self._resume_at or not np.isfinite(v).all():
+            return []
+        if self._base is None:
+            self._base_points.append(i)
+            if len(self._base_points) == self.baseline:
+                self._set_baseline()
+            return []
+        mean = self._recent_mean(i, self._base_points[0])
+        x = self._metric(cast(np.ndarray, mean), self._base)
+        if not math.isfinite(x):
+            return []
+        grown = max(0.0, self._sum + (x - self._median) / self._sd - self.slack)
+        if self._sum == 0.0 and grown > 0.0:
+            self._start = i
+        self._sum = grown
+        self.statistic[i] = grown
+        if grown <= self.h:
+            return []
+        onset = self._start
+        self.flags[onset] = True
+        self.restart(onset)
+        return [(onset, onset)]
+
+    def _set_baseline(self) -> None:
+        pts = self._base_points
+        self._base = np.mean(np.stack([self._values[j] for j in pts]), axis=0)
+        own = [self._metric(cast(np.ndarray, self._recent_mean(j, pts[0])), self._base) for j in pts[self.k - 1:]]
+        own = [d for d in own if math.isfinite(d)] or [0.0]
+        h = np.asarray(own)
+        self._median = float(np.median(h))
+        self._sd = max(_MAD_TO_SD * float(np.median(np.abs(h - self._median))), self.min_sd)
+        self._sum, self._start = 0.0, -1
+
+    def restart(self, onset: int) -> None:
+        """A change was flagged at point ``onset``: drop the baseline, collect a new one after the refractory period."""
+        self._resume_at = max(len(self._values), onset + self.refractory + 1)
+        self._base_points, self._base = [], None
+        self._sum, self._start = 0.0, -1
+
+    def finish(self) -> list[tuple[int, int]]:
+        """End of the series: a sum below the limit is not a change."""
+        return []
+
+
+class ChangeRule:
+    """The change rules of one series together: the step rule and, optionally, the drift rule.
+
+    Both are fed every point; a change flagged by either is reported once: a flag whose
+    onset falls within the refractory period after the last reported onset (the other
+    rule seeing the same change, often later) is dropped, and each reported change
+    restarts the drift rule's baseline and quiets the step rule for the refractory period.
+
+    Parameters
+    ----------
+    step : ChangeDetector
+    drift : DriftDetector, optional
+
+    Attributes
+    ----------
+    flags : list of bool
+        True at each reported change's onset point (either rule).
+    """
+
+    def __init__(self, step: ChangeDetector, drift: DriftDetector | None = None) -> None:
+        self.step, self.drift = step, drift
+        self.refractory = step.refractory
+        self._last: int | None = None
+        self.flags: list[bool] = []
+
+    @classmethod
+    def from_config(cls, config: TrendConfig, *, refractory: int, metric: str = "cosine") -> ChangeRule:
+        """The rules of ``config`` for embeddings (``metric="cosine"``) or a score (``"absolute"``)."""
+        cosine = metric == "cosine"
+        step = ChangeDetector(k=config.change_k, z=config.change_z, min_history=config.min_history,
+                              min_delta=config.embedding_min_delta if cosine else config.score_min_delta,
+                              refractory=refractory, metric=metric)
+        drift = None
+        if config.drift:
+            drift = DriftDetector(k=config.change_k, baseline=config.drift_baseline, slack=config.drift_slack,
+                                  h=config.drift_h, refractory=refractory, metric=metric,
+                                  min_sd=config.embedding_drift_min_sd if cosine else config.score_drift_min_sd)
+        return cls(step, drift)
+
+    @property
+    def distance(self) -> list[float]:
+        """The step rule's distance per point."""
+        return self.step.distance
+
+    @property
+    def threshold(self) -> list[float]:
+        """The step rule's threshold per point."""
+        return self.step.threshold
+
+    @property
+    def statistic(self) -> list[float] | None:
+        """The drift rule's sum per point (None without the drift rule)."""
+        return self.drift.statistic if self.drift is not None else None
+
+    def push(self, value: np.ndarray | float) -> list[tuple[str, int, int]]:
+        """Add the next point; returns ``(rule, onset, first)`` of the changes reported now."""
+        self.flags.append(False)
+        found = [("step", o, f) for o, f in self.step.push(value)]
+        if self.drift is not None:
+            found += [("drift", o, f) for o, f in self.drift.push(value)]
+        return self._report(found)
+
+    def finish(self) -> list[tuple[str, int, int]]:
+        """End of the series: the step rule's open run, if any."""
+        found = [("step", o, f) for o, f in self.step.finish()]
+        if self.drift is not None:
+            found += [("drift", o, f) for o, f in self.drift.finish()]
+        return self._report(found)
+
+    def _report(self, found: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+        kept = []
+        for rule, onset, first in sorted(found, key=lambda c: c[1]):
+            if self._last is not None and onset <= self._last + self.refractory:
+                continue  # the same change, seen by the other rule
+            kept.append((rule, onset, first))
+            self._last = onset
+            self.flags[onset] = True
+            self.step.quiet(onset + self.refractory)
+            if self.drift is not None and rule == "step":
+                self.drift.restart(onset)
+        return kept
 
 
 @dataclass
@@ -334,8 +577,8 @@ class TrendResult:
     valid_fraction : ndarray, (n,)
         Valid frames in each context.
     scores : dict of str to ndarray (n,)
-    embedding_change : ChangeDetector
-    score_changes : dict of str to ChangeDetector
+    embedding_change : ChangeRule
+    score_changes : dict of str to ChangeRule
     changes : list of Change
     csa_t_s : ndarray, (m,)
         End of each CSA step (s).
@@ -360,8 +603,8 @@ class TrendResult:
     embeddings: np.ndarray
     valid_fraction: np.ndarray
     scores: dict[str, np.ndarray]
-    embedding_change: ChangeDetector
-    score_changes: dict[str, ChangeDetector]
+    embedding_change: ChangeRule
+    score_changes: dict[str, ChangeRule]
     changes: list[Change]
     csa_t_s: np.ndarray
     csa_left: np.ndarray
@@ -393,9 +636,11 @@ class TrendResult:
 
         Columns: ``t_s``, ``clock`` (time of day, when the header has a start time),
         ``context_start_s``, ``valid_fraction``, ``embedding`` (list of float32),
-        ``embedding_change``, ``embedding_threshold``, ``embedding_flag``, and per task
+        ``embedding_change``, ``embedding_threshold``, (with the drift rule)
+        ``embedding_drift``, ``embedding_flag`` (a change of either rule), and per task
         ``score_<task>``, ``score_<task>_change``, ``score_<task>_threshold``,
-        ``score_<task>_flag``. A change distance sits on the point after its boundary.
+        (``score_<task>_drift``), ``score_<task>_flag``. A change distance sits on the point
+        after its boundary; the drift rule's sum on its point.
         """
         cols: dict[str, pl.Series] = {"t_s": pl.Series(self.t_s, dtype=pl.Float64)}
         clock = self.clock(self.t_s)
@@ -410,6 +655,8 @@ class TrendResult:
                 cols[name] = pl.Series(self.scores[name[len("score_"):]], dtype=pl.Float64)
             cols[f"{name}_change"] = pl.Series(det.distance, dtype=pl.Float64)
             cols[f"{name}_threshold"] = pl.Series(det.threshold, dtype=pl.Float64)
+            if det.statistic is not None:
+                cols[f"{name}_drift"] = pl.Series(det.statistic, dtype=pl.Float64)
             cols[f"{name}_flag"] = pl.Series(det.flags, dtype=pl.Boolean)
         return pl.DataFrame(cols)
 
@@ -430,7 +677,7 @@ class TrendResult:
     def changes_table(self) -> pl.DataFrame:
         """``changes.parquet``: one row per flagged change (the fields of :class:`Change`)."""
         schema = {"signal": pl.String, "index": pl.Int32, "onset_s": pl.Float64, "first_s": pl.Float64,
-                  "detected_s": pl.Float64, "distance": pl.Float64, "threshold": pl.Float64}
+                  "detected_s": pl.Float64, "distance": pl.Float64, "threshold": pl.Float64, "rule": pl.String}
         rows = [{k: getattr(c, k) for k in schema} for c in self.changes]
         return pl.DataFrame(rows, schema=schema)
 
@@ -546,12 +793,9 @@ class TrendBuilder:
         self._left = np.array(layout.left[:layout.n_lateral])
         self._right = np.array(layout.right[:layout.n_lateral])
         c = self.config
-        quiet = -(-self.context // self.stride) + c.change_k  # an echo: the change leaving the context's start
-        self.embedding_change = ChangeDetector(k=c.change_k, z=c.change_z, min_history=c.min_history,
-                                               min_delta=c.embedding_min_delta, refractory=quiet, metric="cosine")
-        self.score_changes = {t: ChangeDetector(k=c.change_k, z=c.change_z, min_history=c.min_history,
-                                                min_delta=c.score_min_delta, refractory=quiet, metric="absolute")
-                              for t in self.probes}
+        quiet = change_refractory(self.context_s, self.stride * self.step_s, c.change_k)
+        self.embedding_change = ChangeRule.from_config(c, refractory=quiet, metric="cosine")
+        self.score_changes = {t: ChangeRule.from_config(c, refractory=quiet, metric="absolute") for t in self.probes}
         self.changes: list[Change] = []
         self.frames = 0  # frames received
         self._buf: np.ndarray | None = None  # the last frames (channels, bins, ≤ window + block)
@@ -608,11 +852,11 @@ class TrendBuilder:
 
     def finish(self) -> None:
         """End of the recording: close the open runs of the change rule."""
-        for onset, first in self.embedding_change.finish():
-            self._change("embedding", onset, first)
+        for rule, onset, first in self.embedding_change.finish():
+            self._change("embedding", rule, onset, first)
         for task, det in self.score_changes.items():
-            for onset, first in det.finish():
-                self._change(f"score:{task}", onset, first)
+            for rule, onset, first in det.finish():
+                self._change(f"score:{task}", rule, onset, first)
 
     def _add_csa(self, block: FrameBlock) -> None:
         cm = block.channel_mask.astype(bool)
@@ -720,25 +964,30 @@ class TrendBuilder:
         self._valid.append(valid_fraction)
         # a context mostly in a gap is missing to the change rule, not a change
         usable = valid_fraction >= self.config.min_valid
-        for onset, first in self.embedding_change.push(emb if usable else np.full_like(emb, np.nan)):
-            self._change("embedding", onset, first)
+        for rule, onset, first in self.embedding_change.push(emb if usable else np.full_like(emb, np.nan)):
+            self._change("embedding", rule, onset, first)
         for task, probe in self.probes.items():
             s = float(np.asarray(probe(emb[None].astype(np.float64))).reshape(-1)[0]) if np.isfinite(emb).all() \
                 else float("nan")
             self._scores[task].append(s)
-            for onset, first in self.score_changes[task].push(s if usable else float("nan")):
-                self._change(f"score:{task}", onset, first)
+            for rule, onset, first in self.score_changes[task].push(s if usable else float("nan")):
+                self._change(f"score:{task}", rule, onset, first)
 
-    def _change(self, signal: str, onset: int, first: int) -> None:
+    def _change(self, signal: str, rule: str, onset: int, first: int) -> None:
         det = self.embedding_change if signal == "embedding" else self.score_changes[signal[len("score:"):]]
 
         def boundary(j: int) -> float:
             return 0.5 * (self._t[j - 1] + self._t[j])
 
-        ch = Change(signal, onset, boundary(onset), boundary(first), self._t[-1], det.distance[onset],
-                    det.threshold[onset])
+        if rule == "drift":
+            drift = cast(DriftDetector, det.drift)
+            distance, threshold = drift.statistic[-1], drift.h
+        else:
+            distance, threshold = det.distance[onset], det.threshold[onset]
+        ch = Change(signal, onset, boundary(onset), boundary(first), self._t[-1], distance, threshold, rule)
         self.changes.append(ch)
-        log.info("change in %s at %.0f s (distance %.3g > %.3g)", signal, ch.onset_s, ch.distance, ch.threshold)
+        log.info("change in %s at %.0f s (%s rule: %.3g > %.3g)", signal, ch.onset_s, rule, ch.distance,
+                 ch.threshold)
 
     def result(self, *, annotations: tuple[Annotation, ...] = (), source_path: str = "", source_sha256: str = "",
                start_clock_s: float | None = None) -> TrendResult:

@@ -351,6 +351,13 @@ def plot_trend(result: "TrendResult", out: str | Path, *, fmax: float = 20.0, vm
     ax.plot(t, det.threshold, color="tab:red", lw=0.8, ls=":", label="threshold")
     ax.set_ylabel("cosine\ndistance")
     ax.legend(fontsize=7, loc="upper left")
+    if det.drift is not None:  # the drift rule's sum, as a fraction of its decision limit
+        twin = ax.twinx()
+        twin.plot(t, np.asarray(det.drift.statistic, dtype=float) / det.drift.h, color="tab:blue", lw=0.8,
+                  label="drift sum / limit")
+        twin.axhline(1.0, color="tab:blue", lw=0.6, ls=":")
+        twin.set_ylabel("drift", color="tab:blue")
+        twin.legend(fontsize=7, loc="upper right")
     start = result.clock(np.zeros(1))
     ax.set_xlabel(f"{unit} from the start" + (f" (start {start[0]})" if start else ""))
     for c in result.changes:

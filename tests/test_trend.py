@@ -170,8 +170,9 @@ def test_table_shape_and_columns(change_trend, embedder: Embedder) -> None:
     # one point per minute from the first whole context to the end of the hour
     assert t["t_s"].to_list() == [float(s) for s in range(1320, 3601, 60)]
     assert t.columns == ["t_s", "context_start_s", "valid_fraction", "embedding", "embedding_change",
-                         "embedding_threshold", "embedding_flag", "score_slowing", "score_slowing_change",
-                         "score_slowing_threshold", "score_slowing_flag"]
+                         "embedding_threshold", "embedding_drift", "embedding_flag", "score_slowing",
+                         "score_slowing_change", "score_slowing_threshold", "score_slowing_drift",
+                         "score_slowing_flag"]
     assert (t["context_start_s"] == t["t_s"] - context).all()
     assert t["embedding"].list.len().unique().to_list() == [embedder.cfg.model.dim]
     assert t["valid_fraction"].min() > 0.99
