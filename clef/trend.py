@@ -45,6 +45,13 @@ change, not an echo one context later). Defaults (:class:`TrendConfig`): ``k = 3
 ``z = 5``, ``min_history = 6``, ``min_valid = 0.5``, ``min_delta`` 0.01 (cosine distance)
 for the embedding and 0.1 for a probability.
 
+Drift rule (``TrendConfig.drift``, on by default): a slow change (an hour-long ramp)
+barely separates the step rule's two sides of ``k`` points, so beside it runs a one-sided
+CUSUM of the distance of the last ``k`` points' mean from the patient's baseline (the mean
+of the first ``drift_baseline`` usable points, again after each change), in robust
+standard deviations of the baseline's own distances (:class:`DriftDetector`). A change
+seen by both rules is reported once (:class:`ChangeRule`).
+
 Outputs (:meth:`TrendResult.write`): ``trend.parquet`` (one row per stride point),
 ``csa.parquet`` (one row per CSA step), ``changes.parquet`` (one row per flagged change),
 each with the schema tag and the run's parameters in its Parquet metadata; the figure is
