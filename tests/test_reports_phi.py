@@ -197,3 +197,15 @@ def test_identifiers_and_places_without_the_header_cues() -> None:
 def test_a_city_after_a_street_address_is_replaced() -> None:
     assert "Boston" not in scrub_phi("Lives at 12 Elm Street Boston, MA 02115.").text
     assert "springfield" not in scrub_phi("Address: 4 birch road, springfield  Tel: 617-555-0134").text
+
+
+def test_field_words_among_the_callers_names_and_the_debug_log(caplog: pytest.LogCaptureFixture) -> None:
+    # a word that is never a name ("Unknown" in an EHR name field) is not replaced, even next to a name
+    r = scrub_phi("Mother Ingrid, Unknown father.", extra_names=["Ingrid", "Unknown"])
+    assert r.text == "Mother [NAME], Unknown father."
+    with caplog.at_level("DEBUG", logger="reports.phi"):
+        scrub_phi("Patient: Ingrid Novak, seen 06/29/2018.")
+        scrub_phi("Nothing to scrub.")
+    assert caplog.messages == ["scrubbed 2 PHI spans: {'name': 1, 'date': 1}"]  # counts only, never the text
+    with pytest.raises(TypeError, match=r"^text must be a str, found int$"):
+        scrub_phi(3)  # type: ignore[arg-type]
