@@ -246,6 +246,7 @@ def test_an_empty_store_and_a_file_in_its_place(tmp_path: Path) -> None:
     st.require()
     assert st.models() == [] and st.embeddings().columns == list(SCHEMAS["embeddings"])
     assert st.embeddings(windows=False).height == 0 and st.vector("s1", "a" * 16) is None
+    assert st.embeddings(windows=False).columns == [c for c in SCHEMAS["embeddings"] if c != "window_vectors"]
     x = vectors_of(st.embeddings())
     assert x.shape == (0, 0) and x.dtype == np.float32
     with pytest.raises(StoreError, match=rf"^store {store}: model a+ not found; models present: none$"):
@@ -274,6 +275,8 @@ def test_parts_written_before_a_column_existed_read_it_as_null(tmp_path: Path) -
     some = st._read("sessions", columns=["reference", "session_id"])
     assert some.columns == ["reference", "session_id"] and some["reference"].to_list() == ["AVG", None]
     assert st._read("sessions", columns=["session_id"]).columns == ["session_id"]
+    (store / "sessions" / "part-000001.parquet").unlink()  # only old parts: the column is still typed
+    assert st.sessions().schema["reference"] == SCHEMAS["sessions"]["reference"]
 
 
 def test_an_unreadable_part_names_itself_and_the_way_out(tmp_path: Path) -> None:
