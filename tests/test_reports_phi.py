@@ -138,6 +138,9 @@ def test_initials_particles_titles_and_empty_fields_are_not_harvested_as_names()
     # nor a title without its period ("Mrs"), nor an empty field's word
     assert scrub_phi("Karyotype 46,XX. Mrs Novak, MD saw her.").text == "Karyotype 46,XX. [NAME] saw her."
     assert scrub_phi("Referring physician: None\nHISTORY: none.").text == "Referring physician: None\nHISTORY: none."
+    # ... and the cues after an empty field are still read
+    text = "Referring physician: None\nPatient: Ingrid Novak\nHISTORY: Ingrid is well."
+    assert scrub_phi(text).text == "Referring physician: None\nPatient: [NAME]\nHISTORY: [NAME] is well."
 
 
 def test_last_first_after_any_cue_and_in_header_lines() -> None:
