@@ -23,7 +23,7 @@ venv: $(STAMP)
 test: $(STAMP)
 	@# the cohort explorer's browser tests need chromium (they skip, naming what is missing, without it)
 	@if [ "$$(id -u)" = 0 ]; then { command -v chromium && command -v chromedriver; } >/dev/null || (timeout 300 apt-get install -y chromium chromium-driver >/dev/null 2>&1 && echo "installed chromium") || echo "chromium not installable here: browser tests will be skipped"; else { command -v chromium && command -v chromedriver; } >/dev/null || echo "chromium or chromedriver not installed (not root): browser tests will be skipped"; fi
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 demo: $(STAMP)
 	$(BIN)/clef demo --out $(DEMO_OUT)

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from clef.align import AlignConfig, index_archive
 from clef.align.data import collate, prepare_align_data
@@ -199,14 +200,12 @@ def test_round_trip_and_tampered_vocabulary(aligned, data, tmp_path):
         load_align_module(stage1_like)
 
 
-def test_held_out_concepts_leave_vocabulary_and_code_sets(pipeline, index, text_encoder):
+def test_held_out_concepts_leave_vocabulary_and_code_sets(pipeline, index, text_encoder, data):
     cfg = load_preset(AlignConfig, "tiny", {**SMALL, "ehr": {**SMALL["ehr"], "held_out": ["icd:G40"]}})
     d = prepare_align_data(load_token_table(pipeline.tokens), index, cfg, summariser=None, text_encoder=text_encoder)
     assert not [t for t in d.vocab.tokens if t.startswith("icd:G40")]
     assert not [t for e in d.examples for t in (e.ehr or []) if t.startswith("icd:G40")]
-    full = prepare_align_data(load_token_table(pipeline.tokens), index, load_preset(AlignConfig, "tiny", SMALL),
-                              summariser=None, text_encoder=text_encoder)
-    assert [t for t in full.vocab.tokens if t.startswith("icd:G40")]  # epilepsy codes exist in this hospital
+    assert [t for t in data.vocab.tokens if t.startswith("icd:G40")]  # epilepsy codes exist in this hospital
 
 
 def test_resume_continues_from_the_saved_step(aligned, pipeline, index, tmp_path):
@@ -221,8 +220,12 @@ def test_resume_continues_from_the_saved_step(aligned, pipeline, index, tmp_path
 
 def test_cli_align_runs_and_reports_retrieval(pipeline, hospital, tmp_path):
     out = tmp_path / "cli_aligned"
+    # the towers of SMALL, as a YAML file: the CLI path is under test, not the preset's size
+    config = tmp_path / "small.yaml"
+    config.write_text(yaml.safe_dump(load_preset(AlignConfig, "tiny", SMALL).model_dump(mode="json")))
     cmd = [sys.executable, "-m", "clef", "align", "--init", str(pipeline.checkpoint), "--archive", str(hospital),
-           "--tokens", str(pipeline.tokens), "--out", str(out), "--max-steps", "2", "--accelerator", "cpu"]
+           "--tokens", str(pipeline.tokens), "--out", str(out), "--max-steps", "2", "--accelerator", "cpu",
+           "--config", str(config)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "EEG→report top-10" in p.stderr and (out / "align" / "vocab.json").is_file()
