@@ -195,6 +195,32 @@ def bandpower_explain(spec, freqs: np.ndarray, channels: tuple[str, ...], probe,
     return {"region": drop[1:1 + n_r], "band": drop[1 + n_r:1 + n_r + n_b], "time": t}
 
 
+
+def explain_row(path, emb, probe, finding: str, session: dict, args: argparse.Namespace, events: list) -> tuple:
+    """Explain one session's probe score; its spectrogram, minute length and the row written to rows.jsonl.
+
+    With ``--compare-hemisphere-baselines`` a lateral finding's regions are explained again
+    with the other hemisphere baseline (one band and first-order minutes keep that pass short).
+    """
+    from clef.explain import explain, read_spectrogram
+    from tokenizer.multitaper import CANONICAL_BANDS
+
+    t0 = time.perf_counter()
+    spec = read_spectrogram(path, emb, threads=args.threads)
+    ex = explain(spec, emb, probe, target=f"probe:{probe.task}", channels=False,
+                 hemisphere_baseline=args.hemisphere_baseline)
+    row = {"finding": finding, "session_id": session["session_id"], "side": session["side"], "probe": probe.task,
+           "hemisphere_baseline": ex.hemisphere_baseline, "baseline": ex.baseline,
+           "region": ex.region.tolist(), "band": ex.band.tolist(),
+           "time": [None if not math.isfinite(v) else v for v in ex.time.tolist()], "events": events,
+           "seconds": time.perf_counter() - t0}
+    if args.compare_hemisphere_baselines and finding in LATERAL:
+        other = "absent" if args.hemisphere_baseline == "mirror" else "mirror"
+        alt = explain(spec, emb, probe, target=f"probe:{probe.task}", channels=False,
+                      bands={"beta": CANONICAL_BANDS["beta"]}, time_method="gradient", hemisphere_baseline=other)
+        row[f"region_{other}"] = alt.region.tolist()
+    return spec, ex.minute_s, row
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--study", type=Path, default=Path("bench/out/study_200_legacy"))
@@ -218,7 +244,7 @@ def main() -> None:
 
     from benchmark_tasks.probes import load_probes
     from clef.embedding import Embedder
-    from clef.explain import REGION_NAMES, explain, read_spectrogram
+    from clef.explain import REGION_NAMES
     from tokenizer.multitaper import CANONICAL_BANDS
     from clef.synthetic.hospital import load_truth
 
@@ -258,25 +284,10 @@ def main() -> None:
             key = (finding, r["session_id"])
             if key in done:
                 continue
-            t0 = time.perf_counter()
-            spec = read_spectrogram(hospital / r["path"], emb, threads=args.threads)
-            ex = explain(spec, emb, probe, target=f"probe:{probe.task}", channels=False,
-                         hemisphere_baseline=args.hemisphere_baseline)
-            row = {"finding": finding, "session_id": r["session_id"], "side": r["side"], "probe": probe.task,
-                   "hemisphere_baseline": ex.hemisphere_baseline,
-                   "baseline": ex.baseline, "region": ex.region.tolist(), "band": ex.band.tolist(),
-                   "time": [None if not math.isfinite(v) else v for v in ex.time.tolist()],
-                   "events": [e for e in events.get(r["session_id"], []) if e[2] == EPISODIC.get(finding)],
-                   "seconds": time.perf_counter() - t0}
-            if args.compare_hemisphere_baselines and finding in LATERAL:
-                other = "absent" if args.hemisphere_baseline == "mirror" else "mirror"
-                # only the regions are kept: one band and the minutes to first order keep this pass short
-                alt = explain(spec, emb, probe, target=f"probe:{probe.task}", channels=False,
-                              bands={"beta": CANONICAL_BANDS["beta"]}, time_method="gradient",
-                              hemisphere_baseline=other)
-                row[f"region_{other}"] = alt.region.tolist()
+            spec, minute_s, row = explain_row(hospital / r["path"], emb, probe, finding, r, args,
+                                    [e for e in events.get(r["session_id"], []) if e[2] == EPISODIC.get(finding)])
             if bp is not None:
-                b = bandpower_explain(spec, freqs, tuple(emb.contract.channels), bp, ex.minute_s)
+                b = bandpower_explain(spec, freqs, tuple(emb.contract.channels), bp, minute_s)
                 row["bp_probe"] = bp.task
                 row["bp_region"] = b["region"].tolist()
                 row["bp_band"] = b["band"].tolist()
@@ -298,21 +309,8 @@ def main() -> None:
             key = (finding, r["session_id"])
             if not r["positive"] or key in done:
                 continue
-            t0 = time.perf_counter()
-            spec = read_spectrogram(r["path"], emb, threads=args.threads)
-            ex = explain(spec, emb, probe, target=f"probe:{probe.task}", channels=False,
-                         hemisphere_baseline=args.hemisphere_baseline)
-            row = {"finding": finding, "session_id": r["session_id"], "side": r["side"], "probe": probe.task,
-                   "hemisphere_baseline": ex.hemisphere_baseline, "baseline": ex.baseline,
-                   "region": ex.region.tolist(), "band": ex.band.tolist(),
-                   "time": [None if not math.isfinite(v) else v for v in ex.time.tolist()], "events": [],
-                   "planted": True, "seconds": time.perf_counter() - t0}
-            if args.compare_hemisphere_baselines and finding in LATERAL:
-                other = "absent" if args.hemisphere_baseline == "mirror" else "mirror"
-                alt = explain(spec, emb, probe, target=f"probe:{probe.task}", channels=False,
-                              bands={"beta": CANONICAL_BANDS["beta"]}, time_method="gradient",
-                              hemisphere_baseline=other)
-                row[f"region_{other}"] = alt.region.tolist()
+            _, _, row = explain_row(r["path"], emb, probe, finding, r, args, [])
+            row["planted"] = True
             with rows_path.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
             done[key] = row
