@@ -14,9 +14,10 @@
 * ``[PHONE]``: (617) 555-0134, 617-555-0134, +1 617 555 0134, with extensions;
   values after "Phone:", "Tel:", "Fax:" and "Pager:".
 * ``[EMAIL]``, ``[URL]``.
-* ``[PLACE]``: street addresses ("12 Elm Street"), "City, ST 02115", facility names
-  ending in Hospital/Medical Center/Clinic/Institute/Infirmary ("at Northgate
-  University Hospital"), values after "Address:".
+* ``[PLACE]``: street addresses ("12 Elm Street", with the city that follows when a
+  state or a ZIP code closes it: "12 Elm Street Boston MA 02115"), "City, ST 02115",
+  facility names ending in Hospital/Medical Center/Clinic/Institute/Infirmary ("at
+  Northgate University Hospital"), values after "Address:".
 * ages over 89 become "90+" (Safe Harbor aggregates them): "a 93-year-old" → "a
   90+-year-old".
 
@@ -27,6 +28,10 @@ document-wide pass, and harvested tokens that are also clinical or common Englis
 ("White", "Young", "Sharp" ...) are replaced only where capitalised next to another part
 of the name, so "sharp waves" survive a Dr. Sharp.
 
+Where matches overlap, their union is replaced by one placeholder (that of the
+highest-priority match, then the longest), so no part of any match is left: the
+scrubber over-redacts rather than leaks.
+
 Optionally, a spaCy model (:class:`PhiConfig` ``spacy_model``: a package name or a local
 path) adds its PERSON/GPE/LOC/FAC entities; spaCy is imported lazily and a clear
 :class:`ImportError` says so when it is requested but not installed.
@@ -34,7 +39,6 @@ path) adds its PERSON/GPE/LOC/FAC entities; spaCy is imported lazily and a clear
 
 from __future__ import annotations
 
-import bisect
 import logging
 import re
 from collections import Counter
@@ -137,17 +141,28 @@ _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"')\]]+", re.IGNORECASE)
 
 _STREET = (r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|"
            r"Terrace|Parkway|Pkwy|Highway|Hwy|Square|Sq)")
-_ADDRESS = re.compile(rf"\b\d{{1,5}}(?:[ \t]+[A-Z][a-zA-Z]+){{1,4}}[ \t]+{_STREET}\b\.?"
-                      r"(?:,?\s+(?:Apt|Suite|Unit|#)\.?\s*\w+)?")
 _STATES = ("AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|"
            "NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY")
+_ZIP = r"\d{5}(?:-\d{4})?"
+# The street address takes a city that follows it when a state or a ZIP code closes the
+# city ("12 Elm Street Boston MA 02115"): without the comma "City, ST" needs, nothing else
+# would replace the city. A capitalised word alone after the street is not taken (it is
+# as likely the next sentence).
+_ADDRESS = re.compile(rf"\b\d{{1,5}}(?:[ \t]+[A-Z][a-zA-Z]+){{1,4}}[ \t]+{_STREET}\b\.?"
+                      r"(?:,?\s+(?:Apt|Suite|Unit|#)\.?\s*\w+)?"
+                      rf"(?:,?[ \t]+[A-Z][a-z]+(?:[ \t]+[A-Z][a-z]+){{0,2}},?[ \t]+"
+                      rf"(?:(?:{_STATES})\b(?:[ \t]+{_ZIP}\b)?|{_ZIP}\b))?")
 _CITY_STATE = re.compile(rf"\b[A-Z][a-z]+(?:[ \t]+[A-Z][a-z]+){{0,2}},[ \t]+(?:{_STATES})\b"
-                         r"(?:\s+\d{5}(?:-\d{4})?)?")
+                         rf"(?:\s+{_ZIP})?")
 _FACILITY_WORDS = (r"(?:Hospital|Medical\s+Cent(?:er|re)|Health\s+(?:System|Center|Centre)|Clinic|Clinics|Institute|"
                    r"Infirmary|Children'?s|Healthcare)")
 _FACILITY = re.compile(rf"\b(?:(?:St\.|Saint|Mount|Mt\.)[ \t]+)?(?:[A-Z][a-zA-Z'&-]+[ \t]+){{1,4}}{_FACILITY_WORDS}\b"
                        rf"(?:[ \t]+(?:of|at)[ \t]+[A-Z][a-zA-Z]+(?:[ \t]+[A-Z][a-zA-Z]+)?)?")
-_ADDRESS_CUE = re.compile(r"\b(?:address|location|city|hometown)\s*:\s*(?P<v>[^\n]+?)(?=\s{2,}|\s*$|\s+\w[\w ]{0,25}:)",
+# The cued value runs to two spaces, the line's end or the next "Key:" field; a key never
+# follows a comma ("4 birch road, springfield Tel:" keeps the city in the value) and holds
+# no run of spaces (those end the value first).
+_ADDRESS_CUE = re.compile(r"\b(?:address|location|city|hometown)\s*:\s*(?P<v>[^\n]+?)"
+                          r"(?=\s{2,}|\s*$|(?<!,)\s+\w(?:\w| (?=\w)){0,25}:)",
                           re.IGNORECASE | re.MULTILINE)
 _AGE_OVER_89 = re.compile(r"\b(?P<n>9\d|1[0-2]\d)(?P<u>[- ](?:years?|yrs?|y)[- ]old|\s*(?:yo|y/o)\b)", re.IGNORECASE)
 
@@ -382,18 +397,31 @@ def _spacy_spans(text: str, spans: list[_Span], model: str, harvested: set[str])
 
 
 def _resolve(spans: list[_Span]) -> list[_Span]:
-    """Non-overlapping spans: at each conflict keep the higher priority, then the longer."""
-    order = sorted(spans, key=lambda s: (-s.priority, -(s.end - s.start), s.start))
-    starts: list[int] = []  # kept spans, sorted by start (they never overlap)
-    ends: list[int] = []
-    kept: list[_Span] = []
+    """Non-overlapping spans: each run of overlapping spans becomes their union.
+
+    A scrubber must over-redact rather than leak: keeping one of two overlapping spans
+    would leave the other's remainder in the text ("12 Elm Street" and "Elm Street
+    Boston, MA 02115" would leave "Boston, MA 02115"). Spans that only touch stay apart.
+    The union's placeholder is that of its highest-priority span, then the longest, then
+    the first, then the kind's name, so the choice never depends on the order the
+    patterns ran in. A literal replacement (an age's "90+") stands only for its own
+    span: a union holding any placeholder span takes the placeholder.
+    """
+    order = sorted(spans, key=lambda s: (s.start, s.end))
+    groups: list[list[_Span]] = []
+    end = 0
     for s in order:
-        i = bisect.bisect_left(starts, s.end)  # kept spans starting before s ends: indices < i
-        if i and ends[i - 1] > s.start:
-            continue
-        starts.insert(i, s.start)
-        ends.insert(i, s.end)
-        kept.insert(i, s)
+        if groups and s.start < end:
+            groups[-1].append(s)
+            end = max(end, s.end)
+        else:
+            groups.append([s])
+            end = s.end
+    kept = []
+    for group in groups:
+        typed = [s for s in group if s.replacement is None] or group
+        best = min(typed, key=lambda s: (-s.priority, -(s.end - s.start), s.start, s.kind))
+        kept.append(_Span(group[0].start, max(s.end for s in group), best.kind, best.priority, best.replacement))
     return kept
 
 
