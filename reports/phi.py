@@ -28,9 +28,9 @@ document-wide pass, and harvested tokens that are also clinical or common Englis
 ("White", "Young", "Sharp" ...) are replaced only where capitalised next to another part
 of the name, so "sharp waves" survive a Dr. Sharp.
 
-Where matches overlap, their union is replaced by one placeholder (that of the
-highest-priority match, then the longest), so no part of any match is left: the
-scrubber over-redacts rather than leaks.
+Where matches overlap, their union is replaced by one placeholder (that of the longest
+match, then the highest-priority), so no part of any match is left: the scrubber
+over-redacts rather than leaks.
 
 Optionally, a spaCy model (:class:`PhiConfig` ``spacy_model``: a package name or a local
 path) adds its PERSON/GPE/LOC/FAC entities; spaCy is imported lazily and a clear
@@ -402,10 +402,11 @@ def _resolve(spans: list[_Span]) -> list[_Span]:
     A scrubber must over-redact rather than leak: keeping one of two overlapping spans
     would leave the other's remainder in the text ("12 Elm Street" and "Elm Street
     Boston, MA 02115" would leave "Boston, MA 02115"). Spans that only touch stay apart.
-    The union's placeholder is that of its highest-priority span, then the longest, then
-    the first, then the kind's name, so the choice never depends on the order the
-    patterns ran in. A literal replacement (an age's "90+") stands only for its own
-    span: a union holding any placeholder span takes the placeholder.
+    The union's placeholder is that of its longest span (it names most of the text
+    removed: an address cue's value that holds a phone number is a ``[PLACE]``), then the
+    highest-priority, then the first, then the kind's name, so the choice never depends
+    on the order the patterns ran in. A literal replacement (an age's "90+") stands only
+    for its own span: a union holding any placeholder span takes the placeholder.
     """
     order = sorted(spans, key=lambda s: (s.start, s.end))
     groups: list[list[_Span]] = []
@@ -420,7 +421,7 @@ def _resolve(spans: list[_Span]) -> list[_Span]:
     kept = []
     for group in groups:
         typed = [s for s in group if s.replacement is None] or group
-        best = min(typed, key=lambda s: (-s.priority, -(s.end - s.start), s.start, s.kind))
+        best = min(typed, key=lambda s: (-(s.end - s.start), -s.priority, s.start, s.kind))
         kept.append(_Span(group[0].start, max(s.end for s in group), best.kind, best.priority, best.replacement))
     return kept
 

@@ -227,6 +227,12 @@ def test_overlapping_spans_are_replaced_by_their_union() -> None:
     r = scrub_phi("Location: Boston, MA 02115 Referring physician: Dr. Ann Wu")
     assert r.text == "Location: [PLACE] Referring physician: [NAME]"
     assert (r.n_replacements, r.kinds) == (2, {"place": 1, "name": 1})
+    # an address cue's value holding a phone number: both go, under the longer span's placeholder
+    r = scrub_phi("Address: 4 birch road, springfield 617-555-0134")
+    assert (r.text, r.kinds) == ("Address: [PLACE]", {"place": 1})
+    # a clinic named after the physician: the harvested surname inside it goes with the clinic
+    r = scrub_phi("Referring physician: Dr. Ann Wu. Seen at the Wu Neurology Clinic.")
+    assert r.text == "Referring physician: [NAME]. Seen at the [PLACE]."
     # spans that do not overlap are replaced one by one, the text between them kept as it was
     r = scrub_phi("Seen 06/29/2018, Tel 617-555-0134, MRN 00123456. A 93-year-old man.")
     assert r.text == "Seen [DATE], Tel [PHONE], MRN [ID]. A 90+-year-old man."
@@ -242,15 +248,17 @@ def test_the_placeholder_of_a_union_does_not_depend_on_the_order_of_the_spans() 
         assert len(outs) == 1, outs  # the same answer whatever order the patterns ran in
         return list(outs.pop())
 
-    # the higher priority names the union, even when it is the shorter span
-    assert resolve((0, 10, "place", 1), (8, 12, "id", 2)) == [(0, 12, "id", None)]
-    # at equal priority the longer span, then the earlier, then the kind's name
-    assert resolve((0, 4, "date", 4), (2, 12, "phone", 4)) == [(0, 12, "phone", None)]
+    # the longest span names the union, even against a higher priority
+    assert resolve((0, 10, "place", 1), (8, 12, "id", 2)) == [(0, 12, "place", None)]
+    assert resolve((0, 4, "date", 5), (2, 12, "phone", 4)) == [(0, 12, "phone", None)]
+    # at equal length the higher priority, then the earlier span, then the kind's name
+    assert resolve((0, 6, "place", 1), (3, 9, "id", 2)) == [(0, 9, "id", None)]
+    assert resolve((0, 6, "id", 2), (3, 9, "place", 1)) == [(0, 9, "id", None)]
     assert resolve((0, 6, "phone", 4), (3, 9, "date", 4)) == [(0, 9, "phone", None)]
     assert resolve((0, 6, "phone", 4), (0, 6, "date", 4)) == [(0, 6, "date", None)]
     # a chain of overlaps is one union; spans that only touch stay apart
     assert resolve((0, 4, "name", 3), (3, 8, "place", 2), (7, 10, "id", 1), (10, 12, "date", 4)) == [
-        (0, 10, "name", None), (10, 12, "date", None)]
+        (0, 10, "place", None), (10, 12, "date", None)]
     # a literal replacement stands only for its own span: a union takes the placeholder
     assert resolve((0, 2, "age", 4, "90+")) == [(0, 2, "age", "90+")]
     assert resolve((0, 2, "age", 4, "90+"), (1, 6, "id", 1)) == [(0, 6, "id", None)]
