@@ -29,7 +29,7 @@ document-wide pass, and harvested tokens that are also clinical or common Englis
 of the name, so "sharp waves" survive a Dr. Sharp.
 
 Where matches overlap, their union is replaced by one placeholder (that of the longest
-match, then the highest-priority), so no part of any match is left: the scrubber
+match, then the most specific kind), so no part of any match is left: the scrubber
 over-redacts rather than leaks.
 
 Optionally, a spaCy model (:class:`PhiConfig` ``spacy_model``: a package name or a local
@@ -245,13 +245,18 @@ class _Span:
     start: int
     end: int
     kind: str
-    priority: int
     replacement: str | None = None
 
 
-def _add(spans: list[_Span], start: int, end: int, kind: str, priority: int, replacement: str | None = None) -> None:
+#: Which placeholder names a union of overlapping spans of equal length: the kind whose
+#: patterns are the most specific first (a number after "Tel:" that is also a long digit
+#: run is a phone).
+_KIND_RANK = {kind: i for i, kind in enumerate(("email", "url", "phone", "id", "date", "name", "place", "age"))}
+
+
+def _add(spans: list[_Span], start: int, end: int, kind: str, replacement: str | None = None) -> None:
     if end > start:
-        spans.append(_Span(start, end, kind, priority, replacement))
+        spans.append(_Span(start, end, kind, replacement))
 
 
 def _name_tokens(name: str) -> list[str]:
@@ -289,12 +294,12 @@ def _name_spans(text: str, spans: list[_Span], harvested: set[str]) -> None:
             name, end = lf.group("name"), max(end, lf.end())
         if not _looks_like_name(name):
             continue
-        _add(spans, cue.end(), end, "name", 3)
+        _add(spans, cue.end(), end, "name")
         harvested.update(_name_tokens(name))
         harvested.add(name)
     for m in _TITLED.finditer(text):
         if _looks_like_name(m.group("name")):
-            _add(spans, m.start(), m.end(), "name", 3)
+            _add(spans, m.start(), m.end(), "name")
             harvested.update(_name_tokens(m.group("name")))
     for m in _DEGREED.finditer(text):
         name = m.group("name")
@@ -306,7 +311,7 @@ def _name_spans(text: str, spans: list[_Span], harvested: set[str]) -> None:
             first = text.find(toks[0], m.start())
             init = re.search(rf"(?:{_INITIAL}\s?)+$", text[m.start():first])
             start = m.start() + init.start() if init else first
-            _add(spans, start, m.end(), "name", 3)
+            _add(spans, start, m.end(), "name")
             harvested.update(toks)
     # "LAST, FIRST" in header lines (lines holding "Key: value" fields or before any prose).
     for line in re.finditer(r"[^\n]+", text):
@@ -315,7 +320,7 @@ def _name_spans(text: str, spans: list[_Span], harvested: set[str]) -> None:
             continue
         for m in _LAST_FIRST.finditer(s):
             if _looks_like_name(m.group("name")):
-                _add(spans, line.start() + m.start(), line.start() + m.end(), "name", 3)
+                _add(spans, line.start() + m.start(), line.start() + m.end(), "name")
                 harvested.update(_name_tokens(m.group("name")))
 
 
@@ -332,7 +337,7 @@ def _propagate_names(text: str, spans: list[_Span], names: Iterable[str]) -> Non
         if " " in n or "," in n:
             pat = r"[\s,]+".join(re.escape(t) for t in re.split(r"[\s,]+", n) if t)
             for m in re.finditer(rf"(?<![\w])(?:{pat})(?![\w])", text, re.IGNORECASE):
-                _add(spans, m.start(), m.end(), "name", 2)
+                _add(spans, m.start(), m.end(), "name")
     common = {t for t in tokens if t.lower() in _COMMON_WORDS}
     plain = tokens - common
     if plain:
@@ -342,7 +347,7 @@ def _propagate_names(text: str, spans: list[_Span], names: Iterable[str]) -> Non
         for m in re.finditer(pat, text, re.IGNORECASE):
             pre = m.group("pre")
             joins = bool(pre) and pre[:1].isupper() and pre.lower() not in _COMMON_WORDS | _NOT_PREFIX
-            _add(spans, m.start() if joins else m.start("tok"), m.end(), "name", 2)
+            _add(spans, m.start() if joins else m.start("tok"), m.end(), "name")
     if common and plain:
         # a common-word surname only when capitalised right next to another name token
         alt_c = "|".join(re.escape(t) for t in sorted(common, key=len, reverse=True))
@@ -350,24 +355,23 @@ def _propagate_names(text: str, spans: list[_Span], names: Iterable[str]) -> Non
         pat = rf"(?<![\w])(?:(?:{alt_p})[\s,]+(?:{alt_c})|(?:{alt_c}),?\s+(?:{alt_p}))(?![\w])"
         for m in re.finditer(pat, text, re.IGNORECASE):
             if all(w[:1].isupper() for w in re.split(r"[\s,]+", m.group(0)) if w):
-                _add(spans, m.start(), m.end(), "name", 2)
+                _add(spans, m.start(), m.end(), "name")
 
 
 def _regex_spans(text: str, spans: list[_Span], cfg: PhiConfig) -> None:
     long_number = re.compile(rf"(?<![\w.,])\d{{{cfg.min_id_digits},}}(?![\w]|[.,]\d)")
-    rules = [(_EMAIL, 0, "email", 5), (_URL, 0, "url", 5), (_PHONE_CUE, "v", "phone", 4), (_PHONE, 0, "phone", 4),
-             *((p, 0, "date", 4) for p in _DATE_PATTERNS), (_ID_CUE, "v", "id", 4), (_SSN, 0, "id", 4),
-             (long_number, 0, "id", 1)]
+    rules = [(_EMAIL, 0, "email"), (_URL, 0, "url"), (_PHONE_CUE, "v", "phone"), (_PHONE, 0, "phone"),
+             *((p, 0, "date") for p in _DATE_PATTERNS), (_ID_CUE, "v", "id"), (_SSN, 0, "id"), (long_number, 0, "id")]
     if cfg.scrub_places:
-        rules += [(_ADDRESS_CUE, "v", "place", 2), (_ADDRESS, 0, "place", 2), (_CITY_STATE, 0, "place", 1),
-                  (_FACILITY, 0, "place", 2)]
-    for pat, group, kind, priority in rules:
+        rules += [(_ADDRESS_CUE, "v", "place"), (_ADDRESS, 0, "place"), (_CITY_STATE, 0, "place"),
+                  (_FACILITY, 0, "place")]
+    for pat, group, kind in rules:
         for m in pat.finditer(text):
             if pat is not _ID_CUE or re.search(r"\d", m.group("v")):  # a cued ID holds a digit
-                _add(spans, m.start(group), m.end(group), kind, priority)
+                _add(spans, m.start(group), m.end(group), kind)
     if cfg.cap_ages:
         for m in _AGE_OVER_89.finditer(text):
-            _add(spans, m.start("n"), m.end("n"), "age", 4, replacement="90+")
+            _add(spans, m.start("n"), m.end("n"), "age", replacement="90+")
 
 
 @lru_cache(maxsize=2)
@@ -390,10 +394,10 @@ def _spacy_spans(text: str, spans: list[_Span], model: str, harvested: set[str])
     nlp = _load_spacy(model)
     for ent in nlp(text).ents:  # pragma: no cover - needs spaCy
         if ent.label_ == "PERSON":
-            _add(spans, ent.start_char, ent.end_char, "name", 1)
+            _add(spans, ent.start_char, ent.end_char, "name")
             harvested.update(t for t in _name_tokens(ent.text) if t.lower() not in _COMMON_WORDS)
         elif ent.label_ in ("GPE", "LOC", "FAC"):
-            _add(spans, ent.start_char, ent.end_char, "place", 1)
+            _add(spans, ent.start_char, ent.end_char, "place")
 
 
 def _resolve(spans: list[_Span]) -> list[_Span]:
@@ -403,10 +407,11 @@ def _resolve(spans: list[_Span]) -> list[_Span]:
     would leave the other's remainder in the text ("12 Elm Street" and "Elm Street
     Boston, MA 02115" would leave "Boston, MA 02115"). Spans that only touch stay apart.
     The union's placeholder is that of its longest span (it names most of the text
-    removed: an address cue's value that holds a phone number is a ``[PLACE]``), then the
-    highest-priority, then the first, then the kind's name, so the choice never depends
-    on the order the patterns ran in. A literal replacement (an age's "90+") stands only
-    for its own span: a union holding any placeholder span takes the placeholder.
+    removed: an address cue's value that holds a phone number is a ``[PLACE]``), between
+    spans of equal length that of the kind first in :data:`_KIND_RANK`, so the choice
+    never depends on the order the patterns ran in. A literal replacement (an age's
+    "90+") stands only for its own span: a union holding any placeholder span takes the
+    placeholder.
     """
     order = sorted(spans, key=lambda s: (s.start, s.end))
     groups: list[list[_Span]] = []
@@ -421,8 +426,8 @@ def _resolve(spans: list[_Span]) -> list[_Span]:
     kept = []
     for group in groups:
         typed = [s for s in group if s.replacement is None] or group
-        best = min(typed, key=lambda s: (-(s.end - s.start), -s.priority, s.start, s.kind))
-        kept.append(_Span(group[0].start, max(s.end for s in group), best.kind, best.priority, best.replacement))
+        best = min(typed, key=lambda s: (-(s.end - s.start), _KIND_RANK[s.kind]))
+        kept.append(_Span(group[0].start, max(s.end for s in group), best.kind, best.replacement))
     return kept
 
 

@@ -227,6 +227,9 @@ def test_overlapping_spans_are_replaced_by_their_union() -> None:
     r = scrub_phi("Location: Boston, MA 02115 Referring physician: Dr. Ann Wu")
     assert r.text == "Location: [PLACE] Referring physician: [NAME]"
     assert (r.n_replacements, r.kinds) == (2, {"place": 1, "name": 1})
+    # a number after "Tel:" is also a long digit run: equal spans, the phone names them
+    r = scrub_phi("Tel: 6175550134")
+    assert (r.text, r.kinds) == ("Tel: [PHONE]", {"phone": 1})
     # an address cue's value holding a phone number: both go, under the longer span's placeholder
     r = scrub_phi("Address: 4 birch road, springfield 617-555-0134")
     assert (r.text, r.kinds) == ("Address: [PLACE]", {"place": 1})
@@ -240,28 +243,28 @@ def test_overlapping_spans_are_replaced_by_their_union() -> None:
 
 
 def test_the_placeholder_of_a_union_does_not_depend_on_the_order_of_the_spans() -> None:
-    Span = tuple[int, int, str, int] | tuple[int, int, str, int, str]
-
-    def resolve(*spans: Span) -> list[tuple[int, int, str, str | None]]:
+    def resolve(*spans: tuple[int, int, str] | tuple[int, int, str, str]) -> list[tuple[int, int, str, str | None]]:
         outs = {tuple((k.start, k.end, k.kind, k.replacement) for k in _resolve([_Span(*s) for s in order]))
                 for order in permutations(spans)}
         assert len(outs) == 1, outs  # the same answer whatever order the patterns ran in
         return list(outs.pop())
 
-    # the longest span names the union, even against a higher priority
-    assert resolve((0, 10, "place", 1), (8, 12, "id", 2)) == [(0, 12, "place", None)]
-    assert resolve((0, 4, "date", 5), (2, 12, "phone", 4)) == [(0, 12, "phone", None)]
-    # at equal length the higher priority, then the earlier span, then the kind's name
-    assert resolve((0, 6, "place", 1), (3, 9, "id", 2)) == [(0, 9, "id", None)]
-    assert resolve((0, 6, "id", 2), (3, 9, "place", 1)) == [(0, 9, "id", None)]
-    assert resolve((0, 6, "phone", 4), (3, 9, "date", 4)) == [(0, 9, "phone", None)]
-    assert resolve((0, 6, "phone", 4), (0, 6, "date", 4)) == [(0, 6, "date", None)]
+    # the longest span names the union, whatever its kind
+    assert resolve((0, 10, "place"), (8, 12, "email")) == [(0, 12, "place", None)]
+    assert resolve((0, 4, "email"), (2, 12, "phone")) == [(0, 12, "phone", None)]
+    # between spans of equal length, the kinds in their fixed order
+    ranked = ("email", "url", "phone", "id", "date", "name", "place")
+    for a, b in zip(ranked, ranked[1:]):
+        assert resolve((0, 6, b), (3, 9, a)) == [(0, 9, a, None)]
+        assert resolve((0, 6, a), (3, 9, b)) == [(0, 9, a, None)]
+        assert resolve((0, 6, b), (0, 6, a)) == [(0, 6, a, None)]
     # a chain of overlaps is one union; spans that only touch stay apart
-    assert resolve((0, 4, "name", 3), (3, 8, "place", 2), (7, 10, "id", 1), (10, 12, "date", 4)) == [
+    assert resolve((0, 4, "name"), (3, 8, "place"), (7, 10, "id"), (10, 12, "date")) == [
         (0, 10, "place", None), (10, 12, "date", None)]
     # a literal replacement stands only for its own span: a union takes the placeholder
-    assert resolve((0, 2, "age", 4, "90+")) == [(0, 2, "age", "90+")]
-    assert resolve((0, 2, "age", 4, "90+"), (1, 6, "id", 1)) == [(0, 6, "id", None)]
+    assert resolve((0, 2, "age", "90+")) == [(0, 2, "age", "90+")]
+    assert resolve((0, 2, "age", "90+"), (1, 3, "id")) == [(0, 3, "id", None)]
+    assert resolve((0, 2, "age", "90+"), (0, 2, "place")) == [(0, 2, "place", None)]
 
 
 def test_field_words_among_the_callers_names_and_the_debug_log(caplog: pytest.LogCaptureFixture) -> None:
